@@ -1,0 +1,475 @@
+"""Everything lockstep asks of DVC, through DVC's Python API in this one process.
+
+- `stale_stages`: which stages recorded in dvc.lock no longer match the code, params and deps,
+  and exactly what changed (file, or param key with old -> new value). Dependencies that are
+  outputs of another stage are compared lock-to-lock, so the check needs no data pulled.
+- `verify_remote`: every object the lock references is in the remote, object by object, files
+  inside directory outputs included (`dvc status -c` can say "in sync" when they are not).
+- `pull`, `push`, `reproduce`: the transfers and runs, with errors said the way a person needs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import DvcError
+
+LOCK_FILE = "dvc.lock"
+
+
+@dataclass(frozen=True)
+class Change:
+    kind: str  # "cmd" | "file" | "param" | "upstream" | "never-run" | "always-changed" | "new-dep"
+    path: str = ""
+    key: str = ""
+    old: Any = None
+    new: Any = None
+
+    def describe(self) -> str:
+        if self.kind == "cmd":
+            return f"its command changed ({self.old!r} -> {self.new!r})"
+        if self.kind == "param":
+            if self.new is _MISSING:
+                return f"{self.path}:{self.key} was removed (was {self.old!r})"
+            if self.old is _MISSING:
+                return f"{self.path}:{self.key} was added ({self.new!r})"
+            return f"{self.path}:{self.key} changed ({self.old!r} -> {self.new!r})"
+        if self.kind == "file":
+            return f"{self.path} was {self.new}"
+        if self.kind == "upstream":
+            return f"{self.path} no longer matches the output of stage '{self.key}' in {LOCK_FILE}"
+        if self.kind == "new-dep":
+            return f"{self.path} is a dependency in dvc.yaml but not in {LOCK_FILE}"
+        if self.kind == "never-run":
+            return f"it is in dvc.yaml but has no entry in {LOCK_FILE}"
+        if self.kind == "always-changed":
+            return "it is marked always_changed"
+        return self.kind
+
+
+class _Missing:
+    def __repr__(self) -> str:
+        return "<missing>"
+
+
+_MISSING = _Missing()
+
+
+@dataclass
+class StaleStage:
+    name: str
+    changes: list[Change] = field(default_factory=list)
+
+    def describe(self) -> str:
+        reasons = "; ".join(change.describe() for change in self.changes)
+        return f"stage '{self.name}' would re-run because {reasons}"
+
+
+@dataclass
+class MissingObject:
+    output: str  # the output's path in the project
+    stage: str
+    oid: str
+    member: str | None = None  # the file inside a directory output, or None
+
+
+@dataclass
+class RemoteCheck:
+    remote: str
+    checked: int = 0
+    missing: list[MissingObject] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.missing
+
+    def missing_outputs(self) -> dict[str, list[str]]:
+        by_output: dict[str, list[str]] = {}
+        for item in self.missing:
+            by_output.setdefault(item.output, []).append(item.member or "(the whole output)")
+        return by_output
+
+
+# --- opening ------------------------------------------------------------------------------------
+
+
+def open_repo(project_dir: str | Path):
+    from dvc.exceptions import NotDvcRepoError
+    from dvc.repo import Repo
+
+    project_dir = Path(project_dir)
+    if not (project_dir / ".dvc").is_dir():
+        raise DvcError(
+            f"{project_dir}: not a DVC project (no .dvc folder)",
+            hint="point `working-directory` at the folder that holds dvc.yaml and .dvc/ (`dvc init --subdir` for monorepos)",
+            file=str(project_dir),
+        )
+    try:
+        return Repo(str(project_dir))
+    except NotDvcRepoError as exc:
+        raise DvcError(f"{project_dir}: {exc}", hint="check `working-directory`") from None
+
+
+def lock_digest(project_dir: str | Path) -> str:
+    """SHA-256 of dvc.lock's bytes: the identity of a pipeline state in tags and reports."""
+    path = Path(project_dir) / LOCK_FILE
+    if not path.is_file():
+        return ""
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def pipeline_stages(repo) -> list:
+    """Stages from dvc.yaml files (not .dvc files), in dependency order."""
+    from dvc.stage import PipelineStage
+
+    graph_order = _topological(repo)
+    return [stage for stage in graph_order if isinstance(stage, PipelineStage)]
+
+
+def _topological(repo) -> list:
+    import networkx as nx
+
+    graph = repo.index.graph
+    # DVC's graph edges point from a stage to the stages it depends on.
+    return list(reversed(list(nx.topological_sort(graph))))
+
+
+def stage_named(repo, name: str):
+    for stage in pipeline_stages(repo):
+        if stage.name == name or stage.addressing == name:
+            return stage
+    names = ", ".join(stage.addressing for stage in pipeline_stages(repo)) or "(none)"
+    raise DvcError(
+        f"stage '{name}' not found in dvc.yaml",
+        hint=f"known stages: {names}; fix lockstep.yaml or the `stages` input",
+        file="dvc.yaml",
+    )
+
+
+def downstream(repo, names: Iterable[str]) -> list:
+    """The named stages and every pipeline stage that depends on them, in run order."""
+    import networkx as nx
+
+    graph = repo.index.graph
+    chosen = {stage_named(repo, name) for name in names}
+    closure = set(chosen)
+    for stage in chosen:
+        closure |= set(nx.ancestors(graph, stage))  # edges point to dependencies
+    return [stage for stage in pipeline_stages(repo) if stage in closure]
+
+
+def output_owner(repo, path: str):
+    """(stage, out) producing `path` (relative to the project), or (None, None)."""
+    target = os.path.normpath(path)
+    for stage in repo.index.stages:
+        for out in stage.outs:
+            if os.path.normpath(out.def_path) == target and stage.wdir == repo.root_dir:
+                return stage, out
+            rel = os.path.relpath(out.fs_path, repo.root_dir)
+            if os.path.normpath(rel) == target:
+                return stage, out
+    return None, None
+
+
+def _producers(repo) -> dict[str, tuple[Any, Any]]:
+    producers = {}
+    for stage in repo.index.stages:
+        for out in stage.outs:
+            producers[out.fs_path] = (stage, out)
+    return producers
+
+
+# --- staleness ----------------------------------------------------------------------------------
+
+
+def stale_stages(repo, only: Iterable[str] | None = None) -> list[StaleStage]:
+    """Stages whose dvc.lock entry does not match dvc.yaml, the code, the params or the lock
+    entries of the stages they depend on. Needs no DVC-tracked data in the workspace."""
+    from dvc.dependency.param import ParamsDependency
+
+    producers = _producers(repo)
+    wanted = set(only) if only else None
+    result = []
+    for stage in pipeline_stages(repo):
+        if wanted is not None and stage.name not in wanted:
+            continue
+        if stage.frozen:
+            continue
+        changes: list[Change] = []
+        if not _has_lock_entry(repo, stage):
+            result.append(StaleStage(stage.name, [Change("never-run")]))
+            continue
+        if stage.always_changed:
+            changes.append(Change("always-changed"))
+        if getattr(stage, "cmd_changed", False):
+            changes.append(Change("cmd", old=_locked_cmd(repo, stage), new=stage.cmd))
+        for dep in stage.deps:
+            rel = os.path.relpath(dep.fs_path, repo.root_dir)
+            if isinstance(dep, ParamsDependency):
+                changes.extend(_param_changes(dep, rel))
+                continue
+            if not dep.hash_info:
+                changes.append(Change("new-dep", path=rel))
+                continue
+            producer = producers.get(dep.fs_path)
+            if producer is not None and producer[0] is not stage:
+                upstream_stage, upstream_out = producer
+                if upstream_out.hash_info != dep.hash_info:
+                    changes.append(Change("upstream", path=rel, key=upstream_stage.addressing))
+                continue
+            status = dep.status()
+            if status:
+                changes.append(Change("file", path=rel, new=str(next(iter(status.values())))))
+        if changes:
+            result.append(StaleStage(stage.name, changes))
+    return result
+
+
+def _lock_data(repo) -> dict[str, Any]:
+    import yaml
+
+    path = Path(repo.root_dir) / LOCK_FILE
+    if not path.is_file():
+        return {}
+    return (yaml.safe_load(path.read_text("utf-8")) or {}).get("stages", {}) or {}
+
+
+def _has_lock_entry(repo, stage) -> bool:
+    return stage.name in _lock_data(repo)
+
+
+def _locked_cmd(repo, stage) -> str:
+    entry = _lock_data(repo).get(stage.name, {})
+    return entry.get("cmd", "")
+
+
+def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(value, dict):
+        flat: dict[str, Any] = {}
+        for key, inner in value.items():
+            flat.update(_flatten(inner, f"{prefix}.{key}" if prefix else str(key)))
+        return flat
+    return {prefix: value}
+
+
+def _param_changes(dep, rel: str) -> list[Change]:
+    locked = dep.hash_info.value if dep.hash_info else {}
+    try:
+        current = dep.read_params()
+    except Exception as exc:  # noqa: BLE001 - DVC raises several kinds for unreadable params
+        return [Change("file", path=rel, new=f"unreadable ({exc})")]
+    old, new = _flatten(locked or {}), _flatten(current or {})
+    changes = []
+    for key in sorted(set(old) | set(new)):
+        before, after = old.get(key, _MISSING), new.get(key, _MISSING)
+        if before != after:
+            changes.append(Change("param", path=rel, key=key, old=before, new=after))
+    return changes
+
+
+# --- the remote ---------------------------------------------------------------------------------
+
+
+def _remote_odb(repo, remote: str | None, hash_name: str):
+    from dvc.config import NoRemoteError, RemoteConfigError
+
+    try:
+        return repo.cloud.get_remote_odb(remote, hash_name=hash_name)
+    except NoRemoteError:
+        raise DvcError(
+            "no DVC remote is configured for this project",
+            hint="add one with `dvc remote add -d NAME s3://BUCKET/PATH` and commit .dvc/config",
+            file=".dvc/config",
+        ) from None
+    except RemoteConfigError as exc:
+        raise DvcError(f"the DVC remote cannot be used: {exc}", hint="fix the remote in .dvc/config", file=".dvc/config") from None
+
+
+def remote_url(repo, remote: str | None = None) -> str:
+    try:
+        name = remote or repo.config["core"].get("remote")
+        return repo.config["remote"][name]["url"] if name else ""
+    except KeyError:
+        return ""
+
+
+def object_path(repo, oid: str, remote: str | None = None) -> str:
+    """Where an object lives in the remote (for lineage tags): s3://bucket/prefix/files/md5/ab/cd..."""
+    base = remote_url(repo, remote).rstrip("/")
+    if not base:
+        return ""
+    return f"{base}/files/md5/{oid[:2]}/{oid[2:]}"
+
+
+def verify_remote(repo, stages: Sequence | None = None) -> RemoteCheck:
+    """Check that every object of every cached output in the lock is in its remote.
+
+    Directory listings (`.dir` objects) are read from the remote itself, so the check works with
+    an empty local cache, and then every file inside is checked, not only the listing.
+    """
+    from dvc_data.hashfile.tree import Tree
+
+    stages = list(stages) if stages is not None else list(repo.index.stages)
+    check = RemoteCheck(remote=remote_url(repo) or "(default)")
+    # (remote name, hash name) -> {oid: [MissingObject candidates]}
+    wanted: dict[tuple[str | None, str], dict[str, list[MissingObject]]] = {}
+    for stage in stages:
+        for out in stage.outs:
+            if not out.use_cache or not out.can_push or not out.hash_info:
+                continue
+            rel = os.path.relpath(out.fs_path, repo.root_dir)
+            hash_name = out.hash_info.name or "md5"
+            key = (out.remote, hash_name)
+            bucket = wanted.setdefault(key, {})
+            bucket.setdefault(out.hash_info.value, []).append(MissingObject(rel, stage.addressing, out.hash_info.value))
+            if out.hash_info.isdir:
+                odb = _remote_odb(repo, out.remote, hash_name)
+                try:
+                    tree = Tree.load(odb, out.hash_info)
+                except FileNotFoundError:
+                    continue  # the listing itself is missing: reported by the existence check below
+                except Exception as exc:  # noqa: BLE001 - network and auth errors from the fs
+                    raise _remote_failure(repo, exc) from None
+                for member, (_meta, info) in tree.iteritems():
+                    bucket.setdefault(info.value, []).append(
+                        MissingObject(rel, stage.addressing, info.value, "/".join(member))
+                    )
+    for (remote, hash_name), objects in wanted.items():
+        odb = _remote_odb(repo, remote, hash_name)
+        try:
+            present = set(odb.oids_exist(list(objects), jobs=_jobs()))
+        except Exception as exc:  # noqa: BLE001
+            raise _remote_failure(repo, exc) from None
+        check.checked += len(objects)
+        for oid, places in objects.items():
+            if oid not in present:
+                check.missing.extend(places)
+    check.missing.sort(key=lambda item: (item.output, item.member or ""))
+    return check
+
+
+def _jobs() -> int:
+    return max(4, min(32, (os.cpu_count() or 2) * 4))
+
+
+def _remote_failure(repo, exc: BaseException) -> DvcError:
+    return DvcError(
+        f"could not reach the DVC remote {remote_url(repo) or '(default)'}: {type(exc).__name__}: {exc}",
+        hint="check the remote's endpoint and the AWS credentials (or the OIDC role), then re-run; nothing was changed",
+    )
+
+
+# --- transfers and runs -------------------------------------------------------------------------
+
+
+def pull(repo, targets: Sequence[str]) -> int:
+    """Fetch and check out exactly these outputs. Returns the number of files fetched."""
+    if not targets:
+        return 0
+    try:
+        result = repo.pull(targets=list(targets), jobs=_jobs())
+    except Exception as exc:  # noqa: BLE001 - DVC raises CheckoutError, DownloadError, fs errors
+        raise DvcError(
+            f"dvc pull of {', '.join(targets)} failed: {type(exc).__name__}: {exc}",
+            hint="check that these outputs were pushed (`dvc push`) and that the remote is reachable",
+        ) from None
+    return int(result.get("fetched", 0)) if isinstance(result, dict) else 0
+
+
+def push(repo, targets: Sequence[str] | None = None) -> int:
+    try:
+        return int(repo.push(targets=list(targets) if targets else None, jobs=_jobs()) or 0)
+    except Exception as exc:  # noqa: BLE001 - UploadError, fs and network errors
+        raise DvcError(
+            f"dvc push failed: {type(exc).__name__}: {exc}",
+            hint="nothing was committed; check the remote's endpoint and credentials, then re-run the job",
+        ) from None
+
+
+def reproduce(repo, stage_names: Sequence[str], *, force: bool = True) -> None:
+    """Run the named stages one by one, in the order given, forced unless told otherwise."""
+    from dvc.exceptions import DvcException
+
+    for name in stage_names:
+        stage = stage_named(repo, name)
+        try:
+            repo.reproduce(targets=[stage.addressing], single_item=True, force=force)
+        except DvcException as exc:
+            cause = exc.__cause__ or exc
+            raise DvcError(
+                f"stage '{name}' failed (`{stage.cmd}`): {cause}",
+                hint=f"the stage's own output is in the log above; reproduce it locally with `dvc repro -f -s {name}`",
+                file="dvc.yaml",
+            ) from None
+
+
+def dep_outputs(repo, stages: Sequence) -> list[str]:
+    """Dependencies of `stages` that are DVC-tracked outputs of OTHER stages (what to pull)."""
+    producers = _producers(repo)
+    chosen = set(stages)
+    targets: list[str] = []
+    for stage in stages:
+        for dep in stage.deps:
+            producer = producers.get(dep.fs_path)
+            if producer is None or producer[0] in chosen:
+                continue
+            upstream_stage, upstream_out = producer
+            if not upstream_out.use_cache:
+                continue
+            rel = os.path.relpath(dep.fs_path, repo.root_dir)
+            if rel not in targets:
+                targets.append(rel)
+    return targets
+
+
+def input_paths(repo, stages: Sequence) -> tuple[set[str], dict[str, set[str]]]:
+    """The git-tracked inputs of `stages`: file paths (relative to the project) and, per params
+    file, the param keys they read. Used to tell whether new commits on main touched them."""
+    from dvc.dependency.param import ParamsDependency
+
+    producers = _producers(repo)
+    files: set[str] = {"dvc.yaml"}
+    params: dict[str, set[str]] = {}
+    for stage in stages:
+        for dep in stage.deps:
+            rel = os.path.relpath(dep.fs_path, repo.root_dir)
+            if isinstance(dep, ParamsDependency):
+                keys = set(_flatten(dep.hash_info.value if dep.hash_info else {}))
+                keys |= set(dep.params or [])
+                params.setdefault(rel, set()).update(keys or {"*"})
+            elif dep.fs_path not in producers:
+                files.add(rel)
+    return files, params
+
+
+def metrics_files(repo) -> list[str]:
+    files = []
+    for stage in pipeline_stages(repo):
+        for out in stage.outs:
+            if out.metric:
+                files.append(os.path.relpath(out.fs_path, repo.root_dir))
+    return files
+
+
+def git_tracked_outputs(repo, stages: Sequence) -> list[str]:
+    """Outputs with `cache: false` (metrics, plots) of these stages: git carries them."""
+    paths = []
+    for stage in stages:
+        for out in stage.outs:
+            if not out.use_cache:
+                paths.append(os.path.relpath(out.fs_path, repo.root_dir))
+    return paths
+
+
+def cached_outputs(repo, stages: Sequence) -> list[str]:
+    paths = []
+    for stage in stages:
+        for out in stage.outs:
+            if out.use_cache:
+                paths.append(os.path.relpath(out.fs_path, repo.root_dir))
+    return paths

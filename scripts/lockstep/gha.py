@@ -1,0 +1,183 @@
+"""GitHub Actions I/O: the one module that talks to the runner.
+
+Outputs (with heredoc delimiters for multi-line values), the job summary, workflow commands
+(annotations, masks, log groups) and the reading of inputs all live here, so that every command
+behaves the same way and tests can point the files at a temporary folder.
+
+Outside GitHub Actions (no GITHUB_OUTPUT, no GITHUB_STEP_SUMMARY) the same calls degrade to
+plain log lines, so the CLI is usable on a laptop.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+
+def in_actions() -> bool:
+    return os.environ.get("GITHUB_ACTIONS") == "true"
+
+
+# --- inputs -------------------------------------------------------------------------------------
+
+
+def env_name(name: str) -> str:
+    """`working-directory` -> `INPUT_WORKING_DIRECTORY` (the runner's own mapping, dashes kept
+    by the runner for JavaScript actions; composite actions map inputs to env explicitly, and we
+    accept both spellings)."""
+    return "INPUT_" + name.upper().replace(" ", "_")
+
+
+def get_input(name: str, default: str = "") -> str:
+    """Read an input by its kebab-case name from `INPUT_NAME` (dashes as dashes or underscores).
+
+    Values are stripped; an empty value means "not given" and yields the default.
+    """
+    candidates = (env_name(name), env_name(name).replace("-", "_"))
+    for key in candidates:
+        value = os.environ.get(key)
+        if value is not None and value.strip() != "":
+            return value.strip()
+    return default
+
+
+def get_bool_input(name: str, default: bool = False) -> bool:
+    raw = get_input(name, "")
+    if raw == "":
+        return default
+    lowered = raw.lower()
+    if lowered in ("true", "1", "yes", "on"):
+        return True
+    if lowered in ("false", "0", "no", "off"):
+        return False
+    from .errors import InputError
+
+    raise InputError(
+        f"input '{name}' must be true or false, got {raw!r}",
+        hint=f"set `{name}: true` or `{name}: false` in the `with:` block",
+    )
+
+
+# --- workflow commands --------------------------------------------------------------------------
+
+
+def _escape_data(value: str) -> str:
+    return value.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def _escape_property(value: str) -> str:
+    return _escape_data(value).replace(":", "%3A").replace(",", "%2C")
+
+
+def command(name: str, message: str = "", **props: object) -> None:
+    """Print a workflow command (`::name key=value,...::message`) to stdout."""
+    rendered = ",".join(
+        f"{key}={_escape_property(str(value))}" for key, value in props.items() if value is not None
+    )
+    head = f"::{name} {rendered}" if rendered else f"::{name}"
+    print(f"{head}::{_escape_data(message)}", flush=True)
+
+
+def error(message: str, *, file: str | None = None, line: int | None = None, title: str | None = None) -> None:
+    if in_actions():
+        command("error", message, title=title, file=file, line=line)
+    else:
+        where = f"{file}:{line}: " if file and line else (f"{file}: " if file else "")
+        print(f"error: {where}{message}", file=sys.stderr, flush=True)
+
+
+def warning(message: str, *, file: str | None = None, line: int | None = None, title: str | None = None) -> None:
+    if in_actions():
+        command("warning", message, title=title, file=file, line=line)
+    else:
+        where = f"{file}:{line}: " if file and line else (f"{file}: " if file else "")
+        print(f"warning: {where}{message}", file=sys.stderr, flush=True)
+
+
+def notice(message: str) -> None:
+    if in_actions():
+        command("notice", message)
+    else:
+        print(message, flush=True)
+
+
+def mask(value: str) -> None:
+    """Ask the runner to mask a secret value in the log (each line separately)."""
+    if not in_actions():
+        return
+    for line in value.splitlines():
+        if line.strip():
+            command("add-mask", line)
+
+
+def info(message: str) -> None:
+    print(message, flush=True)
+
+
+@contextlib.contextmanager
+def group(title: str) -> Iterator[None]:
+    if in_actions():
+        print(f"::group::{_escape_data(title)}", flush=True)
+    else:
+        print(f"== {title}", flush=True)
+    try:
+        yield
+    finally:
+        if in_actions():
+            print("::endgroup::", flush=True)
+
+
+# --- outputs and summary ------------------------------------------------------------------------
+
+
+def _append(path_var: str, text: str) -> bool:
+    path = os.environ.get(path_var)
+    if not path:
+        return False
+    with open(path, "a", encoding="utf-8") as handle:
+        handle.write(text)
+    return True
+
+
+def set_output(name: str, value: object) -> None:
+    """Write a step output. Multi-line values use a random heredoc delimiter that cannot occur in
+    the value, so a value cannot forge other outputs."""
+    text = "" if value is None else str(value)
+    if isinstance(value, bool):
+        text = "true" if value else "false"
+    if "\n" in text or "\r" in text:
+        delimiter = f"ghadelimiter_{secrets.token_hex(16)}"
+        while delimiter in text:  # pragma: no cover - 128 random bits
+            delimiter = f"ghadelimiter_{secrets.token_hex(16)}"
+        record = f"{name}<<{delimiter}\n{text}\n{delimiter}\n"
+    else:
+        record = f"{name}={text}\n"
+    if not _append("GITHUB_OUTPUT", record):
+        print(f"output {name}={text if len(text) < 200 else text[:200] + '...'}", flush=True)
+
+
+def set_outputs(values: dict[str, object]) -> None:
+    for name, value in values.items():
+        set_output(name, value)
+
+
+def add_summary(markdown: str) -> None:
+    """Append Markdown to the job summary (no-op outside Actions)."""
+    if not markdown.endswith("\n"):
+        markdown += "\n"
+    _append("GITHUB_STEP_SUMMARY", markdown)
+
+
+def add_path(directory: str | Path) -> None:
+    if not _append("GITHUB_PATH", f"{directory}\n"):
+        os.environ["PATH"] = f"{directory}{os.pathsep}{os.environ.get('PATH', '')}"
+
+
+def export_env(name: str, value: str) -> None:
+    delimiter = f"ghadelimiter_{secrets.token_hex(16)}"
+    if not _append("GITHUB_ENV", f"{name}<<{delimiter}\n{value}\n{delimiter}\n"):
+        os.environ[name] = value
