@@ -378,7 +378,8 @@ def pull(repo, targets: Sequence[str]) -> int:
             f"dvc pull of {', '.join(targets)} failed: {type(exc).__name__}: {exc}",
             hint="check that these outputs were pushed (`dvc push`) and that the remote is reachable",
         ) from None
-    return int(result.get("fetched", 0)) if isinstance(result, dict) else 0
+    stats = result.get("stats", {}) if isinstance(result, dict) else {}
+    return int(stats.get("fetched", 0) or 0)
 
 
 def push(repo, targets: Sequence[str] | None = None) -> int:
@@ -473,3 +474,38 @@ def cached_outputs(repo, stages: Sequence) -> list[str]:
             if out.use_cache:
                 paths.append(os.path.relpath(out.fs_path, repo.root_dir))
     return paths
+
+
+def set_params(project_dir: str | Path, assignments: Sequence[str], params_file: str = "params.yaml") -> dict[str, Any]:
+    """Apply `key.path=value` assignments to a params file, keeping its comments and layout.
+    Values are read as YAML (`300` is a number, `true` a bool). Returns {key: (old, new)}."""
+    import yaml
+    from dvc.utils.serialize import modify_yaml
+
+    from .errors import InputError
+
+    path = Path(project_dir) / params_file
+    if not path.is_file():
+        raise InputError(f"{params_file}: not found in {project_dir}", hint="set-params changes an existing params file")
+    changes: dict[str, Any] = {}
+    with modify_yaml(str(path)) as data:
+        for assignment in assignments:
+            key, sep, raw = assignment.partition("=")
+            key = key.strip()
+            if not sep or not key:
+                raise InputError(f"set-params: {assignment!r} is not KEY=VALUE", hint="e.g. `train.n_estimators=300`")
+            try:
+                value = yaml.safe_load(raw)
+            except yaml.YAMLError:
+                raise InputError(f"set-params: the value of {key} is not valid YAML: {raw!r}") from None
+            node = data
+            parts = key.split(".")
+            for part in parts[:-1]:
+                if not isinstance(node, dict) or part not in node:
+                    raise InputError(f"set-params: {key} does not exist in {params_file}", hint="only existing params can be set")
+                node = node[part]
+            if not isinstance(node, dict) or parts[-1] not in node:
+                raise InputError(f"set-params: {key} does not exist in {params_file}", hint="only existing params can be set")
+            changes[key] = (node[parts[-1]], value)
+            node[parts[-1]] = value
+    return changes

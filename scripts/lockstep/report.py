@@ -39,7 +39,7 @@ def inert(text: Any, limit: int = 200) -> str:
 
 def marker(project: str) -> str:
     """The hidden marker that finds this project's comment again (one comment per project)."""
-    safe = re.sub(r"[^A-Za-z0-9._/]", "_", project or ".")[:200]
+    safe = re.sub(r"[^A-Za-z0-9._/-]", "_", project or ".").replace("--", "-_")[:200]
     return f"{MARKER_PREFIX}project={safe} -->"
 
 
@@ -267,3 +267,69 @@ def fit(report: Report, limit: int = COMMENT_LIMIT, summary_url: str = "") -> st
     text = render(report, details_limit=0, summary_url=summary_url)
     note = "\n\n_…truncated: the full report is in the job summary._\n"
     return text[: limit - len(note)] + note
+
+
+def from_json(text: str) -> Report:
+    """Rebuild a Report from results.json (the fork-safe path re-renders from data, never posts
+    Markdown it did not render itself). Unknown keys are ignored; wrong types raise ValueError."""
+    data = json.loads(text)
+    if not isinstance(data, dict):
+        raise ValueError("results.json must hold an object")
+
+    def text_field(name: str) -> str:
+        value = data.get(name, "")
+        if not isinstance(value, (str, int)):
+            raise ValueError(f"results.json: {name} must be a string")
+        return str(value)
+
+    report = Report(project=text_field("project") or ".")
+    for name in ("pr_number", "head_sha", "base_sha", "lock_digest", "mlflow_run_id", "mlflow_run_url", "workflow_run_url", "lockstep_version"):
+        setattr(report, name, text_field(name))
+    for item in _list(data, "checks"):
+        status = item.get("status")
+        if status not in STATUS_ICON:
+            raise ValueError(f"results.json: unknown check status {status!r}")
+        details = item.get("details") or []
+        if not isinstance(details, list):
+            raise ValueError("results.json: check details must be a list")
+        report.add(Check(str(item.get("id", "")), str(item.get("title", "")), status, str(item.get("summary", "")), [str(d) for d in details]))
+    for item in _list(data, "metrics"):
+        gate = item.get("gate")
+        if gate not in (None, "pass", "fail"):
+            raise ValueError(f"results.json: unknown gate status {gate!r}")
+        report.metrics.append(
+            MetricRow(
+                name=str(item.get("name", "")),
+                base=_scalar(item.get("base")),
+                pr=_scalar(item.get("pr")),
+                absolute=_number_or_none(item.get("absolute")),
+                relative=_number_or_none(item.get("relative")),
+                direction=item.get("direction") if item.get("direction") in ("higher", "lower") else None,
+                gate=gate,
+                gate_reasons=[str(r) for r in item.get("gate_reasons") or []],
+            )
+        )
+    for item in _list(data, "params"):
+        report.params.append((str(item.get("name", "")), _scalar(item.get("base")), _scalar(item.get("pr"))))
+    if bool(data.get("passed")) != (not report.failed()):
+        raise ValueError("results.json: the verdict does not match the checks")
+    return report
+
+
+def _list(data: dict, key: str) -> list[dict]:
+    value = data.get(key) or []
+    if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
+        raise ValueError(f"results.json: {key} must be a list of objects")
+    return value
+
+
+def _scalar(value: Any) -> Any:
+    if value is None or isinstance(value, (bool, int, float)):
+        return value
+    return str(value)
+
+
+def _number_or_none(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value)
