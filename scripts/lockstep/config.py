@@ -149,7 +149,14 @@ def _validate(data: Any, located: _Located, source: str) -> None:
         return
     first = errors[0]
     path = tuple(first.absolute_path)
-    line = located.line_of(path)
+    if first.validator == "additionalProperties" and isinstance(first.instance, dict):
+        extra = sorted(set(first.instance) - set(first.schema.get("properties", {})))
+        if extra:
+            line = located.line_of(path + (extra[0],))
+        else:
+            line = located.line_of(path)
+    else:
+        line = located.line_of(path)
     message = _explain(first)
     more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
     raise ConfigError(

@@ -1,0 +1,193 @@
+"""The test bed: real servers on loopback, real DVC repositories, a real bare git origin."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+import servers
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE = ROOT / "example-project"
+PROJECT = "example-project"
+BIN = Path(sys.executable).parent
+
+
+def run(*argv: str, cwd: Path, env: dict[str, str] | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    proc = subprocess.run(list(argv), cwd=cwd, capture_output=True, text=True, env={**os.environ, **(env or {})})
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(argv)} exited {proc.returncode}\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
+    return proc
+
+
+def git(*args: str, cwd: Path, check: bool = True) -> str:
+    return run("git", *args, cwd=cwd, check=check).stdout.strip()
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch, tmp_path):
+    """Tests start outside GitHub Actions, with the venv's tools first on PATH."""
+    for key in list(os.environ):
+        if key.startswith(("GITHUB_", "INPUT_", "MLFLOW_", "RUNNER_")) or key in ("CI", "AWS_ENDPOINT_URL"):
+            monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("PATH", f"{BIN}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("GIT_AUTHOR_NAME", "Dana Developer")
+    monkeypatch.setenv("GIT_AUTHOR_EMAIL", "dana@example.com")
+    monkeypatch.setenv("GIT_COMMITTER_NAME", "Dana Developer")
+    monkeypatch.setenv("GIT_COMMITTER_EMAIL", "dana@example.com")
+    monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
+    monkeypatch.setenv("DO_NOT_TRACK", "true")
+    monkeypatch.setenv("MLFLOW_ENABLE_PROXY_MULTIPART_DOWNLOAD", "false")
+    monkeypatch.chdir(tmp_path)
+
+
+# --- servers ------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory):
+    server = servers.start_moto(tmp_path_factory.mktemp("moto"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory, s3_server):
+    import boto3
+
+    workdir = tmp_path_factory.mktemp("mlflow")
+    boto3.client("s3", endpoint_url=s3_server.url, **_boto_creds()).create_bucket(Bucket="mlflow-artifacts")
+    server = servers.start_mlflow(workdir, s3_server.url, "mlflow-artifacts")
+    yield server
+    server.stop()
+
+
+def _boto_creds() -> dict[str, str]:
+    return {
+        "aws_access_key_id": servers.AWS_ENV["AWS_ACCESS_KEY_ID"],
+        "aws_secret_access_key": servers.AWS_ENV["AWS_SECRET_ACCESS_KEY"],
+        "region_name": servers.AWS_ENV["AWS_DEFAULT_REGION"],
+    }
+
+
+@dataclass
+class Bucket:
+    name: str
+    endpoint: str
+
+    @property
+    def client(self):
+        import boto3
+
+        return boto3.client("s3", endpoint_url=self.endpoint, **_boto_creds())
+
+    def keys(self, prefix: str = "") -> list[str]:
+        pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.name, Prefix=prefix)
+        return sorted(item["Key"] for page in pages for item in page.get("Contents", []))
+
+
+@pytest.fixture
+def bucket(s3_server, monkeypatch) -> Bucket:
+    """A fresh bucket, and the AWS environment that points DVC at the S3 server."""
+    name = f"t-{uuid.uuid4().hex[:16]}"
+    for key, value in servers.AWS_ENV.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_server.url)
+    result = Bucket(name, s3_server.url)
+    result.client.create_bucket(Bucket=name)
+    return result
+
+
+@pytest.fixture
+def mlflow_env(mlflow_server, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server.url)
+    return mlflow_server
+
+
+# --- repositories -------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def trained_example(tmp_path_factory) -> Path:
+    """The example project after `dvc repro` from clean, once per session (outputs and cache)."""
+    base = tmp_path_factory.mktemp("trained")
+    project = base / PROJECT
+    shutil.copytree(EXAMPLE, project, ignore=shutil.ignore_patterns(".lockstep", "__pycache__"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    env["PATH"] = f"{BIN}{os.pathsep}{env['PATH']}"
+    subprocess.run(["git", "init", "-q", "-b", "main"], cwd=base, check=True)
+    proc = subprocess.run([str(BIN / "dvc"), "repro"], cwd=project, capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    shutil.rmtree(base / ".git")
+    return project
+
+
+@dataclass
+class Consumer:
+    """A consumer repository: a bare origin, and a developer's clone holding example-project."""
+
+    root: Path
+    origin: Path
+    dev: Path
+    bucket: Bucket
+
+    @property
+    def project(self) -> Path:
+        return self.dev / PROJECT
+
+    def dvc(self, *args: str, cwd: Path | None = None) -> str:
+        return run(str(BIN / "dvc"), *args, cwd=cwd or self.project, env={"MLFLOW_TRACKING_URI": ""}).stdout
+
+    def commit(self, message: str, *, push: str | None = "main") -> str:
+        git("add", "-A", cwd=self.dev)
+        git("commit", "-q", "-m", message, cwd=self.dev)
+        if push:
+            git("push", "-q", "origin", f"HEAD:{push}", cwd=self.dev)
+        return git("rev-parse", "HEAD", cwd=self.dev)
+
+    def set_param(self, old: str, new: str) -> None:
+        params = self.project / "params.yaml"
+        text = params.read_text()
+        assert old in text
+        params.write_text(text.replace(old, new))
+
+    def clone(self, name: str, branch: str = "main", depth: int | None = None) -> Path:
+        target = self.root / name
+        args = ["clone", "-q", "-b", branch]
+        if depth:
+            args += ["--depth", str(depth)]
+        git(*args, f"file://{self.origin}", str(target), cwd=self.root)
+        return target
+
+    def origin_log(self, branch: str = "main") -> list[str]:
+        return git("log", "--format=%H %an <%ae> %s", branch, cwd=self.origin).splitlines()
+
+
+@pytest.fixture
+def consumer(tmp_path, bucket, trained_example) -> Consumer:
+    """The example project trained by a developer, pushed to the bucket, committed on main."""
+    root = tmp_path / "consumer"
+    root.mkdir()
+    origin = root / "origin.git"
+    dev = root / "dev"
+    git("init", "-q", "--bare", "-b", "main", str(origin), cwd=root)
+    git("init", "-q", "-b", "main", str(dev), cwd=root)
+    git("remote", "add", "origin", f"file://{origin}", cwd=dev)
+    shutil.copytree(trained_example, dev / PROJECT)
+    result = Consumer(root, origin, dev, bucket)
+    result.dvc("remote", "modify", "storage", "url", f"s3://{bucket.name}/dvc")
+    result.dvc("push")
+    result.commit("First model")
+    return result
+
+
+def lockstep(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Run the real CLI in a subprocess (exit codes, stdout and the files it writes)."""
+    return run(str(BIN / "lockstep"), *args, cwd=cwd, env=env, check=False)

@@ -1,0 +1,63 @@
+"""lockstep.yaml: every malformed file gives an error that names file:line and the key."""
+
+from __future__ import annotations
+
+import pytest
+
+from lockstep import config
+from lockstep.errors import EXIT_CONFIG, ConfigError
+
+from conftest import EXAMPLE, lockstep
+
+BAD = [
+    # (file text, line, fragment of the message)
+    ("version: 1\ngates:\n  accuracy:\n    direction: up\n", 4, "gates.accuracy.direction: 'up' is not one of ['higher', 'lower']"),
+    ("version: 1\nmodel:\n  name: m\n  path: models/model.pkl\n  stgae: train\n", 5, "unknown key 'stgae'; expected one of: mlflow-artifact, name, path, stage"),
+    ("version: 2\n", 1, "version: 2 is not supported; expected 1"),
+    ("version: 1\nevaluation:\n  tolerance:\n    absolute: -1\n", 4, "evaluation.tolerance.absolute: -1 is less than the minimum of 0"),
+    ("version: 1\ngates:\n  f1:\n    min: high\n", 4, "gates.f1.min: 'high' is not a number"),
+    ("version: 1\nmodel:\n  path: models/model.pkl\n", 2, "model: 'name' is required here"),
+    ("version: 1\ngates:\n  f1: {min: 0.9\n", 4, "not valid YAML"),
+    ("version: 1\ngates:\n  f1:\n    min: 0.9\n    max: 0.5\n", 3, "gates.f1: min (0.9) is greater than max (0.5)"),
+    ("version: 1\nregistry:\n  alias: 'has space'\n", 3, "registry.alias: 'has space' does not match"),
+    ("gates: {}\n", 1, "'version' is required here"),
+    ("version: 1\nversion: 1\n", 2, "version: duplicate key"),
+    ("- version: 1\n", 1, "expected a mapping of keys at the top level"),
+]
+
+
+@pytest.mark.parametrize(("text", "line", "fragment"), BAD, ids=[b[2][:40] for b in BAD])
+def test_malformed_config_names_file_line_and_key(tmp_path, text, line, fragment):
+    (tmp_path / "lockstep.yaml").write_text(text)
+    with pytest.raises(ConfigError) as caught:
+        config.load(tmp_path)
+    assert caught.value.line == line
+    assert caught.value.message.startswith(f"lockstep.yaml:{line}: ")
+    assert fragment in caught.value.message
+
+
+def test_example_config_is_valid_and_typed():
+    cfg = config.load(EXAMPLE, required=True)
+    assert cfg.model_name == "breast-cancer-classifier"
+    assert cfg.model_path == "models/model.pkl"
+    assert cfg.evaluation_stages == ("evaluate",)
+    assert {g.metric: g.direction for g in cfg.gates}["log_loss"] == "lower"
+    assert cfg.promote_to == "champion"
+    lines = (EXAMPLE / "lockstep.yaml").read_text().splitlines()
+    assert lines[cfg.line_of("gates", "f1") - 1] == "  f1:"
+
+
+def test_missing_config_gives_defaults_unless_required(tmp_path):
+    cfg = config.load(tmp_path)
+    assert cfg.gates == () and cfg.alias == "candidate"
+    with pytest.raises(ConfigError, match="file not found"):
+        config.load(tmp_path, required=True)
+
+
+def test_cli_check_config_exit_code_and_annotation(tmp_path):
+    (tmp_path / "lockstep.yaml").write_text(BAD[0][0])
+    proc = lockstep("check-config", "--working-directory", str(tmp_path), cwd=tmp_path, env={"GITHUB_ACTIONS": "true"})
+    assert proc.returncode == EXIT_CONFIG
+    assert "::error title=lockstep check-config%3A invalid lockstep.yaml,file=" in proc.stdout
+    assert ",line=4::" in proc.stdout
+    assert "Traceback" not in proc.stdout + proc.stderr
