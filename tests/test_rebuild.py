@@ -1,0 +1,150 @@
+"""Main rebuilds against a bare origin, the S3 server and the MLflow registry (integration)."""
+
+from __future__ import annotations
+
+import pytest
+from mlflow import MlflowClient
+
+from lockstep import gitrepo
+from lockstep.errors import EXIT_DVC, EXIT_INPUTS_MOVED, EXIT_OK
+
+from conftest import PROJECT, git, lockstep
+from faultproxy import ACCESS_DENIED, FaultProxy
+
+pytestmark = pytest.mark.integration
+MODEL = "breast-cancer-classifier"
+BOT = "github-actions[bot] <41898282+github-actions[bot]@users.noreply.github.com>"
+
+
+def rebuild(checkout, *extra, env=None):
+    outputs = checkout.parent / f"{checkout.name}-outputs.txt"
+    proc = lockstep("rebuild", "--working-directory", PROJECT, "--branch", "main", *extra, cwd=checkout,
+                    env={"GITHUB_ACTIONS": "true", "GITHUB_OUTPUT": str(outputs), **(env or {})})
+    values = dict(line.split("=", 1) for line in outputs.read_text().splitlines() if "=" in line) if outputs.exists() else {}
+    return proc, values
+
+
+def versions(url, model=MODEL):
+    return sorted(MlflowClient(url).search_model_versions(f"name='{model}'"), key=lambda v: int(v.version))
+
+
+def test_param_change_on_main_gives_one_skip_ci_commit_and_a_version(consumer, mlflow_env):
+    # a change merged to main without a re-trained lock: CI's lock must differ
+    consumer.set_param("max_depth: 6", "max_depth: 5")
+    merged = consumer.commit("Shallower trees")
+    before = consumer.bucket.keys()
+    proc, out = rebuild(consumer.clone("ci-1"), "--reason", "merge of #3")
+    assert proc.returncode == EXIT_OK, proc.stdout + proc.stderr
+    log = consumer.origin_log()
+    assert len(log) == 3
+    sha, rest = log[0].split(" ", 1)
+    assert rest.startswith(f"{BOT} lockstep: rebuild train, evaluate on {merged[:12]} [skip ci]")
+    assert out["lock-commit"] == sha and out["committed"] == "true"
+    # the lock on origin matches the code: no stage is stale
+    fresh = consumer.clone("check")
+    from lockstep import dvcrepo
+
+    assert dvcrepo.stale_stages(dvcrepo.open_repo(fresh / PROJECT)) == []
+    # only new objects were uploaded, and the new model is among them
+    after = consumer.bucket.keys()
+    assert set(before) < set(after)
+    # the version, its lineage tags and its alias
+    (version,) = versions(mlflow_env.url)
+    assert out["model-version"] == version.version and out["model-alias"] == "candidate"
+    assert version.tags["lockstep.lock_commit"] == sha
+    assert version.tags["lockstep.stage"] == "train"
+    assert version.tags["lockstep.dvc_object"].startswith(f"s3://{consumer.bucket.name}/dvc/files/md5/")
+    assert version.tags["lockstep.dvc_object"].split("/files/md5/")[1].replace("/", "") == version.tags["lockstep.model_md5"]
+    assert float(version.tags["lockstep.metric.accuracy"]) > 0.9
+    client = MlflowClient(mlflow_env.url)
+    assert client.get_model_version_by_alias(MODEL, "candidate").version == version.version
+    assert client.get_model_version_by_alias(MODEL, "champion").version == version.version
+    run = client.get_run(out["mlflow-run-id"])
+    assert run.data.params["train.max_depth"] == "5"  # logged by the project's own training code
+    assert run.data.tags["lockstep.reason"] == "merge of #3"
+
+    # the same job again: no commit, no version
+    proc, again = rebuild(consumer.clone("ci-2"))
+    assert proc.returncode == EXIT_OK, proc.stdout
+    assert len(consumer.origin_log()) == 3
+    assert again["committed"] == "false" and again["model-version"] == version.version
+    assert len(versions(mlflow_env.url)) == 1
+
+
+def test_s3_fault_during_push_leaves_no_commit_and_a_rerun_works(consumer, monkeypatch):
+    consumer.set_param("max_depth: 6", "max_depth: 5")
+    consumer.commit("Shallower trees")
+    proxy = FaultProxy(consumer.bucket.endpoint, lambda method, path: ACCESS_DENIED if method in ("PUT", "POST") else None)
+    try:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)  # reads pass, every upload is refused
+        proc, _ = rebuild(consumer.clone("ci"), "--register", "false")
+    finally:
+        proxy.close()
+    assert proc.returncode == EXIT_DVC, proc.stdout
+    assert proxy.hits and all(method in ("PUT", "POST") for method, _ in proxy.hits), proc.stdout[-1500:]
+    message = proc.stdout.replace("%0A", "\n")
+    assert "dvc push failed" in message and "nothing was committed" in message
+    assert len(consumer.origin_log()) == 2
+    monkeypatch.setenv("AWS_ENDPOINT_URL", consumer.bucket.endpoint)
+    proc, out = rebuild(consumer.clone("ci-rerun"), "--register", "false")
+    assert proc.returncode == EXIT_OK, proc.stdout
+    assert len(consumer.origin_log()) == 3 and out["committed"] == "true"
+
+
+def test_inputs_changed_on_main_meanwhile_are_not_overwritten(consumer):
+    consumer.set_param("max_depth: 6", "max_depth: 5")
+    consumer.commit("Shallower trees")
+    checkout = consumer.clone("ci")
+    # while CI runs, another merge changes a training param on main
+    consumer.set_param("n_estimators: 100", "n_estimators: 120")
+    newer = consumer.commit("More trees")
+    proc, _ = rebuild(checkout, "--register", "false")
+    assert proc.returncode == EXIT_INPUTS_MOVED, proc.stdout
+    message = proc.stdout.replace("%0A", "\n")
+    assert "params.yaml:train.n_estimators changed (100 -> 120)" in message
+    assert f"the run for {newer[:12]} rebuilds" in message
+    assert consumer.origin_log()[0].startswith(newer)  # nothing pushed, nobody's commit lost
+
+
+def test_unrelated_commit_on_main_is_rebased_onto(consumer):
+    consumer.set_param("max_depth: 6", "max_depth: 5")
+    consumer.commit("Shallower trees")
+    checkout = consumer.clone("ci")
+    (consumer.dev / "README.md").write_text("docs\n")
+    docs = consumer.commit("Docs")
+    proc, out = rebuild(checkout, "--register", "false")
+    assert proc.returncode == EXIT_OK, proc.stdout
+    log = consumer.origin_log()
+    assert log[1].startswith(docs) and "[skip ci]" in log[0]  # rebased on top, nothing lost
+    assert git("merge-base", "--is-ancestor", docs, "main", cwd=consumer.origin) == ""
+
+
+def test_dispatch_with_changed_param_commits_params_and_registers_new_version(consumer, mlflow_env):
+    proc, first = rebuild(consumer.clone("ci-1"))
+    assert proc.returncode == EXIT_OK, proc.stdout
+    proc, second = rebuild(consumer.clone("ci-2"), "--set-params", "train.n_estimators=40", "--reason", "fewer trees",
+                           env={"GITHUB_EVENT_NAME": "workflow_dispatch"})
+    assert proc.returncode == EXIT_OK, proc.stdout
+    assert int(second["model-version"]) == int(first["model-version"]) + 1
+    head = consumer.clone("after")
+    assert "n_estimators: 40" in (head / PROJECT / "params.yaml").read_text()
+    assert "Set-param: train.n_estimators=40" in git("log", "-1", "--format=%B", cwd=head)
+    version = MlflowClient(mlflow_env.url).get_model_version(MODEL, second["model-version"])
+    assert version.tags["lockstep.trigger"] == "workflow_dispatch"
+    assert version.tags["lockstep.lock_commit"] == gitrepo.head(head)
+
+
+def test_model_path_not_an_output_is_a_config_error(consumer):
+    config = consumer.project / "lockstep.yaml"
+    config.write_text(config.read_text().replace("path: models/model.pkl", "path: models/nope.pkl"))
+    consumer.commit("bad config")
+    proc, _ = rebuild(consumer.clone("ci"), "--register", "false")
+    assert proc.returncode == 3
+    assert "model.path: 'models/nope.pkl' is not an output of any stage in dvc.yaml" in proc.stdout
+    assert len(consumer.origin_log()) == 2
+
+
+def test_unknown_stage_is_named(consumer):
+    proc, _ = rebuild(consumer.clone("ci"), "--stages", "trian", "--register", "false")
+    assert proc.returncode == EXIT_DVC
+    assert "stage 'trian' not found in dvc.yaml" in proc.stdout and "known stages: prepare, train, evaluate" in proc.stdout
