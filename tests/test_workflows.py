@@ -1,0 +1,83 @@
+"""Rules over the workflow and action YAML itself, and the static checkers on the real files."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import BIN, ROOT
+
+WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
+ACTIONS = [ROOT / "action.yml", *sorted((ROOT / "actions").glob("*/action.yml"))]
+REUSABLE = [p for p in WORKFLOWS if "workflow_call" in (yaml.safe_load(p.read_text()).get(True) or {})]
+PINS = ROOT.parent / "shared" / "pins.md"
+USES = re.compile(r"^\s*(?:-\s+)?uses:\s*(\S+)(?:\s+#\s*(\S+))?", re.M)
+
+
+def steps_of(doc: dict) -> list[dict]:
+    if "runs" in doc:
+        return doc["runs"].get("steps", [])
+    return [step for job in doc.get("jobs", {}).values() for step in job.get("steps", [])]
+
+
+@pytest.mark.parametrize("path", WORKFLOWS + ACTIONS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_no_expression_inside_run(path):
+    for step in steps_of(yaml.safe_load(path.read_text())):
+        assert "${{" not in step.get("run", ""), f"{path.name}: pass values to run: through env:"
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
+def test_workflow_permissions_and_timeouts(path):
+    doc = yaml.safe_load(path.read_text())
+    assert doc["permissions"] == {}, "top level must be permissions: {}"
+    for name, job in doc["jobs"].items():
+        assert "timeout-minutes" in job, f"{name}: no timeout-minutes"
+        assert "permissions" in job, f"{name}: no explicit permissions"
+    assert "secrets: inherit" not in path.read_text()
+
+
+@pytest.mark.parametrize("path", REUSABLE, ids=lambda p: p.name)
+def test_reusable_workflows_reach_own_actions_through_self_reference(path):
+    for ref, _comment in USES.findall(path.read_text()):
+        assert not ref.startswith("./"), f"{ref}: ./ resolves in the caller's checkout; use $/"
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
+def test_only_the_pushing_job_persists_credentials(path):
+    doc = yaml.safe_load(path.read_text())
+    for name, job in doc["jobs"].items():
+        pushes = (job.get("permissions") or {}).get("contents") == "write"
+        for step in job.get("steps", []):
+            if str(step.get("uses", "")).startswith("actions/checkout@"):
+                assert step["with"]["persist-credentials"] is pushes, f"{path.name}:{name}"
+
+
+def test_third_party_actions_are_pinned_to_the_shared_pins():
+    if not PINS.exists():
+        pytest.skip("../shared/pins.md is not beside this checkout")
+    rows = re.findall(r"\|\s*([\w.-]+/[\w.-]+)\s*\|\s*(v[\d.]+)\s*\|\s*([0-9a-f]{40})\s*\|", PINS.read_text())
+    pins = {name: version for name, version, _sha in rows}
+    shas = {name: sha for name, _version, sha in rows}
+    seen = 0
+    for path in WORKFLOWS + ACTIONS:
+        for ref, comment in USES.findall(path.read_text()):
+            if ref.startswith(("$/", "./")):
+                continue
+            name, _, sha = ref.partition("@")
+            assert re.fullmatch(r"[0-9a-f]{40}", sha), f"{path.name}: {ref} is not pinned by SHA"
+            assert shas.get(name) == sha, f"{path.name}: {name} pin differs from pins.md"
+            assert comment == pins[name], f"{path.name}: {name} comment {comment} should be {pins[name]}"
+            seen += 1
+    assert seen >= 5
+
+
+def test_actionlint_and_zizmor_are_clean():
+    lint = subprocess.run([str(BIN / "actionlint"), "-color=false"], cwd=ROOT, capture_output=True, text=True)
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+    audit = subprocess.run([str(BIN / "zizmor"), "--offline", "--persona", "pedantic", "--no-progress", "."],
+                           cwd=ROOT, capture_output=True, text=True)
+    assert audit.returncode == 0, audit.stdout + audit.stderr
