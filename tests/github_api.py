@@ -1,0 +1,328 @@
+"""A local GitHub REST API test server for the endpoints lockstep uses.
+
+It keeps issue comments and pull requests in memory, answers with GitHub's documented shapes,
+status codes and headers (`Link` pagination, `Location`, `Retry-After`, rate-limit headers),
+records every request, and lets a test queue faults (a 502, a secondary rate limit, a 403).
+
+When ../shared/github-api/rest-subset.json is beside the checkout, every request body and every
+response body is validated against GitHub's official schemas for that operation; a mismatch is
+recorded in `schema_errors`, which the fixture asserts empty at teardown.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import json
+import re
+import threading
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+SUBSET = Path(__file__).resolve().parents[2] / "shared" / "github-api" / "rest-subset.json"
+TOKEN = "ghs_testtoken"
+
+
+# --- OpenAPI 3.0 schema -> JSON Schema, and minimal valid instances -----------------------------
+
+
+def json_schema(schema: Any) -> Any:
+    """OpenAPI `nullable: true` becomes a JSON Schema null alternative; OpenAPI-only keys go."""
+    if not isinstance(schema, dict):
+        return schema
+    result: dict[str, Any] = {}
+    for key, value in schema.items():
+        if key in ("nullable", "discriminator", "example", "deprecated") or key.startswith("x-"):
+            continue
+        if key in ("properties", "patternProperties"):
+            result[key] = {name: json_schema(sub) for name, sub in value.items()}
+        elif key in ("allOf", "anyOf", "oneOf"):
+            result[key] = [json_schema(sub) for sub in value]
+        elif key in ("items", "additionalProperties", "not"):
+            result[key] = json_schema(value)
+        else:
+            result[key] = copy.deepcopy(value)
+    if schema.get("nullable") is True:
+        if "type" in result:
+            kind = result["type"]
+            result["type"] = [kind, "null"] if isinstance(kind, str) else [*kind, "null"]
+            if "enum" in result and None not in result["enum"]:
+                result["enum"] = [*result["enum"], None]
+        else:
+            result = {"anyOf": [result, {"type": "null"}]}
+    return result
+
+
+def instance(schema: dict[str, Any]) -> Any:
+    """A minimal value that satisfies `schema` (required properties only, nulls where allowed)."""
+    if schema.get("nullable"):
+        return None
+    for key in ("allOf",):
+        if key in schema:
+            merged: dict[str, Any] = {}
+            for part in schema[key]:
+                value = instance(part)
+                if isinstance(value, dict):
+                    merged.update(value)
+            return merged
+    for key in ("anyOf", "oneOf"):
+        if key in schema:
+            return instance(schema[key][0])
+    if "enum" in schema:
+        return schema["enum"][0]
+    kind = schema.get("type")
+    if kind == "object" or "properties" in schema:
+        props = schema.get("properties", {})
+        return {name: instance(props.get(name, {})) for name in schema.get("required", [])}
+    if kind == "array":
+        return []
+    if kind == "integer":
+        return 1
+    if kind == "number":
+        return 1.0
+    if kind == "boolean":
+        return False
+    fmt = schema.get("format")
+    if fmt == "date-time":
+        return "2026-11-22T00:00:00Z"
+    if fmt == "uri":
+        return "https://github.example/x"
+    if fmt == "email":
+        return "x@example.com"
+    return "x"
+
+
+@dataclass
+class Operation:
+    id: str
+    method: str
+    pattern: re.Pattern
+    request: dict | None
+    responses: dict[str, dict]
+
+
+def _operations() -> list[Operation]:
+    if not SUBSET.exists():
+        return []
+    doc = json.loads(SUBSET.read_text())
+    ops = []
+    for op in doc["operations"]:
+        regex = "^" + re.sub(r"\{[^}]+\}", "[^/]+", op["path"]) + "$"
+        request = json_schema(op["requestBody"]["schema"]) if op.get("requestBody") else None
+        ops.append(Operation(op["operationId"], op["method"], re.compile(regex), request, op["responses"]))
+    return ops
+
+
+# --- the server ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Fault:
+    method: str
+    path: str  # regex on the path
+    status: int
+    headers: dict[str, str] = field(default_factory=dict)
+    message: str = ""
+
+
+@dataclass
+class Request:
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    body: Any
+    headers: dict[str, str]
+
+
+class GitHubAPI:
+    def __init__(self) -> None:
+        self.ops = _operations()
+        self.validating = bool(self.ops)
+        self.requests: list[Request] = []
+        self.faults: list[Fault] = []
+        self.schema_errors: list[str] = []
+        self.comments: dict[tuple[str, int], list[dict]] = {}
+        self.pulls: dict[str, list[dict]] = {}
+        self.next_id = 1000
+        self.fork_pulls: set[int] = set()
+        self.lock = threading.Lock()
+        api = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _handle(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                raw = self.rfile.read(length) if length else b""
+                body = json.loads(raw) if raw else None
+                parts = urlsplit(self.path)
+                request = Request(self.command, parts.path, parse_qs(parts.query), body, dict(self.headers))
+                with api.lock:
+                    api.requests.append(request)
+                    status, headers, payload = api.dispatch(request)
+                data = b"" if payload is None else json.dumps(payload).encode()
+                self.send_response(status)
+                headers.setdefault("Content-Type", "application/json; charset=utf-8")
+                for key, value in headers.items():
+                    self.send_header(key, value)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_POST = do_PATCH = do_DELETE = _handle
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=10)
+
+    # --- state helpers for tests --------------------------------------------------------------
+
+    def fault(self, method: str, path: str, status: int, headers: dict[str, str] | None = None, message: str = "") -> None:
+        self.faults.append(Fault(method, path, status, headers or {}, message))
+
+    def comment_objects(self, repository: str, issue: int) -> list[dict]:
+        return self.comments.setdefault((repository, issue), [])
+
+    def seed_comments(self, repository: str, issue: int, count: int, body: str = "an unrelated comment") -> None:
+        for _ in range(count):
+            self.comment_objects(repository, issue).append(self._comment(repository, issue, body))
+
+    def add_pull(self, repository: str, number: int, head_sha: str, *, state: str = "open", head_label: str = "", fork: bool = False) -> None:
+        """A PR; a `fork` PR's head commit is not in the base repository, so the commit lookup
+        does not list it (as `workflow_run.pull_requests` is empty for forks)."""
+        pull = self._instance("pulls/get", "200")
+        pull.update({"number": number, "state": state, "title": f"PR {number}"})
+        pull["head"] = {**pull["head"], "sha": head_sha, "label": head_label or f"owner:branch-{number}"}
+        self.pulls.setdefault(repository, []).append(pull)
+        if fork:
+            self.fork_pulls.add(number)
+
+    # --- dispatch -----------------------------------------------------------------------------
+
+    def dispatch(self, request: Request) -> tuple[int, dict[str, str], Any]:
+        for fault in list(self.faults):
+            if fault.method == request.method and re.search(fault.path, request.path):
+                self.faults.remove(fault)
+                return fault.status, dict(fault.headers), {"message": fault.message or "fault", "documentation_url": "https://docs.github.com/rest"}
+        if request.headers.get("Authorization") != f"Bearer {TOKEN}":
+            return 401, {}, {"message": "Bad credentials", "documentation_url": "https://docs.github.com/rest"}
+        op = self._operation(request)
+        if op and op.request is not None:
+            self._validate(op.request, request.body, f"{op.id} request")
+        status, headers, payload = self._route(request)
+        if op and str(status) in op.responses and payload is not None:
+            schema = op.responses[str(status)].get("schema")
+            if schema:
+                self._validate(json_schema(schema), payload, f"{op.id} {status} response")
+        return status, headers, payload
+
+    def _operation(self, request: Request) -> Operation | None:
+        for op in self.ops:
+            if op.method == request.method and op.pattern.match(request.path):
+                return op
+        return None
+
+    def _validate(self, schema: dict, value: Any, label: str) -> None:
+        import jsonschema
+
+        for error in jsonschema.Draft202012Validator(schema).iter_errors(value):
+            self.schema_errors.append(f"{label}: {'/'.join(map(str, error.absolute_path))}: {error.message[:200]}")
+
+    def _route(self, request: Request) -> tuple[int, dict[str, str], Any]:
+        path = request.path
+        match = re.match(r"^/repos/([^/]+/[^/]+)/issues/(\d+)/comments$", path)
+        if match:
+            repository, issue = match.group(1), int(match.group(2))
+            if request.method == "GET":
+                return self._page(request, self.comment_objects(repository, issue))
+            if request.method == "POST":
+                body = (request.body or {}).get("body")
+                if not isinstance(body, str) or len(body) > 65536:
+                    return 422, {}, {"message": "Validation Failed", "errors": [{"resource": "IssueComment", "code": "custom", "field": "body", "message": "body is too long (maximum is 65536 characters)"}], "documentation_url": "https://docs.github.com/rest"}
+                comment = self._comment(repository, issue, body)
+                self.comment_objects(repository, issue).append(comment)
+                return 201, {"Location": comment["url"]}, comment
+        match = re.match(r"^/repos/([^/]+/[^/]+)/issues/comments/(\d+)$", path)
+        if match and request.method == "PATCH":
+            repository, comment_id = match.group(1), int(match.group(2))
+            body = (request.body or {}).get("body")
+            if not isinstance(body, str) or len(body) > 65536:
+                return 422, {}, {"message": "Validation Failed", "documentation_url": "https://docs.github.com/rest"}
+            for (repo, _issue), comments in self.comments.items():
+                for comment in comments:
+                    if repo == repository and comment["id"] == comment_id:
+                        comment["body"] = body
+                        comment["updated_at"] = _now()
+                        return 200, {}, comment
+            return 404, {}, {"message": "Not Found", "documentation_url": "https://docs.github.com/rest"}
+        match = re.match(r"^/repos/([^/]+/[^/]+)/commits/([0-9a-f]+)/pulls$", path)
+        if match:
+            repository, sha = match.group(1), match.group(2)
+            found = [p for p in self.pulls.get(repository, []) if p["head"]["sha"] == sha and p["number"] not in self.fork_pulls]
+            return self._page(request, found)
+        match = re.match(r"^/repos/([^/]+/[^/]+)/pulls$", path)
+        if match:
+            pulls = self.pulls.get(match.group(1), [])
+            state = (request.query.get("state") or ["open"])[0]
+            head = (request.query.get("head") or [None])[0]
+            pulls = [p for p in pulls if state == "all" or p["state"] == state]
+            if head:
+                pulls = [p for p in pulls if p["head"]["label"] == head]
+            return self._page(request, pulls)
+        return 404, {}, {"message": "Not Found", "documentation_url": "https://docs.github.com/rest"}
+
+    def _page(self, request: Request, items: list) -> tuple[int, dict[str, str], Any]:
+        per_page = min(100, int((request.query.get("per_page") or ["30"])[0]))
+        page = int((request.query.get("page") or ["1"])[0])
+        chunk = items[(page - 1) * per_page : page * per_page]
+        headers = {}
+        last = max(1, -(-len(items) // per_page))
+        links = []
+        if page < last:
+            links.append(f'<{self.url}{request.path}?per_page={per_page}&page={page + 1}>; rel="next"')
+            links.append(f'<{self.url}{request.path}?per_page={per_page}&page={last}>; rel="last"')
+        if page > 1:
+            links.append(f'<{self.url}{request.path}?per_page={per_page}&page={page - 1}>; rel="prev"')
+            links.append(f'<{self.url}{request.path}?per_page={per_page}&page=1>; rel="first"')
+        if links:
+            headers["Link"] = ", ".join(links)
+        return 200, headers, chunk
+
+    def _instance(self, operation: str, status: str) -> dict:
+        for op in self.ops:
+            if op.id == operation:
+                schema = op.responses[status]["schema"]
+                return instance(schema if "items" not in schema else schema["items"])
+        return {"head": {}, "user": {}}
+
+    def _comment(self, repository: str, issue: int, body: str) -> dict:
+        self.next_id += 1
+        comment = self._instance("issues/create-comment", "201")
+        comment.update(
+            {
+                "id": self.next_id,
+                "body": body,
+                "url": f"{self.url}/repos/{repository}/issues/comments/{self.next_id}",
+                "html_url": f"https://github.example/{repository}/pull/{issue}#issuecomment-{self.next_id}",
+                "issue_url": f"{self.url}/repos/{repository}/issues/{issue}",
+                "created_at": _now(),
+                "updated_at": _now(),
+            }
+        )
+        return comment
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")

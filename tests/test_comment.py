@@ -1,0 +1,231 @@
+"""PR comments through the GitHub REST API, against the local GitHub API test server."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from lockstep import comment, report as reportmod
+from lockstep.errors import EXIT_ARTIFACT, ArtifactError, GitHubError
+from lockstep.github import GitHub
+
+from conftest import lockstep
+from github_api import TOKEN, GitHubAPI
+
+REPO = "octo/ml"
+
+
+@pytest.fixture
+def api():
+    server = GitHubAPI()
+    yield server
+    server.close()
+    assert server.schema_errors == [], server.schema_errors
+
+
+@pytest.fixture
+def waits():
+    return []
+
+
+@pytest.fixture
+def gh(api, waits):
+    return GitHub(TOKEN, api.url, sleep=waits.append)
+
+
+def sample(project="example-project", **overrides) -> reportmod.Report:
+    rep = reportmod.Report(project=project, pr_number="5", head_sha="a" * 40, base_sha="b" * 40, lockstep_version="0.1.0")
+    rep.add(reportmod.Check("lock-vs-code", "dvc.lock vs code", "pass", "all stages match"))
+    rep.metrics.append(reportmod.MetricRow("accuracy", 0.95, 0.96, 0.01, 0.0105, "higher", "pass"))
+    for key, value in overrides.items():
+        setattr(rep, key, value)
+    return rep
+
+
+def bodies(api, issue=5):
+    return [c["body"] for c in api.comment_objects(REPO, issue)]
+
+
+def test_schema_validation_is_active():
+    if not GitHubAPI().ops:
+        pytest.skip("../shared/github-api is not beside this checkout: responses are not schema-checked")
+
+
+def test_create_then_update_in_place(api, gh):
+    first = comment.post(gh, REPO, 5, sample())
+    rep = sample()
+    rep.metrics[0].pr = 0.97
+    second = comment.post(gh, REPO, 5, rep)
+    assert first.created and not second.created and first.comment_id == second.comment_id
+    assert len(bodies(api)) == 1 and "0.97" in bodies(api)[0]
+    assert [r.method for r in api.requests] == ["GET", "POST", "GET", "PATCH"]
+
+
+def test_two_projects_get_two_comments(api, gh):
+    comment.post(gh, REPO, 5, sample("project-a"))
+    comment.post(gh, REPO, 5, sample("project-b"))
+    comment.post(gh, REPO, 5, sample("project-a"))
+    found = bodies(api)
+    assert len(found) == 2
+    assert found[0].startswith("<!-- lockstep:report project=project-a -->")
+    assert found[1].startswith("<!-- lockstep:report project=project-b -->")
+
+
+def test_more_than_100_comments_are_paginated(api, gh):
+    api.seed_comments(REPO, 5, 150)
+    comment.post(gh, REPO, 5, sample())
+    api.seed_comments(REPO, 5, 60)  # ours is now comment 151 of 211: on page 2
+    posted = comment.post(gh, REPO, 5, sample())
+    assert not posted.created
+    assert sum("lockstep:report" in b for b in bodies(api)) == 1
+    pages = [r.query.get("page", ["1"])[0] for r in api.requests if r.method == "GET"]
+    assert pages == ["1", "2", "1", "2"]
+
+
+def test_502_then_success_is_retried(api, gh, waits):
+    api.fault("POST", r"/comments$", 502, message="Bad Gateway")
+    posted = comment.post(gh, REPO, 5, sample())
+    assert posted.created and len(bodies(api)) == 1
+    assert len(waits) == 1 and 0 < waits[0] <= 1
+
+
+def test_secondary_rate_limit_honours_retry_after(api, gh, waits):
+    api.fault("GET", r"/comments$", 403, {"Retry-After": "7"}, "You have exceeded a secondary rate limit.")
+    comment.post(gh, REPO, 5, sample())
+    assert waits == [7.0] and len(bodies(api)) == 1
+
+
+def test_rate_limit_reset_header(api, gh, waits):
+    import time
+
+    api.fault("GET", r"/comments$", 429, {"x-ratelimit-remaining": "0", "x-ratelimit-reset": str(int(time.time()) + 20)})
+    comment.post(gh, REPO, 5, sample())
+    assert len(waits) == 1 and 15 < waits[0] <= 22
+
+
+def test_permission_error_says_which_permission(api, gh):
+    api.fault("POST", r"/comments$", 403, message="Resource not accessible by integration")
+    with pytest.raises(GitHubError) as caught:
+        comment.post(gh, REPO, 5, sample())
+    assert "403 Resource not accessible by integration" in caught.value.message
+    assert "pull-requests: write" in caught.value.hint
+    assert bodies(api) == []
+
+
+def test_bad_token_is_401(api):
+    with pytest.raises(GitHubError, match="401 Bad credentials"):
+        comment.post(GitHub("wrong", api.url, sleep=lambda s: None), REPO, 5, sample())
+
+
+def test_oversized_report_is_truncated_under_the_limit(api, gh):
+    rep = sample()
+    rep.add(reportmod.Check("gates", "Gates", "fail", "many failures", [f"metric_{i}: {'x' * 250}" for i in range(2000)]))
+    for i in range(300):
+        rep.metrics.append(reportmod.MetricRow(f"metric_{i}_" + "m" * 50, 1.0, 2.0, 1.0, 1.0, "higher", "fail", ["r" * 190]))
+    comment.post(gh, REPO, 5, rep, summary_url="https://github.example/octo/ml/actions/runs/1")
+    (body,) = bodies(api)
+    assert len(body) <= reportmod.COMMENT_LIMIT
+    assert body.startswith("<!-- lockstep:report project=example-project -->\n## ❌ lockstep")
+    assert "| metric | base | PR |" in body
+
+
+HOSTILE = [
+    "<img src=x onerror=alert(1)>",
+    "@octocat",
+    "[click](https://evil.example)",
+    "![pixel](https://evil.example/p.png)",
+    "line\nbreak | pipe",
+    "<!-- lockstep:report project=other -->",
+    "`code` **bold** #123",
+    "<details open>",
+    "$(touch /tmp/pwned)",
+    "\x1b[31mred",
+]
+
+
+@pytest.mark.parametrize("text", HOSTILE)
+def test_hostile_strings_render_inert(text):
+    rep = sample(project=text, pr_number="5")
+    rep.metrics.append(reportmod.MetricRow(text, text, text, None, None, None, "fail", [text]))
+    rep.params.append((text, text, text + "2"))
+    rep.add(reportmod.Check("x", "X", "fail", text, [text]))
+    body = reportmod.render(rep)
+    content = body.split("\n", 1)[1]  # after our own marker
+    for bad in ("<img", "@octocat", "](https", "<!--", "<details open", "\x1b", "](http"):
+        assert bad not in content
+    assert "lockstep:report" not in content
+    for line in body.splitlines():
+        if line.startswith("| ") and "metric" not in line and "---" not in line:
+            # GFM reads `\|` as a literal pipe: only unescaped pipes delimit cells
+            assert len(re.findall(r"(?<!\\)\|", line)) in (4, 6), line  # 3 or 5 cells, none split
+
+
+def artifact(tmp_path, rep, extra=None):
+    folder = tmp_path / "artifact"
+    folder.mkdir()
+    (folder / "results.json").write_text(rep.to_json())
+    (folder / "report.md").write_text(reportmod.render(rep))
+    for name, text in (extra or {}).items():
+        (folder / name).write_text(text)
+    return folder
+
+
+def test_artifact_with_unexpected_file_is_rejected(tmp_path):
+    with pytest.raises(ArtifactError, match="unexpected entry"):
+        comment.load_artifact(artifact(tmp_path, sample(), {"evil.sh": "#!/bin/sh"}))
+
+
+def test_artifact_with_link_is_rejected(tmp_path):
+    folder = artifact(tmp_path, sample())
+    (folder / "report.md").unlink()
+    (folder / "report.md").symlink_to("/etc/passwd")
+    with pytest.raises(ArtifactError, match="links are not allowed"):
+        comment.load_artifact(folder)
+
+
+def test_oversized_artifact_is_rejected(tmp_path):
+    folder = artifact(tmp_path, sample())
+    (folder / "report.md").write_text("x" * 1_100_000)
+    with pytest.raises(ArtifactError, match="over the 1000000-byte cap"):
+        comment.load_artifact(folder)
+
+
+def test_tampered_verdict_is_rejected(tmp_path):
+    folder = artifact(tmp_path, sample())
+    data = json.loads((folder / "results.json").read_text())
+    data["checks"][0]["status"] = "fail"  # says failed, verdict says passed
+    (folder / "results.json").write_text(json.dumps(data))
+    with pytest.raises(ArtifactError, match="verdict does not match"):
+        comment.load_artifact(folder)
+
+
+def test_fork_path_posts_rerendered_comment_and_checks_pr(tmp_path, api):
+    rep = sample()
+    rep.checks[0].summary = "<script>alert(1)</script>"
+    folder = artifact(tmp_path, rep)
+    (folder / "report.md").write_text("<script>posted verbatim?</script>")  # never posted as is
+    api.add_pull(REPO, 5, "a" * 40, head_label="forker:feature")
+    env = {"GITHUB_API_URL": api.url, "GITHUB_REPOSITORY": REPO, "INPUT_GITHUB_TOKEN": TOKEN}
+    proc = lockstep("comment", "--report-dir", str(folder), "--from-artifact", "true", "--head-sha", "a" * 40, cwd=tmp_path, env=env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (body,) = bodies(api)
+    assert "posted verbatim" not in body and "<script>" not in body and "&lt;script&gt;" in body
+
+    # the artifact claims another PR than the one whose head it names: rejected, nothing posted
+    api.add_pull(REPO, 6, "c" * 40)
+    proc = lockstep("comment", "--report-dir", str(folder), "--from-artifact", "true", "--head-sha", "c" * 40, cwd=tmp_path, env=env)
+    assert proc.returncode == EXIT_ARTIFACT
+    assert "the artifact says PR #5 but the head cccccccccccc belongs to PR #6" in proc.stdout + proc.stderr
+    assert api.comment_objects(REPO, 6) == []
+
+
+def test_fork_pr_found_by_head_label_when_commit_lookup_is_empty(api, gh):
+    api.add_pull(REPO, 9, "d" * 40, head_label="forker:fix", fork=True)
+    with pytest.raises(ArtifactError, match="found 0 open pull request"):
+        comment.pr_for_head(gh, REPO, "d" * 40)  # the commit lookup alone does not see forks
+    assert comment.pr_for_head(gh, REPO, "d" * 40, "forker", "fix") == 9
+    assert any(r.query.get("head") == ["forker:fix"] for r in api.requests)
+    with pytest.raises(ArtifactError, match="found 0 open pull request"):
+        comment.pr_for_head(gh, REPO, "e" * 40, "forker", "other")
