@@ -24,9 +24,9 @@ def test_demo_tells_the_whole_story(tmp_path):
     from mlflow import MlflowClient
 
     client = MlflowClient(f"sqlite:///{workdir / 'mlflow' / 'mlflow.db'}")
-    versions = {v.version: v for v in client.search_model_versions("name='breast-cancer-classifier'")}
+    versions = {str(v.version): v for v in client.search_model_versions("name='breast-cancer-classifier'")}
     assert sorted(versions) == ["1", "2", "3"]
-    aliases = client.get_registered_model("breast-cancer-classifier").aliases
+    aliases = {k: str(v) for k, v in client.get_registered_model("breast-cancer-classifier").aliases.items()}
     assert aliases == {"candidate": "3", "champion": "2"}
     assert versions["2"].tags["lockstep.rollback.reason"] == "demo rollback"
     assert versions["3"].tags["lockstep.trigger"] == "workflow_dispatch"

@@ -1,0 +1,101 @@
+"""Run the real workflow YAML under act (host mode, no Docker), as GitHub would.
+
+- `OWNER/lockstep/...@REF` resolves to a temporary copy of this working tree.
+- Each third-party action resolves to a local stand-in with the same input and output names
+  (tests/standins; names from ../shared/pins.md).
+- Where act 0.2.89 lags GitHub, the copy rewrites exactly these constructs, in `REWRITES` and
+  nowhere else (tests/test_actrunner.py covers it):
+    1. `uses: $/path`   -> `uses: lockstep-dev/lockstep/path@v1` (act rejects `$/`)
+    2. `queue: max`     -> removed (act's schema does not know it)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+STANDINS = Path(__file__).resolve().parent / "standins"
+LIBRARY = "lockstep-dev/lockstep"
+LIBRARY_REF = "v1"
+
+THIRD_PARTY = {
+    "actions/setup-python@5fda3b95a4ea91299a34e894583c3862153e4b97": "setup-python",
+    "astral-sh/setup-uv@20cfd1bf945f4377ade1205e4dbc17946fc9a30d": "setup-uv",
+    "actions/upload-artifact@bbbca2ddaa5d8feaa63e36b76fdaad77386f024f": "upload-artifact",
+    "actions/download-artifact@3e5f45b2cfb9172054b4087a40e8e0b5a5461e7c": "download-artifact",
+    "aws-actions/configure-aws-credentials@e6de054238d6b7531b4efff3b6587d9aade6a06c": "configure-aws-credentials",
+}
+
+REWRITES = (
+    (re.compile(r"^(\s*(?:-\s+)?uses:\s*)\$/([^\s#]+)", re.M), rf"\g<1>{LIBRARY}/\g<2>@{LIBRARY_REF}"),
+    (re.compile(r"^\s*queue:\s*max\s*\n", re.M), ""),
+)
+_IGNORE = shutil.ignore_patterns(".venv", ".git", "__pycache__", ".pytest_cache", "*.egg-info", ".lockstep", "cache", "tmp")
+
+
+def rewrite(text: str) -> str:
+    for pattern, replacement in REWRITES:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+def library_copy(target: Path) -> Path:
+    """This working tree, with the act-only rewrites applied to every workflow and action file."""
+    shutil.copytree(ROOT, target, ignore=_IGNORE)
+    for path in [*target.glob(".github/workflows/*.yml"), target / "action.yml", *target.glob("actions/*/action.yml")]:
+        path.write_text(rewrite(path.read_text()))
+    return target
+
+
+@dataclass
+class ActResult:
+    returncode: int
+    log: str
+
+    def step_failed(self, text: str) -> bool:
+        return text in self.log
+
+
+class Act:
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.library = library_copy(workdir / "lockstep-library")
+        self.artifacts = workdir / "artifacts"
+        self.artifacts.mkdir(exist_ok=True)
+        self.binary = shutil.which("act", path=str(Path(os.sys.executable).parent)) or "act"
+
+    def run(
+        self,
+        repo: Path,
+        event: str,
+        workflow: str,
+        *,
+        payload: dict | None = None,
+        secrets: dict[str, str] | None = None,
+        env: dict[str, str] | None = None,
+        timeout: int = 900,
+    ) -> ActResult:
+        argv = [self.binary, event, "-W", f".github/workflows/{workflow}", "-P", "ubuntu-latest=-self-hosted",
+                "--local-repository", f"{LIBRARY}@{LIBRARY_REF}={self.library}"]
+        for ref, folder in THIRD_PARTY.items():
+            argv += ["--local-repository", f"{ref}={STANDINS / folder}"]
+        if payload is not None:
+            event_file = self.workdir / f"event-{event}.json"
+            event_file.write_text(json.dumps(payload))
+            argv += ["-e", str(event_file)]
+        for key, value in (secrets or {}).items():
+            argv += ["-s", f"{key}={value}"]
+        environment = {"LOCKSTEP_TEST_ARTIFACTS": str(self.artifacts), **(env or {})}
+        for key, value in environment.items():
+            argv += ["--env", f"{key}={value}"]
+        proc = subprocess.run(argv, cwd=repo, capture_output=True, text=True, timeout=timeout,
+                              env={**os.environ, "ACT_CACHE_DIR": str(self.workdir / "act-cache")})
+        log = proc.stdout + proc.stderr
+        (self.workdir / f"act-{event}-{workflow}.log").write_text(log)
+        return ActResult(proc.returncode, log)
