@@ -1,0 +1,98 @@
+"""End to end: the real workflow files run under act from a consumer repository, against the
+S3 server, the MLflow server, a bare git origin and the GitHub API test server. Assertions are
+on the world afterwards (comments received, artifacts, runs, commits), not on log lines."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import EXAMPLE, PROJECT, git
+from github_api import TOKEN, GitHubAPI
+from actrunner import Act
+
+pytestmark = [pytest.mark.e2e, pytest.mark.integration]
+REPOSITORY = "octo/ml"
+
+
+@pytest.fixture
+def act(tmp_path):
+    return Act(tmp_path / "act")
+
+
+@pytest.fixture
+def api():
+    server = GitHubAPI()
+    yield server
+    server.close()
+    assert server.schema_errors == [], server.schema_errors
+
+
+def install_workflows(consumer) -> None:
+    target = consumer.dev / ".github" / "workflows"
+    target.mkdir(parents=True)
+    for source in sorted((EXAMPLE / "workflows").glob("*.yml")):
+        (target / source.name).write_text(source.read_text().replace("OWNER/lockstep/", "lockstep-dev/lockstep/"))
+    consumer.commit("CI workflows")
+
+
+def pr_payload(number, base, head, head_repo=REPOSITORY):
+    return {
+        "action": "opened",
+        "number": number,
+        "pull_request": {
+            "number": number,
+            "base": {"sha": base, "ref": "main", "repo": {"full_name": REPOSITORY}},
+            "head": {"sha": head, "ref": "feature", "repo": {"full_name": head_repo}},
+        },
+        "repository": {"full_name": REPOSITORY, "name": "ml", "owner": {"login": "octo"}},
+    }
+
+
+def run_env(consumer, api):
+    return {
+        "GITHUB_API_URL": api.url,
+        "GITHUB_REPOSITORY": REPOSITORY,
+        "AWS_ENDPOINT_URL": consumer.bucket.endpoint,
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "MLFLOW_ENABLE_PROXY_MULTIPART_DOWNLOAD": "false",
+    }
+
+
+def secrets(mlflow_url=""):
+    values = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "GITHUB_TOKEN": TOKEN}
+    if mlflow_url:
+        values["MLFLOW_TRACKING_URI"] = mlflow_url
+    return values
+
+
+def test_pr_validation_under_act_posts_one_comment(consumer, act, api, mlflow_env):
+    install_workflows(consumer)
+    base = git("rev-parse", "HEAD", cwd=consumer.dev)
+    git("checkout", "-q", "-b", "feature", cwd=consumer.dev)
+    consumer.set_param("n_estimators: 100", "n_estimators: 150")
+    consumer.dvc("repro")
+    consumer.dvc("push")
+    head = consumer.commit("More trees", push="feature")
+
+    result = act.run(consumer.dev, "pull_request", "ml-pr.yml", payload=pr_payload(7, base, head),
+                     secrets=secrets(mlflow_env.url), env=run_env(consumer, api))
+    assert result.returncode == 0, result.log[-6000:]
+
+    (body,) = [c["body"] for c in api.comment_objects(REPOSITORY, 7)]
+    assert body.startswith("<!-- lockstep:report project=example-project -->\n## ✅ lockstep: example\\-project passed validation")
+    assert "| train.n\\_estimators | 100 | 150 |" in body
+    results = json.loads((act.artifacts / "lockstep-report-example-project" / "results.json").read_text())
+    assert results["passed"] is True and results["pr_number"] == "7" and results["head_sha"] == head
+    from mlflow import MlflowClient
+
+    run = MlflowClient(mlflow_env.url).get_run(results["mlflow_run_id"])
+    assert run.data.tags["lockstep.pr"] == "7"
+
+    # a second run updates the same comment
+    result = act.run(consumer.dev, "pull_request", "ml-pr.yml", payload=pr_payload(7, base, head),
+                     secrets=secrets(mlflow_env.url), env=run_env(consumer, api))
+    assert result.returncode == 0, result.log[-6000:]
+    assert len(api.comment_objects(REPOSITORY, 7)) == 1
+    assert [r.method for r in api.requests if "/comments" in r.path][-1] == "PATCH"
