@@ -142,6 +142,10 @@ class Consumer:
     def project(self) -> Path:
         return self.dev / PROJECT
 
+    @property
+    def model(self) -> str:
+        return f"classifier-{self.bucket.name}"
+
     def dvc(self, *args: str, cwd: Path | None = None) -> str:
         return run(str(BIN / "dvc"), *args, cwd=cwd or self.project, env={"MLFLOW_TRACKING_URI": ""}).stdout
 
@@ -183,6 +187,9 @@ def consumer(tmp_path, bucket, trained_example) -> Consumer:
     shutil.copytree(trained_example, dev / PROJECT)
     result = Consumer(root, origin, dev, bucket)
     result.dvc("remote", "modify", "storage", "url", f"s3://{bucket.name}/dvc")
+    # each test its own registered model on the shared MLflow server
+    config = result.project / "lockstep.yaml"
+    config.write_text(config.read_text().replace("name: breast-cancer-classifier", f"name: {result.model}"))
     result.dvc("push")
     result.commit("First model")
     return result

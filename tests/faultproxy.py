@@ -34,13 +34,17 @@ class FaultProxy:
                 conn = http.client.HTTPConnection(target.hostname, target.port, timeout=60)
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")}
                 headers["Host"] = target.netloc
-                conn.request(self.command, self.path, body=body, headers=headers)
-                response = conn.getresponse()
-                data = response.read()
+                try:
+                    conn.request(self.command, self.path, body=body, headers=headers)
+                    response = conn.getresponse()
+                    data = response.read()
+                    status, upstream_headers = response.status, dict(response.getheaders())
+                finally:
+                    conn.close()
                 if fault is not None:
                     proxy.hits.append((self.command, self.path))
                     return self._send(fault[0], {"Content-Type": "text/plain"}, fault[1])
-                self._send(response.status, dict(response.getheaders()), data)
+                self._send(status, upstream_headers, data)
 
             def _send(self, status: int, headers: dict, body: bytes) -> None:
                 self.send_response(status)

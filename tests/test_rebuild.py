@@ -12,7 +12,6 @@ from conftest import PROJECT, git, lockstep
 from faultproxy import ACCESS_DENIED, FaultProxy
 
 pytestmark = pytest.mark.integration
-MODEL = "breast-cancer-classifier"
 BOT = "github-actions[bot] <41898282+github-actions[bot]@users.noreply.github.com>"
 
 
@@ -24,7 +23,7 @@ def rebuild(checkout, *extra, env=None):
     return proc, values
 
 
-def versions(url, model=MODEL):
+def versions(url, model):
     return sorted(MlflowClient(url).search_model_versions(f"name='{model}'"), key=lambda v: int(v.version))
 
 
@@ -49,7 +48,7 @@ def test_param_change_on_main_gives_one_skip_ci_commit_and_a_version(consumer, m
     after = consumer.bucket.keys()
     assert set(before) < set(after)
     # the version, its lineage tags and its alias
-    (version,) = versions(mlflow_env.url)
+    (version,) = versions(mlflow_env.url, consumer.model)
     assert out["model-version"] == version.version and out["model-alias"] == "candidate"
     assert version.tags["lockstep.lock_commit"] == sha
     assert version.tags["lockstep.stage"] == "train"
@@ -57,8 +56,8 @@ def test_param_change_on_main_gives_one_skip_ci_commit_and_a_version(consumer, m
     assert version.tags["lockstep.dvc_object"].split("/files/md5/")[1].replace("/", "") == version.tags["lockstep.model_md5"]
     assert float(version.tags["lockstep.metric.accuracy"]) > 0.9
     client = MlflowClient(mlflow_env.url)
-    assert client.get_model_version_by_alias(MODEL, "candidate").version == version.version
-    assert client.get_model_version_by_alias(MODEL, "champion").version == version.version
+    assert client.get_model_version_by_alias(consumer.model, "candidate").version == version.version
+    assert client.get_model_version_by_alias(consumer.model, "champion").version == version.version
     run = client.get_run(out["mlflow-run-id"])
     assert run.data.params["train.max_depth"] == "5"  # logged by the project's own training code
     assert run.data.tags["lockstep.reason"] == "merge of #3"
@@ -68,7 +67,7 @@ def test_param_change_on_main_gives_one_skip_ci_commit_and_a_version(consumer, m
     assert proc.returncode == EXIT_OK, proc.stdout
     assert len(consumer.origin_log()) == 3
     assert again["committed"] == "false" and again["model-version"] == version.version
-    assert len(versions(mlflow_env.url)) == 1
+    assert len(versions(mlflow_env.url, consumer.model)) == 1
 
 
 def test_s3_fault_during_push_leaves_no_commit_and_a_rerun_works(consumer, monkeypatch):
@@ -129,7 +128,7 @@ def test_dispatch_with_changed_param_commits_params_and_registers_new_version(co
     head = consumer.clone("after")
     assert "n_estimators: 40" in (head / PROJECT / "params.yaml").read_text()
     assert "Set-param: train.n_estimators=40" in git("log", "-1", "--format=%B", cwd=head)
-    version = MlflowClient(mlflow_env.url).get_model_version(MODEL, second["model-version"])
+    version = MlflowClient(mlflow_env.url).get_model_version(consumer.model, second["model-version"])
     assert version.tags["lockstep.trigger"] == "workflow_dispatch"
     assert version.tags["lockstep.lock_commit"] == gitrepo.head(head)
 
@@ -148,3 +147,60 @@ def test_unknown_stage_is_named(consumer):
     proc, _ = rebuild(consumer.clone("ci"), "--stages", "trian", "--register", "false")
     assert proc.returncode == EXIT_DVC
     assert "stage 'trian' not found in dvc.yaml" in proc.stdout and "known stages: prepare, train, evaluate" in proc.stdout
+
+
+def test_three_quick_merges_lose_no_commit_and_end_with_a_matching_lock(consumer):
+    # three merges land before any rebuild finishes; each queued run checked out main as it was
+    checkouts, merges = [], []
+    for depth in (5, 4, 3):
+        consumer.set_param(f"max_depth: {depth + 1}", f"max_depth: {depth}")
+        merges.append(consumer.commit(f"max_depth {depth}"))
+        checkouts.append(consumer.clone(f"ci-{depth}"))
+    codes = [rebuild(checkout, "--register", "false")[0].returncode for checkout in checkouts]
+    assert codes == [EXIT_INPUTS_MOVED, EXIT_INPUTS_MOVED, EXIT_OK]
+    log = consumer.origin_log()
+    assert [line.split(" ", 1)[0] for line in log[1:4]] == merges[::-1]  # every merge is on main
+    assert "[skip ci]" in log[0] and len(log) == 5  # one lock commit, on top, no force push
+    final = consumer.clone("final")
+    from lockstep import dvcrepo
+
+    assert dvcrepo.stale_stages(dvcrepo.open_repo(final / PROJECT)) == []
+    assert "max_depth: 3" in (final / PROJECT / "params.yaml").read_text()
+
+
+def test_registry_answer_lost_after_commit_ends_with_one_version(consumer, mlflow_env, monkeypatch):
+    consumer.set_param("max_depth: 6", "max_depth: 5")
+    consumer.commit("Shallower trees")
+    # the server stores the version, then the client hears 504
+    proxy = FaultProxy(mlflow_env.url, lambda method, path: (504, b"Gateway Timeout") if "model-versions/create" in path else None, after=True)
+    try:
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", proxy.url)
+        proc, out = rebuild(consumer.clone("ci-1"))
+    finally:
+        proxy.close()
+    assert proxy.hits, "the fault was never injected"
+    assert len(consumer.origin_log()) == 3  # the lock commit stays
+    assert len(versions(mlflow_env.url, consumer.model)) == 1
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_env.url)
+    proc, again = rebuild(consumer.clone("ci-2"))
+    assert proc.returncode == EXIT_OK, proc.stdout
+    assert len(versions(mlflow_env.url, consumer.model)) == 1 and len(consumer.origin_log()) == 3
+    assert again["model-version"] == versions(mlflow_env.url, consumer.model)[0].version
+
+
+def test_registry_down_keeps_the_commit_and_a_rerun_registers(consumer, mlflow_env, monkeypatch):
+    consumer.set_param("max_depth: 6", "max_depth: 5")
+    consumer.commit("Shallower trees")
+    proxy = FaultProxy(mlflow_env.url, lambda method, path: (503, b"down") if "registered-models" in path or "model-versions" in path else None)
+    try:
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", proxy.url)
+        proc, _ = rebuild(consumer.clone("ci-1"))
+    finally:
+        proxy.close()
+    assert proc.returncode == 7, proc.stdout
+    assert "re-run" in proc.stdout
+    assert len(consumer.origin_log()) == 3 and versions(mlflow_env.url, consumer.model) == []
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_env.url)
+    proc, out = rebuild(consumer.clone("ci-2"))
+    assert proc.returncode == EXIT_OK, proc.stdout
+    assert len(consumer.origin_log()) == 3 and [v.version for v in versions(mlflow_env.url, consumer.model)] == [out["model-version"]]
