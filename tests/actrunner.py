@@ -25,6 +25,7 @@ LIBRARY = "lockstep-dev/lockstep"
 LIBRARY_REF = "v1"
 
 THIRD_PARTY = {
+    "actions/checkout@3d3c42e5aac5ba805825da76410c181273ba90b1": "checkout",
     "actions/setup-python@5fda3b95a4ea91299a34e894583c3862153e4b97": "setup-python",
     "astral-sh/setup-uv@20cfd1bf945f4377ade1205e4dbc17946fc9a30d": "setup-uv",
     "actions/upload-artifact@bbbca2ddaa5d8feaa63e36b76fdaad77386f024f": "upload-artifact",

@@ -57,6 +57,7 @@ def run_env(consumer, api):
         "AWS_ENDPOINT_URL": consumer.bucket.endpoint,
         "AWS_DEFAULT_REGION": "us-east-1",
         "MLFLOW_ENABLE_PROXY_MULTIPART_DOWNLOAD": "false",
+        "LOCKSTEP_TEST_ORIGIN": f"file://{consumer.origin}",
     }
 
 
@@ -96,3 +97,71 @@ def test_pr_validation_under_act_posts_one_comment(consumer, act, api, mlflow_en
     assert result.returncode == 0, result.log[-6000:]
     assert len(api.comment_objects(REPOSITORY, 7)) == 1
     assert [r.method for r in api.requests if "/comments" in r.path][-1] == "PATCH"
+
+
+def push_payload(sha):
+    return {"ref": "refs/heads/main", "after": sha, "repository": {"full_name": REPOSITORY, "name": "ml", "owner": {"login": "octo"}}}
+
+
+def test_main_rebuild_under_act_commits_once_and_registers(consumer, act, api, mlflow_env):
+    install_workflows(consumer)
+    consumer.set_param("max_depth: 6", "max_depth: 5")  # merged without a re-trained lock
+    merged = consumer.commit("Merge pull request #8")
+    result = act.run(consumer.dev, "push", "ml-main.yml", payload=push_payload(merged),
+                     secrets=secrets(mlflow_env.url), env=run_env(consumer, api))
+    assert result.returncode == 0, result.log[-6000:]
+    log = consumer.origin_log()
+    assert len(log) == 4 and log[1].startswith(merged)
+    assert "github-actions[bot] <41898282+github-actions[bot]@users.noreply.github.com> lockstep: rebuild train, evaluate" in log[0]
+    assert log[0].endswith("[skip ci]")
+    from mlflow import MlflowClient
+
+    client = MlflowClient(mlflow_env.url)
+    (version,) = client.search_model_versions(f"name='{consumer.model}'")
+    assert version.tags["lockstep.lock_commit"] == log[0].split()[0]
+    assert client.get_model_version_by_alias(consumer.model, "candidate").version == version.version
+    # no credentials were left in the checkout act ran in
+    for config in act.workdir.parent.rglob(".dvc/config.local"):
+        assert "secret" not in config.read_text().lower()
+
+    # the same job again (e.g. a re-run): no commit, no version
+    git("pull", "-q", "origin", "main", cwd=consumer.dev)
+    result = act.run(consumer.dev, "push", "ml-main.yml", payload=push_payload(merged),
+                     secrets=secrets(mlflow_env.url), env=run_env(consumer, api))
+    assert result.returncode == 0, result.log[-6000:]
+    assert len(consumer.origin_log()) == 4
+    assert len(client.search_model_versions(f"name='{consumer.model}'")) == 1
+
+
+def test_fork_pr_two_stage_comment_under_act(consumer, act, api):
+    install_workflows(consumer)
+    base = git("rev-parse", "HEAD", cwd=consumer.dev)
+    git("checkout", "-q", "-b", "feature", cwd=consumer.dev)
+    consumer.set_param("n_estimators: 100", "n_estimators: 150")
+    consumer.dvc("repro")
+    consumer.dvc("push")
+    head = consumer.commit("More trees from a fork", push="feature")
+
+    # stage 1: the fork's pull_request run: a read-only token, so no comment; the artifact is uploaded
+    result = act.run(consumer.dev, "pull_request", "ml-pr.yml", payload=pr_payload(9, base, head, head_repo="forker/ml"),
+                     secrets=secrets(), env=run_env(consumer, api))
+    assert result.returncode == 0, result.log[-6000:]
+    assert api.comment_objects(REPOSITORY, 9) == []
+    assert (act.artifacts / "lockstep-report-example-project" / "results.json").exists()
+
+    # stage 2: workflow_run in the base repository: checks the artifact, finds the PR by head SHA
+    api.add_pull(REPOSITORY, 9, head, head_label="forker:feature", fork=True)
+    run_payload = {
+        "action": "completed",
+        "workflow_run": {
+            "id": 4242, "event": "pull_request", "head_sha": head, "head_branch": "feature",
+            "conclusion": "success", "pull_requests": [],
+            "head_repository": {"full_name": "forker/ml", "owner": {"login": "forker"}},
+        },
+        "repository": {"full_name": REPOSITORY, "name": "ml", "owner": {"login": "octo"}},
+    }
+    result = act.run(consumer.dev, "workflow_run", "ml-pr-comment.yml", payload=run_payload,
+                     secrets={"GITHUB_TOKEN": TOKEN}, env=run_env(consumer, api))
+    assert result.returncode == 0, result.log[-6000:]
+    (body,) = [c["body"] for c in api.comment_objects(REPOSITORY, 9)]
+    assert body.startswith("<!-- lockstep:report project=example-project -->\n## ✅ lockstep")
