@@ -76,8 +76,31 @@ def test_third_party_actions_are_pinned_to_the_shared_pins():
 
 
 def test_actionlint_and_zizmor_are_clean():
-    lint = subprocess.run([str(BIN / "actionlint"), "-color=false"], cwd=ROOT, capture_output=True, text=True)
+    consumer = [str(p) for p in sorted((ROOT / "example-project" / "workflows").glob("*.yml"))]
+    workflows = [str(p) for p in WORKFLOWS]
+    lint = subprocess.run([str(BIN / "actionlint"), "-color=false", *workflows, *consumer], cwd=ROOT, capture_output=True, text=True)
     assert lint.returncode == 0, lint.stdout + lint.stderr
-    audit = subprocess.run([str(BIN / "zizmor"), "--offline", "--persona", "pedantic", "--no-progress", "."],
+    audit = subprocess.run([str(BIN / "zizmor"), "--offline", "--persona", "pedantic", "--no-progress", ".", *consumer],
                            cwd=ROOT, capture_output=True, text=True)
     assert audit.returncode == 0, audit.stdout + audit.stderr
+
+
+def _readme_section(title: str) -> str:
+    text = (ROOT / "README.md").read_text()
+    start = text.index(f"### `{title}`")
+    end = text.find("\n### ", start + 1)
+    return text[start : end if end != -1 else None]
+
+
+@pytest.mark.parametrize("name", ["pr-validate.yml", "main-rebuild.yml"])
+def test_readme_tables_match_the_workflow_yaml(name):
+    doc = yaml.safe_load((ROOT / ".github" / "workflows" / name).read_text())
+    call = doc[True]["workflow_call"]
+    section = _readme_section(name)
+    rows = [line for line in section.splitlines() if line.startswith("| `")]
+    documented = {n for row in rows for n in re.findall(r"`([a-z0-9-]+)`", row.split("|")[1])}
+    assert documented == set(call["inputs"]), "README inputs table and YAML inputs differ"
+    for secret in call.get("secrets", {}):
+        assert f"`{secret}`" in section, f"README does not list secret {secret}"
+    for output in call.get("outputs", {}):
+        assert f"`{output}`" in section, f"README does not list output {output}"
