@@ -60,6 +60,9 @@ def test_happy_path_logs_to_mlflow_and_reports(consumer, mlflow_env):
 
     run = MlflowClient(mlflow_env.url).get_run(results["mlflow_run_id"])
     assert run.data.tags["lockstep.pr"] == "12"
+    from lockstep import __version__
+
+    assert run.data.tags["lockstep.version"] == __version__
     assert run.data.tags["lockstep.head_sha"] == head
     assert run.data.tags["lockstep.base_sha"] == base
     assert run.data.params["train.n_estimators"] == "150"
