@@ -22,6 +22,15 @@ def in_actions() -> bool:
     return os.environ.get("GITHUB_ACTIONS") == "true"
 
 
+def _clean(text: str) -> str:
+    """Valid UTF-8 only: project files can hold undecodable bytes (lone surrogates here)."""
+    return text.encode("utf-8", "replace").decode("utf-8")
+
+
+def _print(text: str, *, stream=None) -> None:
+    print(_clean(text), file=stream or sys.stdout, flush=True)
+
+
 # --- inputs -------------------------------------------------------------------------------------
 
 
@@ -79,7 +88,7 @@ def command(name: str, message: str = "", **props: object) -> None:
         f"{key}={_escape_property(str(value))}" for key, value in props.items() if value is not None
     )
     head = f"::{name} {rendered}" if rendered else f"::{name}"
-    print(f"{head}::{_escape_data(message)}", flush=True)
+    _print(f"{head}::{_escape_data(message)}")
 
 
 def error(message: str, *, file: str | None = None, line: int | None = None, title: str | None = None) -> None:
@@ -87,7 +96,7 @@ def error(message: str, *, file: str | None = None, line: int | None = None, tit
         command("error", message, title=title, file=file, line=line)
     else:
         where = f"{file}:{line}: " if file and line else (f"{file}: " if file else "")
-        print(f"error: {where}{message}", file=sys.stderr, flush=True)
+        _print(f"error: {where}{message}", stream=sys.stderr)
 
 
 def warning(message: str, *, file: str | None = None, line: int | None = None, title: str | None = None) -> None:
@@ -95,14 +104,14 @@ def warning(message: str, *, file: str | None = None, line: int | None = None, t
         command("warning", message, title=title, file=file, line=line)
     else:
         where = f"{file}:{line}: " if file and line else (f"{file}: " if file else "")
-        print(f"warning: {where}{message}", file=sys.stderr, flush=True)
+        _print(f"warning: {where}{message}", stream=sys.stderr)
 
 
 def notice(message: str) -> None:
     if in_actions():
         command("notice", message)
     else:
-        print(message, flush=True)
+        _print(message)
 
 
 def mask(value: str) -> None:
@@ -115,15 +124,15 @@ def mask(value: str) -> None:
 
 
 def info(message: str) -> None:
-    print(message, flush=True)
+    _print(message)
 
 
 @contextlib.contextmanager
 def group(title: str) -> Iterator[None]:
     if in_actions():
-        print(f"::group::{_escape_data(title)}", flush=True)
+        _print(f"::group::{_escape_data(title)}")
     else:
-        print(f"== {title}", flush=True)
+        _print(f"== {title}")
     try:
         yield
     finally:
@@ -139,7 +148,7 @@ def _append(path_var: str, text: str) -> bool:
     if not path:
         return False
     with open(path, "a", encoding="utf-8") as handle:
-        handle.write(text)
+        handle.write(_clean(text))
     return True
 
 
@@ -157,7 +166,7 @@ def set_output(name: str, value: object) -> None:
     else:
         record = f"{name}={text}\n"
     if not _append("GITHUB_OUTPUT", record):
-        print(f"output {name}={text if len(text) < 200 else text[:200] + '...'}", flush=True)
+        _print(f"output {name}={text if len(text) < 200 else text[:200] + '...'}")
 
 
 def set_outputs(values: dict[str, object]) -> None:

@@ -1,0 +1,60 @@
+"""Diffs, agreement and gates: pure functions."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from lockstep.config import Gate
+from lockstep.metrics import check_gate, diff, disagreements, flatten, parse_file
+
+
+def test_flatten_nested_metrics_and_lists():
+    assert flatten({"test": {"acc": 0.9, "per_class": [0.8, 0.7]}, "loss": 1}) == {
+        "test.acc": 0.9, "test.per_class.0": 0.8, "test.per_class.1": 0.7, "loss": 1}
+    assert parse_file('{"a": NaN, "b": {"c": 1}}', "m.json")["b.c"] == 1
+    assert parse_file("a:\n  b: 2\n", "m.yaml") == {"a.b": 2}
+
+
+def test_diff_absolute_relative_and_missing_sides():
+    rows = {d.name: d for d in diff({"acc": 0.8, "old": 1}, {"acc": 0.9, "new": 2})}
+    assert rows["acc"].absolute == pytest.approx(0.1) and rows["acc"].relative == pytest.approx(0.125)
+    assert rows["old"].new is None and rows["old"].absolute is None
+    assert rows["new"].base is None and rows["new"].changed
+
+
+@pytest.mark.parametrize(
+    ("gate", "value", "base", "passed", "reason"),
+    [
+        (Gate("acc", min=0.9), 0.95, None, True, ""),
+        (Gate("acc", min=0.9), 0.85, None, False, "0.85 is below the minimum 0.9"),
+        (Gate("loss", direction="lower", max=0.2), 0.3, None, False, "0.3 is above the maximum 0.2"),
+        (Gate("acc", max_regression=0.02), 0.90, 0.93, False, "regressed by 0.03 vs base 0.93 (allowed 0.02)"),
+        (Gate("acc", max_regression=0.02), 0.92, 0.93, True, ""),
+        (Gate("acc", max_regression=0.0), 0.99, 0.93, True, ""),  # improvements never fail a regression gate
+        (Gate("loss", direction="lower", max_regression=0.01), 0.15, 0.10, False, "regressed by 0.05 vs base 0.1"),
+        (Gate("loss", direction="lower", max_regression=0.01), 0.05, 0.10, True, ""),
+        (Gate("auc", max_regression_relative=0.02), 0.97, 1.0, False, "regressed by 3.00% vs base 1 (allowed 2.00%)"),
+        (Gate("auc", max_regression_relative=0.02), 0.99, 1.0, True, ""),
+        (Gate("f1"), None, 0.9, False, "required metric is missing"),
+        (Gate("f1", required=False), None, 0.9, True, ""),
+        (Gate("f1", min=0.5), math.nan, 0.9, False, "is not a finite number"),
+        (Gate("f1", min=0.5), "high", 0.9, False, "is not a finite number"),
+        (Gate("f1", min=0.5), True, 0.9, False, "is not a finite number"),  # a bool is not a metric
+    ],
+)
+def test_gates(gate, value, base, passed, reason):
+    result = check_gate(gate, value, base)
+    assert result.passed is passed
+    assert reason in "; ".join(result.reasons)
+    if passed:
+        assert result.reasons == ()
+
+
+def test_disagreements_respect_tolerance_and_nan():
+    committed = {"acc": 0.9, "f1": 0.8, "nan": math.nan, "name": "x"}
+    assert disagreements(committed, {"acc": 0.9 + 1e-12, "f1": 0.8, "nan": math.nan, "name": "x"}, absolute=1e-9, relative=0) == []
+    found = disagreements(committed, {"acc": 0.91, "f1": 0.8, "nan": 1.0, "name": "y", "extra": 1}, absolute=1e-9, relative=0)
+    assert [d.name for d in found] == ["acc", "extra", "name", "nan"]
+    assert disagreements({"acc": 100.0}, {"acc": 100.5}, absolute=0, relative=0.01) == []
