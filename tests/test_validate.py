@@ -148,3 +148,12 @@ def test_mlflow_down_still_completes_and_says_why(consumer, monkeypatch):
     assert checks["mlflow"]["status"] == "warn"
     assert checks["mlflow"]["summary"].startswith("the run was not logged: MLflow")
     assert results["mlflow_run_id"] == ""
+
+
+def test_failing_project_tests_stop_before_evaluation(consumer):
+    base, head, checkout = open_pr(consumer, more_trees)
+    proc, results, checks, _, _ = validate(checkout, base, head, "--test-command", "python -c 'raise SystemExit(3)'")
+    assert proc.returncode == EXIT_CHECKS_FAILED
+    assert checks["tests"]["status"] == "fail"
+    assert "exited with 3" in checks["tests"]["summary"]
+    assert "re-evaluation" not in checks

@@ -104,3 +104,16 @@ def test_readme_tables_match_the_workflow_yaml(name):
         assert f"`{secret}`" in section, f"README does not list secret {secret}"
     for output in call.get("outputs", {}):
         assert f"`{output}`" in section, f"README does not list output {output}"
+
+
+def test_readme_documents_every_lockstep_yaml_key():
+    import json
+
+    schema = json.loads((ROOT / "scripts" / "lockstep" / "schema" / "lockstep.schema.json").read_text())
+    readme = (ROOT / "README.md").read_text()
+    keys = set(schema["properties"])
+    for section in schema["properties"].values():
+        keys |= set(section.get("properties", {}))
+    keys |= set(schema["$defs"]["gate"]["properties"])
+    missing = sorted(key for key in keys if key not in readme)
+    assert missing == [], f"lockstep.yaml keys not in the README: {missing}"
