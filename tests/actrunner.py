@@ -31,6 +31,7 @@ THIRD_PARTY = {
     "actions/upload-artifact@bbbca2ddaa5d8feaa63e36b76fdaad77386f024f": "upload-artifact",
     "actions/download-artifact@3e5f45b2cfb9172054b4087a40e8e0b5a5461e7c": "download-artifact",
     "aws-actions/configure-aws-credentials@e6de054238d6b7531b4efff3b6587d9aade6a06c": "configure-aws-credentials",
+    "actions/cache@27d5ce7f107fe9357f9df03efb73ab90386fccae": "cache",
 }
 
 REWRITES = (
@@ -64,8 +65,12 @@ class ActResult:
 
 
 class Act:
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, cache: Path | None = None) -> None:
+        """`cache` is where the actions/cache stand-in keeps what it saves (share it across runs
+        to see warm runs, as a repository's cache is shared across its workflow runs)."""
         self.workdir = workdir
+        self.cache = cache or workdir / "actions-cache"
+        self.cache.mkdir(parents=True, exist_ok=True)
         self.library = library_copy(workdir / "lockstep-library")
         self.artifacts = workdir / "artifacts"
         self.artifacts.mkdir(exist_ok=True)
@@ -92,7 +97,7 @@ class Act:
             argv += ["-e", str(event_file)]
         for key, value in (secrets or {}).items():
             argv += ["-s", f"{key}={value}"]
-        environment = {"LOCKSTEP_TEST_ARTIFACTS": str(self.artifacts), **(env or {})}
+        environment = {"LOCKSTEP_TEST_ARTIFACTS": str(self.artifacts), "LOCKSTEP_TEST_CACHE": str(self.cache), **(env or {})}
         for key, value in environment.items():
             argv += ["--env", f"{key}={value}"]
         proc = subprocess.run(argv, cwd=repo, capture_output=True, text=True, timeout=timeout,
