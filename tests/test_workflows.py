@@ -75,6 +75,15 @@ def test_third_party_actions_are_pinned_to_the_shared_pins():
     assert seen >= 5
 
 
+def test_workflows_and_actions_match_githubs_schemas():
+    consumer = [str(p) for p in sorted((ROOT / "example-project" / "workflows").glob("*.yml"))]
+    for schema, files in (("vendor.github-workflows", [str(p) for p in WORKFLOWS] + consumer),
+                          ("vendor.github-actions", [str(p) for p in ACTIONS])):
+        proc = subprocess.run([str(BIN / "check-jsonschema"), "--builtin-schema", schema, *files],
+                              cwd=ROOT, capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
 def test_actionlint_and_zizmor_are_clean():
     consumer = [str(p) for p in sorted((ROOT / "example-project" / "workflows").glob("*.yml"))]
     workflows = [str(p) for p in WORKFLOWS]
