@@ -198,3 +198,14 @@ def consumer(tmp_path, bucket, trained_example) -> Consumer:
 def lockstep(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     """Run the real CLI in a subprocess (exit codes, stdout and the files it writes)."""
     return run(str(BIN / "lockstep"), *args, cwd=cwd, env=env, check=False)
+
+
+@pytest.fixture
+def api():
+    """The local GitHub REST API test server; no schema error may be recorded by teardown."""
+    from github_api import GitHubAPI
+
+    server = GitHubAPI()
+    yield server
+    server.close()
+    assert server.schema_errors == [], server.schema_errors

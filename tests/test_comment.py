@@ -18,14 +18,6 @@ REPO = "octo/ml"
 
 
 @pytest.fixture
-def api():
-    server = GitHubAPI()
-    yield server
-    server.close()
-    assert server.schema_errors == [], server.schema_errors
-
-
-@pytest.fixture
 def waits():
     return []
 

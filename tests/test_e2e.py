@@ -8,8 +8,8 @@ import json
 
 import pytest
 
-from conftest import EXAMPLE, PROJECT, git
-from github_api import TOKEN, GitHubAPI
+from conftest import EXAMPLE, git
+from github_api import TOKEN
 from actrunner import Act
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
@@ -27,20 +27,23 @@ def act(tmp_path, actions_cache):
     return Act(tmp_path / "act", cache=actions_cache)
 
 
-@pytest.fixture
-def api():
-    server = GitHubAPI()
-    yield server
-    server.close()
-    assert server.schema_errors == [], server.schema_errors
-
-
 def install_workflows(consumer) -> None:
     target = consumer.dev / ".github" / "workflows"
     target.mkdir(parents=True)
     for source in sorted((EXAMPLE / "workflows").glob("*.yml")):
         (target / source.name).write_text(source.read_text().replace("OWNER/lockstep/", "lockstep-dev/lockstep/"))
     consumer.commit("CI workflows")
+
+
+def open_pr(consumer, message):
+    """The developer branches, trains with more trees, pushes to DVC and to the feature branch."""
+    install_workflows(consumer)
+    base = git("rev-parse", "HEAD", cwd=consumer.dev)
+    git("checkout", "-q", "-b", "feature", cwd=consumer.dev)
+    consumer.set_param("n_estimators: 100", "n_estimators: 150")
+    consumer.dvc("repro")
+    consumer.dvc("push")
+    return base, consumer.commit(message, push="feature")
 
 
 def pr_payload(number, base, head, head_repo=REPOSITORY):
@@ -75,13 +78,7 @@ def secrets(mlflow_url=""):
 
 
 def test_pr_validation_under_act_posts_one_comment(consumer, act, api, mlflow_env):
-    install_workflows(consumer)
-    base = git("rev-parse", "HEAD", cwd=consumer.dev)
-    git("checkout", "-q", "-b", "feature", cwd=consumer.dev)
-    consumer.set_param("n_estimators: 100", "n_estimators: 150")
-    consumer.dvc("repro")
-    consumer.dvc("push")
-    head = consumer.commit("More trees", push="feature")
+    base, head = open_pr(consumer, "More trees")
 
     result = act.run(consumer.dev, "pull_request", "ml-pr.yml", payload=pr_payload(7, base, head),
                      secrets=secrets(mlflow_env.url), env=run_env(consumer, api))
@@ -141,13 +138,7 @@ def test_main_rebuild_under_act_commits_once_and_registers(consumer, act, api, m
 
 
 def test_fork_pr_two_stage_comment_under_act(consumer, act, api):
-    install_workflows(consumer)
-    base = git("rev-parse", "HEAD", cwd=consumer.dev)
-    git("checkout", "-q", "-b", "feature", cwd=consumer.dev)
-    consumer.set_param("n_estimators: 100", "n_estimators: 150")
-    consumer.dvc("repro")
-    consumer.dvc("push")
-    head = consumer.commit("More trees from a fork", push="feature")
+    base, head = open_pr(consumer, "More trees from a fork")
 
     # stage 1: the fork's pull_request run: a read-only token, so no comment; the artifact is uploaded
     result = act.run(consumer.dev, "pull_request", "ml-pr.yml", payload=pr_payload(9, base, head, head_repo="forker/ml"),

@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from conftest import BIN, EXAMPLE, PROJECT, run
+from conftest import BIN, EXAMPLE, run
 
 pytestmark = pytest.mark.integration
 

@@ -22,7 +22,7 @@ def hostile(canary: str) -> list[str]:
         f"`touch {canary}`",
         f'"; touch {canary}; echo "',
         f"'; touch {canary}; '",
-        f"${{{{ github.token }}}}",
+        "${{ github.token }}",
         "line one\nline two",
         "<img src=x onerror=alert(1)>",
         "<script>alert(1)</script>",

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import DvcError
+from .metrics import flatten as _flatten
 
 LOCK_FILE = "dvc.lock"
 
@@ -248,15 +249,6 @@ def _locked_cmd(repo, stage) -> str:
     return entry.get("cmd", "")
 
 
-def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(value, dict):
-        flat: dict[str, Any] = {}
-        for key, inner in value.items():
-            flat.update(_flatten(inner, f"{prefix}.{key}" if prefix else str(key)))
-        return flat
-    return {prefix: value}
-
-
 def _param_changes(dep, rel: str) -> list[Change]:
     locked = dep.hash_info.value if dep.hash_info else {}
     try:
@@ -457,23 +449,18 @@ def metrics_files(repo) -> list[str]:
     return files
 
 
+def _outputs(repo, stages: Sequence, *, cached: bool) -> list[str]:
+    return [os.path.relpath(out.fs_path, repo.root_dir) for stage in stages for out in stage.outs if out.use_cache is cached]
+
+
 def git_tracked_outputs(repo, stages: Sequence) -> list[str]:
     """Outputs with `cache: false` (metrics, plots) of these stages: git carries them."""
-    paths = []
-    for stage in stages:
-        for out in stage.outs:
-            if not out.use_cache:
-                paths.append(os.path.relpath(out.fs_path, repo.root_dir))
-    return paths
+    return _outputs(repo, stages, cached=False)
 
 
 def cached_outputs(repo, stages: Sequence) -> list[str]:
-    paths = []
-    for stage in stages:
-        for out in stage.outs:
-            if out.use_cache:
-                paths.append(os.path.relpath(out.fs_path, repo.root_dir))
-    return paths
+    """Outputs of these stages that DVC caches and pushes."""
+    return _outputs(repo, stages, cached=True)
 
 
 def set_params(project_dir: str | Path, assignments: Sequence[str], params_file: str = "params.yaml") -> dict[str, Any]:

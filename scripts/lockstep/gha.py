@@ -91,20 +91,20 @@ def command(name: str, message: str = "", **props: object) -> None:
     _print(f"{head}::{_escape_data(message)}")
 
 
-def error(message: str, *, file: str | None = None, line: int | None = None, title: str | None = None) -> None:
+def _annotate(kind: str, message: str, file: str | None, line: int | None, title: str | None) -> None:
     if in_actions():
-        command("error", message, title=title, file=file, line=line)
+        command(kind, message, title=title, file=file, line=line)
     else:
         where = f"{file}:{line}: " if file and line else (f"{file}: " if file else "")
-        _print(f"error: {where}{message}", stream=sys.stderr)
+        _print(f"{kind}: {where}{message}", stream=sys.stderr)
+
+
+def error(message: str, *, file: str | None = None, line: int | None = None, title: str | None = None) -> None:
+    _annotate("error", message, file, line, title)
 
 
 def warning(message: str, *, file: str | None = None, line: int | None = None, title: str | None = None) -> None:
-    if in_actions():
-        command("warning", message, title=title, file=file, line=line)
-    else:
-        where = f"{file}:{line}: " if file and line else (f"{file}: " if file else "")
-        _print(f"warning: {where}{message}", stream=sys.stderr)
+    _annotate("warning", message, file, line, title)
 
 
 def notice(message: str) -> None:
