@@ -70,8 +70,11 @@ def run_env(consumer, api):
     }
 
 
+SECRET_KEY = "lockstep-e2e-secret-7f3a9c"  # moto accepts any key; a value that can be searched for
+
+
 def secrets(mlflow_url=""):
-    values = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "GITHUB_TOKEN": TOKEN}
+    values = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": SECRET_KEY, "GITHUB_TOKEN": TOKEN}
     if mlflow_url:
         values["MLFLOW_TRACKING_URI"] = mlflow_url
     return values
@@ -93,6 +96,11 @@ def test_pr_validation_under_act_posts_one_comment(consumer, act, api, mlflow_en
 
     run = MlflowClient(mlflow_env.url).get_run(results["mlflow_run_id"])
     assert run.data.tags["lockstep.pr"] == "7"
+    # secrets never leak: not in the log, the report artifact, the comment, or the checkout's config
+    artifact = act.artifacts / "lockstep-report-example-project"
+    leaks = [result.log, body, *(p.read_text() for p in artifact.iterdir())]
+    leaks += [p.read_text() for p in act.workdir.parent.rglob("config.local")]
+    assert not any(SECRET_KEY in text for text in leaks)
 
     # a second run updates the same comment
     result = act.run(consumer.dev, "pull_request", "ml-pr.yml", payload=pr_payload(7, base, head),
@@ -163,3 +171,73 @@ def test_fork_pr_two_stage_comment_under_act(consumer, act, api):
     assert result.returncode == 0, result.log[-6000:]
     (body,) = [c["body"] for c in api.comment_objects(REPOSITORY, 9)]
     assert body.startswith("<!-- lockstep:report project=example-project -->\n## ✅ lockstep")
+
+
+def _stale(consumer):
+    consumer.set_param("n_estimators: 100", "n_estimators: 150")  # lock not re-trained
+
+
+def _missing_object(consumer):
+    consumer.set_param("n_estimators: 100", "n_estimators: 150")
+    consumer.dvc("repro")
+    consumer.dvc("push")
+    listing = next(k for k in consumer.bucket.keys("dvc/files/md5/") if k.endswith(".dir"))
+    entries = json.loads(consumer.bucket.client.get_object(Bucket=consumer.bucket.name, Key=listing)["Body"].read())
+    member = next(e for e in entries if e["relpath"] == "train.csv")["md5"]
+    consumer.bucket.client.delete_object(Bucket=consumer.bucket.name, Key=f"dvc/files/md5/{member[:2]}/{member[2:]}")
+
+
+def _hand_edited(consumer):
+    consumer.set_param("n_estimators: 100", "n_estimators: 150")
+    consumer.dvc("repro")
+    consumer.dvc("push")
+    metrics = consumer.project / "metrics.json"
+    metrics.write_text(metrics.read_text().replace('"f1": 0.', '"f1": 0.99'))
+
+
+def _failing_gate(consumer):
+    consumer.set_param("n_estimators: 100", "n_estimators: 2")
+    consumer.set_param("max_depth: 6", "max_depth: 1")
+    consumer.dvc("repro")
+    consumer.dvc("push")
+
+
+def _mlflow_down(consumer):
+    consumer.set_param("n_estimators: 100", "n_estimators: 150")
+    consumer.dvc("repro")
+    consumer.dvc("push")
+
+
+NEGATIVE = {
+    "stale-lock": (_stale, "dvc.lock vs code", "stage 'train' would re\\-run because params.yaml&#58;train.n\\_estimators changed \\(100 \\-&gt; 150\\)"),
+    "missing-object": (_missing_object, "dvc.lock vs remote", "data/prepared"),
+    "hand-edited-metrics": (_hand_edited, "Re-evaluation", "f1&#58; committed"),
+    "failing-gate": (_failing_gate, "Gates", "accuracy&#58;"),
+    "mlflow-down": (_mlflow_down, None, "the run was not logged&#58; MLflow"),
+}
+
+
+@pytest.mark.parametrize("case", list(NEGATIVE))
+def test_pr_validation_failures_under_act(case, consumer, act, api):
+    change, failed_check, message = NEGATIVE[case]
+    install_workflows(consumer)
+    base = git("rev-parse", "HEAD", cwd=consumer.dev)
+    git("checkout", "-q", "-b", "feature", cwd=consumer.dev)
+    change(consumer)
+    head = consumer.commit(case, push="feature")
+    from servers import free_port
+
+    mlflow = f"http://127.0.0.1:{free_port()}" if case == "mlflow-down" else ""
+    result = act.run(consumer.dev, "pull_request", "ml-pr.yml", payload=pr_payload(11, base, head),
+                     secrets=secrets(mlflow), env=run_env(consumer, api))
+    results = json.loads((act.artifacts / "lockstep-report-example-project" / "results.json").read_text())
+    (body,) = [c["body"] for c in api.comment_objects(REPOSITORY, 11)]
+    assert message in body, body[:3000]
+    if failed_check is None:  # MLflow down: the validation still completes and passes
+        assert result.returncode == 0, result.log[-4000:]
+        assert results["passed"] is True and results["mlflow_run_id"] == ""
+        return
+    assert result.returncode != 0  # the job fails, after the report and the comment
+    assert results["passed"] is False
+    assert failed_check in [c["title"] for c in results["checks"] if c["status"] == "fail"]
+    assert body.splitlines()[1].startswith("## ❌ lockstep: example\\-project failed validation (")

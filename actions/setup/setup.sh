@@ -16,7 +16,7 @@ cache_key() {
     uv --version
     cat "$source_dir/pyproject.toml"
     find "$source_dir/scripts" -type f -name '*.py' -o -type f -name '*.json' | LC_ALL=C sort | xargs cat
-    [ -f "$requirements" ] && cat "$requirements"
+    if [ -f "$requirements" ]; then cat "$requirements"; fi
   } | sha256sum | cut -c1-32
 }
 
