@@ -204,30 +204,38 @@ def bench_overhead() -> dict:
 # --- 3. bytes moved by a rebuild ----------------------------------------------------------------
 
 
+IDENTITY = {"GIT_AUTHOR_NAME": "b", "GIT_AUTHOR_EMAIL": "b@x", "GIT_COMMITTER_NAME": "b", "GIT_COMMITTER_EMAIL": "b@x"}
+
+
+def trained_repo(base: Path, env: dict, bucket: str) -> tuple[Path, Path, dict]:
+    """A bare origin and a clone holding the example project, trained and pushed to `bucket`.
+    Returns (origin, developer clone, environment for commands in it)."""
+    origin, dev = base / "origin.git", base / "dev"
+    git("init", "-q", "--bare", "-b", "main", str(origin), cwd=base)
+    git("init", "-q", "-b", "main", str(dev), cwd=base)
+    git("remote", "add", "origin", f"file://{origin}", cwd=dev)
+    shutil.copytree(ROOT / "example-project", dev / "example-project", ignore=shutil.ignore_patterns(".lockstep", "cache", "tmp"))
+    run_env = {**os.environ, **env, **IDENTITY, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    run_env.pop("MLFLOW_TRACKING_URI", None)
+    project = dev / "example-project"
+    for argv in (("remote", "modify", "storage", "url", f"s3://{bucket}/dvc"), ("repro", "-q"), ("push", "-q")):
+        subprocess.run([str(BIN / "dvc"), *argv], cwd=project, check=True, env=run_env, capture_output=True)
+    return origin, dev, run_env
+
+
 def bench_rebuild_bytes() -> dict:
     with tempfile.TemporaryDirectory() as tmp, s3(Path(tmp)) as (server, env):
         make_bucket(env, "rebuild-bytes")
         base = Path(tmp)
-        origin, dev = base / "origin.git", base / "dev"
-        git("init", "-q", "--bare", "-b", "main", str(origin), cwd=base)
-        git("init", "-q", "-b", "main", str(dev), cwd=base)
-        git("remote", "add", "origin", f"file://{origin}", cwd=dev)
-        shutil.copytree(ROOT / "example-project", dev / "example-project", ignore=shutil.ignore_patterns(".lockstep", "cache", "tmp"))
-        project = dev / "example-project"
-        run_env = {**os.environ, **env, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
-        run_env.pop("MLFLOW_TRACKING_URI", None)
-        subprocess.run([str(BIN / "dvc"), "remote", "modify", "storage", "url", "s3://rebuild-bytes/dvc"], cwd=project, check=True)
-        subprocess.run([str(BIN / "dvc"), "repro", "-q"], cwd=project, check=True, env=run_env, capture_output=True)
-        subprocess.run([str(BIN / "dvc"), "push", "-q"], cwd=project, check=True, env=run_env)
-        params = project / "params.yaml"
+        origin, dev, run_env = trained_repo(base, env, "rebuild-bytes")
+        params = dev / "example-project" / "params.yaml"
         params.write_text(params.read_text().replace("max_depth: 6", "max_depth: 5"))
-        identity = {"GIT_AUTHOR_NAME": "b", "GIT_AUTHOR_EMAIL": "b@x", "GIT_COMMITTER_NAME": "b", "GIT_COMMITTER_EMAIL": "b@x"}
         subprocess.run(["git", "add", "-A"], cwd=dev, check=True)
-        subprocess.run(["git", "commit", "-qm", "m"], cwd=dev, check=True, env={**os.environ, **identity})
+        subprocess.run(["git", "commit", "-qm", "m"], cwd=dev, check=True, env=run_env)
         subprocess.run(["git", "push", "-q", "origin", "HEAD:main"], cwd=dev, check=True)
         proxy = CountingProxy(server.url)
         try:
-            counted = {**run_env, "AWS_ENDPOINT_URL": proxy.url, **identity}
+            counted = {**run_env, "AWS_ENDPOINT_URL": proxy.url}
             everything = base / "everything"
             git("clone", "-q", f"file://{origin}", str(everything), cwd=base)
             subprocess.run([str(BIN / "dvc"), "pull", "-q"], cwd=everything / "example-project", env=counted, capture_output=True)
@@ -271,26 +279,16 @@ def bench_setup() -> dict:
 
 def consumer_repo(base: Path, env: dict, bucket: str) -> tuple[Path, str, str]:
     """A consumer repository: the example trained on main, and a PR branch trained and pushed."""
-    origin, dev = base / "origin.git", base / "dev"
-    git("init", "-q", "--bare", "-b", "main", str(origin), cwd=base)
-    git("init", "-q", "-b", "main", str(dev), cwd=base)
-    git("remote", "add", "origin", f"file://{origin}", cwd=dev)
-    shutil.copytree(ROOT / "example-project", dev / "example-project", ignore=shutil.ignore_patterns(".lockstep", "cache", "tmp"))
+    _origin, dev, run_env = trained_repo(base, env, bucket)
     project = dev / "example-project"
     workflows = dev / ".github" / "workflows"
     workflows.mkdir(parents=True)
     (workflows / "ml-pr.yml").write_text((ROOT / "example-project/workflows/ml-pr.yml").read_text().replace("OWNER/lockstep/", "lockstep-dev/lockstep/"))
     shutil.copy(ROOT / "benchmarks/baseline/ml-pr-baseline.yml", workflows)
-    identity = {"GIT_AUTHOR_NAME": "b", "GIT_AUTHOR_EMAIL": "b@x", "GIT_COMMITTER_NAME": "b", "GIT_COMMITTER_EMAIL": "b@x"}
-    run_env = {**os.environ, **env, **identity, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
-    run_env.pop("MLFLOW_TRACKING_URI", None)
 
     def sh(*argv, cwd=project):
         subprocess.run(list(argv), cwd=cwd, check=True, env=run_env, capture_output=True)
 
-    sh(str(BIN / "dvc"), "remote", "modify", "storage", "url", f"s3://{bucket}/dvc")
-    sh(str(BIN / "dvc"), "repro")
-    sh(str(BIN / "dvc"), "push")
     sh("git", "add", "-A", cwd=dev)
     sh("git", "commit", "-qm", "main", cwd=dev)
     sh("git", "push", "-q", "origin", "HEAD:main", cwd=dev)
