@@ -216,7 +216,7 @@ def cmd_verify_remote(inputs: Inputs) -> int:
 def cmd_demo(inputs: Inputs) -> int:
     from . import demo
 
-    return demo.main(Path(inputs.get("workdir", "")) if inputs.get("workdir") else None, keep=inputs.flag("keep"))
+    return demo.main(Path(inputs.get("workdir")) if inputs.get("workdir") else None)
 
 
 def _run_url() -> str:
@@ -242,7 +242,7 @@ COMMANDS: dict[str, tuple[Callable[[Inputs], int], str, Sequence[str]]] = {
                  ("working-directory", "config", "model", "alias", "version", "reason", "actor")),
     "check-config": (cmd_check_config, "validate lockstep.yaml against its schema", ("working-directory", "config")),
     "verify-remote": (cmd_verify_remote, "check that every object of dvc.lock is in the DVC remote", ("working-directory",)),
-    "demo": (cmd_demo, "run the whole story on a temporary copy of the example project", ("workdir", "keep")),
+    "demo": (cmd_demo, "run the whole story on a temporary copy of the example project", ("workdir",)),
 }
 
 

@@ -73,7 +73,7 @@ class Demo:
         if proc.returncode != 0:
             raise LockstepError(
                 f"demo step failed: `{' '.join(argv)}` in {cwd} exited {proc.returncode}:\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}",
-                hint="re-run with --keep to inspect the temporary folder",
+                hint=f"everything the demo made so far is in {self.root}",
             )
         if not quiet:
             print(proc.stdout, end="")
@@ -222,7 +222,7 @@ class _chdir:
         os.chdir(self.old)
 
 
-def main(workdir: Path | None = None, keep: bool = False) -> int:
+def main(workdir: Path | None = None) -> int:
     root = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="lockstep-demo-"))
     root.mkdir(parents=True, exist_ok=True)
     if any(root.iterdir()):
