@@ -64,7 +64,7 @@ def cmd_validate(inputs: Inputs) -> int:
         test_command=inputs.get("test-command"),
         experiment=inputs.get("mlflow-experiment"),
         report_dir=Path(inputs.get("report-dir", _default_report_dir(project))).absolute(),
-        workflow_run_url=inputs.get("workflow-run-url", _run_url()),
+        workflow_run_url=inputs.get("workflow-run-url", gha.run_url()),
     )
     result = validate.run(args)
     rep = result.report
@@ -106,7 +106,7 @@ def cmd_rebuild(inputs: Inputs) -> int:
         experiment=inputs.get("mlflow-experiment"),
         push=inputs.flag("push", True),
         register=inputs.flag("register", True),
-        workflow_run_url=inputs.get("workflow-run-url", _run_url()),
+        workflow_run_url=inputs.get("workflow-run-url", gha.run_url()),
     )
     result = rebuild.run(args)
     gha.set_outputs(result.outputs())
@@ -154,7 +154,7 @@ def cmd_comment(inputs: Inputs) -> int:
         pr_number = int(inputs.get("pr-number") or rep.pr_number or 0)
         if not pr_number:
             raise InputError("no PR number", hint="pass `pr-number: ${{ github.event.pull_request.number }}`")
-    posted = comment.post(github, repository, pr_number, rep, summary_url=comment.summary_url())
+    posted = comment.post(github, repository, pr_number, rep, summary_url=gha.run_url())
     gha.set_outputs({"comment-id": posted.comment_id, "created": posted.created, "pr-number": pr_number})
     gha.info(f"{'created' if posted.created else 'updated'} comment {posted.comment_id} on PR #{pr_number} ({posted.length} characters)")
     return EXIT_OK
@@ -217,13 +217,6 @@ def cmd_demo(inputs: Inputs) -> int:
     from . import demo
 
     return demo.main(Path(inputs.get("workdir")) if inputs.get("workdir") else None)
-
-
-def _run_url() -> str:
-    server = os.environ.get("GITHUB_SERVER_URL")
-    repository = os.environ.get("GITHUB_REPOSITORY")
-    run_id = os.environ.get("GITHUB_RUN_ID")
-    return f"{server}/{repository}/actions/runs/{run_id}" if server and repository and run_id else ""
 
 
 # --- parsing and the error boundary -------------------------------------------------------------

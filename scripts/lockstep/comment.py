@@ -8,7 +8,6 @@ out or runs PR code validates the artifact here and posts a comment it renders i
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,15 +74,6 @@ def pr_for_head(github: GitHub, repository: str, head_sha: str, head_owner: str 
             hint="the PR was closed or pushed to since validation ran; the next run posts the comment",
         )
     return int(matching[0]["number"])
-
-
-def summary_url() -> str:
-    server = os.environ.get("GITHUB_SERVER_URL", "https://github.com")
-    repository = os.environ.get("GITHUB_REPOSITORY")
-    run_id = os.environ.get("GITHUB_RUN_ID")
-    if repository and run_id:
-        return f"{server}/{repository}/actions/runs/{run_id}"
-    return ""
 
 
 __all__ = ["GitHubError", "Posted", "load_artifact", "post", "pr_for_head"]

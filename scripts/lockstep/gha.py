@@ -31,6 +31,14 @@ def _print(text: str, *, stream=None) -> None:
     print(_clean(text), file=stream or sys.stdout, flush=True)
 
 
+def run_url() -> str:
+    """The URL of the running workflow run (its logs and job summary), or "" outside Actions."""
+    server = os.environ.get("GITHUB_SERVER_URL", "https://github.com")
+    repository = os.environ.get("GITHUB_REPOSITORY")
+    run_id = os.environ.get("GITHUB_RUN_ID")
+    return f"{server}/{repository}/actions/runs/{run_id}" if repository and run_id else ""
+
+
 # --- inputs -------------------------------------------------------------------------------------
 
 
