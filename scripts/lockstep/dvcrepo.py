@@ -194,6 +194,8 @@ def stale_stages(repo, only: Iterable[str] | None = None) -> list[StaleStage]:
     from dvc.dependency.param import ParamsDependency
 
     producers = _producers(repo)
+    lock_path = Path(repo.root_dir) / LOCK_FILE
+    locked = lock_entries(lock_path.read_text("utf-8") if lock_path.is_file() else None)
     wanted = set(only) if only else None
     result = []
     for stage in pipeline_stages(repo):
@@ -202,13 +204,13 @@ def stale_stages(repo, only: Iterable[str] | None = None) -> list[StaleStage]:
         if stage.frozen:
             continue
         changes: list[Change] = []
-        if not _has_lock_entry(repo, stage):
+        if stage.name not in locked:
             result.append(StaleStage(stage.name, [Change("never-run")]))
             continue
         if stage.always_changed:
             changes.append(Change("always-changed"))
         if getattr(stage, "cmd_changed", False):
-            changes.append(Change("cmd", old=_locked_cmd(repo, stage), new=stage.cmd))
+            changes.append(Change("cmd", old=locked[stage.name].get("cmd", ""), new=stage.cmd))
         for dep in stage.deps:
             rel = os.path.relpath(dep.fs_path, repo.root_dir)
             if isinstance(dep, ParamsDependency):
@@ -231,22 +233,17 @@ def stale_stages(repo, only: Iterable[str] | None = None) -> list[StaleStage]:
     return result
 
 
-def _lock_data(repo) -> dict[str, Any]:
+def lock_entries(text: str | None) -> dict[str, Any]:
+    """The `stages` of a dvc.lock text ({} when absent or unreadable)."""
     import yaml
 
-    path = Path(repo.root_dir) / LOCK_FILE
-    if not path.is_file():
+    if not text:
         return {}
-    return (yaml.safe_load(path.read_text("utf-8")) or {}).get("stages", {}) or {}
-
-
-def _has_lock_entry(repo, stage) -> bool:
-    return stage.name in _lock_data(repo)
-
-
-def _locked_cmd(repo, stage) -> str:
-    entry = _lock_data(repo).get(stage.name, {})
-    return entry.get("cmd", "")
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError:
+        return {}
+    return (data.get("stages") or {}) if isinstance(data, dict) else {}
 
 
 def _param_changes(dep, rel: str) -> list[Change]:

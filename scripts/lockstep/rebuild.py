@@ -270,8 +270,8 @@ def moved_reasons(project: Path, repo, stages: list, old: str, new: str) -> list
                 reasons.append(f"{params_file}:{key} changed ({before.get(key)!r} -> {after.get(key)!r})")
     if "dvc.lock" in changed:
         upstream = {s.addressing for s in repo.index.stages} - {s.addressing for s in stages}
-        before = _lock_entries(gitrepo.show(project, old, prefix + "dvc.lock"))
-        after = _lock_entries(gitrepo.show(project, new, prefix + "dvc.lock"))
+        before = dvcrepo.lock_entries(gitrepo.show(project, old, prefix + "dvc.lock"))
+        after = dvcrepo.lock_entries(gitrepo.show(project, new, prefix + "dvc.lock"))
         for name in sorted(upstream):
             if before.get(name, {}).get("outs") != after.get(name, {}).get("outs"):
                 reasons.append(f"the outputs of upstream stage '{name}' changed in dvc.lock")
@@ -283,15 +283,6 @@ def _flat_yaml(text: str | None) -> dict[str, Any]:
         return {}
     try:
         return parse_file(text, "params.yaml")
-    except yaml.YAMLError:
-        return {}
-
-
-def _lock_entries(text: str | None) -> dict[str, Any]:
-    if not text:
-        return {}
-    try:
-        return (yaml.safe_load(text) or {}).get("stages", {}) or {}
     except yaml.YAMLError:
         return {}
 

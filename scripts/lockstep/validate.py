@@ -215,7 +215,7 @@ def _base(project: Path, prefix: str, base_sha: str, files: list[str], repo) -> 
     for name in _params_files(repo):
         text = gitrepo.show(project, base_sha, prefix + name)
         if text is not None:
-            params.update({f"{name}:{k}" if name != "params.yaml" else k: v for k, v in _parse_or_empty(text, name).items()})
+            params.update(_params_keys(text, name))
     if not metrics:
         return metrics, params, Check("base", "Base comparison", "warn", f"the base commit {base_sha[:12]} has no metrics to compare with (first model?)")
     return metrics, params, Check("base", "Base comparison", "pass", f"compared with base {base_sha[:12]}: {len(metrics)} metric(s)")
@@ -302,12 +302,17 @@ def _params_files(repo) -> list[str]:
     return files
 
 
+def _params_keys(text: str, name: str) -> dict[str, Any]:
+    """Flattened params, keyed `train.seed` for params.yaml and `file.yaml:train.seed` otherwise."""
+    return {(k if name == "params.yaml" else f"{name}:{k}"): v for k, v in _parse_or_empty(text, name).items()}
+
+
 def _read_params(project: Path, repo) -> dict[str, Any]:
     params: dict[str, Any] = {}
     for name in _params_files(repo):
         path = project / name
         if path.is_file():
-            params.update({f"{name}:{k}" if name != "params.yaml" else k: v for k, v in _parse_or_empty(path.read_text("utf-8"), name).items()})
+            params.update(_params_keys(path.read_text("utf-8"), name))
     return params
 
 
