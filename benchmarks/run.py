@@ -25,15 +25,14 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 import servers  # noqa: E402
+from faultproxy import FaultProxy  # noqa: E402
 
 BIN = Path(sys.executable).parent
 RESULTS = ROOT / "benchmarks" / "results"
@@ -52,66 +51,6 @@ def timed(argv, cwd, env=None, repeat=3) -> float:
 
 
 # --- S3 with a byte counter ---------------------------------------------------------------------
-
-
-class CountingProxy:
-    """Forwards to the S3 server and counts the body bytes of GETs (downloads) and PUTs/POSTs."""
-
-    def __init__(self, upstream: str) -> None:
-        import http.client
-        from urllib.parse import urlsplit
-
-        target = urlsplit(upstream)
-        self.down = self.up = 0
-        proxy = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def _any(self):
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else b""
-                conn = http.client.HTTPConnection(target.hostname, target.port, timeout=120)
-                try:
-                    headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")}
-                    headers["Host"] = target.netloc
-                    conn.request(self.command, self.path, body=body, headers=headers)
-                    response = conn.getresponse()
-                    data = response.read()
-                    status, upstream = response.status, response.getheaders()
-                finally:
-                    conn.close()
-                if self.command in ("PUT", "POST"):
-                    proxy.up += len(body)
-                elif self.command == "GET":
-                    proxy.down += len(data)
-                self.send_response(status)
-                upstream_length = None
-                for key, value in upstream:
-                    if key.lower() == "content-length":
-                        upstream_length = value
-                    elif key.lower() not in ("transfer-encoding", "connection", "server", "date"):
-                        self.send_header(key, value)
-                self.send_header("Content-Length", upstream_length if self.command == "HEAD" and upstream_length else str(len(data)))
-                self.end_headers()
-                if self.command != "HEAD":
-                    self.wfile.write(data)
-
-            do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = _any
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def reset(self):
-        self.down = self.up = 0
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @contextmanager
@@ -233,7 +172,7 @@ def bench_rebuild_bytes() -> dict:
         subprocess.run(["git", "add", "-A"], cwd=dev, check=True)
         subprocess.run(["git", "commit", "-qm", "m"], cwd=dev, check=True, env=run_env)
         subprocess.run(["git", "push", "-q", "origin", "HEAD:main"], cwd=dev, check=True)
-        proxy = CountingProxy(server.url)
+        proxy = FaultProxy(server.url, lambda method, path: None)  # counts bytes, injects nothing
         try:
             counted = {**run_env, "AWS_ENDPOINT_URL": proxy.url}
             everything = base / "everything"

@@ -19,6 +19,7 @@ class FaultProxy:
         server did the work; the client never hears of it)."""
         target = urlsplit(upstream)
         self.rule, self.after, self.hits = rule, after, []
+        self.down = self.up = 0  # body bytes forwarded: GET answers, PUT/POST requests
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -41,6 +42,10 @@ class FaultProxy:
                     status, upstream_headers = response.status, dict(response.getheaders())
                 finally:
                     conn.close()
+                if self.command in ("PUT", "POST"):
+                    proxy.up += len(body)
+                elif self.command == "GET":
+                    proxy.down += len(data)
                 if fault is not None:
                     proxy.hits.append((self.command, self.path))
                     return self._send(fault[0], {"Content-Type": "text/plain"}, fault[1])
@@ -68,6 +73,9 @@ class FaultProxy:
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
+
+    def reset(self) -> None:
+        self.down = self.up = 0
 
     def close(self) -> None:
         self.server.shutdown()
