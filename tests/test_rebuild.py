@@ -204,3 +204,22 @@ def test_registry_down_keeps_the_commit_and_a_rerun_registers(consumer, mlflow_e
     proc, out = rebuild(consumer.clone("ci-2"))
     assert proc.returncode == EXIT_OK, proc.stdout
     assert len(consumer.origin_log()) == 3 and [v.version for v in versions(mlflow_env.url, consumer.model)] == [out["model-version"]]
+
+
+def test_a_changed_input_with_a_non_ascii_name_is_seen(consumer):
+    """git quotes such paths in its default output; the moved-inputs check must still match them."""
+    dvc_yaml = consumer.project / "dvc.yaml"
+    dvc_yaml.write_text(dvc_yaml.read_text().replace("      - src/train.py\n", "      - src/train.py\n      - src/größe \"v1\".txt\n", 1))
+    dep = consumer.project / "src" / 'größe "v1".txt'
+    dep.write_text("one\n")
+    consumer.dvc("repro")
+    consumer.dvc("push")
+    consumer.set_param("max_depth: 6", "max_depth: 5")
+    consumer.commit("A size file the training reads")
+    checkout = consumer.clone("ci")
+    dep.write_text("two\n")  # meanwhile, a merge changes it
+    newer = consumer.commit("New sizes")
+    proc, _ = rebuild(checkout, "--register", "false")
+    assert proc.returncode == EXIT_INPUTS_MOVED, proc.stdout
+    assert 'src/größe "v1".txt changed' in proc.stdout.replace("%0A", "\n")
+    assert consumer.origin_log()[0].startswith(newer)

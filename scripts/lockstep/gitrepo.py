@@ -17,7 +17,8 @@ _ENV = {"GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"}
 
 def run(args: Sequence[str], cwd: str | Path, *, check: bool = True, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     merged = {**os.environ, **_ENV, **(env or {})}
-    proc = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, env=merged)
+    # paths and file contents are bytes: undecodable ones survive as in os.fsdecode, never crash
+    proc = subprocess.run(["git", *args], cwd=cwd, capture_output=True, env=merged, encoding="utf-8", errors="surrogateescape")
     if check and proc.returncode != 0:
         raise GitError(
             f"`git {' '.join(args)}` failed in {cwd}: {proc.stderr.strip() or proc.stdout.strip()}",
@@ -65,8 +66,10 @@ def show(path: str | Path, rev: str, file: str) -> str | None:
 
 
 def changed_files(path: str | Path, old: str, new: str) -> list[str]:
-    out = run(["diff", "--name-only", "--no-renames", old, new], path).stdout
-    return [line for line in out.splitlines() if line]
+    """Paths from the repository root, exactly as on disk (NUL-separated: git quotes non-ASCII,
+    quotes and newlines in its line output)."""
+    out = run(["diff", "--name-only", "--no-renames", "-z", old, new], path).stdout
+    return [name for name in out.split("\0") if name]
 
 
 def is_clean(path: str | Path, paths: Sequence[str]) -> bool:
