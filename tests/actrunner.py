@@ -105,3 +105,61 @@ class Act:
         log = proc.stdout + proc.stderr
         (self.workdir / f"act-{event}-{workflow}.log").write_text(log)
         return ActResult(proc.returncode, log)
+
+
+# --- a consumer repository's CI, as the end-to-end tests drive it --------------------------------
+
+REPOSITORY = "octo/ml"
+SECRET_KEY = "lockstep-e2e-secret-7f3a9c"  # moto accepts any key; a value that can be searched for
+
+
+def install_workflows(consumer) -> None:
+    """Commit the example project's consumer workflows, calling this library, on the consumer's main."""
+    target = consumer.dev / ".github" / "workflows"
+    target.mkdir(parents=True)
+    for source in sorted((ROOT / "example-project" / "workflows").glob("*.yml")):
+        (target / source.name).write_text(source.read_text().replace("OWNER/lockstep/", f"{LIBRARY}/"))
+    consumer.commit("CI workflows")
+
+
+def pr_payload(number, base, head, head_repo=REPOSITORY, *, head_ref="feature", title="More trees", body=""):
+    return {
+        "action": "opened",
+        "number": number,
+        "pull_request": {
+            "number": number,
+            "title": title,
+            "body": body,
+            "base": {"sha": base, "ref": "main", "repo": {"full_name": REPOSITORY}},
+            "head": {"sha": head, "ref": head_ref, "repo": {"full_name": head_repo}},
+        },
+        "repository": {"full_name": REPOSITORY, "name": "ml", "owner": {"login": "octo"}},
+    }
+
+
+def push_payload(sha):
+    return {"ref": "refs/heads/main", "after": sha, "repository": {"full_name": REPOSITORY, "name": "ml", "owner": {"login": "octo"}}}
+
+
+def dispatch_payload(inputs: dict[str, str]):
+    return {"ref": "refs/heads/main", "inputs": inputs, "repository": {"full_name": REPOSITORY, "name": "ml", "owner": {"login": "octo"}}}
+
+
+def run_env(consumer, api):
+    return {
+        "GITHUB_API_URL": api.url,
+        "GITHUB_REPOSITORY": REPOSITORY,
+        "AWS_ENDPOINT_URL": consumer.bucket.endpoint,
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "MLFLOW_ENABLE_PROXY_MULTIPART_DOWNLOAD": "false",
+        "LOCKSTEP_TEST_ORIGIN": f"file://{consumer.origin}",
+    }
+
+
+def secrets(mlflow_url=""):
+    from github_api import TOKEN
+
+    values = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": SECRET_KEY, "GITHUB_TOKEN": TOKEN}
+    if mlflow_url:
+        values["MLFLOW_TRACKING_URI"] = mlflow_url
+    return values

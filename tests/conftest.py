@@ -209,3 +209,20 @@ def api():
     yield server
     server.close()
     assert server.schema_errors == [], server.schema_errors
+
+
+# --- act ----------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def actions_cache(tmp_path_factory):
+    """One actions/cache store for the session, as one repository's cache serves all its runs."""
+    return tmp_path_factory.mktemp("actions-cache")
+
+
+@pytest.fixture
+def act(tmp_path, actions_cache):
+    """The real workflow files, run under act (tests/actrunner.py)."""
+    from actrunner import Act
+
+    return Act(tmp_path / "act", cache=actions_cache)

@@ -8,31 +8,11 @@ import json
 
 import pytest
 
-from conftest import EXAMPLE, git
+from conftest import git
+from actrunner import REPOSITORY, SECRET_KEY, install_workflows, pr_payload, push_payload, run_env, secrets
 from github_api import TOKEN
-from actrunner import Act
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
-REPOSITORY = "octo/ml"
-
-
-@pytest.fixture(scope="session")
-def actions_cache(tmp_path_factory):
-    """One actions/cache store for the session, as one repository's cache serves all its runs."""
-    return tmp_path_factory.mktemp("actions-cache")
-
-
-@pytest.fixture
-def act(tmp_path, actions_cache):
-    return Act(tmp_path / "act", cache=actions_cache)
-
-
-def install_workflows(consumer) -> None:
-    target = consumer.dev / ".github" / "workflows"
-    target.mkdir(parents=True)
-    for source in sorted((EXAMPLE / "workflows").glob("*.yml")):
-        (target / source.name).write_text(source.read_text().replace("OWNER/lockstep/", "lockstep-dev/lockstep/"))
-    consumer.commit("CI workflows")
 
 
 def open_pr(consumer, message):
@@ -44,40 +24,6 @@ def open_pr(consumer, message):
     consumer.dvc("repro")
     consumer.dvc("push")
     return base, consumer.commit(message, push="feature")
-
-
-def pr_payload(number, base, head, head_repo=REPOSITORY):
-    return {
-        "action": "opened",
-        "number": number,
-        "pull_request": {
-            "number": number,
-            "base": {"sha": base, "ref": "main", "repo": {"full_name": REPOSITORY}},
-            "head": {"sha": head, "ref": "feature", "repo": {"full_name": head_repo}},
-        },
-        "repository": {"full_name": REPOSITORY, "name": "ml", "owner": {"login": "octo"}},
-    }
-
-
-def run_env(consumer, api):
-    return {
-        "GITHUB_API_URL": api.url,
-        "GITHUB_REPOSITORY": REPOSITORY,
-        "AWS_ENDPOINT_URL": consumer.bucket.endpoint,
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "MLFLOW_ENABLE_PROXY_MULTIPART_DOWNLOAD": "false",
-        "LOCKSTEP_TEST_ORIGIN": f"file://{consumer.origin}",
-    }
-
-
-SECRET_KEY = "lockstep-e2e-secret-7f3a9c"  # moto accepts any key; a value that can be searched for
-
-
-def secrets(mlflow_url=""):
-    values = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": SECRET_KEY, "GITHUB_TOKEN": TOKEN}
-    if mlflow_url:
-        values["MLFLOW_TRACKING_URI"] = mlflow_url
-    return values
 
 
 def test_pr_validation_under_act_posts_one_comment(consumer, act, api, mlflow_env):
@@ -109,10 +55,6 @@ def test_pr_validation_under_act_posts_one_comment(consumer, act, api, mlflow_en
     assert "environments restored from the cache" in result.log  # the setup cache served the re-run
     assert len(api.comment_objects(REPOSITORY, 7)) == 1
     assert [r.method for r in api.requests if "/comments" in r.path][-1] == "PATCH"
-
-
-def push_payload(sha):
-    return {"ref": "refs/heads/main", "after": sha, "repository": {"full_name": REPOSITORY, "name": "ml", "owner": {"login": "octo"}}}
 
 
 def test_main_rebuild_under_act_commits_once_and_registers(consumer, act, api, mlflow_env):
