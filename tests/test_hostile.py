@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from actrunner import REPOSITORY, install_workflows, pr_payload, run_env, secrets
+from actrunner import REPOSITORY, dispatch_payload, install_workflows, pr_payload, run_env, secrets
 from conftest import PROJECT, git, lockstep
 from github_api import TOKEN, GitHubAPI
 
@@ -205,3 +205,41 @@ def test_hostile_pull_request_under_act(consumer, act, api, mlflow_env, tmp_path
     assert "data/prepared&#58; " + f"$\\(touch {token}\\).csv".replace("-", "\\-") in content  # the file, named
     for bad in LIVE:
         assert bad not in content, bad
+
+
+@pytest.mark.e2e
+def test_hostile_dispatch_reason_under_act(consumer, act, api, mlflow_env, tmp_path):
+    """workflow_dispatch inputs are typed by people: the reason lands in the commit message and an
+    MLflow tag as text, on one line."""
+    token = f"lockstep-canary-{uuid.uuid4().hex[:12]}"
+    install_workflows(consumer)
+    reason = f"$(touch /tmp/{token})\n`touch /tmp/{token}`\nSigned-off-by: mallory <m@evil.example>\n<script>alert(1)</script>"
+    inputs = {"set-params": "train.n_estimators=90", "reason": reason, "force-all": "false"}
+    result = act.run(consumer.dev, "workflow_dispatch", "ml-main.yml", payload=dispatch_payload(inputs),
+                     secrets=secrets(mlflow_env.url), env=run_env(consumer, api))
+    assert result.returncode == 0, result.log[-6000:]
+    assert executed(token, tmp_path) == [], "a dispatch input was executed"
+    message = git("log", "-1", "--format=%B", "main", cwd=consumer.origin)
+    assert message.startswith("lockstep: rebuild train, evaluate on ")
+    (line,) = [line for line in message.splitlines() if line.startswith("Reason: ")]
+    assert line == "Reason: " + " ".join(reason.split())  # one line: no forged trailer
+    assert "Set-param: train.n_estimators=90" in message
+    assert git("log", "-1", "--format=%(trailers:key=Signed-off-by)", "main", cwd=consumer.origin) == ""
+    from mlflow import MlflowClient
+
+    (version,) = MlflowClient(mlflow_env.url).search_model_versions(f"name='{consumer.model}'")
+    assert version.tags["lockstep.reason"] == reason
+
+
+def test_hostile_set_params_value_fails_clearly_and_commits_nothing(consumer, tmp_path):
+    token = f"lockstep-canary-{uuid.uuid4().hex[:12]}"
+    checkout = consumer.clone("ci")
+    before = consumer.origin_log()
+    proc = lockstep("rebuild", "--working-directory", PROJECT, "--branch", "main", "--register", "false",
+                    "--set-params", f"train.max_depth=$(touch /tmp/{token})", cwd=checkout,
+                    env={"GITHUB_ACTIONS": "true", "GITHUB_OUTPUT": str(tmp_path / "out")})
+    assert proc.returncode == 4, proc.stdout + proc.stderr  # the training stage rejects the value
+    assert "Traceback" not in proc.stdout and "dvc repro" in proc.stdout
+    assert "nothing was pushed, committed or registered" in proc.stdout
+    assert executed(token, tmp_path) == []
+    assert consumer.origin_log() == before

@@ -156,9 +156,10 @@ def run(inputs: RebuildInputs) -> RebuildResult:
             os.environ["MLFLOW_RUN_ID"] = result.mlflow_run_id
         try:
             dvcrepo.reproduce(repo, stage_names, force=True)
-        except LockstepError:
+        except LockstepError as exc:
             if tracker and result.mlflow_run_id:
                 _end_quietly(tracker, result.mlflow_run_id, "FAILED")
+            exc.hint = f"nothing was pushed, committed or registered; {exc.hint}"
             raise
         finally:
             if saved_run_id is None:
