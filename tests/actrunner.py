@@ -7,6 +7,9 @@
   nowhere else (tests/test_actrunner.py covers it):
     1. `uses: $/path`   -> `uses: lockstep-dev/lockstep/path@v1` (act rejects `$/`)
     2. `queue: max`     -> removed (act's schema does not know it)
+- Each Act keeps act's host workspaces and RUNNER_TEMP under its own folder (XDG_CACHE_HOME) and
+  removes them in cleanup(). act removes a finished job's workspace; the git and DVC config files
+  it held at the job's end are kept by the actions/cache stand-in's post step (`leftovers()`).
 """
 
 from __future__ import annotations
@@ -74,6 +77,10 @@ class Act:
         self.library = library_copy(workdir / "lockstep-library")
         self.artifacts = workdir / "artifacts"
         self.artifacts.mkdir(exist_ok=True)
+        # act's host executor keeps each job's workspace and RUNNER_TEMP under $XDG_CACHE_HOME/act:
+        # here, so tests can inspect what a run left behind, and cleanup() can remove it
+        self.runner_home = workdir / "runner-home"
+        self.leftovers_dir = workdir / "leftovers"
         self.binary = shutil.which("act", path=str(Path(os.sys.executable).parent)) or "act"
 
     def run(
@@ -97,14 +104,25 @@ class Act:
             argv += ["-e", str(event_file)]
         for key, value in (secrets or {}).items():
             argv += ["-s", f"{key}={value}"]
-        environment = {"LOCKSTEP_TEST_ARTIFACTS": str(self.artifacts), "LOCKSTEP_TEST_CACHE": str(self.cache), **(env or {})}
+        environment = {"LOCKSTEP_TEST_ARTIFACTS": str(self.artifacts), "LOCKSTEP_TEST_CACHE": str(self.cache),
+                       "LOCKSTEP_TEST_LEFTOVERS": str(self.leftovers_dir / f"{event}-{workflow}"), **(env or {})}
         for key, value in environment.items():
             argv += ["--env", f"{key}={value}"]
         proc = subprocess.run(argv, cwd=repo, capture_output=True, text=True, timeout=timeout,
-                              env={**os.environ, "ACT_CACHE_DIR": str(self.workdir / "act-cache")})
+                              env={**os.environ, "ACT_CACHE_DIR": str(self.workdir / "act-cache"), "XDG_CACHE_HOME": str(self.runner_home)})
         log = proc.stdout + proc.stderr
         (self.workdir / f"act-{event}-{workflow}.log").write_text(log)
         return ActResult(proc.returncode, log)
+
+    def leftovers(self) -> list[Path]:
+        """The git and DVC config files the jobs left in their workspaces, as kept at each job's
+        end by the actions/cache stand-in's post step (act itself removes a finished workspace)."""
+        return sorted(p for p in self.leftovers_dir.rglob("*") if p.is_file())
+
+    def cleanup(self) -> None:
+        """Remove the workspaces and RUNNER_TEMP (the set-up environments are large); logs and
+        artifacts stay for the test's report."""
+        shutil.rmtree(self.runner_home, ignore_errors=True)
 
 
 # --- a consumer repository's CI, as the end-to-end tests drive it --------------------------------

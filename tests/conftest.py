@@ -225,4 +225,6 @@ def act(tmp_path, actions_cache):
     """The real workflow files, run under act (tests/actrunner.py)."""
     from actrunner import Act
 
-    return Act(tmp_path / "act", cache=actions_cache)
+    runner = Act(tmp_path / "act", cache=actions_cache)
+    yield runner
+    runner.cleanup()
