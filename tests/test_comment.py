@@ -221,3 +221,13 @@ def test_fork_pr_found_by_head_label_when_commit_lookup_is_empty(api, gh):
     assert any(r.query.get("head") == ["forker:fix"] for r in api.requests)
     with pytest.raises(ArtifactError, match="found 0 open pull request"):
         comment.pr_for_head(gh, REPO, "e" * 40, "forker", "other")
+
+
+def test_token_is_masked_before_anything_is_printed(tmp_path, api):
+    folder = artifact(tmp_path, sample())
+    api.add_pull(REPO, 5, "a" * 40, head_label="forker:feature")
+    env = {"GITHUB_ACTIONS": "true", "GITHUB_API_URL": api.url, "GITHUB_REPOSITORY": REPO, "INPUT_GITHUB_TOKEN": TOKEN}
+    proc = lockstep("comment", "--report-dir", str(folder), "--from-artifact", "true", "--head-sha", "a" * 40, cwd=tmp_path, env=env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.splitlines()[0] == f"::add-mask::{TOKEN}"
+    assert TOKEN not in "".join(proc.stdout.splitlines()[1:]) + proc.stderr
