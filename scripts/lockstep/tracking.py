@@ -58,13 +58,18 @@ def _failure(action: str, exc: BaseException) -> MlflowError:
     uri = os.environ.get("MLFLOW_TRACKING_URI", "(unset)")
     text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     return MlflowError(
-        f"MLflow {action} failed at {_redact(uri)}: {type(exc).__name__}: {text[:500]}",
+        f"MLflow {action} failed at {_redact(uri)}: {type(exc).__name__}: {_redact(text)[:500]}",
         hint="check MLFLOW_TRACKING_URI and the MLflow credentials (secrets), and that the server is up; then re-run",
     )
 
 
-def _redact(uri: str) -> str:
-    return re.sub(r"//[^/@]*@", "//***@", uri)
+def _redact(text: str) -> str:
+    """`text` without URL credentials (MLflow's errors quote the whole URL) or credential values."""
+    text = re.sub(r"//[^/@\s]*@", "//***@", text)
+    for key in ("MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN"):
+        if secret := os.environ.get(key):
+            text = text.replace(secret, "***")
+    return text
 
 
 @dataclass
