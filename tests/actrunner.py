@@ -7,6 +7,8 @@
   nowhere else (tests/test_actrunner.py covers it):
     1. `uses: $/path`   -> `uses: lockstep-dev/lockstep/path@v1` (act rejects `$/`)
     2. `queue: max`     -> removed (act's schema does not know it)
+- act's host executor gives every step act's own environment; act runs without the tests' settings
+  (`TEST_ENV`), so jobs never see the tests' AWS or MLflow settings, only what is passed.
 - Each Act keeps act's host workspaces and RUNNER_TEMP under its own folder (XDG_CACHE_HOME) and
   removes them in cleanup(). act removes a finished job's workspace; the git and DVC config files
   it held at the job's end are kept by the actions/cache stand-in's post step (`leftovers()`).
@@ -36,6 +38,10 @@ THIRD_PARTY = {
     "aws-actions/configure-aws-credentials@e6de054238d6b7531b4efff3b6587d9aade6a06c": "configure-aws-credentials",
     "actions/cache@27d5ce7f107fe9357f9df03efb73ab90386fccae": "cache",
 }
+
+# the tests' own settings, which a job must get from the workflow (secrets, --env) or not at all;
+# the machine's (PATH, locale, TLS certificates, proxies, package indexes) pass through
+TEST_ENV = ("AWS_", "MLFLOW_", "GITHUB_", "RUNNER_", "INPUT_", "ACTIONS_", "LOCKSTEP_", "DVC_", "GIT_AUTHOR_", "GIT_COMMITTER_")
 
 REWRITES = (
     (re.compile(r"^(\s*(?:-\s+)?uses:\s*)\$/([^\s#]+)", re.M), rf"\g<1>{LIBRARY}/\g<2>@{LIBRARY_REF}"),
@@ -108,8 +114,12 @@ class Act:
                        "LOCKSTEP_TEST_LEFTOVERS": str(self.leftovers_dir / f"{event}-{workflow}"), **(env or {})}
         for key, value in environment.items():
             argv += ["--env", f"{key}={value}"]
-        proc = subprocess.run(argv, cwd=repo, capture_output=True, text=True, timeout=timeout,
-                              env={**os.environ, "ACT_CACHE_DIR": str(self.workdir / "act-cache"), "XDG_CACHE_HOME": str(self.runner_home)})
+        # act's host executor hands its own environment to every step: without the tests' settings,
+        # a job sees what the workflow passes (secrets, --env), as on a runner
+        host = {key: value for key, value in os.environ.items() if not key.startswith(TEST_ENV) and key != "CI"}
+        host.update(ACT_CACHE_DIR=str(self.workdir / "act-cache"), XDG_CACHE_HOME=str(self.runner_home),
+                    MLFLOW_DISABLE_TELEMETRY="true", DO_NOT_TRACK="true")
+        proc = subprocess.run(argv, cwd=repo, capture_output=True, text=True, timeout=timeout, env=host)
         log = proc.stdout + proc.stderr
         (self.workdir / f"act-{event}-{workflow}.log").write_text(log)
         return ActResult(proc.returncode, log)
