@@ -98,12 +98,14 @@ def test_main_rebuild_under_act_commits_once_and_registers(consumer, act, api, m
 def test_fork_pr_two_stage_comment_under_act(consumer, act, api):
     base, head = open_pr(consumer, "More trees from a fork")
 
-    # stage 1: the fork's pull_request run: a read-only token, so no comment; the artifact is uploaded
+    # stage 1: the fork's pull_request run, as GitHub runs it: no secrets, a read-only token. The
+    # remote cannot be read: the job fails after writing its report, posts nothing, uploads it
     result = act.run(consumer.dev, "pull_request", "ml-pr.yml", payload=pr_payload(9, base, head, head_repo="forker/ml"),
-                     secrets=secrets(), env=run_env(consumer, api))
-    assert result.returncode == 0, result.log[-6000:]
+                     secrets={"GITHUB_TOKEN": TOKEN}, env=run_env(consumer, api))
+    assert result.returncode != 0
     assert api.comment_objects(REPOSITORY, 9) == []
-    assert (act.artifacts / "lockstep-report-example-project" / "results.json").exists()
+    results = json.loads((act.artifacts / "lockstep-report-example-project" / "results.json").read_text())
+    assert {c["id"]: c["status"] for c in results["checks"]}["lock-vs-remote"] == "fail"
 
     # stage 2: workflow_run in the base repository: checks the artifact, finds the PR by head SHA
     api.add_pull(REPOSITORY, 9, head, head_label="forker:feature", fork=True)
@@ -111,7 +113,7 @@ def test_fork_pr_two_stage_comment_under_act(consumer, act, api):
         "action": "completed",
         "workflow_run": {
             "id": 4242, "event": "pull_request", "head_sha": head, "head_branch": "feature",
-            "conclusion": "success", "pull_requests": [],
+            "conclusion": "failure", "pull_requests": [],
             "head_repository": {"full_name": "forker/ml", "owner": {"login": "forker"}},
         },
         "repository": {"full_name": REPOSITORY, "name": "ml", "owner": {"login": "octo"}},
@@ -120,7 +122,8 @@ def test_fork_pr_two_stage_comment_under_act(consumer, act, api):
                      secrets={"GITHUB_TOKEN": TOKEN}, env=run_env(consumer, api))
     assert result.returncode == 0, result.log[-6000:]
     (body,) = [c["body"] for c in api.comment_objects(REPOSITORY, 9)]
-    assert body.startswith("<!-- lockstep:report project=example-project -->\n## ✅ lockstep")
+    assert body.startswith("<!-- lockstep:report project=example-project -->\n## ❌ lockstep: example\\-project failed validation (dvc.lock vs remote)")
+    assert "NoCredentialsError" in body and "a maintainer can push the branch to this repository" in body
 
 
 def _stale(consumer):

@@ -157,3 +157,19 @@ def test_failing_project_tests_stop_before_evaluation(consumer):
     assert checks["tests"]["status"] == "fail"
     assert "exited with 3" in checks["tests"]["summary"]
     assert "re-evaluation" not in checks
+
+
+def test_remote_without_credentials_is_a_failed_check_with_a_report(consumer):
+    """What a fork's run meets: no AWS credentials at all. The job still writes its report (the
+    fork-safe workflow posts it) instead of stopping without one."""
+    base, head, checkout = open_pr(consumer, more_trees)
+    no_credentials = {"AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": "", "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent",
+                      "AWS_CONFIG_FILE": "/nonexistent", "AWS_EC2_METADATA_DISABLED": "true"}
+    proc, results, checks, outputs, _ = validate(checkout, base, head, env=no_credentials)
+    assert proc.returncode == EXIT_CHECKS_FAILED, proc.stdout
+    remote = checks["lock-vs-remote"]
+    assert remote["status"] == "fail"
+    assert f"could not reach the DVC remote s3://{consumer.bucket.name}/dvc: NoCredentialsError" in remote["summary"]
+    assert "a maintainer can push the branch to this repository" in remote["summary"]
+    assert checks["pull"]["status"] == "skip" and results["passed"] is False
+    assert "report-dir=" in outputs

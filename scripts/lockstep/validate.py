@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__, config as configmod, dvcrepo, gha, gitrepo
-from .errors import LockstepError
+from .errors import DvcError, LockstepError
 from .metrics import check_gates, diff, disagreements, format_value, parse_file
 from .report import Check, Report, metric_rows, render
 
@@ -70,8 +70,11 @@ def run(inputs: ValidateInputs) -> ValidateResult:
         lock_ok = report.add(_stale_check(stale)).status == "pass"
 
     with gha.group("2. dvc.lock vs remote"):
-        remote = dvcrepo.verify_remote(repo)
-        remote_ok = report.add(_remote_check(remote)).status == "pass"
+        try:
+            remote_check = _remote_check(dvcrepo.verify_remote(repo))
+        except DvcError as exc:  # unreachable or no credentials: a failed check, with the report
+            remote_check = _unreadable_remote_check(exc)
+        remote_ok = report.add(remote_check).status == "pass"
 
     eval_stages = _evaluation_stages(repo, cfg)
     recomputed: dict[str, Any] | None = None
@@ -142,6 +145,15 @@ def _remote_check(remote: dvcrepo.RemoteCheck) -> Check:
         f"{', '.join(missing)}. Run `dvc push` from the machine that produced them, then re-run this job."
     )
     return Check("lock-vs-remote", "dvc.lock vs remote", "fail", summary, details)
+
+
+def _unreadable_remote_check(exc: DvcError) -> Check:
+    summary = (
+        f"{exc.message}. Check the remote's endpoint and the AWS credentials (or the OIDC role), then re-run this job. "
+        "Pull requests from forks get no secrets: a maintainer can push the branch to this repository "
+        "to validate it with the repository's credentials."
+    )
+    return Check("lock-vs-remote", "dvc.lock vs remote", "fail", summary)
 
 
 def _evaluation_stages(repo, cfg: configmod.Config) -> list[str]:
