@@ -117,7 +117,9 @@ class Act:
         # act's host executor hands its own environment to every step: without the tests' settings,
         # a job sees what the workflow passes (secrets, --env), as on a runner
         host = {key: value for key, value in os.environ.items() if not key.startswith(TEST_ENV) and key != "CI"}
-        host.update(ACT_CACHE_DIR=str(self.workdir / "act-cache"), XDG_CACHE_HOME=str(self.runner_home),
+        # uv's download cache stays the machine's, as a runner's tool cache would
+        uv_cache = os.environ.get("UV_CACHE_DIR") or str(Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "uv")
+        host.update(ACT_CACHE_DIR=str(self.workdir / "act-cache"), XDG_CACHE_HOME=str(self.runner_home), UV_CACHE_DIR=uv_cache,
                     MLFLOW_DISABLE_TELEMETRY="true", DO_NOT_TRACK="true")
         proc = subprocess.run(argv, cwd=repo, capture_output=True, text=True, timeout=timeout, env=host)
         log = proc.stdout + proc.stderr

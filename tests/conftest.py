@@ -220,11 +220,20 @@ def actions_cache(tmp_path_factory):
     return tmp_path_factory.mktemp("actions-cache")
 
 
+@pytest.fixture(scope="session")
+def _background():
+    """One thread that removes finished act runners' files while the next test runs."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        yield pool
+
+
 @pytest.fixture
-def act(tmp_path, actions_cache):
+def act(tmp_path, actions_cache, _background):
     """The real workflow files, run under act (tests/actrunner.py)."""
     from actrunner import Act
 
     runner = Act(tmp_path / "act", cache=actions_cache)
     yield runner
-    runner.cleanup()
+    _background.submit(runner.cleanup)
