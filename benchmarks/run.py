@@ -245,7 +245,7 @@ def consumer_repo(base: Path, env: dict, bucket: str) -> tuple[Path, str, str]:
 
 
 def bench_pr_feedback() -> dict:
-    from actrunner import Act
+    from actrunner import Act, pr_payload
     from github_api import TOKEN, GitHubAPI
 
     results: dict[str, float] = {}
@@ -255,9 +255,7 @@ def bench_pr_feedback() -> dict:
         dev, base_sha, head_sha = consumer_repo(base, env, "pr-feedback")
         api = GitHubAPI()
         act = Act(base / "act")
-        payload = {"number": 3, "pull_request": {"number": 3, "base": {"sha": base_sha, "ref": "main", "repo": {"full_name": "octo/ml"}},
-                   "head": {"sha": head_sha, "ref": "feature", "repo": {"full_name": "octo/ml"}}},
-                   "repository": {"full_name": "octo/ml", "name": "ml", "owner": {"login": "octo"}}}
+        payload = pr_payload(3, base_sha, head_sha)
         common = {**env, "GITHUB_API_URL": api.url, "GITHUB_REPOSITORY": "octo/ml"}
         secrets = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "GITHUB_TOKEN": TOKEN}
         try:

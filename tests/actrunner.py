@@ -140,6 +140,7 @@ class Act:
 # --- a consumer repository's CI, as the end-to-end tests drive it --------------------------------
 
 REPOSITORY = "octo/ml"
+REPOSITORY_OBJECT = {"full_name": REPOSITORY, "name": "ml", "owner": {"login": "octo"}}  # an event's `repository`
 SECRET_KEY = "lockstep-e2e-secret-7f3a9c"  # moto accepts any key; a value that can be searched for
 
 
@@ -163,16 +164,16 @@ def pr_payload(number, base, head, head_repo=REPOSITORY, *, head_ref="feature", 
             "base": {"sha": base, "ref": "main", "repo": {"full_name": REPOSITORY}},
             "head": {"sha": head, "ref": head_ref, "repo": {"full_name": head_repo}},
         },
-        "repository": {"full_name": REPOSITORY, "name": "ml", "owner": {"login": "octo"}},
+        "repository": REPOSITORY_OBJECT,
     }
 
 
 def push_payload(sha):
-    return {"ref": "refs/heads/main", "after": sha, "repository": {"full_name": REPOSITORY, "name": "ml", "owner": {"login": "octo"}}}
+    return {"ref": "refs/heads/main", "after": sha, "repository": REPOSITORY_OBJECT}
 
 
 def dispatch_payload(inputs: dict[str, str]):
-    return {"ref": "refs/heads/main", "inputs": inputs, "repository": {"full_name": REPOSITORY, "name": "ml", "owner": {"login": "octo"}}}
+    return {"ref": "refs/heads/main", "inputs": inputs, "repository": REPOSITORY_OBJECT}
 
 
 def run_env(consumer, api):

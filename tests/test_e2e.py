@@ -9,7 +9,7 @@ import json
 import pytest
 
 from conftest import git
-from actrunner import REPOSITORY, SECRET_KEY, install_workflows, pr_payload, push_payload, run_env, secrets
+from actrunner import REPOSITORY, REPOSITORY_OBJECT, SECRET_KEY, install_workflows, pr_payload, push_payload, run_env, secrets
 from github_api import TOKEN
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
@@ -116,7 +116,7 @@ def test_fork_pr_two_stage_comment_under_act(consumer, act, api):
             "conclusion": "failure", "pull_requests": [],
             "head_repository": {"full_name": "forker/ml", "owner": {"login": "forker"}},
         },
-        "repository": {"full_name": REPOSITORY, "name": "ml", "owner": {"login": "octo"}},
+        "repository": REPOSITORY_OBJECT,
     }
     result = act.run(consumer.dev, "workflow_run", "ml-pr-comment.yml", payload=run_payload,
                      secrets={"GITHUB_TOKEN": TOKEN}, env=run_env(consumer, api))

@@ -21,7 +21,11 @@ pytestmark = pytest.mark.integration
 # annotation, direction overrides
 LIVE = ("<img", "<script", "](https://evil", "@octocat", "<!--", "\n::error::", "\u202e")
 
-CANARY = "/tmp/lockstep-canary-{}"
+
+
+def canary_token() -> str:
+    """A file name no test creates: a hostile command would create it (in /tmp or in its cwd)."""
+    return f"lockstep-canary-{uuid.uuid4().hex[:12]}"
 
 
 def hostile(canary: str) -> list[str]:
@@ -50,7 +54,7 @@ def hostile(canary: str) -> list[str]:
 
 
 def test_twenty_hostile_strings_stay_inert(consumer, tmp_path):
-    canary = CANARY.format(tmp_path.name)
+    canary = f"/tmp/{canary_token()}"
     strings = hostile(canary)
     assert len(set(strings)) == 20
     base = git("rev-parse", "HEAD", cwd=consumer.dev)
@@ -159,7 +163,7 @@ def executed(token: str, *roots: Path) -> list[str]:
 
 @pytest.mark.e2e
 def test_hostile_pull_request_under_act(consumer, act, api, mlflow_env, tmp_path):
-    token = f"lockstep-canary-{uuid.uuid4().hex[:12]}"
+    token = canary_token()
     base = git("rev-parse", "HEAD", cwd=consumer.dev)
     cases = hostile_pr(consumer, token)
     assert len(set(cases)) >= 20
@@ -211,7 +215,7 @@ def test_hostile_pull_request_under_act(consumer, act, api, mlflow_env, tmp_path
 def test_hostile_dispatch_reason_under_act(consumer, act, api, mlflow_env, tmp_path):
     """workflow_dispatch inputs are typed by people: the reason lands in the commit message and an
     MLflow tag as text, on one line."""
-    token = f"lockstep-canary-{uuid.uuid4().hex[:12]}"
+    token = canary_token()
     install_workflows(consumer)
     reason = f"$(touch /tmp/{token})\n`touch /tmp/{token}`\nSigned-off-by: mallory <m@evil.example>\n<script>alert(1)</script>"
     inputs = {"set-params": "train.n_estimators=90", "reason": reason, "force-all": "false"}
@@ -232,7 +236,7 @@ def test_hostile_dispatch_reason_under_act(consumer, act, api, mlflow_env, tmp_p
 
 
 def test_hostile_set_params_value_fails_clearly_and_commits_nothing(consumer, tmp_path):
-    token = f"lockstep-canary-{uuid.uuid4().hex[:12]}"
+    token = canary_token()
     checkout = consumer.clone("ci")
     before = consumer.origin_log()
     proc = lockstep("rebuild", "--working-directory", PROJECT, "--branch", "main", "--register", "false",
