@@ -149,11 +149,10 @@ def _remote_check(remote: dvcrepo.RemoteCheck) -> Check:
 
 def _unreadable_remote_check(exc: DvcError) -> Check:
     summary = (
-        f"{exc.message}. Check the remote's endpoint and the AWS credentials (or the OIDC role), then re-run this job. "
-        "Pull requests from forks get no secrets: a maintainer can push the branch to this repository "
-        "to validate it with the repository's credentials."
+        f"{exc.message}. Pull requests from forks get no secrets: a maintainer can push the branch to this "
+        "repository to validate it with the repository's credentials."
     )
-    return Check("lock-vs-remote", "dvc.lock vs remote", "fail", summary)
+    return Check("lock-vs-remote", "dvc.lock vs remote", "fail", summary, [exc.hint])
 
 
 def _evaluation_stages(repo, cfg: configmod.Config) -> list[str]:
