@@ -131,6 +131,9 @@ class Config:
     author_name: str = "github-actions[bot]"
     author_email: str = "41898282+github-actions[bot]@users.noreply.github.com"
     max_attempts: int = 5
+    env: dict[str, str] = field(default_factory=dict)
+    deterministic: bool = True
+    data: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)  # the file as validated
     lines: dict[tuple[str | int, ...], int] = field(default_factory=dict, compare=False, repr=False)
 
     def line_of(self, *path: str | int) -> int:
@@ -204,6 +207,11 @@ def load(project_dir: str | Path, path: str | Path | None = None, *, required: b
         text = config_path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
         raise ConfigError(f"{source}: not UTF-8 text", hint="save the file as UTF-8", file=source) from None
+    return load_text(text, source)
+
+
+def load_text(text: str, source: str) -> Config:
+    """Validate and type the text of a lockstep.yaml (from disk, or from a commit)."""
     data, located = parse_yaml_located(text, source)
     if data is None:
         raise ConfigError(
@@ -288,5 +296,30 @@ def _typed(data: dict[str, Any], located: _Located, source: str) -> Config:
         author_name=commit.get("author-name", "github-actions[bot]"),
         author_email=commit.get("author-email", "41898282+github-actions[bot]@users.noreply.github.com"),
         max_attempts=int(commit.get("max-attempts", 5)),
+        env={str(k): _env_value(v) for k, v in (data.get("env") or {}).items()},
+        deterministic=bool(evaluation.get("deterministic", True)),
+        data=data,
         lines=dict(located.lines),
     )
+
+
+def _env_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def proposed_changes(trusted: Config, proposed: Config) -> list[str]:
+    """What a pull request changes in lockstep.yaml, key by key (`gates.accuracy.min 0.8 -> 0.5`)."""
+    from .metrics import flatten
+
+    before, after = flatten(trusted.data), flatten(proposed.data)
+    changes = []
+    for key in sorted(set(before) | set(after)):
+        if key not in after:
+            changes.append(f"{key} {before[key]!r} removed")
+        elif key not in before:
+            changes.append(f"{key} {after[key]!r} added")
+        elif before[key] != after[key]:
+            changes.append(f"{key} {before[key]!r} -> {after[key]!r}")
+    return changes

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -111,9 +111,54 @@ def open_repo(project_dir: str | Path):
             file=str(project_dir),
         )
     try:
-        return Repo(str(project_dir))
+        repo = Repo(str(project_dir))
     except NotDvcRepoError as exc:
         raise DvcError(f"{project_dir}: {exc}", hint="check `working-directory`") from None
+    try:
+        repo.index.stages  # noqa: B018 - parse dvc.yaml and dvc.lock now, where errors are named
+    except Exception as exc:  # noqa: BLE001 - DVC raises many kinds for a broken project file
+        raise project_file_error(exc, project_dir) from None
+    return repo
+
+
+def project_file_error(exc: BaseException, project_dir: str | Path = ".") -> DvcError:
+    """A broken dvc.yaml, dvc.lock or params file, said with DVC's own message, file and line."""
+    from dvc.utils.strictyaml import YAMLSyntaxError, YAMLValidationError
+
+    file, line = None, None
+    detail = str(exc)
+    if isinstance(exc, YAMLSyntaxError):
+        file = os.path.relpath(exc.relpath, project_dir) if os.path.isabs(exc.relpath) else exc.relpath
+        mark = getattr(exc.exc.__cause__, "problem_mark", None) or getattr(exc.exc.__cause__, "context_mark", None)
+        problem = getattr(exc.exc.__cause__, "problem", None)
+        line = mark.line + 1 if mark is not None else None
+        detail = f"not valid YAML: {problem or exc.exc}"
+    elif isinstance(exc, YAMLValidationError):
+        from dvc.utils.strictyaml import determine_linecol
+        from dvc.utils.serialize import parse_yaml_for_update
+
+        file = os.path.relpath(exc.path, project_dir) if os.path.isabs(exc.path) else exc.path
+        errors = []
+        for error in exc.exc.errors:
+            where = " -> ".join(str(p) for p in error.path)
+            errors.append(f"{error.error_message}{' in ' + where if where else ''}")
+            if line is None:
+                try:
+                    line = determine_linecol(parse_yaml_for_update(exc.text, exc.path), error.path)[0] or None
+                except Exception:  # noqa: BLE001 - the line is a courtesy
+                    line = None
+        detail = "; ".join(errors) or str(exc)
+    else:
+        path = getattr(exc, "path", None) or getattr(exc, "relpath", None)
+        if isinstance(path, str) and path:
+            file = os.path.relpath(path, project_dir) if os.path.isabs(path) else path
+    where = f"{file}{':' + str(line) if line else ''}: " if file else ""
+    return DvcError(
+        f"{where}{detail}",
+        hint="DVC cannot read this project as it is; run `dvc status` locally to see the same error, fix the file and push",
+        file=file,
+        line=line,
+    )
 
 
 def lock_digest(project_dir: str | Path) -> str:
@@ -361,7 +406,7 @@ def pull(repo, targets: Sequence[str]) -> int:
     if not targets:
         return 0
     try:
-        result = repo.pull(targets=list(targets), jobs=_jobs())
+        result = repo.pull(targets=[os.path.join(repo.root_dir, t) for t in targets], jobs=_jobs())
     except Exception as exc:  # noqa: BLE001 - DVC raises CheckoutError, DownloadError, fs errors
         raise DvcError(
             f"dvc pull of {', '.join(targets)} failed: {type(exc).__name__}: {exc}",
@@ -373,7 +418,8 @@ def pull(repo, targets: Sequence[str]) -> int:
 
 def push(repo, targets: Sequence[str] | None = None) -> int:
     try:
-        return int(repo.push(targets=list(targets) if targets else None, jobs=_jobs()) or 0)
+        paths = [os.path.join(repo.root_dir, t) for t in targets] if targets else None
+        return int(repo.push(targets=paths, jobs=_jobs()) or 0)
     except Exception as exc:  # noqa: BLE001 - UploadError, fs and network errors
         raise DvcError(
             f"dvc push failed: {type(exc).__name__}: {exc}",
@@ -381,21 +427,43 @@ def push(repo, targets: Sequence[str] | None = None) -> int:
         ) from None
 
 
-def reproduce(repo, stage_names: Sequence[str], *, force: bool = True) -> None:
-    """Run the named stages one by one, in the order given, forced unless told otherwise."""
-    from dvc.exceptions import DvcException
+def reproduce(project_dir: str | Path, stage_names: Sequence[str], *, env: Mapping[str, str], force: bool = True,
+              no_commit: bool = False) -> None:
+    """Run the named stages (each alone, in pipeline order) with `dvc repro` in a child process
+    whose environment is exactly `env`: the stages are the project's code, and they get only what
+    the caller hands them. Their output goes to the log, with workflow commands switched off."""
+    import subprocess
+    import sys
 
-    for name in stage_names:
-        stage = stage_named(repo, name)
-        try:
-            repo.reproduce(targets=[stage.addressing], single_item=True, force=force)
-        except DvcException as exc:
-            cause = exc.__cause__ or exc
-            raise DvcError(
-                f"stage '{name}' failed (`{stage.cmd}`): {cause}",
-                hint=f"the stage's own output is in the log above; reproduce it locally with `dvc repro -f -s {name}`",
-                file="dvc.yaml",
-            ) from None
+    from . import gha
+
+    if not stage_names:
+        return
+    argv = [sys.executable, "-m", "dvc", "repro", "--single-item"]
+    argv += ["--force"] if force else []
+    argv += ["--no-commit"] if no_commit else []
+    argv += ["--", *stage_names]
+    tail: list[str] = []
+    with gha.commands_paused():
+        proc = subprocess.Popen(  # noqa: S603 - argv built here; stage names are checked against dvc.yaml
+            argv, cwd=project_dir, env=dict(env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            encoding="utf-8", errors="replace",
+        )
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            sys.stdout.write(line)
+            tail.append(line.rstrip("\n"))
+            del tail[:-15]
+        code = proc.wait()
+    sys.stdout.flush()
+    if code != 0:
+        names = ", ".join(stage_names)
+        last = " | ".join(line.strip() for line in tail if line.strip())[-1500:]
+        raise DvcError(
+            f"`dvc repro` of {names} failed (exit {code}): {last}",
+            hint=f"the stages' own output is in the log above; reproduce it locally with `dvc repro -f -s {stage_names[-1]}`",
+            file="dvc.yaml",
+        )
 
 
 def dep_outputs(repo, stages: Sequence) -> list[str]:
@@ -493,3 +561,207 @@ def set_params(project_dir: str | Path, assignments: Sequence[str], params_file:
             changes[key] = (node[parts[-1]], value)
             node[parts[-1]] = value
     return changes
+
+
+# --- metrics, read the way `dvc metrics show` reads them ----------------------------------------
+
+
+@dataclass
+class MetricsRead:
+    """Metrics of one revision (or the workspace): flat values named as `dvc metrics show` names
+    them (`auc.test`), where each file was read from, and why a file could not be read."""
+
+    values: dict[str, Any] = field(default_factory=dict)
+    sources: dict[str, str] = field(default_factory=dict)  # file -> "git" | "workspace" | "DVC ..."
+    problems: dict[str, str] = field(default_factory=dict)  # file -> why it was not read
+
+    def source_of(self, metric: str) -> str:
+        return self._origin.get(metric, "")
+
+    _origin: dict[str, str] = field(default_factory=dict, repr=False)
+
+
+def read_metrics(repo, *, rev: str | None = None, files: Sequence[str] | None = None) -> MetricsRead:
+    """Every metric DVC knows (stage `metrics:`, top-level `metrics:`, files inside cached outputs
+    such as dvclive's folder), from the workspace or from a git revision. For a revision, a file
+    that git does not hold is read through DVC: from the cache, else from the remote."""
+    from . import gitrepo
+
+    root = Path(repo.root_dir)
+    targets = [str(root / name) for name in files] if files else None
+    for name in files or ():
+        _inside_project(root, name)
+    try:
+        if rev is None:
+            shown = repo.metrics.show(targets=targets, hide_workspace=False)
+            result = shown.get("workspace") or next(iter(shown.values()), {})
+        else:
+            shown = repo.metrics.show(targets=targets, revs=[rev], hide_workspace=True)
+            result = shown.get(rev) or {k: v for k, v in shown.items() if k != "workspace"}.get(rev, {})
+            if not result:
+                result = next((v for k, v in shown.items() if k != "workspace"), {})
+    except Exception as exc:  # noqa: BLE001 - DVC reports a broken revision in many ways
+        return MetricsRead(problems={"(all)": f"{type(exc).__name__}: {exc}"})
+    read = MetricsRead()
+    if "error" in result and not result.get("data"):
+        read.problems["(all)"] = _short_error(result["error"])
+        return read
+    prefix = gitrepo.prefix_of(root) if rev is not None else ""
+    per_file: dict[str, dict[str, Any]] = {}
+    for name, entry in sorted((result.get("data") or {}).items()):
+        name = name.replace(os.sep, "/")
+        if "error" in entry:
+            read.problems[name] = _unreadable_metrics(repo, name, entry["error"], rev)
+            continue
+        per_file[name] = _flatten(entry.get("data") or {})
+        if rev is None:
+            read.sources[name] = "workspace"
+        elif gitrepo.show(root, rev, prefix + name) is not None:
+            read.sources[name] = f"git ({rev[:12]})"
+        else:
+            owner = _owning_output(repo, name)
+            read.sources[name] = f"DVC cache or remote (output {owner} in dvc.lock at {rev[:12]})" if owner else "DVC"
+    seen: dict[str, int] = {}
+    for values in per_file.values():
+        for key in values:
+            seen[key] = seen.get(key, 0) + 1
+    for name, values in per_file.items():
+        for key, value in values.items():
+            label = key if seen[key] == 1 else f"{name}:{key}"
+            read.values[label] = value
+            read._origin[label] = name
+    return read
+
+
+def _inside_project(root: Path, name: str) -> None:
+    from .errors import ConfigError
+
+    candidate = (root / name)
+    if os.path.isabs(name) or ".." in Path(name).parts or not candidate.resolve().is_relative_to(root.resolve()):
+        raise ConfigError(
+            f"metrics file {name!r} is outside the DVC project",
+            hint="list metrics files by their path inside the project (no absolute paths, no `..`, no symlinks leading out)",
+        )
+
+
+def _owning_output(repo, name: str) -> str:
+    target = os.path.normpath(name)
+    for stage in repo.index.stages:
+        for out in stage.outs:
+            rel = os.path.normpath(os.path.relpath(out.fs_path, repo.root_dir))
+            if target == rel or target.startswith(rel + os.sep):
+                return rel
+    return ""
+
+
+def _short_error(exc: Any) -> str:
+    return f"{type(exc).__name__}: {exc}" if isinstance(exc, BaseException) else str(exc)
+
+
+def _unreadable_metrics(repo, name: str, error: Any, rev: str | None) -> str:
+    """Why a metrics file could not be read, with the cause a person can fix."""
+    from . import gitrepo
+
+    root = Path(repo.root_dir)
+    out = _output_of(repo, name)
+    if out is not None and not out.use_cache:
+        ignored = gitrepo.ignored_by(root, name)
+        if ignored:
+            return (
+                f"{name} is not in git: {ignored} ignores it, and the output is declared `cache: false`, so DVC "
+                "does not keep it either; lockstep uses the values it recomputes. To compare committed values, "
+                f"commit the file (add `!{name}` to that .gitignore) or let DVC cache it (remove `cache: false`)"
+            )
+        return f"{name} is not in git at {rev[:12] if rev else 'this commit'} (declared `cache: false`, so DVC does not keep it)"
+    return f"{name} could not be read: {_short_error(error)}"
+
+
+def _output_of(repo, name: str):
+    target = os.path.normpath(name)
+    for stage in repo.index.stages:
+        for out in stage.outs:
+            if os.path.normpath(os.path.relpath(out.fs_path, repo.root_dir)) == target:
+                return out
+    return None
+
+
+def all_metrics_files(repo) -> list[str]:
+    """Every metrics file DVC knows: stage `metrics:` and top-level `metrics:` (folders expanded)."""
+    files = metrics_files(repo)
+    for dvcfile, entries in repo.index._metrics.items():  # DVC keeps top-level metrics here
+        wdir = os.path.relpath(os.path.dirname(dvcfile), repo.root_dir)
+        for entry in entries:
+            files.append(os.path.normpath(os.path.join(wdir, entry)).replace(os.sep, "/"))
+    return list(dict.fromkeys(files))
+
+
+def output_digest(repo, path: str) -> str:
+    """The hash dvc.lock records for the output at `path` ('' when none)."""
+    out = _output_of(repo, path)
+    return out.hash_info.value if out is not None and out.hash_info else ""
+
+
+def upstream_of(repo, names: Iterable[str]) -> set[str]:
+    """The named stages and every stage they depend on (their names)."""
+    import networkx as nx
+
+    graph = repo.index.graph
+    chosen = {stage_named(repo, name) for name in names}
+    closure = set(chosen)
+    for stage in chosen:
+        closure |= set(nx.descendants(graph, stage))  # edges point to dependencies
+    return {stage.name for stage in closure if hasattr(stage, "name")}
+
+
+def evaluation_signature(repo, stage_names: Sequence[str]) -> dict[str, Any]:
+    """What defines how these stages evaluate, apart from the model and the data they read: each
+    stage's command, the values of its params, the content of its code dependencies (deps that no
+    stage produces), and the metrics files DVC knows. Two checkouts evaluate alike when equal."""
+    from dvc.dependency.param import ParamsDependency
+
+    producers = _producers(repo)
+    signature: dict[str, Any] = {"metrics": sorted(all_metrics_files(repo))}
+    for name in stage_names:
+        stage = stage_named(repo, name)
+        entry: dict[str, Any] = {"cmd": stage.cmd, "params": {}, "code": {}}
+        for dep in stage.deps:
+            rel = os.path.relpath(dep.fs_path, repo.root_dir).replace(os.sep, "/")
+            if isinstance(dep, ParamsDependency):
+                try:
+                    entry["params"][rel] = _flatten(dep.read_params() or {})
+                except Exception as exc:  # noqa: BLE001 - unreadable params differ from readable ones
+                    entry["params"][rel] = f"unreadable: {exc}"
+            elif dep.fs_path not in producers:
+                entry["code"][rel] = _content_digest(Path(dep.fs_path))
+        signature[name] = entry
+    return signature
+
+
+def _content_digest(path: Path) -> str:
+    if path.is_file():
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    if path.is_dir():
+        digest = hashlib.sha256()
+        for item in sorted(p for p in path.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
+            digest.update(item.relative_to(path).as_posix().encode("utf-8", "surrogateescape") + b"\0")
+            digest.update(hashlib.sha256(item.read_bytes()).digest())
+        return digest.hexdigest()
+    return "(missing)"
+
+
+def evaluation_inputs(repo, stage_names: Sequence[str]) -> list[str]:
+    """Paths the stages read that other stages produce (the model and the data), relative to the project."""
+    return dep_outputs(repo, [stage_named(repo, name) for name in stage_names])
+
+
+def metrics_stages(repo) -> list[str]:
+    """Stages that write a metrics file DVC knows, in pipeline order."""
+    owners: list[str] = []
+    files = all_metrics_files(repo)
+    for stage in pipeline_stages(repo):
+        for out in stage.outs:
+            rel = os.path.normpath(os.path.relpath(out.fs_path, repo.root_dir))
+            if out.metric or any(os.path.normpath(f) == rel or os.path.normpath(f).startswith(rel + os.sep) for f in files):
+                if stage.name not in owners:
+                    owners.append(stage.name)
+    return owners

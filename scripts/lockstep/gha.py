@@ -151,6 +151,22 @@ def group(title: str) -> Iterator[None]:
 # --- outputs and summary ------------------------------------------------------------------------
 
 
+@contextlib.contextmanager
+def commands_paused() -> Iterator[None]:
+    """While the project's own code prints to the log, GitHub ignores workflow commands in it
+    (`::stop-commands::`), so its output cannot forge annotations, masks or outputs."""
+    if not in_actions():
+        yield
+        return
+    token = secrets.token_hex(16)
+    _print(f"::stop-commands::{token}")
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        _print(f"::{token}::")
+
+
 def _append(path_var: str, text: str) -> bool:
     path = os.environ.get(path_var)
     if not path:

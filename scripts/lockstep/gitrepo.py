@@ -72,6 +72,31 @@ def changed_files(path: str | Path, old: str, new: str) -> list[str]:
     return [name for name in out.split("\0") if name]
 
 
+def ignored_by(path: str | Path, file: str) -> str:
+    """Which ignore rule keeps `file` (relative to `path`) out of git, said as
+    "project/.gitignore line 3 `results/`"; '' when git does not ignore it."""
+    proc = run(["check-ignore", "--verbose", "--no-index", "--", file], path, check=False)
+    if proc.returncode != 0 or not proc.stdout.strip():
+        return ""
+    where, _tab, _name = proc.stdout.rstrip("\n").partition("\t")
+    source, _colon, rest = where.partition(":")
+    line, _colon, pattern = rest.partition(":")
+    if pattern.startswith("!"):
+        return ""
+    return f"{source} line {line} `{pattern}`"
+
+
+def add_worktree(path: str | Path, sha: str, destination: str | Path) -> Path:
+    """Check `sha` out, detached, into `destination` (a linked worktree of the same repository)."""
+    run(["worktree", "add", "--detach", "--force", "--", str(destination), sha], path)
+    return Path(destination)
+
+
+def remove_worktree(path: str | Path, destination: str | Path) -> None:
+    run(["worktree", "remove", "--force", "--", str(destination)], path, check=False)
+    run(["worktree", "prune"], path, check=False)
+
+
 def is_clean(path: str | Path, paths: Sequence[str]) -> bool:
     return run(["status", "--porcelain", "--", *paths], path).stdout.strip() == ""
 

@@ -86,6 +86,10 @@ class Report:
             self.passed = False
         return check
 
+    def check(self, check_id: str) -> Check | None:
+        """The check with this id, or None when it did not run."""
+        return next((c for c in self.checks if c.id == check_id), None)
+
     def failed(self) -> list[Check]:
         return [check for check in self.checks if check.status == "fail"]
 

@@ -160,6 +160,45 @@ class Tracker:
         with self._call("ending the run"):
             self.client.set_terminated(run_id, status)
 
+    def end_run_quietly(self, run_id: str, status: str) -> None:
+        """End a run on a failure path without hiding the failure that got us here."""
+        try:
+            self.end_run(run_id, status)
+        except MlflowError as exc:
+            print(f"could not mark MLflow run {run_id} {status}: {exc.message}", flush=True)
+
+    def forward_local_runs(self, local_uri: str, run_id: str) -> int:
+        """Copy what the project's own code logged to a local MLflow store (PR code gets no
+        credentials, so its client points there) into `run_id`: params it does not have yet,
+        every metric with its steps, and the runs' tags under their names. Returns the runs copied."""
+        from mlflow import MlflowClient
+
+        local_path = Path(local_uri.removeprefix("file://"))
+        if not local_uri.startswith("file:") or not local_path.is_dir():
+            return 0
+        with self._call("reading the project's local MLflow store"):
+            local = MlflowClient(tracking_uri=local_uri)
+            runs = [run for experiment in local.search_experiments() for run in local.search_runs([experiment.experiment_id])]
+        copied = 0
+        for run in runs:
+            metrics = {}
+            with self._call("reading the project's local MLflow store"):
+                for key in run.data.metrics:
+                    metrics[key] = [m for m in local.get_metric_history(run.info.run_id, key)]
+            self._forward(run_id, run, metrics)
+            copied += 1
+        return copied
+
+    def _forward(self, run_id: str, run: Any, history: Mapping[str, list]) -> None:
+        from mlflow.entities import Metric
+
+        self.log(run_id, params=run.data.params, tags={"lockstep.forwarded_from": run.info.run_id})
+        items = [Metric(safe_name(m.key), m.value, m.timestamp, m.step) for values in history.values() for m in values
+                 if math.isfinite(m.value)]
+        with self._call("forwarding the project's metrics"):
+            for start in range(0, len(items), 500):
+                self.client.log_batch(run_id, metrics=items[start : start + 500])
+
     def run_url(self, run_id: str) -> str:
         base = os.environ.get("MLFLOW_TRACKING_URI", "").rstrip("/")
         if not base.startswith("http"):

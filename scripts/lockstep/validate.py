@@ -1,27 +1,37 @@
-"""PR validation on the developer's artifacts, in one process.
+"""PR validation on the developer's artifacts, as a sequence of steps over one explicit context.
+
+A pull request cannot write its own verdict: the gates and settings come from the base commit's
+lockstep.yaml, the PR's code runs without secrets, an evaluation the PR changed is checked with
+the base's evaluation too, and the report never says "the developer's model" unless that file
+was evaluated.
 
 Checks, in order, each a named result in the report:
-  1. lock-vs-code    dvc.lock matches dvc.yaml, the code, the params and the upstream lock entries
-  2. lock-vs-remote  every object the lock references is in the remote, object by object
-  3. pull            only the outputs the evaluation stages read
-  4. tests           the project's own test command (optional)
-  5. re-evaluation   the evaluation stages re-run on the pulled model agree with committed metrics
-  6. base            metrics and params vs the PR's base commit
-  7. gates           thresholds from lockstep.yaml
-  8. mlflow          one run logged with params, metrics, the report and lineage tags
+  config              which lockstep.yaml judges this PR (the base's); the PR's changes as proposals
+  lock-vs-code        dvc.lock matches dvc.yaml, the code, the params and the upstream lock entries
+  lock-vs-remote      every object the lock references is in the remote, object by object
+  pull                only the outputs the evaluation stages read
+  tests               the project's own test command (optional)
+  re-evaluation       the evaluation stages re-run in CI agree with the committed metrics, and
+                      re-running them evaluated the committed model (not a retrained one)
+  trusted-evaluation  when the PR changed its evaluation: the base's evaluation on the PR's model
+  base                metrics and params of the PR's base commit
+  gates               thresholds of the trusted lockstep.yaml
+  mlflow              one run with params, metrics, the report and lineage tags
 """
 
 from __future__ import annotations
 
 import os
 import shlex
+import shutil
 import subprocess
-from dataclasses import dataclass
+import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import __version__, config as configmod, dvcrepo, gha, gitrepo
-from .errors import DvcError, LockstepError
+from . import __version__, config as configmod, dvcrepo, gha, gitrepo, lineage, procenv
+from .errors import ConfigError, DvcError, LockstepError
 from .metrics import check_gates, diff, disagreements, format_value, parse_file
 from .report import Check, Report, metric_rows, render
 
@@ -47,12 +57,47 @@ class ValidateResult:
     results_path: Path
 
 
+@dataclass
+class Context:
+    """Everything a step needs, passed explicitly: no step changes the process's directory or
+    environment."""
+
+    inputs: ValidateInputs
+    project: Path
+    prefix: str
+    report: Report
+    cfg: configmod.Config  # the trusted config: the base's when it has one
+    repo: Any
+    scratch: Path  # a temporary folder for this run (base checkout, the project's local MLflow store)
+    base_available: bool = False
+    eval_stages: list[str] = field(default_factory=list)
+    committed: dvcrepo.MetricsRead = field(default_factory=dvcrepo.MetricsRead)
+    recomputed: dvcrepo.MetricsRead | None = None
+    trusted: dvcrepo.MetricsRead | None = None  # the base's evaluation of the PR's model
+    base_metrics: dvcrepo.MetricsRead = field(default_factory=dvcrepo.MetricsRead)
+    local_mlflow: str = ""
+
+    def stage_env(self) -> dict[str, str]:
+        """The environment of the PR's own code: no secret, the trusted config's `env:`."""
+        return procenv.for_untrusted_code(os.environ, self.cfg.env, mlflow_uri=self.local_mlflow)
+
+    @property
+    def pr_metrics(self) -> dict[str, Any]:
+        chosen = self.trusted or self.recomputed or self.committed
+        return chosen.values
+
+
 def run(inputs: ValidateInputs) -> ValidateResult:
     project = inputs.project_dir.resolve()
-    cfg = configmod.load(project, inputs.config_path or None)
+    if not project.is_dir():
+        from .errors import InputError
+
+        raise InputError(f"working-directory {inputs.project_dir}: no such folder", hint="point `working-directory` at the DVC project")
     prefix = gitrepo.prefix_of(project)
+    repository = lineage.repository(inputs.repository)
+    head_cfg = configmod.load(project, inputs.config_path or None)
     report = Report(
-        project=prefix.rstrip("/") or ".",
+        project=lineage.project_label(prefix, repository, project),
         pr_number=inputs.pr_number,
         head_sha=inputs.head_sha or gitrepo.head(project),
         base_sha=inputs.base_sha,
@@ -60,99 +105,422 @@ def run(inputs: ValidateInputs) -> ValidateResult:
         workflow_run_url=inputs.workflow_run_url,
         lockstep_version=__version__,
     )
-    os.chdir(project)
-    repo = dvcrepo.open_repo(project)
-    metrics_files = list(cfg.metrics_files or dvcrepo.metrics_files(repo))
-    committed = _read_metrics(project, metrics_files)
+    with tempfile.TemporaryDirectory(prefix="lockstep-validate-") as scratch:
+        ctx = Context(inputs, project, prefix, report, head_cfg, dvcrepo.open_repo(project), Path(scratch))
+        ctx.local_mlflow = (Path(scratch) / "mlruns").as_uri()
+        for step in STEPS:
+            step(ctx)
+    report_dir = inputs.report_dir if inputs.report_dir.is_absolute() else project / inputs.report_dir
+    return _write(report, report_dir)
 
-    with gha.group("1. dvc.lock vs code and params"):
-        stale = dvcrepo.stale_stages(repo)
-        lock_ok = report.add(_stale_check(stale)).status == "pass"
 
-    with gha.group("2. dvc.lock vs remote"):
+# --- the steps ----------------------------------------------------------------------------------
+
+
+def step_config(ctx: Context) -> None:
+    """Judge by the base's lockstep.yaml; show the PR's changes to it as proposals."""
+    with gha.group("which lockstep.yaml judges this PR"):
+        base_sha = ctx.inputs.base_sha
+        if not base_sha:
+            ctx.report.add(Check("config", "Config", "pass", f"{ctx.cfg.source} (no base commit: not a pull request)"))
+            return
         try:
-            remote_check = _remote_check(dvcrepo.verify_remote(repo))
+            gitrepo.ensure_commit(ctx.project, base_sha)
+            ctx.base_available = True
+        except LockstepError as exc:
+            ctx.report.add(Check(
+                "config", "Config", "fail",
+                f"the base commit {base_sha[:12]} cannot be read, so neither its lockstep.yaml nor its metrics can "
+                f"judge this PR: {exc.message}",
+                [exc.hint],
+            ))
+            return
+        name = ctx.inputs.config_path or configmod.CONFIG_NAME
+        text = gitrepo.show(ctx.project, base_sha, ctx.prefix + name)
+        if text is None:
+            ctx.report.add(Check(
+                "config", "Config", "warn",
+                f"the base commit has no {name} (first adoption): this PR is judged by its own {name}",
+            ))
+            return
+        try:
+            base_cfg = configmod.load_text(text, f"{name}@{base_sha[:12]}")
+        except ConfigError as exc:
+            ctx.report.add(Check(
+                "config", "Config", "warn",
+                f"the base commit's {name} is invalid ({exc.message}): this PR is judged by its own {name}",
+            ))
+            return
+        proposed = configmod.proposed_changes(base_cfg, ctx.cfg)
+        ctx.cfg = base_cfg
+        if proposed:
+            ctx.report.add(Check(
+                "config", "Config", "warn",
+                f"judged by the base's {name}; this PR proposes {len(proposed)} change(s) to it, which apply after "
+                "merge and do not change this verdict",
+                [f"{change}: applies after merge" for change in proposed],
+            ))
+        else:
+            ctx.report.add(Check("config", "Config", "pass", f"judged by the base's {name} (unchanged by this PR)"))
+
+
+def step_lock_vs_code(ctx: Context) -> None:
+    with gha.group("dvc.lock vs code and params"):
+        stale = dvcrepo.stale_stages(ctx.repo)
+        if not stale:
+            ctx.report.add(Check("lock-vs-code", "dvc.lock vs code", "pass", "every stage in dvc.lock matches the code, params and dependencies"))
+            return
+        names = " ".join(s.name for s in stale)
+        summary = (
+            f"dvc.lock is stale: {'; '.join(s.describe() for s in stale)}. "
+            f"Run `dvc repro {names}` locally, `dvc push`, and commit dvc.lock."
+        )
+        ctx.report.add(Check("lock-vs-code", "dvc.lock vs code", "fail", summary, [s.describe() for s in stale]))
+
+
+def step_lock_vs_remote(ctx: Context) -> None:
+    with gha.group("dvc.lock vs remote"):
+        try:
+            remote = dvcrepo.verify_remote(ctx.repo)
         except DvcError as exc:  # unreachable or no credentials: a failed check, with the report
-            remote_check = _unreadable_remote_check(exc)
-        remote_ok = report.add(remote_check).status == "pass"
+            summary = (
+                f"{exc.message}. Pull requests from forks get no secrets: a maintainer can push the branch to this "
+                "repository to validate it with the repository's credentials."
+            )
+            ctx.report.add(Check("lock-vs-remote", "dvc.lock vs remote", "fail", summary, [exc.hint]))
+            return
+        if remote.ok:
+            ctx.report.add(Check("lock-vs-remote", "dvc.lock vs remote", "pass",
+                                 f"all {remote.checked} object(s) referenced by dvc.lock are in {remote.remote}"))
+            return
+        missing = remote.missing_outputs()
+        details = [f"{output}: {', '.join(files[:20])}{' …' if len(files) > 20 else ''}" for output, files in missing.items()]
+        summary = (
+            f"{len(remote.missing)} object(s) referenced by dvc.lock are missing from {remote.remote}, in "
+            f"{', '.join(missing)}. Run `dvc push` from the machine that produced them, then re-run this job."
+        )
+        ctx.report.add(Check("lock-vs-remote", "dvc.lock vs remote", "fail", summary, details))
 
-    eval_stages = _evaluation_stages(repo, cfg)
-    recomputed: dict[str, Any] | None = None
-    if lock_ok and remote_ok:
-        with gha.group("3. pull what evaluation needs"):
-            targets = dvcrepo.dep_outputs(repo, [dvcrepo.stage_named(repo, s) for s in eval_stages])
-            try:
-                fetched = dvcrepo.pull(repo, targets)
-                report.add(Check("pull", "Pull", "pass", f"pulled {', '.join(targets) or 'nothing'} ({fetched} file(s) fetched)"))
-                pulled = True
-            except LockstepError as exc:
-                report.add(Check("pull", "Pull", "fail", exc.message, [exc.hint] if exc.hint else []))
-                pulled = False
-        tests_ok = True
-        if pulled and inputs.test_command:
-            with gha.group("4. project tests"):
-                tests_ok = report.add(_run_tests(inputs.test_command, project)).status == "pass"
-        if pulled and tests_ok:
-            with gha.group("5. re-evaluate in CI"):
-                recomputed, check = _reevaluate(repo, project, eval_stages, metrics_files, committed, cfg)
-                report.add(check)
-                repo = dvcrepo.open_repo(project)  # the lock entry of the evaluation stages was rewritten
-    else:
+
+def step_pull(ctx: Context) -> None:
+    ctx.eval_stages = _evaluation_stages(ctx.repo, ctx.cfg)
+    ctx.committed = dvcrepo.read_metrics(ctx.repo, rev="HEAD", files=ctx.cfg.metrics_files)
+    if not _passed(ctx, "lock-vs-code", "lock-vs-remote"):
         reason = "skipped: the lock checks failed, so the developer's outputs cannot be trusted or pulled"
-        report.add(Check("pull", "Pull", "skip", reason))
-        report.add(Check("re-evaluation", "Re-evaluation", "skip", reason))
-
-    with gha.group("6. compare with the base branch"):
-        base_metrics, base_params, base_check = _base(project, prefix, inputs.base_sha, metrics_files, repo)
-        report.add(base_check)
-        pr_metrics = recomputed if recomputed is not None else committed
-        deltas = diff(base_metrics, pr_metrics)
-        pr_params = _read_params(project, repo)
-        report.params = [(d.name, d.base, d.new) for d in diff(base_params, pr_params) if d.changed]
-
-    with gha.group("7. gates"):
-        gates = check_gates(cfg.gates, pr_metrics, base_metrics)
-        report.metrics = metric_rows(deltas, gates, {g.metric: g.direction for g in cfg.gates})
-        report.add(_gates_check(gates))
-
-    with gha.group("8. MLflow"):
-        report.add(_log_to_mlflow(report, inputs, cfg, pr_params, pr_metrics, repo))
-
-    return _write(report, inputs.report_dir if inputs.report_dir.is_absolute() else project / inputs.report_dir)
+        ctx.report.add(Check("pull", "Pull", "skip", reason))
+        return
+    with gha.group("pull what evaluation needs"):
+        targets = dvcrepo.evaluation_inputs(ctx.repo, ctx.eval_stages)
+        try:
+            fetched = dvcrepo.pull(ctx.repo, targets)
+        except LockstepError as exc:
+            ctx.report.add(Check("pull", "Pull", "fail", exc.message, [exc.hint] if exc.hint else []))
+            return
+        ctx.report.add(Check("pull", "Pull", "pass", f"pulled {', '.join(targets) or 'nothing'} ({fetched} file(s) fetched)"))
 
 
-# --- the checks ---------------------------------------------------------------------------------
+def step_tests(ctx: Context) -> None:
+    command = ctx.inputs.test_command
+    if not command or not _passed(ctx, "pull"):
+        return
+    with gha.group("project tests"):
+        try:
+            argv = shlex.split(command)
+        except ValueError as exc:
+            ctx.report.add(Check("tests", "Project tests", "fail", f"the test command cannot be parsed: {exc}"))
+            return
+        gha.info(f"$ {command}")
+        try:
+            with gha.commands_paused():
+                proc = subprocess.run(argv, cwd=ctx.project, env=ctx.stage_env())  # noqa: S603 - the workflow's own input
+        except FileNotFoundError:
+            ctx.report.add(Check("tests", "Project tests", "fail", f"the test command was not found: {argv[0]}", ["check the `test-command` input"]))
+            return
+        if proc.returncode != 0:
+            ctx.report.add(Check("tests", "Project tests", "fail", f"`{command}` exited with {proc.returncode}; see its output in the log"))
+            return
+        ctx.report.add(Check("tests", "Project tests", "pass", f"`{command}` passed"))
 
 
-def _stale_check(stale: list[dvcrepo.StaleStage]) -> Check:
-    if not stale:
-        return Check("lock-vs-code", "dvc.lock vs code", "pass", "every stage in dvc.lock matches the code, params and dependencies")
-    names = " ".join(s.name for s in stale)
+def step_reevaluate(ctx: Context) -> None:
+    """Re-run the evaluation stages in CI, without secrets, and compare with what was committed.
+    When they also (re)train the model, the re-run evaluates a model CI just trained, so its
+    digest must match the committed one for the verdict to be about the developer's model."""
+    if not _passed(ctx, "pull") or not _passed(ctx, "tests", missing_ok=True):
+        pull = ctx.report.check("pull")
+        if pull is not None and pull.status == "skip":
+            ctx.report.add(Check("re-evaluation", "Re-evaluation", "skip", pull.summary))
+        return
+    with gha.group(f"re-evaluate in CI: {', '.join(ctx.eval_stages)}"):
+        model_stage = _model_stage(ctx)
+        retrains = bool(model_stage) and bool(set(ctx.eval_stages) & dvcrepo.upstream_of(ctx.repo, [model_stage]))
+        committed_model = dvcrepo.output_digest(ctx.repo, ctx.cfg.model_path) if retrains else ""
+        try:
+            dvcrepo.reproduce(ctx.project, ctx.eval_stages, env=ctx.stage_env(), force=True)
+        except LockstepError as exc:
+            ctx.report.add(Check("re-evaluation", "Re-evaluation", "fail", exc.message, [exc.hint]))
+            return
+        ctx.repo = dvcrepo.open_repo(ctx.project)  # the lock entries of the re-run stages were rewritten
+        ctx.recomputed = dvcrepo.read_metrics(ctx.repo, files=ctx.cfg.metrics_files)
+        ctx.report.add(_agreement(ctx, retrains, committed_model))
+
+
+def _agreement(ctx: Context, retrains: bool, committed_model: str) -> Check:
+    assert ctx.recomputed is not None
+    stages = ", ".join(ctx.eval_stages)
+    committed = {k: v for k, v in ctx.committed.values.items()}
+    comparable = {} if "(all)" in ctx.committed.problems else {
+        k: v for k, v in ctx.recomputed.values.items() if ctx.recomputed.source_of(k) not in ctx.committed.problems
+    }
+    notes = [f"{name}: {why}" for name, why in ctx.committed.problems.items()]
+    notes += [f"{name}: read from {source}" for name, source in ctx.committed.sources.items()]
+    found = disagreements(committed, comparable, absolute=ctx.cfg.tolerance_absolute, relative=ctx.cfg.tolerance_relative)
+    what = "the developer's model"
+    if retrains:
+        retrained = dvcrepo.output_digest(ctx.repo, ctx.cfg.model_path)
+        if retrained != committed_model:
+            if ctx.cfg.deterministic:
+                return Check(
+                    "re-evaluation", "Re-evaluation", "fail",
+                    f"the committed model is not what this code trains: {stages} also trains {ctx.cfg.model_path}, and "
+                    f"re-running it in CI produced md5 {retrained[:12] or '(none)'} where dvc.lock records md5 "
+                    f"{committed_model[:12] or '(none)'}. Run `dvc repro` from a clean checkout and commit what it "
+                    "produces; if training is not deterministic, set `evaluation.deterministic: false` in lockstep.yaml",
+                    [f"committed model md5 {committed_model}", f"retrained model md5 {retrained}", *notes],
+                )
+            what = (f"a model retrained in CI (md5 {retrained[:12]}), not the developer's model "
+                    f"(md5 {committed_model[:12]}): training is not deterministic (`evaluation.deterministic: false`), "
+                    "so the developer's model itself was not evaluated")
+        else:
+            what = f"the developer's model (retrained in CI byte for byte: md5 {retrained[:12]})"
+    if not found:
+        agreed = len(set(committed) & set(comparable))
+        unread = f"; {len(ctx.committed.problems)} committed file(s) could not be read (details)" if ctx.committed.problems else ""
+        return Check("re-evaluation", "Re-evaluation", "warn" if retrains and "not the developer" in what else "pass",
+                     f"re-ran {stages} on {what}: {agreed} metric(s) agree with the committed ones{unread}", notes)
+    details = [f"{d.name}: committed {format_value(d.committed)}, recomputed {format_value(d.recomputed)}" for d in found]
     summary = (
-        f"dvc.lock is stale: {'; '.join(s.describe() for s in stale)}. "
-        f"Run `dvc repro {names}` locally, `dvc push`, and commit dvc.lock."
+        f"the committed metrics do not match what {stages} computes from {what} "
+        f"({'; '.join(details[:5])}). They were edited by hand or produced by code that is not in this PR: "
+        f"run `dvc repro` and commit the metrics it writes."
     )
-    return Check("lock-vs-code", "dvc.lock vs code", "fail", summary, [s.describe() for s in stale])
+    return Check("re-evaluation", "Re-evaluation", "fail", summary, details + notes)
 
 
-def _remote_check(remote: dvcrepo.RemoteCheck) -> Check:
-    if remote.ok:
-        return Check("lock-vs-remote", "dvc.lock vs remote", "pass", f"all {remote.checked} object(s) referenced by dvc.lock are in {remote.remote}")
-    missing = remote.missing_outputs()
-    details = [f"{output}: {', '.join(files[:20])}{' …' if len(files) > 20 else ''}" for output, files in missing.items()]
-    summary = (
-        f"{len(remote.missing)} object(s) referenced by dvc.lock are missing from {remote.remote}, in "
-        f"{', '.join(missing)}. Run `dvc push` from the machine that produced them, then re-run this job."
-    )
-    return Check("lock-vs-remote", "dvc.lock vs remote", "fail", summary, details)
+def step_trusted_evaluation(ctx: Context) -> None:
+    """When the PR changed how it evaluates (command, code, params, metrics files), evaluate its
+    model with the base's evaluation too; the gates judge those metrics."""
+    if not ctx.base_available or ctx.recomputed is None or ctx.report.check("re-evaluation").status == "fail":
+        return
+    with gha.group("did this PR change its evaluation?"):
+        worktree = ctx.scratch / "base"
+        try:
+            gitrepo.add_worktree(ctx.project, ctx.inputs.base_sha, worktree)
+        except LockstepError as exc:
+            ctx.report.add(Check("trusted-evaluation", "Trusted evaluation", "fail",
+                                 f"the base commit could not be checked out to compare evaluations: {exc.message}"))
+            return
+        try:
+            _compare_evaluations(ctx, worktree / ctx.prefix)
+        finally:
+            gitrepo.remove_worktree(ctx.project, worktree)
 
 
-def _unreadable_remote_check(exc: DvcError) -> Check:
-    summary = (
-        f"{exc.message}. Pull requests from forks get no secrets: a maintainer can push the branch to this "
-        "repository to validate it with the repository's credentials."
-    )
-    return Check("lock-vs-remote", "dvc.lock vs remote", "fail", summary, [exc.hint])
+def _compare_evaluations(ctx: Context, base_project: Path) -> None:
+    if not (base_project / "dvc.yaml").is_file():
+        return  # the base has no pipeline here yet: nothing to compare with
+    try:
+        base_repo = dvcrepo.open_repo(base_project)
+        base_stages = _evaluation_stages(base_repo, ctx.cfg)
+        before = dvcrepo.evaluation_signature(base_repo, base_stages)
+    except LockstepError as exc:
+        gha.warning(f"the base's pipeline cannot be read ({exc.message}); evaluations not compared")
+        return
+    after = dvcrepo.evaluation_signature(ctx.repo, ctx.eval_stages)
+    if before == after:
+        return
+    changed = _signature_changes(before, after)
+    title = "Trusted evaluation"
+    review = "needs a maintainer's review: this PR changes its evaluation"
+    missing = [p for p in dvcrepo.evaluation_inputs(base_repo, base_stages) if not (ctx.project / p).exists()]
+    if missing:
+        ctx.report.add(Check("trusted-evaluation", title, "fail",
+                             f"{review} ({'; '.join(changed[:3])}), and the base's evaluation reads "
+                             f"{', '.join(missing)}, which this PR does not provide", changed))
+        return
+    for path in dvcrepo.evaluation_inputs(base_repo, base_stages):
+        _copy(ctx.project / path, base_project / path)
+    base_repo.close()
+    try:
+        with gha.group(f"the base's evaluation on this PR's model: {', '.join(base_stages)}"):
+            dvcrepo.reproduce(base_project, base_stages, env=ctx.stage_env(), force=True, no_commit=True)
+    except LockstepError as exc:
+        ctx.report.add(Check("trusted-evaluation", title, "fail",
+                             f"{review} ({'; '.join(changed[:3])}), and the base's evaluation cannot run on this PR's "
+                             f"model: {exc.message}", changed))
+        return
+    ctx.trusted = dvcrepo.read_metrics(dvcrepo.open_repo(base_project), files=ctx.cfg.metrics_files)
+    assert ctx.recomputed is not None
+    side_by_side = [
+        f"{name}: base's evaluation {format_value(ctx.trusted.values.get(name))} · this PR's evaluation "
+        f"{format_value(ctx.recomputed.values.get(name))}"
+        for name in sorted(set(ctx.trusted.values) | set(ctx.recomputed.values))
+    ]
+    ctx.report.add(Check(
+        "trusted-evaluation", title, "warn",
+        f"{review} ({'; '.join(changed[:3])}). The gates judge this PR's model by the base's evaluation; "
+        "its own evaluation applies to the PRs after it is merged",
+        side_by_side + changed,
+    ))
+
+
+def _signature_changes(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
+    from .metrics import flatten
+
+    old, new = flatten(before), flatten(after)
+    changes = []
+    for key in sorted(set(old) | set(new)):
+        if old.get(key) != new.get(key):
+            if key.startswith("metrics"):
+                changes.append("the metrics files changed")
+            elif ".code." in key:
+                changes.append(f"{key.split('.code.', 1)[1]} changed (stage '{key.split('.', 1)[0]}')")
+            elif key.endswith(".cmd"):
+                changes.append(f"the command of stage '{key[:-4]}' changed")
+            else:
+                changes.append(f"{key} changed ({old.get(key)!r} -> {new.get(key)!r})")
+    return list(dict.fromkeys(changes)) or ["the evaluation stages changed"]
+
+
+def _copy(source: Path, target: Path) -> None:
+    if target.is_dir() and not target.is_symlink():
+        shutil.rmtree(target)
+    elif target.exists() or target.is_symlink():
+        target.unlink()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if source.is_dir():
+        shutil.copytree(source, target, symlinks=False)
+    else:
+        shutil.copy2(source, target)
+
+
+def step_base(ctx: Context) -> None:
+    with gha.group("compare with the base branch"):
+        base_sha = ctx.inputs.base_sha
+        if not base_sha:
+            ctx.report.add(Check("base", "Base comparison", "skip", "no base commit given (not a pull request)"))
+            return
+        if not ctx.base_available:
+            ctx.report.add(Check("base", "Base comparison", "fail",
+                                 f"the base commit {base_sha[:12]} cannot be read: nothing to compare with, so no verdict"))
+            return
+        ctx.base_metrics = dvcrepo.read_metrics(ctx.repo, rev=base_sha, files=ctx.cfg.metrics_files)
+        where = "; ".join(f"{name} from {source}" for name, source in ctx.base_metrics.sources.items())
+        notes = [f"{name}: {why}" for name, why in ctx.base_metrics.problems.items()]
+        if not ctx.base_metrics.values:
+            ctx.report.add(Check("base", "Base comparison", "warn",
+                                 f"the base commit {base_sha[:12]} has no metrics to compare with (first model?)", notes))
+            return
+        ctx.report.add(Check("base", "Base comparison", "pass",
+                             f"compared with base {base_sha[:12]}: {len(ctx.base_metrics.values)} metric(s) ({where})", notes))
+
+
+def step_gates(ctx: Context) -> None:
+    with gha.group("gates"):
+        base = ctx.base_metrics.values
+        pr = ctx.pr_metrics
+        ctx.report.params = [(d.name, d.base, d.new) for d in diff(_base_params(ctx), _read_params(ctx.project, ctx.repo)) if d.changed]
+        gates = check_gates(ctx.cfg.gates, pr, base)
+        ctx.report.metrics = metric_rows(diff(base, pr), gates, {g.metric: g.direction for g in ctx.cfg.gates})
+        if not gates:
+            ctx.report.add(Check("gates", "Gates", "skip", f"no gates configured in {ctx.cfg.source}"))
+            return
+        failed = [g for g in gates if not g.passed]
+        if not failed:
+            ctx.report.add(Check("gates", "Gates", "pass", f"all {len(gates)} gate(s) of {ctx.cfg.source} passed"))
+            return
+        details = [f"{g.metric}: {'; '.join(g.reasons)}" for g in failed]
+        ctx.report.add(Check("gates", "Gates", "fail", f"{len(failed)} of {len(gates)} gate(s) failed: {'; '.join(details)}", details))
+
+
+def step_mlflow(ctx: Context) -> None:
+    from . import tracking
+
+    with gha.group("MLflow"):
+        if not tracking.configured():
+            ctx.report.add(Check("mlflow", "MLflow", "skip", "MLFLOW_TRACKING_URI is not set: no run was logged"))
+            return
+        report, inputs = ctx.report, ctx.inputs
+        repository = lineage.repository(inputs.repository) or "local"
+        experiment = lineage.experiment_name(inputs.experiment or ctx.cfg.experiment, repository, report.project)
+        tags = {
+            lineage.KIND: "pr-validation",
+            lineage.PR: report.pr_number,
+            lineage.HEAD_SHA: report.head_sha,
+            lineage.BASE_SHA: report.base_sha,
+            lineage.DVC_LOCK_SHA256: report.lock_digest,
+            lineage.VERSION: __version__,
+            lineage.WORKFLOW_RUN_URL: report.workflow_run_url,
+            lineage.VERDICT: "pass" if report.passed else "fail",
+            lineage.PROJECT: report.project,
+        }
+        try:
+            tracker = tracking.Tracker(retries=1, timeout=10)
+            run_id = tracker.start_run(experiment, f"pr-{report.pr_number or 'local'}-{report.head_sha[:8]}", tags)
+            try:
+                tracker.log(run_id, params=_read_params(ctx.project, ctx.repo), metrics=ctx.pr_metrics)
+                forwarded = tracker.forward_local_runs(ctx.local_mlflow, run_id)
+                report.mlflow_run_id = run_id
+                report.mlflow_run_url = tracker.run_url(run_id)
+                report_dir = ctx.scratch / "mlflow-report"
+                report_dir.mkdir(parents=True, exist_ok=True)
+                (report_dir / "report.md").write_text(render(report), "utf-8")
+                tracker.log_files(run_id, [report_dir / "report.md"], "lockstep")
+            except LockstepError:
+                tracker.end_run_quietly(run_id, "FAILED")
+                raise
+            tracker.end_run(run_id, "FINISHED" if report.passed else "FAILED")
+        except LockstepError as exc:
+            ctx.report.add(Check("mlflow", "MLflow", "warn", f"the run was not logged: {exc.message}", [exc.hint]))
+            return
+        extra = f"; forwarded what the project's code logged ({forwarded})" if forwarded else ""
+        ctx.report.add(Check("mlflow", "MLflow", "pass", f"logged run {run_id} in experiment {experiment}{extra}"))
+
+
+STEPS = (
+    step_config,
+    step_lock_vs_code,
+    step_lock_vs_remote,
+    step_pull,
+    step_tests,
+    step_reevaluate,
+    step_trusted_evaluation,
+    step_base,
+    step_gates,
+    step_mlflow,
+)
+
+
+# --- helpers ------------------------------------------------------------------------------------
+
+
+def _passed(ctx: Context, *ids: str, missing_ok: bool = False) -> bool:
+    for check_id in ids:
+        check = ctx.report.check(check_id)
+        if check is None:
+            if missing_ok:
+                continue
+            return False
+        if check.status in ("fail", "skip"):
+            return False
+    return True
+
+
+def _model_stage(ctx: Context) -> str:
+    if not ctx.cfg.model_path:
+        return ""
+    stage, _out = dvcrepo.output_owner(ctx.repo, ctx.cfg.model_path)
+    return stage.name if stage is not None and hasattr(stage, "name") else ""
 
 
 def _evaluation_stages(repo, cfg: configmod.Config) -> list[str]:
@@ -160,128 +528,18 @@ def _evaluation_stages(repo, cfg: configmod.Config) -> list[str]:
         for name in cfg.evaluation_stages:
             dvcrepo.stage_named(repo, name)
         return list(cfg.evaluation_stages)
-    stages = [s.name for s in dvcrepo.pipeline_stages(repo) if any(out.metric for out in s.outs)]
+    stages = dvcrepo.metrics_stages(repo)
     if not stages:
-        from .errors import ConfigError
-
         raise ConfigError(
-            f"{cfg.source}: no evaluation stage: no stage in dvc.yaml declares metrics",
-            hint="set evaluation.stages in lockstep.yaml, or declare `metrics:` on the evaluation stage",
+            f"{cfg.source}: no evaluation stage: no stage in dvc.yaml writes a metrics file DVC knows",
+            hint="set evaluation.stages in lockstep.yaml, or declare `metrics:` in dvc.yaml (on the stage or at the top level)",
             file=cfg.source,
         )
     return stages
 
 
-def _run_tests(command: str, project: Path) -> Check:
-    try:
-        argv = shlex.split(command)
-    except ValueError as exc:
-        return Check("tests", "Project tests", "fail", f"the test command cannot be parsed: {exc}")
-    gha.info(f"$ {command}")
-    try:
-        proc = subprocess.run(argv, cwd=project)  # noqa: S603 - the caller's own test command, not PR text
-    except FileNotFoundError:
-        return Check("tests", "Project tests", "fail", f"the test command was not found: {argv[0]}", ["check the `test-command` input"])
-    if proc.returncode != 0:
-        return Check("tests", "Project tests", "fail", f"`{command}` exited with {proc.returncode}; see its output in the log")
-    return Check("tests", "Project tests", "pass", f"`{command}` passed")
-
-
-def _reevaluate(repo, project: Path, stages: list[str], files: list[str], committed: dict[str, Any], cfg) -> tuple[dict[str, Any] | None, Check]:
-    try:
-        dvcrepo.reproduce(repo, stages, force=True)
-    except LockstepError as exc:
-        return None, Check("re-evaluation", "Re-evaluation", "fail", exc.message, [exc.hint])
-    recomputed = _read_metrics(project, files)
-    found = disagreements(committed, recomputed, absolute=cfg.tolerance_absolute, relative=cfg.tolerance_relative)
-    if not found:
-        return recomputed, Check(
-            "re-evaluation",
-            "Re-evaluation",
-            "pass",
-            f"re-ran {', '.join(stages)} on the developer's model: {len(recomputed)} metric(s) agree with the committed ones",
-        )
-    details = [f"{d.name}: committed {format_value(d.committed)}, recomputed {format_value(d.recomputed)}" for d in found]
-    summary = (
-        f"the committed metrics do not match what {', '.join(stages)} computes from the developer's model "
-        f"({'; '.join(details[:5])}). They were edited by hand or produced by code that is not in this PR: "
-        f"run `dvc repro` and commit the metrics it writes."
-    )
-    return recomputed, Check("re-evaluation", "Re-evaluation", "fail", summary, details)
-
-
-def _base(project: Path, prefix: str, base_sha: str, files: list[str], repo) -> tuple[dict, dict, Check]:
-    if not base_sha:
-        return {}, {}, Check("base", "Base comparison", "skip", "no base commit given (not a pull request)")
-    try:
-        gitrepo.ensure_commit(project, base_sha)
-    except LockstepError as exc:
-        return {}, {}, Check("base", "Base comparison", "warn", exc.message, [exc.hint])
-    metrics: dict[str, Any] = {}
-    for name in files:
-        text = gitrepo.show(project, base_sha, prefix + name)
-        if text is not None:
-            metrics.update(_parse_or_empty(text, name))
-    params: dict[str, Any] = {}
-    for name in _params_files(repo):
-        text = gitrepo.show(project, base_sha, prefix + name)
-        if text is not None:
-            params.update(_params_keys(text, name))
-    if not metrics:
-        return metrics, params, Check("base", "Base comparison", "warn", f"the base commit {base_sha[:12]} has no metrics to compare with (first model?)")
-    return metrics, params, Check("base", "Base comparison", "pass", f"compared with base {base_sha[:12]}: {len(metrics)} metric(s)")
-
-
-def _gates_check(gates) -> Check:
-    if not gates:
-        return Check("gates", "Gates", "skip", "no gates configured in lockstep.yaml")
-    failed = [g for g in gates if not g.passed]
-    if not failed:
-        return Check("gates", "Gates", "pass", f"all {len(gates)} gate(s) passed")
-    details = [f"{g.metric}: {'; '.join(g.reasons)}" for g in failed]
-    return Check("gates", "Gates", "fail", f"{len(failed)} of {len(gates)} gate(s) failed: {'; '.join(details)}", details)
-
-
-def _log_to_mlflow(report: Report, inputs: ValidateInputs, cfg, params: dict, metrics: dict, repo) -> Check:
-    from . import tracking
-
-    if not tracking.configured():
-        return Check("mlflow", "MLflow", "skip", "MLFLOW_TRACKING_URI is not set: no run was logged")
-    repository = inputs.repository or os.environ.get("GITHUB_REPOSITORY", "local")
-    experiment = experiment_name(inputs.experiment or cfg.experiment, repository, report.project)
-    tags = {
-        "lockstep.kind": "pr-validation",
-        "lockstep.pr": report.pr_number,
-        "lockstep.head_sha": report.head_sha,
-        "lockstep.base_sha": report.base_sha,
-        "lockstep.dvc_lock_sha256": report.lock_digest,
-        "lockstep.version": __version__,
-        "lockstep.workflow_run_url": report.workflow_run_url,
-        "lockstep.verdict": "pass" if report.passed else "fail",
-        "lockstep.project": report.project,
-    }
-    try:
-        tracker = tracking.Tracker(retries=1, timeout=10)
-        run_id = tracker.start_run(experiment, f"pr-{report.pr_number or 'local'}-{report.head_sha[:8]}", tags)
-        tracker.log(run_id, params=params, metrics=metrics)
-        report.mlflow_run_id = run_id
-        report.mlflow_run_url = tracker.run_url(run_id)
-        report_dir = inputs.report_dir if inputs.report_dir.is_absolute() else inputs.project_dir.resolve() / inputs.report_dir
-        report_dir.mkdir(parents=True, exist_ok=True)
-        (report_dir / "report.md").write_text(render(report), "utf-8")
-        tracker.log_files(run_id, [report_dir / "report.md"], "lockstep")
-        tracker.end_run(run_id, "FINISHED" if report.passed else "FAILED")
-    except LockstepError as exc:
-        return Check("mlflow", "MLflow", "warn", f"the run was not logged: {exc.message}", [exc.hint])
-    return Check("mlflow", "MLflow", "pass", f"logged run {run_id} in experiment {experiment}")
-
-
 def experiment_name(template: str | None, repository: str, project: str) -> str:
-    template = template or "lockstep/{repository}/{project}"
-    return template.replace("{repository}", repository).replace("{project}", project)
-
-
-# --- files --------------------------------------------------------------------------------------
+    return lineage.experiment_name(template, repository, project)
 
 
 def _parse_or_empty(text: str, name: str) -> dict[str, Any]:
@@ -289,15 +547,6 @@ def _parse_or_empty(text: str, name: str) -> dict[str, Any]:
         return parse_file(text, name)
     except ValueError:
         return {}
-
-
-def _read_metrics(project: Path, files: list[str]) -> dict[str, Any]:
-    metrics: dict[str, Any] = {}
-    for name in files:
-        path = project / name
-        if path.is_file():
-            metrics.update(_parse_or_empty(path.read_text("utf-8", errors="replace"), name))
-    return metrics
 
 
 def _params_files(repo) -> list[str]:
@@ -323,7 +572,18 @@ def _read_params(project: Path, repo) -> dict[str, Any]:
     for name in _params_files(repo):
         path = project / name
         if path.is_file():
-            params.update(_params_keys(path.read_text("utf-8"), name))
+            params.update(_params_keys(path.read_text("utf-8", errors="replace"), name))
+    return params
+
+
+def _base_params(ctx: Context) -> dict[str, Any]:
+    if not ctx.base_available:
+        return {}
+    params: dict[str, Any] = {}
+    for name in _params_files(ctx.repo):
+        text = gitrepo.show(ctx.project, ctx.inputs.base_sha, ctx.prefix + name)
+        if text is not None:
+            params.update(_params_keys(text, name))
     return params
 
 
