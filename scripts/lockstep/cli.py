@@ -106,6 +106,7 @@ def cmd_rebuild(inputs: Inputs) -> int:
         experiment=inputs.get("mlflow-experiment"),
         push=inputs.flag("push", True),
         register=inputs.flag("register", True),
+        register_unchanged=inputs.flag("register-unchanged", False),
         workflow_run_url=inputs.get("workflow-run-url", gha.run_url()),
     )
     result = rebuild.run(args)
@@ -227,7 +228,7 @@ COMMANDS: dict[str, tuple[Callable[[Inputs], int], str, Sequence[str]]] = {
                   "test-command", "mlflow-experiment", "report-dir", "workflow-run-url")),
     "rebuild": (cmd_rebuild, "retrain on main in CI, push, commit dvc.lock back, register the model",
                 ("working-directory", "config", "stages", "force-all", "set-params", "reason", "trigger", "actor", "branch",
-                 "repository", "mlflow-experiment", "push", "register", "workflow-run-url")),
+                 "repository", "mlflow-experiment", "push", "register", "register-unchanged", "workflow-run-url")),
     "comment": (cmd_comment, "post or update the PR comment from a validation report",
                 ("report-dir", "pr-number", "repository", "github-token", "from-artifact", "head-sha",
                  "head-owner", "head-branch")),

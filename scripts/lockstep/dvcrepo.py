@@ -187,14 +187,20 @@ def _topological(repo) -> list:
 
 def stage_named(repo, name: str):
     for stage in pipeline_stages(repo):
-        if stage.name == name or stage.addressing == name:
+        if stage.name == name or address(repo, stage) == name:
             return stage
-    names = ", ".join(stage.addressing for stage in pipeline_stages(repo)) or "(none)"
+    names = ", ".join(address(repo, stage) for stage in pipeline_stages(repo)) or "(none)"
     raise DvcError(
         f"stage '{name}' not found in dvc.yaml",
         hint=f"known stages: {names}; fix lockstep.yaml or the `stages` input",
         file="dvc.yaml",
     )
+
+
+def address(repo, stage) -> str:
+    """How `dvc repro` run in the project names a stage: `train`, or `sub/dvc.yaml:train`."""
+    dvcfile = os.path.relpath(stage.dvcfile.path, repo.root_dir).replace(os.sep, "/")
+    return stage.name if dvcfile == "dvc.yaml" else f"{dvcfile}:{stage.name}"
 
 
 def downstream(repo, names: Iterable[str]) -> list:
@@ -268,7 +274,7 @@ def stale_stages(repo, only: Iterable[str] | None = None) -> list[StaleStage]:
             if producer is not None and producer[0] is not stage:
                 upstream_stage, upstream_out = producer
                 if upstream_out.hash_info != dep.hash_info:
-                    changes.append(Change("upstream", path=rel, key=upstream_stage.addressing))
+                    changes.append(Change("upstream", path=rel, key=address(repo, upstream_stage) if hasattr(upstream_stage, "name") else upstream_stage.addressing))
                 continue
             status = dep.status()
             if status:

@@ -17,8 +17,8 @@ from typing import Any
 
 import yaml
 
-from . import __version__, config as configmod, dvcrepo, gha, gitrepo
-from .errors import ConfigError, DvcError, LockstepError
+from . import __version__, config as configmod, dvcrepo, gha, gitrepo, lineage, procenv
+from .errors import ConfigError, DvcError, InputError, LockstepError
 from .metrics import check_gates, parse_file
 
 
@@ -37,6 +37,7 @@ class RebuildInputs:
     experiment: str = ""
     push: bool = True
     register: bool = True
+    register_unchanged: bool = False
     workflow_run_url: str = ""
 
 
@@ -52,6 +53,7 @@ class RebuildResult:
     promoted: bool = False
     metrics: dict[str, Any] = field(default_factory=dict)
     version_created: bool = False
+    unchanged_since: str = ""  # the version this rebuild reproduced byte for byte (none registered)
 
     @property
     def model_uri(self) -> str:
@@ -68,6 +70,7 @@ class RebuildResult:
             "model-alias": self.model_alias,
             "model-uri": self.model_uri,
             "promoted": self.promoted,
+            "unchanged-since": self.unchanged_since,
         }
 
 
@@ -109,11 +112,14 @@ def plan(repo, cfg: configmod.Config, inputs: RebuildInputs) -> list[str]:
 
 
 def run(inputs: RebuildInputs) -> RebuildResult:
+    """Every decision (stages, what to commit, MLflow names) is made before anything is pushed,
+    and the MLflow run ends FINISHED or FAILED on every path."""
     from . import tracking
 
     project = inputs.project_dir.resolve()
+    if not project.is_dir():
+        raise InputError(f"working-directory {inputs.project_dir}: no such folder", hint="point `working-directory` at the DVC project")
     cfg = configmod.load(project, inputs.config_path or None)
-    os.chdir(project)
     changed_params: dict[str, Any] = {}
     if inputs.set_params:
         changed_params = dvcrepo.set_params(project, inputs.set_params)
@@ -124,7 +130,15 @@ def run(inputs: RebuildInputs) -> RebuildResult:
     stages = [dvcrepo.stage_named(repo, name) for name in stage_names]
     result = RebuildResult(stages=stage_names)
     start_sha = gitrepo.head(project)
-    gha.info(f"rebuilding {', '.join(stage_names)} from {start_sha[:12]}")
+    repository = lineage.repository(inputs.repository)
+    label = lineage.project_label(gitrepo.prefix_of(project), repository, project)
+    gha.info(f"rebuilding {', '.join(stage_names)} of {label} from {start_sha[:12]}")
+
+    # Decide what the commit will hold before anything is pushed: outputs that git carries, except
+    # those the project's .gitignore keeps out of git (dvc.lock records their hashes all the same).
+    commit_paths, ignored = _commit_plan(project, repo, stages, changed_params)
+    for path, rule in ignored.items():
+        gha.info(f"{path} is not committed: {rule} ignores it (dvc.lock records its hash)")
 
     with gha.group("1. pull the inputs of the rebuilt stages"):
         targets = dvcrepo.dep_outputs(repo, stages)
@@ -134,40 +148,45 @@ def run(inputs: RebuildInputs) -> RebuildResult:
     tracker = None
     if tracking.configured() and inputs.register:
         tracker = tracking.Tracker()
-        experiment = _experiment(inputs, cfg, project)
         result.mlflow_run_id = tracker.start_run(
-            experiment,
+            lineage.experiment_name(inputs.experiment or cfg.experiment, repository or "local", label),
             f"rebuild-{start_sha[:8]}",
             {
-                "lockstep.kind": "main-rebuild",
-                "lockstep.trigger": inputs.trigger,
-                "lockstep.reason": inputs.reason,
-                "lockstep.actor": inputs.actor,
-                "lockstep.start_commit": start_sha,
-                "lockstep.stages": " ".join(stage_names),
-                "lockstep.version": __version__,
-                "lockstep.workflow_run_url": inputs.workflow_run_url,
+                lineage.KIND: "main-rebuild",
+                lineage.TRIGGER: inputs.trigger,
+                lineage.REASON: inputs.reason,
+                lineage.ACTOR: inputs.actor,
+                lineage.START_COMMIT: start_sha,
+                lineage.STAGES: " ".join(stage_names),
+                lineage.VERSION: __version__,
+                lineage.WORKFLOW_RUN_URL: inputs.workflow_run_url,
+                lineage.PROJECT: label,
             },
         )
+    try:
+        _build_and_publish(inputs, cfg, project, stage_names, result, tracker, commit_paths, start_sha, repository, label)
+    except BaseException:
+        if tracker and result.mlflow_run_id:
+            tracker.end_run_quietly(result.mlflow_run_id, "FAILED")
+        raise
+    return result
 
+
+def _build_and_publish(inputs: RebuildInputs, cfg: configmod.Config, project: Path, stage_names: list[str],
+                       result: RebuildResult, tracker, commit_paths: list[str], start_sha: str,
+                       repository: str, label: str) -> None:
     with gha.group(f"2. dvc repro -f {' '.join(stage_names)}"):
-        saved_run_id = os.environ.get("MLFLOW_RUN_ID")
-        if result.mlflow_run_id:  # the project's training code logs into lockstep's run
-            os.environ["MLFLOW_RUN_ID"] = result.mlflow_run_id
+        env = procenv.for_reviewed_code(os.environ, cfg.env, mlflow_run_id=result.mlflow_run_id or None)
         try:
-            dvcrepo.reproduce(repo, stage_names, force=True)
+            dvcrepo.reproduce(project, stage_names, env=env, force=True)
         except LockstepError as exc:
-            if tracker and result.mlflow_run_id:
-                _end_quietly(tracker, result.mlflow_run_id, "FAILED")
             exc.hint = f"nothing was pushed, committed or registered; {exc.hint}"
             raise
-        finally:
-            if saved_run_id is None:
-                os.environ.pop("MLFLOW_RUN_ID", None)
-            else:
-                os.environ["MLFLOW_RUN_ID"] = saved_run_id
         repo = dvcrepo.open_repo(project)
         stages = [dvcrepo.stage_named(repo, name) for name in stage_names]
+
+    result.metrics = dvcrepo.read_metrics(repo, files=cfg.metrics_files).values
+    lock_digest = dvcrepo.lock_digest(project)
 
     if inputs.push:
         with gha.group("3. dvc push and verify the remote"):
@@ -182,19 +201,11 @@ def run(inputs: RebuildInputs) -> RebuildResult:
                 )
             gha.info(f"pushed {pushed} file(s); all {check.checked} object(s) of dvc.lock are in {check.remote}")
 
-    result.metrics = _metrics(project, cfg, repo)
-    lock_digest = dvcrepo.lock_digest(project)
-
-    if inputs.push:
         with gha.group("4. commit dvc.lock back"):
-            paths = ["dvc.lock", *[p for p in dvcrepo.git_tracked_outputs(repo, stages) if (project / p).exists()]]
-            if changed_params:
-                paths.append("params.yaml")
-            message = _message(stage_names, start_sha, inputs)
             pushed_commit = gitrepo.commit_and_push(
                 project,
-                paths,
-                message=message,
+                [p for p in commit_paths if (project / p).exists()],
+                message=_message(stage_names, start_sha, inputs),
                 author_name=cfg.author_name,
                 author_email=cfg.author_email,
                 branch=inputs.branch,
@@ -206,30 +217,32 @@ def run(inputs: RebuildInputs) -> RebuildResult:
             if result.committed:
                 gha.info(f"pushed {result.lock_commit[:12]} to {inputs.branch} after {pushed_commit.attempts} attempt(s)")
             else:
-                gha.info("dvc.lock is unchanged: nothing to commit")
+                gha.info("dvc.lock is unchanged: the rebuild reproduced the committed lock, so nothing was committed")
     else:
         result.lock_commit = gitrepo.head(project)
 
     if tracker and result.mlflow_run_id:
         with gha.group("5. register the model"):
-            _register(tracker, result, cfg, repo, project, lock_digest, inputs)
+            _register(tracker, result, cfg, repo, project, lock_digest, inputs, repository, label)
     elif inputs.register and cfg.model_name:
         gha.warning("MLFLOW_TRACKING_URI is not set: the model was rebuilt and committed but not registered")
-    return result
 
 
-def _experiment(inputs: RebuildInputs, cfg, project: Path) -> str:
-    from .validate import experiment_name
+def _commit_plan(project: Path, repo, stages, changed_params) -> tuple[list[str], dict[str, str]]:
+    """The paths the lock commit will hold, and the git-carried outputs left out because the
+    project's own .gitignore ignores them (with the rule that does)."""
+    paths = [dvcrepo.LOCK_FILE]
+    ignored: dict[str, str] = {}
+    for path in dvcrepo.git_tracked_outputs(repo, stages):
+        rule = gitrepo.ignored_by(project, path)
+        if rule:
+            ignored[path] = rule
+        else:
+            paths.append(path)
+    if changed_params:
+        paths.append("params.yaml")
+    return paths, ignored
 
-    prefix = gitrepo.prefix_of(project).rstrip("/") or "."
-    return experiment_name(inputs.experiment or cfg.experiment, inputs.repository or os.environ.get("GITHUB_REPOSITORY", "local"), prefix)
-
-
-def _end_quietly(tracker, run_id: str, status: str) -> None:
-    try:
-        tracker.end_run(run_id, status)
-    except LockstepError as exc:
-        gha.warning(f"could not mark MLflow run {run_id} {status}: {exc.message}")
 
 
 def _message(stages: list[str], start_sha: str, inputs: RebuildInputs) -> str:
@@ -244,15 +257,6 @@ def _message(stages: list[str], start_sha: str, inputs: RebuildInputs) -> str:
     if inputs.workflow_run_url:
         lines.append(f"Run: {inputs.workflow_run_url}")
     return "\n".join(lines) + "\n"
-
-
-def _metrics(project: Path, cfg, repo) -> dict[str, Any]:
-    metrics: dict[str, Any] = {}
-    for name in cfg.metrics_files or dvcrepo.metrics_files(repo):
-        path = project / name
-        if path.is_file():
-            metrics.update(parse_file(path.read_text("utf-8"), name))
-    return metrics
 
 
 def moved_reasons(project: Path, repo, stages: list, old: str, new: str) -> list[str]:
@@ -270,7 +274,7 @@ def moved_reasons(project: Path, repo, stages: list, old: str, new: str) -> list
             if before.get(key) != after.get(key) and any(key == k or key.startswith(k + ".") or k == "*" for k in keys):
                 reasons.append(f"{params_file}:{key} changed ({before.get(key)!r} -> {after.get(key)!r})")
     if "dvc.lock" in changed:
-        upstream = {s.addressing for s in repo.index.stages} - {s.addressing for s in stages}
+        upstream = {s.name for s in dvcrepo.pipeline_stages(repo)} - {s.name for s in stages}  # lock keys
         before = dvcrepo.lock_entries(gitrepo.show(project, old, prefix + "dvc.lock"))
         after = dvcrepo.lock_entries(gitrepo.show(project, new, prefix + "dvc.lock"))
         for name in sorted(upstream):
@@ -291,75 +295,98 @@ def _flat_yaml(text: str | None) -> dict[str, Any]:
 # --- registration -------------------------------------------------------------------------------
 
 
-def _register(tracker, result: RebuildResult, cfg, repo, project: Path, lock_digest: str, inputs: RebuildInputs) -> None:
+def _register(tracker, result: RebuildResult, cfg, repo, project: Path, lock_digest: str, inputs: RebuildInputs,
+              repository: str, label: str) -> None:
+    from .tracking import safe_name
+
     if not cfg.model_name or not cfg.model_path:
         gha.warning(f"{cfg.source}: no model.name/model.path: the rebuild was logged to MLflow but no model was registered")
+        tracker.end_run(result.mlflow_run_id, "FINISHED")
         return
     stage_name = model_stage(repo, cfg)
     _stage, out = dvcrepo.output_owner(repo, cfg.model_path)
-    lineage = {
-        "lockstep.lock_commit": result.lock_commit,
-        "lockstep.dvc_lock_sha256": lock_digest,
-        "lockstep.stage": stage_name,
-        "lockstep.model_path": cfg.model_path,
-        "lockstep.dvc_remote": dvcrepo.remote_url(repo, out.remote),
-        "lockstep.dvc_object": dvcrepo.object_path(repo, out.hash_info.value, out.remote) if out.hash_info else "",
-        "lockstep.model_md5": out.hash_info.value if out.hash_info else "",
-        "lockstep.project": gitrepo.prefix_of(project).rstrip("/") or ".",
-        "lockstep.repository": inputs.repository or os.environ.get("GITHUB_REPOSITORY", ""),
-        "lockstep.trigger": inputs.trigger,
-        "lockstep.version": __version__,
+    model_md5 = out.hash_info.value if out.hash_info else ""
+    tags = {
+        lineage.LOCK_COMMIT: result.lock_commit,
+        lineage.DVC_LOCK_SHA256: lock_digest,
+        lineage.STAGE: stage_name,
+        lineage.MODEL_PATH: cfg.model_path,
+        lineage.DVC_REMOTE: dvcrepo.remote_url(repo, out.remote),
+        lineage.DVC_OBJECT: dvcrepo.object_path(repo, model_md5, out.remote) if model_md5 else "",
+        lineage.MODEL_MD5: model_md5,
+        lineage.PROJECT: label,
+        lineage.REPOSITORY: repository,
+        lineage.TRIGGER: inputs.trigger,
+        lineage.VERSION: __version__,
     }
     if inputs.reason:
-        lineage["lockstep.reason"] = inputs.reason[:500]
+        tags[lineage.REASON] = inputs.reason[:500]
     for key, value in result.metrics.items():
-        lineage[f"lockstep.metric.{key}"] = str(value)
-    tracker.log(
-        result.mlflow_run_id,
-        metrics=result.metrics,
-        tags={**lineage, "lockstep.lock_commit": result.lock_commit},
-    )
-    _end_quietly(tracker, result.mlflow_run_id, "FINISHED")
-    identity = {"lockstep.dvc_lock_sha256": lock_digest, "lockstep.model_md5": lineage["lockstep.model_md5"]}
+        tags[lineage.METRIC_PREFIX + safe_name(key)] = str(value)
+    tracker.log(result.mlflow_run_id, metrics=result.metrics, tags=tags)
+    result.model_name = cfg.model_name
+    result.model_alias = cfg.alias
+
+    # Idempotency by content: a rebuild that reproduced, byte for byte, the model the alias points
+    # to adds no version; the existing one records this run and commit.
+    current = tracker.version_by_alias(cfg.model_name, cfg.alias)
+    if current is not None and model_md5 and (current.tags or {}).get(lineage.MODEL_MD5) == model_md5 and not inputs.register_unchanged:
+        runs = [r for r in (current.tags.get(lineage.REBUILT_RUNS) or "").split() if r]
+        runs = (runs + [f"{result.mlflow_run_id}@{result.lock_commit[:12]}"])[-20:]
+        tracker.set_version_tags(cfg.model_name, str(current.version), {lineage.REBUILT_RUNS: " ".join(runs)})
+        tracker.end_run(result.mlflow_run_id, "FINISHED")
+        result.model_version = str(current.version)
+        result.unchanged_since = str(current.version)
+        gha.info(
+            f"the model is unchanged since {cfg.model_name} version {current.version} (commit "
+            f"{(current.tags or {}).get(lineage.LOCK_COMMIT, '')[:12]}, md5 {model_md5[:12]}): no new version; "
+            f"this run is recorded on it (`register-unchanged: true` registers anyway)"
+        )
+        return
+    tracker.end_run(result.mlflow_run_id, "FINISHED")
+    identity = {lineage.DVC_LOCK_SHA256: lock_digest, lineage.MODEL_MD5: model_md5}
     version = tracker.register(
         cfg.model_name,
         run_id=result.mlflow_run_id,
         artifact=cfg.model_artifact,
         fallback_file=project / cfg.model_path,
         identity=identity,
-        tags=lineage,
+        tags=tags,
     )
-    result.model_name = cfg.model_name
     result.model_version = version.version
     result.version_created = version.created
     gha.info(f"{'registered' if version.created else 'found already registered'} {cfg.model_name} version {version.version}")
     tracker.set_alias(cfg.model_name, cfg.alias, version.version)
-    result.model_alias = cfg.alias
     if cfg.promote_to:
         result.promoted = _promote(tracker, cfg, version.version, result.metrics)
 
 
 def _promote(tracker, cfg, version: str, metrics: dict[str, Any]) -> bool:
+    from .tracking import safe_name
+
     current = tracker.version_by_alias(cfg.model_name, cfg.promote_to)
     if current is not None and str(current.version) == str(version):
         return True
     base: dict[str, Any] = {}
     if current is not None:
-        for key, value in (current.tags or {}).items():
-            if key.startswith("lockstep.metric."):
-                try:
-                    base[key[len("lockstep.metric."):]] = float(value)
-                except ValueError:
-                    base[key[len("lockstep.metric."):]] = value
+        held = current.tags or {}
+        for key in {*metrics, *(g.metric for g in cfg.gates)}:
+            value = held.get(lineage.METRIC_PREFIX + safe_name(key))
+            if value is None:
+                continue
+            try:
+                base[key] = float(value)
+            except ValueError:
+                base[key] = value
     failed = [g for g in check_gates(cfg.gates, metrics, base) if not g.passed]
     if failed:
-        held = f"version {current.version}" if current is not None else "nobody"
+        held_by = f"version {current.version}" if current is not None else "nobody"
         gha.warning(
-            f"not promoted to '{cfg.promote_to}' (held by {held}): "
+            f"not promoted to '{cfg.promote_to}' (held by {held_by}): "
             + "; ".join(f"{g.metric}: {', '.join(g.reasons)}" for g in failed)
         )
         return False
     tracker.set_alias(cfg.model_name, cfg.promote_to, version)
-    tracker.set_version_tags(cfg.model_name, version, {"lockstep.promoted_from": str(current.version) if current else ""})
+    tracker.set_version_tags(cfg.model_name, version, {lineage.PROMOTED_FROM: str(current.version) if current else ""})
     gha.info(f"promoted {cfg.model_name} version {version} to '{cfg.promote_to}'")
     return True
