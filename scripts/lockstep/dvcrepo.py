@@ -152,6 +152,7 @@ def project_file_error(exc: BaseException, project_dir: str | Path = ".") -> Dvc
         path = getattr(exc, "path", None) or getattr(exc, "relpath", None)
         if isinstance(path, str) and path:
             file = os.path.relpath(path, project_dir) if os.path.isabs(path) else path
+    file = os.path.normpath(file) if file else None
     where = f"{file}{':' + str(line) if line else ''}: " if file else ""
     return DvcError(
         f"{where}{detail}",

@@ -76,6 +76,7 @@ class Context:
     trusted: dvcrepo.MetricsRead | None = None  # the base's evaluation of the PR's model
     base_metrics: dvcrepo.MetricsRead = field(default_factory=dvcrepo.MetricsRead)
     local_mlflow: str = ""
+    retrains: bool = False  # the evaluation stages also (re)train the model
 
     def stage_env(self) -> dict[str, str]:
         """The environment of the PR's own code: no secret, the trusted config's `env:`."""
@@ -253,7 +254,7 @@ def step_reevaluate(ctx: Context) -> None:
         return
     with gha.group(f"re-evaluate in CI: {', '.join(ctx.eval_stages)}"):
         model_stage = _model_stage(ctx)
-        retrains = bool(model_stage) and bool(set(ctx.eval_stages) & dvcrepo.upstream_of(ctx.repo, [model_stage]))
+        retrains = ctx.retrains = bool(model_stage) and bool(set(ctx.eval_stages) & dvcrepo.upstream_of(ctx.repo, [model_stage]))
         committed_model = dvcrepo.output_digest(ctx.repo, ctx.cfg.model_path) if retrains else ""
         try:
             dvcrepo.reproduce(ctx.project, ctx.eval_stages, env=ctx.stage_env(), force=True)
@@ -342,6 +343,20 @@ def _compare_evaluations(ctx: Context, base_project: Path) -> None:
     changed = _signature_changes(before, after)
     title = "Trusted evaluation"
     review = "needs a maintainer's review: this PR changes its evaluation"
+    if ctx.retrains:
+        # The stages that evaluate also train: the base's version of them would retrain a model of
+        # its own, not evaluate this PR's. Param changes are training changes here; a code change
+        # cannot be told apart from an evaluation change, so it is marked for review.
+        code = [change for change in changed if "(stage '" in change or "command of stage" in change or "metrics files" in change]
+        if code:
+            ctx.report.add(Check(
+                "trusted-evaluation", title, "warn",
+                f"{', '.join(ctx.eval_stages)} trains and evaluates in one stage, and this PR changes its code "
+                f"({'; '.join(code[:3])}): the base's evaluation cannot be run without retraining, so review how "
+                "the metrics are computed before merging",
+                code,
+            ))
+        return
     missing = [p for p in dvcrepo.evaluation_inputs(base_repo, base_stages) if not (ctx.project / p).exists()]
     if missing:
         ctx.report.add(Check("trusted-evaluation", title, "fail",

@@ -1,0 +1,209 @@
+"""Real DVC project shapes (tests/projects/<shape>/), taken as they are: none of their dvc.yaml,
+params or .gitignore is shaped for lockstep. Each goes through PR validation (an improving PR
+passes; a stale lock and an unpushed output fail, named) and a main rebuild, through the CLI,
+with a local-folder DVC remote, a bare git origin and (for some) the MLflow registry."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from lockstep.errors import EXIT_CHECKS_FAILED, EXIT_DVC, EXIT_OK
+
+from conftest import BIN, git, lockstep, run
+
+pytestmark = pytest.mark.integration
+PROJECTS = Path(__file__).parent / "projects"
+BOT = "github-actions[bot]"
+
+
+@dataclass(frozen=True)
+class Shape:
+    name: str
+    root: bool = False  # the DVC project is the repository's root
+    params: str = "params.yaml"
+    setup: tuple[tuple[str, ...], ...] = ()  # commands before the first `dvc repro`
+    model: str = "models/model.json"  # the output a developer's retrain changes
+    ignored: tuple[str, ...] = ()  # git-carried outputs the project's .gitignore keeps out of git
+
+    @property
+    def folder(self) -> str:
+        return "." if self.root else "ml"
+
+
+SHAPES = [
+    Shape("dvclive-layout"),
+    Shape("cached-stage-metrics", model="model.json"),
+    Shape("ignored-results", ignored=("results/scores.json",)),
+    Shape("root-env", root=True),
+    Shape("one-stage", model="model"),
+    Shape("params-file-toplevel", params="config/train.yaml"),
+    Shape("yaml-metrics"),
+    Shape("dvc-add-data", setup=(("python", "make_raw.py"), ("dvc", "add", "data/raw"))),
+]
+
+
+@dataclass
+class Repo:
+    shape: Shape
+    root: Path
+    origin: Path
+    dev: Path
+    remote: Path
+    model_name: str
+
+    @property
+    def project(self) -> Path:
+        return self.dev / self.shape.folder
+
+    def dvc(self, *args: str) -> str:
+        return run(str(BIN / "dvc"), *args, cwd=self.project, env={"MLFLOW_TRACKING_URI": ""}).stdout
+
+    def commit(self, message: str, branch: str = "main") -> str:
+        git("add", "-A", cwd=self.dev)
+        git("commit", "-q", "-m", message, cwd=self.dev)
+        git("push", "-q", "origin", f"HEAD:{branch}", cwd=self.dev)
+        return git("rev-parse", "HEAD", cwd=self.dev)
+
+    def clone(self, name: str, branch: str = "main") -> Path:
+        target = self.root / name
+        git("clone", "-q", "--depth", "1", "-b", branch, f"file://{self.origin}", str(target), cwd=self.root)
+        return target
+
+    def set_steps(self, steps: int) -> None:
+        path = self.project / self.shape.params
+        text = path.read_text()
+        assert "steps: 1" in text
+        path.write_text(text.replace("steps: 1", f"steps: {steps}"))
+
+    def origin_files(self, branch: str = "main") -> list[str]:
+        return git("ls-tree", "-r", "--name-only", branch, cwd=self.origin).splitlines()
+
+
+def make_repo(shape: Shape, tmp_path: Path, pythonpath: bool = True) -> Repo:
+    root = tmp_path / "repo"
+    root.mkdir()
+    origin, dev, remote = root / "origin.git", root / "dev", root / "dvc-remote"
+    git("init", "-q", "--bare", "-b", "main", str(origin), cwd=root)
+    git("init", "-q", "-b", "main", str(dev), cwd=root)
+    git("remote", "add", "origin", f"file://{origin}", cwd=dev)
+    repo = Repo(shape, root, origin, dev, remote, f"shape-{shape.name}-{tmp_path.name[-12:]}")
+    shutil.copytree(PROJECTS / shape.name, repo.project, dirs_exist_ok=True)
+    config = repo.project / "lockstep.yaml"
+    config.write_text(config.read_text().replace("MODEL", repo.model_name))
+    repo.dvc("init", "-q", *([] if shape.root else ["--subdir"]))
+    repo.dvc("remote", "add", "-d", "storage", str(remote))
+    env = {"PYTHONPATH": "."} if shape.root else {}  # the developer's shell has what the stages need
+    for command in shape.setup:
+        run(*(str(BIN / command[0]) if command[0] == "dvc" else command[0], *command[1:]), cwd=repo.project, env=env)
+    run(str(BIN / "dvc"), "repro", cwd=repo.project, env=env)
+    repo.dvc("push")
+    repo.commit("First model")
+    return repo
+
+
+def validate(repo: Repo, checkout: Path, base: str, head: str):
+    report = checkout.parent / f"{checkout.name}-report"
+    outputs = checkout.parent / f"{checkout.name}-outputs.txt"
+    proc = lockstep(
+        "validate", "--working-directory", repo.shape.folder, "--base-sha", base, "--head-sha", head, "--pr-number", "3",
+        "--repository", "acme/churn-model", "--report-dir", str(report),
+        cwd=checkout, env={"GITHUB_ACTIONS": "true", "GITHUB_OUTPUT": str(outputs)},
+    )
+    results = json.loads((report / "results.json").read_text())
+    return proc, results, {c["id"]: c for c in results["checks"]}
+
+
+def open_pr(repo: Repo, branch: str, *, steps: int, repro: bool = True, push: bool = True) -> tuple[str, str, Path]:
+    base = git("rev-parse", "HEAD", cwd=repo.dev)
+    git("checkout", "-q", "-b", branch, cwd=repo.dev)
+    repo.set_steps(steps)
+    env = {"PYTHONPATH": "."} if repo.shape.root else {}
+    if repro:
+        run(str(BIN / "dvc"), "repro", cwd=repo.project, env=env)
+    if push:
+        repo.dvc("push")
+    head = repo.commit(f"steps {steps}", branch)
+    git("checkout", "-q", "main", cwd=repo.dev)
+    return base, head, repo.clone(f"ci-{branch}", branch)
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: s.name)
+def test_shape_validates_and_rebuilds_as_it_is(shape, tmp_path):
+    repo = make_repo(shape, tmp_path)
+
+    # an improving PR passes, its metrics named as `dvc metrics show` names them
+    base, head, checkout = open_pr(repo, "better", steps=50)
+    proc, results, checks = validate(repo, checkout, base, head)
+    assert proc.returncode == EXIT_OK, proc.stdout[-6000:]
+    assert checks["re-evaluation"]["status"] == "pass", checks["re-evaluation"]
+    assert checks["gates"]["status"] == "pass", checks["gates"]
+    gate = next(row for row in results["metrics"] if row["gate"] is not None)
+    assert results["project"] == ("churn-model" if shape.root else "ml")
+    assert "trusted-evaluation" not in checks  # a training change is not an evaluation change
+    if shape.ignored:
+        # neither side's committed values exist anywhere: the report says why, with the rule
+        assert gate["base"] is None and gate["pr"] > 0.9
+        for check in ("re-evaluation", "base"):
+            assert any(".gitignore line" in d and "results/" in d for d in checks[check]["details"]), checks[check]
+    else:
+        assert gate["pr"] > gate["base"], results["metrics"]
+
+    # a stale lock names the stage and the param
+    base, head, checkout = open_pr(repo, "stale", steps=9, repro=False, push=False)
+    proc, _results, checks = validate(repo, checkout, base, head)
+    assert proc.returncode == EXIT_CHECKS_FAILED, proc.stdout[-4000:]
+    assert "train.steps changed (1 -> 9)" in checks["lock-vs-code"]["summary"]
+
+    # an output that was never pushed names the output
+    base, head, checkout = open_pr(repo, "unpushed", steps=12, push=False)
+    proc, _results, checks = validate(repo, checkout, base, head)
+    assert proc.returncode == EXIT_CHECKS_FAILED, proc.stdout[-4000:]
+    assert checks["lock-vs-remote"]["status"] == "fail"
+    assert Path(shape.model).as_posix() in checks["lock-vs-remote"]["summary"]
+
+    # main rebuild of a param change merged without a lock: one commit, nothing ignored committed
+    repo.set_steps(30)
+    merged = repo.commit("thirty steps, lock left to CI")
+    outputs = tmp_path / "rebuild-outputs.txt"
+    proc = lockstep("rebuild", "--working-directory", shape.folder, "--branch", "main", "--register", "false",
+                    cwd=repo.clone("ci-main"), env={"GITHUB_ACTIONS": "true", "GITHUB_OUTPUT": str(outputs)})
+    assert proc.returncode == EXIT_OK, proc.stdout[-6000:]
+    log = git("log", "--format=%an %s", "main", cwd=repo.origin).splitlines()
+    assert log[0].startswith(f"{BOT} lockstep: rebuild") and merged[:12] in log[0]
+    files = repo.origin_files()
+    for path in shape.ignored:
+        assert f"{'' if shape.root else 'ml/'}{path}" not in files
+        assert "is not committed" in proc.stdout and ".gitignore line" in proc.stdout
+    # the lock on main now matches the code
+    fresh = repo.clone("after")
+    from lockstep import dvcrepo
+
+    assert dvcrepo.stale_stages(dvcrepo.open_repo(fresh / shape.folder)) == []
+
+
+def test_an_invalid_dvc_yaml_is_a_named_dvc_error_with_its_line(tmp_path):
+    repo = make_repo(SHAPES[1], tmp_path)
+    text = (repo.project / "dvc.yaml").read_text()
+    (repo.project / "dvc.yaml").write_text(text.replace("    cmd: python train.py", "    cmd: python train.py\n   bad: [", 1))
+    head = repo.commit("broken dvc.yaml")
+    proc = lockstep("validate", "--working-directory", "ml", "--head-sha", head, cwd=repo.clone("ci"),
+                    env={"GITHUB_ACTIONS": "true"})
+    assert proc.returncode == EXIT_DVC, proc.stdout
+    assert "file=ml/dvc.yaml,line=9" in proc.stdout and "not valid YAML" in proc.stdout
+
+
+def test_an_unknown_key_in_dvc_yaml_is_a_named_dvc_error(tmp_path):
+    repo = make_repo(SHAPES[1], tmp_path)
+    text = (repo.project / "dvc.yaml").read_text()
+    (repo.project / "dvc.yaml").write_text(text.replace("    cmd: python train.py", "    cmd: python train.py\n    comand: x", 1))
+    head = repo.commit("unknown key")
+    proc = lockstep("rebuild", "--working-directory", "ml", "--register", "false", cwd=repo.clone("ci"),
+                    env={"GITHUB_ACTIONS": "true"})
+    assert proc.returncode == EXIT_DVC, proc.stdout
+    assert "extra keys not allowed" in proc.stdout and "file=ml/dvc.yaml,line=8" in proc.stdout
+    assert git("rev-parse", "main", cwd=repo.origin) == head  # nothing committed
