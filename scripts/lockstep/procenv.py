@@ -53,6 +53,7 @@ def for_untrusted_code(environ: Mapping[str, str], extra: Mapping[str, str] = ()
     env.update(dict(extra))
     if mlflow_uri:
         env["MLFLOW_TRACKING_URI"] = mlflow_uri
+        env["MLFLOW_ALLOW_FILE_STORE"] = "true"  # MLflow 3 refuses a file store unless told; skinny has no SQL store
     return env
 
 

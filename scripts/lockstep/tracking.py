@@ -36,12 +36,18 @@ def safe_name(name: str) -> str:
 
 @contextlib.contextmanager
 def _http(retries: int, timeout: int) -> Iterator[None]:
-    keys = {
+    with _environment({
         "MLFLOW_HTTP_REQUEST_MAX_RETRIES": str(retries),
         "MLFLOW_HTTP_REQUEST_TIMEOUT": str(timeout),
         "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
         "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER": "0.5",
-    }
+    }):
+        yield
+
+
+@contextlib.contextmanager
+def _environment(keys: dict[str, str]) -> Iterator[None]:
+    """MLflow reads its settings from the process environment only: set them for one call."""
     saved = {key: os.environ.get(key) for key in keys}
     os.environ.update(keys)
     try:
@@ -176,16 +182,13 @@ class Tracker:
         local_path = Path(local_uri.removeprefix("file://"))
         if not local_uri.startswith("file:") or not local_path.is_dir():
             return 0
-        with self._call("reading the project's local MLflow store"):
+        copied = 0
+        with _environment({"MLFLOW_ALLOW_FILE_STORE": "true"}), self._call("reading the project's local MLflow store"):
             local = MlflowClient(tracking_uri=local_uri)
             runs = [run for experiment in local.search_experiments() for run in local.search_runs([experiment.experiment_id])]
-        copied = 0
-        for run in runs:
-            metrics = {}
-            with self._call("reading the project's local MLflow store"):
-                for key in run.data.metrics:
-                    metrics[key] = [m for m in local.get_metric_history(run.info.run_id, key)]
-            self._forward(run_id, run, metrics)
+            histories = [{key: local.get_metric_history(run.info.run_id, key) for key in run.data.metrics} for run in runs]
+        for run, history in zip(runs, histories):
+            self._forward(run_id, run, history)
             copied += 1
         return copied
 

@@ -1,0 +1,227 @@
+"""A pull request cannot write its own verdict: each test is a bypass an adversarial contributor
+would try, through the real CLI on real DVC repositories (tests/projects shapes)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from lockstep.errors import EXIT_CHECKS_FAILED, EXIT_OK
+
+from conftest import BIN, git, run
+from test_shapes import SHAPES, make_repo, validate
+
+pytestmark = pytest.mark.integration
+SEPARATE_EVALUATION = next(s for s in SHAPES if s.name == "cached-stage-metrics")
+ONE_STAGE = next(s for s in SHAPES if s.name == "one-stage")
+
+
+def retrain(repo, *, push: bool = True) -> None:
+    run(str(BIN / "dvc"), "repro", cwd=repo.project)
+    if push:
+        repo.dvc("push")
+
+
+def set_gate_min(repo, value: float) -> None:
+    config = repo.project / "lockstep.yaml"
+    text = config.read_text()
+    start = text.index("min: ") + len("min: ")
+    end = text.index(",", start)
+    config.write_text(text[:start] + str(value) + text[end:])
+
+
+def good_main(repo, *, gate_min: float = 0.9) -> None:
+    """main holds a good model (50 steps) and a strict gate."""
+    repo.set_steps(50)
+    set_gate_min(repo, gate_min)
+    retrain(repo)
+    repo.commit("good model, strict gate")
+
+
+def pull_request(repo, branch: str, change) -> tuple[str, str, Path]:
+    base = git("rev-parse", "HEAD", cwd=repo.dev)
+    git("checkout", "-q", "-b", branch, cwd=repo.dev)
+    change(repo)
+    head = repo.commit(branch, branch)
+    git("checkout", "-q", "main", cwd=repo.dev)
+    return base, head, repo.clone(f"ci-{branch}", branch)
+
+
+def worse_model(repo) -> None:
+    text = (repo.project / repo.shape.params).read_text()
+    (repo.project / repo.shape.params).write_text(text.replace("steps: 50", "steps: 1"))
+
+
+def test_a_pr_that_loosens_its_own_gate_is_judged_by_the_base_gate(tmp_path):
+    repo = make_repo(SEPARATE_EVALUATION, tmp_path)
+    good_main(repo)
+
+    def worse_and_looser(repo):
+        worse_model(repo)
+        set_gate_min(repo, 0.5)
+        retrain(repo)
+
+    base, head, checkout = pull_request(repo, "looser", worse_and_looser)
+    proc, _results, checks = validate(repo, checkout, base, head)
+    assert proc.returncode == EXIT_CHECKS_FAILED, proc.stdout[-3000:]
+    assert checks["gates"]["status"] == "fail" and "below the minimum 0.9" in checks["gates"]["summary"]
+    assert checks["config"]["status"] == "warn"
+    assert "gates.accuracy.min 0.9 -> 0.5: applies after merge" in checks["config"]["details"]
+
+
+def test_a_pr_changing_only_lockstep_yaml_shows_the_proposal_and_passes_by_the_base(tmp_path):
+    repo = make_repo(SEPARATE_EVALUATION, tmp_path)
+    good_main(repo)
+    base, head, checkout = pull_request(repo, "stricter", lambda repo: set_gate_min(repo, 0.99))
+    proc, _results, checks = validate(repo, checkout, base, head)
+    assert proc.returncode == EXIT_OK, proc.stdout[-3000:]  # 0.99 would fail; it applies after merge
+    assert "gates.accuracy.min 0.9 -> 0.99: applies after merge" in checks["config"]["details"]
+    assert "trusted-evaluation" not in checks
+
+
+def test_a_pr_whose_evaluation_code_inflates_its_score_is_judged_by_the_base_evaluation(tmp_path):
+    repo = make_repo(SEPARATE_EVALUATION, tmp_path)
+    good_main(repo)
+
+    def worse_with_kind_evaluation(repo):
+        worse_model(repo)
+        evaluate = repo.project / "evaluate.py"
+        evaluate.write_text(evaluate.read_text().replace('scores[split] = sum(', 'scores[split] = 0.3 + sum(', 1))
+        retrain(repo)
+
+    base, head, checkout = pull_request(repo, "kind-eval", worse_with_kind_evaluation)
+    proc, results, checks = validate(repo, checkout, base, head)
+    assert proc.returncode == EXIT_CHECKS_FAILED, proc.stdout[-3000:]
+    assert checks["re-evaluation"]["status"] == "pass"  # the PR's evaluation agrees with itself
+    trusted = checks["trusted-evaluation"]
+    assert trusted["status"] == "warn" and "needs a maintainer's review" in trusted["summary"]
+    assert "evaluate.py changed (stage 'evaluate')" in trusted["details"]
+    side = next(d for d in trusted["details"] if d.startswith("accuracy:"))
+    assert "base's evaluation 0.65" in side and "this PR's evaluation 0.95" in side
+    assert checks["gates"]["status"] == "fail"  # by the base's evaluation: 0.65 < 0.9
+    accuracy = next(row for row in results["metrics"] if row["name"] == "accuracy")
+    assert accuracy["pr"] == pytest.approx(0.65)
+
+
+def test_a_deliberate_evaluation_change_is_shown_side_by_side_and_marked_for_review(tmp_path):
+    repo = make_repo(SEPARATE_EVALUATION, tmp_path)
+    good_main(repo)
+
+    def stricter_evaluation(repo):
+        evaluate = repo.project / "evaluate.py"
+        evaluate.write_text(evaluate.read_text().replace('"accuracy": scores["test"]', '"accuracy": scores["test"] - 0.01'))
+        retrain(repo)
+
+    base, head, checkout = pull_request(repo, "stricter-eval", stricter_evaluation)
+    proc, _results, checks = validate(repo, checkout, base, head)
+    assert proc.returncode == EXIT_OK, proc.stdout[-3000:]
+    trusted = checks["trusted-evaluation"]
+    assert trusted["status"] == "warn"
+    assert any(d.startswith("accuracy: base's evaluation 0.935 · this PR's evaluation 0.925") for d in trusted["details"])
+
+
+def test_when_the_base_evaluation_cannot_read_the_pr_model_a_maintainer_must_review(tmp_path):
+    repo = make_repo(SEPARATE_EVALUATION, tmp_path)
+    good_main(repo)
+
+    def new_model_format(repo):
+        for name, old, new in (("train.py", '{"threshold": best[2]}', '{"cut": best[2]}'),
+                               ("evaluate.py", '["threshold"]', '["cut"]')):
+            path = repo.project / name
+            path.write_text(path.read_text().replace(old, new))
+        retrain(repo)
+
+    base, head, checkout = pull_request(repo, "format", new_model_format)
+    proc, _results, checks = validate(repo, checkout, base, head)
+    assert proc.returncode == EXIT_CHECKS_FAILED, proc.stdout[-3000:]
+    trusted = checks["trusted-evaluation"]
+    assert trusted["status"] == "fail"
+    assert "needs a maintainer's review" in trusted["summary"] and "cannot run on this PR's model" in trusted["summary"]
+    assert "KeyError" in trusted["summary"]
+
+
+def replace_model_by_hand(repo) -> None:
+    repo.set_steps(50)
+    retrain(repo, push=False)
+    (repo.project / "model" / "model.json").write_text(json.dumps({"threshold": 0.61}))
+    repo.dvc("commit", "-f")
+    repo.dvc("push")
+
+
+@pytest.mark.parametrize("deterministic", [True, False])
+def test_a_model_replaced_by_hand_in_a_stage_that_trains_and_evaluates_is_not_called_evaluated(tmp_path, deterministic):
+    repo = make_repo(ONE_STAGE, tmp_path)
+    if not deterministic:
+        config = repo.project / "lockstep.yaml"
+        config.write_text(config.read_text() + "evaluation:\n  deterministic: false\n")
+        repo.commit("training is not deterministic")
+    base, head, checkout = pull_request(repo, "by-hand", replace_model_by_hand)
+    proc, _results, checks = validate(repo, checkout, base, head)
+    check = checks["re-evaluation"]
+    lock = (repo.dev / "ml" / "dvc.lock").read_text()
+    if deterministic:
+        assert proc.returncode == EXIT_CHECKS_FAILED, proc.stdout[-3000:]
+        assert check["status"] == "fail" and "the committed model is not what this code trains" in check["summary"]
+        assert any(d.startswith("committed model md5 ") for d in check["details"])
+        assert any(d.startswith("retrained model md5 ") for d in check["details"])
+    else:
+        assert check["status"] == "warn"
+        assert "not the developer's model" in check["summary"] and "was not evaluated" in check["summary"]
+    assert "on the developer's model" not in check["summary"]
+    assert lock  # the developer's lock is untouched on main
+
+
+def test_pr_code_runs_without_secrets_and_what_it_logs_to_mlflow_is_forwarded(tmp_path, mlflow_env):
+    repo = make_repo(SEPARATE_EVALUATION, tmp_path)
+    secrets = {
+        "AWS_SECRET_ACCESS_KEY": "canary-aws-secret",
+        "AWS_ACCESS_KEY_ID": "canary-aws-key",
+        "GITHUB_TOKEN": "canary-github-token",
+        "MLFLOW_TRACKING_PASSWORD": "canary-mlflow-password",
+        "ACTIONS_ID_TOKEN_REQUEST_TOKEN": "canary-oidc",
+        "ACTIONS_RUNTIME_TOKEN": "canary-runtime",
+        "LOCKSTEP_PUSH_TOKEN": "canary-push",
+    }
+
+    def nosy_evaluation(repo):
+        evaluate = repo.project / "evaluate.py"
+        evaluate.write_text(evaluate.read_text() + (
+            "\nimport mlflow\n"
+            "json.dump(dict(os.environ), open(os.path.join(os.path.expanduser('~'), 'stage-env-' + os.environ.get('PROBE', '') + '.json'), 'w'))\n"
+            "if os.environ.get('GITHUB_OUTPUT'):\n"
+            "    open(os.environ['GITHUB_OUTPUT'], 'a').write('passed=true\\n')\n"
+            "with mlflow.start_run():\n"
+            "    mlflow.log_metric('stage_logged', 0.5)\n"
+            "    mlflow.log_param('stage_param', 'x')\n"
+        ))
+        retrain(repo)
+
+    base, head, checkout = pull_request(repo, "nosy", nosy_evaluation)
+    home = tmp_path / "home"
+    home.mkdir()
+    report = checkout.parent / "nosy-report"
+    outputs = checkout.parent / "nosy-outputs.txt"
+    from conftest import lockstep
+
+    proc = lockstep(
+        "validate", "--working-directory", "ml", "--base-sha", base, "--head-sha", head, "--pr-number", "5",
+        "--report-dir", str(report), cwd=checkout,
+        env={"GITHUB_ACTIONS": "true", "GITHUB_OUTPUT": str(outputs), "HOME": str(home), "PROBE": "pr", **secrets},
+    )
+    results = json.loads((report / "results.json").read_text())
+    dumped = json.loads((home / "stage-env-pr.json").read_text())
+    text = json.dumps(dumped)
+    for name, value in secrets.items():
+        assert value not in text, name
+    assert "GITHUB_OUTPUT" not in dumped
+    assert outputs.read_text().count("passed") == 1  # lockstep's own output line, nothing the stage wrote
+    assert dumped["MLFLOW_TRACKING_URI"].startswith("file:")
+    # what the project's code logged locally reached the PR's run on the real server
+    from mlflow import MlflowClient
+
+    logged = MlflowClient(mlflow_env.url).get_run(results["mlflow_run_id"]).data
+    assert "stage_logged" in logged.metrics, (results["checks"], proc.stdout[-3000:])
+    assert logged.metrics["stage_logged"] == 0.5 and logged.params["stage_param"] == "x"
+    assert proc.returncode in (EXIT_OK, EXIT_CHECKS_FAILED)
