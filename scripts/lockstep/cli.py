@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import sys
 import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -111,7 +110,13 @@ def cmd_validate(inputs: Inputs) -> int:
 
 
 def cmd_rebuild(inputs: Inputs) -> int:
-    from . import rebuild
+    from . import gitrepo, rebuild
+
+    # the push token: masked, and out of the environment before DVC or a training stage starts
+    token = gitrepo.take_push_token()
+    if token:
+        gha.mask(token)
+        gha.mask(gitrepo.basic_auth(token))
 
     args = rebuild.RebuildInputs(
         project_dir=inputs.path("working-directory"),
@@ -280,6 +285,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _error_summary(command: str, exc: LockstepError) -> str:
+    """The job-summary section of an error. Its text can come from the repository (a key, a path,
+    DVC's or git's own message): it is rendered inert, as the report is."""
+    from .report import inert
+
+    where = f" ({inert(exc.file, 200)}{':' + str(exc.line) if exc.line else ''})" if exc.file else ""
+    paragraphs = [inert(line, 2000) for text in (exc.message, exc.hint) for line in text.splitlines()[:40] if line.strip()]
+    return f"### ❌ lockstep {command}: {exc.title}{where}\n\n" + "\n\n".join(paragraphs) + "\n"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     namespace = parser.parse_args(argv)
@@ -291,15 +306,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return func(Inputs(namespace))
     except LockstepError as exc:
         gha.error(exc.render(), file=exc.file, line=exc.line, title=f"lockstep {namespace.command}: {exc.title}")
-        where = f" ({exc.file}{':' + str(exc.line) if exc.line else ''})" if exc.file else ""
-        gha.add_summary(f"### ❌ lockstep {namespace.command}: {exc.title}{where}\n\n{exc.message}\n\n{exc.hint}\n")
-        gha.set_output("error", exc.message)
+        gha.add_summary(_error_summary(namespace.command, exc))
+        gha.set_output("error", gha.one_line(exc.message))
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # noqa: BLE001 - the last boundary: a bug, said as one
         with gha.group("traceback (a bug in lockstep)"):
-            traceback.print_exc(file=sys.stdout)
+            gha.info(traceback.format_exc())
         gha.error(
             f"internal error: {type(exc).__name__}: {exc}. This is a bug in lockstep {__version__}; "
             "please report it with the log above.",
