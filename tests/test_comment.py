@@ -237,7 +237,7 @@ def test_token_is_masked_before_anything_is_printed(tmp_path, api):
 
 GFM_EXTENSIONS = ["table", "autolink", "strikethrough", "tagfilter", "tasklist"]
 # tags lockstep's own Markdown produces; anything else in the HTML came from untrusted text
-OWN_TAGS = {"p", "h2", "ul", "li", "strong", "code", "pre", "table", "thead", "tbody", "tr", "th", "td",
+OWN_TAGS = {"p", "h2", "h3", "ul", "li", "strong", "code", "pre", "table", "thead", "tbody", "tr", "th", "td",
             "details", "summary", "sub", "em"}
 RENDER_HOSTILE = [
     "@octocat", "hi @octocat and @org/team", "cc:@octocat", "&#64;octocat", "@&#8203;octocat",
