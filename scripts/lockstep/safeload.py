@@ -91,6 +91,9 @@ class _BoundedLoader(yaml.SafeLoader):
 
 
 def _yaml_error(exc: yaml.YAMLError, source: str) -> LoadError:
+    if isinstance(exc, yaml.reader.ReaderError):
+        code = exc.character if isinstance(exc.character, int) else ord(exc.character)
+        return LoadError(f"not valid YAML: the character U+{code:04X} at position {exc.position} is not allowed", source=source)
     if isinstance(exc, yaml.MarkedYAMLError):
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else None
@@ -103,8 +106,9 @@ def compose_yaml(
 ) -> yaml.Node | None:
     """The YAML node tree of a single document (None when empty), within the bounds."""
     _check_size(text, source, max_bytes)
-    loader = _BoundedLoader(text, source, max_nodes, max_depth)
+    loader = None
     try:
+        loader = _BoundedLoader(text, source, max_nodes, max_depth)  # the reader checks characters here
         return loader.get_single_node()
     except LoadError:
         raise
@@ -113,7 +117,8 @@ def compose_yaml(
     except RecursionError:  # pragma: no cover - max_depth stops nesting long before this
         raise LoadError("nested too deeply", source=source) from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 def construct_scalar(node: yaml.Node, source: str) -> Any:
@@ -131,8 +136,9 @@ def load_yaml(
 ) -> Any:
     """`yaml.safe_load`, within the bounds."""
     _check_size(text, source, max_bytes)
-    loader = _BoundedLoader(text, source, max_nodes, max_depth)
+    loader = None
     try:
+        loader = _BoundedLoader(text, source, max_nodes, max_depth)  # the reader checks characters here
         return loader.get_single_data()
     except LoadError:
         raise
@@ -143,7 +149,8 @@ def load_yaml(
     except RecursionError:  # pragma: no cover
         raise LoadError("nested too deeply", source=source) from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 # --- JSON -----------------------------------------------------------------------------------------
