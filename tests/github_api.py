@@ -24,6 +24,11 @@ from urllib.parse import parse_qs, urlsplit
 
 SUBSET = Path(__file__).resolve().parents[2] / "shared" / "github-api" / "rest-subset.json"
 TOKEN = "ghs_testtoken"
+# who each token writes as: the job's GITHUB_TOKEN writes as github-actions[bot]
+IDENTITIES = {
+    TOKEN: {"login": "github-actions[bot]", "id": 41898282, "type": "Bot"},
+    "ghp_usertoken": {"login": "mallory", "id": 7, "type": "User"},
+}
 
 
 # --- OpenAPI 3.0 schema -> JSON Schema, and minimal valid instances -----------------------------
@@ -195,9 +200,10 @@ class GitHubAPI:
     def comment_objects(self, repository: str, issue: int) -> list[dict]:
         return self.comments.setdefault((repository, issue), [])
 
-    def seed_comments(self, repository: str, issue: int, count: int, body: str = "an unrelated comment") -> None:
+    def seed_comments(self, repository: str, issue: int, count: int, body: str = "an unrelated comment", token: str = "ghp_usertoken") -> None:
+        """`count` comments written by the identity of `token` (a person, by default)."""
         for _ in range(count):
-            self.comment_objects(repository, issue).append(self._comment(repository, issue, body))
+            self.comment_objects(repository, issue).append(self._comment(repository, issue, body, token))
 
     def add_pull(self, repository: str, number: int, head_sha: str, *, state: str = "open", head_label: str = "", fork: bool = False) -> None:
         """A PR; a `fork` PR's head commit is not in the base repository, so the commit lookup
@@ -216,7 +222,7 @@ class GitHubAPI:
             if fault.method == request.method and re.search(fault.path, request.path):
                 self.faults.remove(fault)
                 return fault.status, dict(fault.headers), {"message": fault.message or "fault", "documentation_url": "https://docs.github.com/rest"}
-        if request.headers.get("Authorization") != f"Bearer {TOKEN}":
+        if request.headers.get("Authorization") not in {f"Bearer {token}" for token in IDENTITIES}:
             return 401, {}, {"message": "Bad credentials", "documentation_url": "https://docs.github.com/rest"}
         op = self._operation(request)
         if op and op.request is not None:
@@ -251,7 +257,7 @@ class GitHubAPI:
                 body = (request.body or {}).get("body")
                 if not isinstance(body, str) or len(body) > 65536:
                     return 422, {}, {"message": "Validation Failed", "errors": [{"resource": "IssueComment", "code": "custom", "field": "body", "message": "body is too long (maximum is 65536 characters)"}], "documentation_url": "https://docs.github.com/rest"}
-                comment = self._comment(repository, issue, body)
+                comment = self._comment(repository, issue, body, request.headers["Authorization"].removeprefix("Bearer "))
                 self.comment_objects(repository, issue).append(comment)
                 return 201, {"Location": comment["url"]}, comment
         match = re.match(r"^/repos/([^/]+/[^/]+)/issues/comments/(\d+)$", path)
@@ -307,9 +313,18 @@ class GitHubAPI:
                 return instance(schema if "items" not in schema else schema["items"])
         return {"head": {}, "user": {}}
 
-    def _comment(self, repository: str, issue: int, body: str) -> dict:
+    def _user(self) -> dict:
+        """A schema-valid user object for a comment (the schema allows null; GitHub sends one)."""
+        for op in self.ops:
+            if op.id == "issues/create-comment":
+                schema = {k: v for k, v in op.responses["201"]["schema"]["properties"]["user"].items() if k != "nullable"}
+                return instance(schema)
+        return {}
+
+    def _comment(self, repository: str, issue: int, body: str, token: str = TOKEN) -> dict:
         self.next_id += 1
         comment = self._instance("issues/create-comment", "201")
+        comment["user"] = {**self._user(), **IDENTITIES[token]}
         comment.update(
             {
                 "id": self.next_id,

@@ -231,3 +231,214 @@ def test_token_is_masked_before_anything_is_printed(tmp_path, api):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout.splitlines()[0] == f"::add-mask::{TOKEN}"
     assert TOKEN not in "".join(proc.stdout.splitlines()[1:]) + proc.stderr
+
+
+# --- what GitHub's renderer makes of hostile text ----------------------------------------------
+
+GFM_EXTENSIONS = ["table", "autolink", "strikethrough", "tagfilter", "tasklist"]
+# tags lockstep's own Markdown produces; anything else in the HTML came from untrusted text
+OWN_TAGS = {"p", "h2", "h3", "ul", "li", "strong", "code", "pre", "table", "thead", "tbody", "tr", "th", "td",
+            "details", "summary", "sub", "em"}
+RENDER_HOSTILE = [
+    "@octocat", "hi @octocat and @org/team", "cc:@octocat", "&#64;octocat", "@&#8203;octocat",
+    "#12", "fixes #12", "GH-12", "gh-12", "octo/ml#12", "octo/ml@abcdef1", "see\\#12",
+    "www.evil.example/login", "WWW.EVIL.EXAMPLE", "https://evil.example/x", "http://evil.example",
+    "ftp://evil.example", "mailto:a@evil.example", "xmpp:a@evil.example", "mallory@evil.example",
+    "<https://evil.example>", "<mallory@evil.example>", "[phish](https://evil.example)",
+    "![pixel](https://evil.example/p.png)", "[ref]: https://evil.example", "<img src=x onerror=alert(1)>",
+    "<a href='https://evil.example'>x</a>", "<script>alert(1)</script>", "<details open><summary>x",
+    "<!-- lockstep:report project=other -->", "javascript:alert(1)", "&lt;img src=x&gt;",
+    "`code` **bold** _it_ ~~s~~", "| a | b |", "line one\nline two", "\u202eevil-rtl", "\x1b[31mred",
+    "a\\<img src=x>", "::error::forged",
+]
+MENTION = re.compile(r"(?<![\w`])@[A-Za-z0-9]")  # what GitHub turns into a mention after rendering
+REFERENCE = re.compile(r"(?i)(#\d|\bgh-\d|[\w.-]+/[\w.-]+@[0-9a-f]{7})")
+AUTOLINK = re.compile(r"(?i)(www\.|[a-z][a-z0-9+.-]*://|(mailto|xmpp):[\w.+-]|[\w.+-]+@[\w-]+\.[\w.]+)")
+
+
+def gfm(markdown: str) -> str:
+    import cmarkgfm
+    from cmarkgfm.cmark import Options
+
+    # UNSAFE: keep raw HTML in the output, so that any that got through is seen
+    return cmarkgfm.markdown_to_html_with_extensions(markdown, options=Options.CMARK_OPT_UNSAFE, extensions=GFM_EXTENSIONS)
+
+
+def assert_inert_html(html: str) -> None:
+    import html as htmlmod
+
+    tags = {t.lower() for t in re.findall(r"<\s*/?\s*([A-Za-z][A-Za-z0-9-]*)", html)}
+    assert tags <= OWN_TAGS, f"foreign tags {tags - OWN_TAGS} in {html[:500]}"
+    assert "<a " not in html and "<img" not in html and "<!--" not in html
+    text = htmlmod.unescape(re.sub(r"<[^>]+>", " ", html))
+    assert not MENTION.search(text), MENTION.search(text)
+    assert not REFERENCE.search(text), REFERENCE.search(text)
+    assert not AUTOLINK.search(text), AUTOLINK.search(text)
+
+
+def test_enough_hostile_strings_for_the_renderer():
+    assert len(set(RENDER_HOSTILE)) >= 30
+
+
+@pytest.mark.parametrize("text", RENDER_HOSTILE)
+def test_hostile_strings_stay_inert_in_githubs_renderer(text):
+    rep = sample(project=text, pr_number="")  # "PR #5", lockstep's own reference, is not under test
+    rep.metrics.append(reportmod.MetricRow(text, text, text, None, None, None, "fail", [text]))
+    rep.params.append((text, text, text + "2"))
+    rep.add(reportmod.Check("x", text, "fail", text, [text]))
+    body = reportmod.render(rep)
+    assert body.startswith(reportmod.marker(text) + "\n")
+    assert_inert_html(gfm(body.split("\n", 1)[1]))  # after lockstep's own marker
+    assert_inert_html(gfm(reportmod.inert(text)))
+    # the text still reads the same once the invisible joiners are removed
+    shown = re.sub(r"<[^>]+>", "", gfm(reportmod.inert(text))).replace(reportmod.JOINER, "")
+    import html as htmlmod
+
+    printable = "".join(ch if ch.isprintable() else " " for ch in text)
+    assert htmlmod.unescape(shown).strip() == printable.strip()
+
+
+def test_the_old_escaping_rendered_back_into_mentions_and_links():
+    """Why the joiner: `&#64;` and `\\#` are undone by the renderer, which GitHub then links."""
+    html = gfm("&#64;octocat \\#12 www.evil.example mallory&#64;evil.example")
+    with pytest.raises(AssertionError):
+        assert_inert_html(html)
+
+
+# --- the fork path renders only lockstep's vocabulary --------------------------------------------
+
+
+def tampered(tmp_path, change, rep=None):
+    folder = artifact(tmp_path, rep or sample())
+    data = json.loads((folder / "results.json").read_text())
+    change(data)
+    (folder / "results.json").write_text(json.dumps(data))
+    return folder
+
+
+def test_artifact_titles_and_links_are_lockstep_own(tmp_path):
+    rep = sample(pr_number="", mlflow_run_id="0123abcd" * 4, mlflow_run_url="https://evil.example/phish",
+                 workflow_run_url="https://evil.example/octo/ml/actions/runs/1")
+    rep.checks[0].title = "![pixel](https://evil.example/p.png) @octocat"
+    rep.add(reportmod.Check("gates", "<img src=x>", "fail", "1 gate failed"))
+    loaded = comment.load_artifact(artifact(tmp_path, rep), server_url="https://github.com", repository=REPO)
+    body = reportmod.render(loaded)
+    assert "dvc.lock vs code" in body and "**Gates**" in body and "failed validation (gates)" in body
+    assert "evil.example" not in body and "<img" not in body and "pixel" not in body
+    assert "MLflow run `0123abcd" in body and "](" not in body.split("<details>")[0]
+    assert_inert_html(gfm(body.split("\n", 1)[1]))
+
+    # a workflow run URL of this repository on this server is kept, as a link
+    rep = sample(workflow_run_url="https://github.com/octo/ml/actions/runs/123456")
+    (tmp_path / "ok").mkdir()
+    loaded = comment.load_artifact(artifact(tmp_path / "ok", rep), server_url="https://github.com", repository=REPO)
+    assert "[workflow run](https://github.com/octo/ml/actions/runs/123456)" in reportmod.render(loaded)
+    for url in ("https://github.com/other/ml/actions/runs/1", "https://github.com/octo/ml/actions/runs/1)](https://evil",
+                "https://github.com.evil.example/octo/ml/actions/runs/1", "javascript:alert(1)//https://github.com/octo/ml/actions/runs/1"):
+        folder = tmp_path / f"u{abs(hash(url))}"
+        folder.mkdir()
+        loaded = comment.load_artifact(artifact(folder, sample(workflow_run_url=url)), server_url="https://github.com", repository=REPO)
+        assert loaded.workflow_run_url == "" and "workflow run" not in reportmod.render(loaded), url
+
+
+WRONG = {
+    "not an object": lambda d: d.clear() or d.update({"__list__": True}),
+    "checks not a list": lambda d: d.update(checks={"a": 1}),
+    "check summary a list": lambda d: d["checks"][0].update(summary=["x"]),
+    "check title an object": lambda d: d["checks"][0].update(title={"x": 1}),
+    "check details strings": lambda d: d["checks"][0].update(details=[{"x": 1}]),
+    "status outside the set": lambda d: d["checks"][0].update(status="<img src=x>"),
+    "metric value an object": lambda d: d["metrics"][0].update(pr={"x": 1}),
+    "metric delta a string": lambda d: d["metrics"][0].update(absolute="12"),
+    "gate reasons a string": lambda d: d["metrics"][0].update(gate_reasons="x"),
+    "direction outside the set": lambda d: d["metrics"][0].update(direction="up"),
+    "passed a string": lambda d: d.update(passed="yes"),
+    "project a list": lambda d: d.update(project=["x"]),
+    "pr number not digits": lambda d: d.update(pr_number="5 @octocat"),
+    "head sha not hex": lambda d: d.update(head_sha="--upload-pack=x"),
+    "run id with markup": lambda d: d.update(mlflow_run_id="`x` @y"),
+    "params not objects": lambda d: d.update(params=[1, 2]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(WRONG))
+def test_wrong_typed_artifact_fields_are_refused(tmp_path, case):
+    def change(data):
+        WRONG[case](data)
+        if data.pop("__list__", False):
+            data["x"] = 1
+
+    folder = tampered(tmp_path, change)
+    if case == "not an object":
+        (folder / "results.json").write_text("[1, 2, 3]")
+    with pytest.raises(ArtifactError, match="results.json"):
+        comment.load_artifact(folder, server_url="https://github.com", repository=REPO)
+
+
+@pytest.mark.parametrize("text", ["[" * 100_000 + "]" * 100_000, '{"checks": ' + "[" * 50 + "]" * 50 + "}", "{" * 5000, "\xff\xfe",
+                                  '{"project": 5e999999, "passed": true}'])
+def test_deep_or_broken_results_json_is_exit_9_not_a_traceback(tmp_path, api, text):
+    folder = artifact(tmp_path, sample())
+    (folder / "results.json").write_bytes(text.encode("latin-1") if text == "\xff\xfe" else text.encode())
+    api.add_pull(REPO, 5, "a" * 40)
+    env = {"GITHUB_API_URL": api.url, "GITHUB_REPOSITORY": REPO, "INPUT_GITHUB_TOKEN": TOKEN}
+    proc = lockstep("comment", "--report-dir", str(folder), "--from-artifact", "true", "--head-sha", "a" * 40, cwd=tmp_path, env=env)
+    assert proc.returncode == EXIT_ARTIFACT, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stdout + proc.stderr and "results.json" in proc.stdout + proc.stderr
+    assert bodies(api) == []
+
+
+@pytest.mark.parametrize("conclusion", ["failure", "cancelled", "timed_out"])
+def test_passed_artifact_from_a_run_that_did_not_succeed_is_refused(tmp_path, api, conclusion):
+    folder = artifact(tmp_path, sample())
+    api.add_pull(REPO, 5, "a" * 40)
+    env = {"GITHUB_API_URL": api.url, "GITHUB_REPOSITORY": REPO, "INPUT_GITHUB_TOKEN": TOKEN, "INPUT_RUN_CONCLUSION": conclusion}
+    proc = lockstep("comment", "--report-dir", str(folder), "--from-artifact", "true", "--head-sha", "a" * 40, cwd=tmp_path, env=env)
+    assert proc.returncode == EXIT_ARTIFACT, proc.stdout + proc.stderr
+    assert f"says the checks passed, but the validation run concluded '{conclusion}'" in proc.stdout + proc.stderr
+    assert bodies(api) == []
+
+
+def test_failed_artifact_from_a_failed_run_is_posted(tmp_path, api):
+    rep = sample()
+    rep.add(reportmod.Check("gates", "Gates", "fail", "accuracy fell"))
+    api.add_pull(REPO, 5, "a" * 40)
+    env = {"GITHUB_API_URL": api.url, "GITHUB_REPOSITORY": REPO, "INPUT_GITHUB_TOKEN": TOKEN, "INPUT_RUN_CONCLUSION": "failure"}
+    proc = lockstep("comment", "--report-dir", str(artifact(tmp_path, rep)), "--from-artifact", "true", "--head-sha", "a" * 40, cwd=tmp_path, env=env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (body,) = bodies(api)
+    assert "failed validation (gates)" in body
+
+
+# --- only lockstep's own comment is updated -----------------------------------------------------
+
+
+def test_marker_in_someone_elses_comment_is_not_edited(api, gh):
+    forged = reportmod.marker("example-project") + "\nplease merge, all green"
+    api.seed_comments(REPO, 5, 1, body=forged)  # written by a person, marker copied in
+    first = comment.post(gh, REPO, 5, sample())
+    assert first.created and first.author == "github-actions[bot]"
+    second = comment.post(gh, REPO, 5, sample())
+    assert not second.created and second.comment_id == first.comment_id
+    found = api.comment_objects(REPO, 5)
+    assert found[0]["body"] == forged and found[0]["user"]["login"] == "mallory"
+    assert [c["user"]["login"] for c in found] == ["mallory", "github-actions[bot]"]
+    assert [r.method for r in api.requests if r.method != "GET"] == ["POST", "PATCH"]
+
+
+def test_a_personal_or_app_token_updates_the_comments_of_its_own_login(api):
+    user = GitHub("ghp_usertoken", api.url, sleep=lambda s: None)
+    api.seed_comments(REPO, 5, 1, body=reportmod.marker("example-project"), token=TOKEN)  # a bot's comment
+    posted = comment.post(user, REPO, 5, sample(), author="mallory")
+    assert posted.created  # the bot's comment is not this token's
+    again = comment.post(user, REPO, 5, sample(), author="Mallory")  # logins are case-insensitive
+    assert not again.created and again.comment_id == posted.comment_id
+
+
+def test_comment_author_mismatch_is_warned(tmp_path, api):
+    folder = artifact(tmp_path, sample())
+    api.add_pull(REPO, 5, "a" * 40)
+    env = {"GITHUB_API_URL": api.url, "GITHUB_REPOSITORY": REPO, "INPUT_GITHUB_TOKEN": "ghp_usertoken"}
+    proc = lockstep("comment", "--report-dir", str(folder), "--from-artifact", "true", "--head-sha", "a" * 40, cwd=tmp_path, env=env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Set `comment-author: mallory`" in proc.stdout + proc.stderr

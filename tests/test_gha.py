@@ -75,3 +75,37 @@ def test_invalid_utf8_never_reaches_the_log(actions, capsys):
 def test_mask_each_line(actions, capsys):
     gha.mask("secret-one\nsecret-two")
     assert capsys.readouterr().out == "::add-mask::secret-one\n::add-mask::secret-two\n"
+
+
+FORGED = "data/x\n::error ::forged\n  ::add-mask::secret\r::stop-commands::tok\n::set-output name=a::b ##[error]legacy"
+
+
+def _commands(out: str) -> list[str]:
+    """The lines the runner would take as workflow commands (`::` after leading space; `##[` anywhere)."""
+    return [line for line in out.splitlines() if line.lstrip().startswith("::") or "##[" in line]
+
+
+def test_untrusted_lines_cannot_start_workflow_commands(actions, capsys):
+    gha.info(f"missing from s3://bucket: {FORGED}")
+    gha.notice(FORGED)
+    with gha.group(FORGED):
+        gha.info(FORGED)
+    gha.warning(FORGED, title=FORGED, file=FORGED)
+    out = capsys.readouterr().out
+    assert [line.split("::")[1].split(" ")[0] for line in _commands(out)] == ["notice", "group", "endgroup", "warning"]
+    assert ": :error ::forged" in out and "# #[error]legacy" in out  # still readable
+    # lockstep's own annotation escapes %, CR, LF in the message and also : and , in properties
+    (warning,) = [line for line in out.splitlines() if line.startswith("::warning")]
+    assert "title=data/x%0A%3A%3Aerror %3A%3Aforged" in warning and "%0D%3A%3Astop-commands%3A%3Atok" in warning
+
+
+def test_untrusted_lines_are_neutralised_outside_actions_too(capsys):
+    gha.error(FORGED)
+    gha.set_output("x", FORGED)
+    captured = capsys.readouterr()
+    assert _commands(captured.out + captured.err) == []
+
+
+def test_one_line():
+    assert gha.one_line("a\n::error::x\r\tb", 100) == "a ::error::x b"
+    assert len(gha.one_line("y" * 5000)) == 1000

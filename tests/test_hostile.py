@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import uuid
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import pytest
 from actrunner import REPOSITORY, dispatch_payload, install_workflows, pr_payload, run_env, secrets
 from conftest import PROJECT, git, lockstep
 from github_api import TOKEN, GitHubAPI
+from test_comment import MENTION, gfm
 
 pytestmark = pytest.mark.integration
 # what must never appear in a comment's content: live HTML, links, mentions, a forged marker or
@@ -102,6 +104,10 @@ def test_twenty_hostile_strings_stay_inert(consumer, tmp_path):
     for bad in LIVE:
         assert bad not in content, bad
     assert "nan" in content.lower()  # shown, not crashing the report
+    # as GitHub renders it: no link, image or tag from the PR, no mention
+    html = gfm(content)
+    assert "<a " not in html and "<img" not in html and "<script" not in html
+    assert not MENTION.search(re.sub(r"<[^>]+>", " ", html))
     for line in content.splitlines():
         assert len(line) < 3000  # long strings were shortened
     # the summary the job writes is the same inert rendering
@@ -206,7 +212,7 @@ def test_hostile_pull_request_under_act(consumer, act, api, mlflow_env, tmp_path
     assert remote["status"] == "fail" and missing in remote["details"][0]
     content = comment["body"].split("\n", 1)[1]
     assert "1 object\\(s\\) referenced by dvc.lock are missing" in content
-    assert "data/prepared&#58; " + f"$\\(touch {token}\\).csv".replace("-", "\\-") in content  # the file, named
+    assert "data/prepared:\u2060 " + f"$\\(touch {token}\\).csv".replace("-", "\\-") in content  # the file, named
     for bad in LIVE:
         assert bad not in content, bad
 

@@ -46,13 +46,26 @@ def test_reusable_workflows_reach_own_actions_through_self_reference(path):
 
 
 @pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
-def test_only_the_pushing_job_persists_credentials(path):
+def test_no_checkout_persists_credentials(path):
+    """Not even the rebuild, which pushes: a token in .git/config is readable by every later step,
+    the training stages included, so its push token goes to git for the push only. The one
+    exception is this library's own release job, which runs no project code."""
     doc = yaml.safe_load(path.read_text())
     for name, job in doc["jobs"].items():
-        pushes = (job.get("permissions") or {}).get("contents") == "write"
         for step in job.get("steps", []):
             if str(step.get("uses", "")).startswith("actions/checkout@"):
-                assert step["with"]["persist-credentials"] is pushes, f"{path.name}:{name}"
+                expected = path.name == "release.yml"
+                assert step["with"]["persist-credentials"] is expected, f"{path.name}:{name}"
+
+
+def test_the_push_token_reaches_only_the_lockstep_step():
+    rebuild = yaml.safe_load((ROOT / "actions" / "rebuild" / "action.yml").read_text())
+    steps = rebuild["runs"]["steps"]
+    holders = [step for step in steps if "LOCKSTEP_PUSH_TOKEN" in (step.get("env") or {})]
+    assert [step["run"] for step in holders] == ["lockstep rebuild"]
+    workflow = yaml.safe_load((ROOT / ".github" / "workflows" / "main-rebuild.yml").read_text())
+    (step,) = [s for s in workflow["jobs"]["rebuild"]["steps"] if "push-token" in (s.get("with") or {})]
+    assert step["uses"].endswith("/actions/rebuild") and "PUSH_TOKEN" not in str(step.get("env"))
 
 
 def test_third_party_actions_are_pinned_to_the_shared_pins():

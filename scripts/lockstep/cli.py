@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
+import re
 import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -38,6 +38,26 @@ class Inputs:
     def words(self, name: str) -> list[str]:
         return [w for w in self.get(name).replace(",", " ").split() if w]
 
+    def sha(self, name: str) -> str:
+        """A commit SHA input: empty, or 40 (SHA-1) or 64 (SHA-256) hex digits, lower-cased.
+        Anything else is refused before it reaches git (`--upload-pack=...` is not a revision)."""
+        value = self.get(name)
+        if value and not _SHA.fullmatch(value):
+            raise InputError(
+                f"input '{name}' must be a full commit SHA (40 or 64 hex digits), got {_quote(value)}",
+                hint=f"pass the full SHA, e.g. `{name}: ${{{{ github.event.pull_request.{name.split('-')[0]}.sha }}}}`",
+            )
+        return value.lower()
+
+
+_SHA = re.compile(r"[0-9a-fA-F]{40}|[0-9a-fA-F]{64}")
+
+
+def _quote(value: str, limit: int = 60) -> str:
+    """An input value for a one-line message: printable, shortened, quoted."""
+    text = "".join(ch if ch.isprintable() else "?" for ch in value)
+    return repr(text if len(text) <= limit else text[: limit - 1] + "…")
+
 
 def _default_report_dir(project: Path) -> str:
     runner_temp = os.environ.get("RUNNER_TEMP")
@@ -57,8 +77,8 @@ def cmd_validate(inputs: Inputs) -> int:
     args = validate.ValidateInputs(
         project_dir=project,
         config_path=inputs.get("config"),
-        base_sha=inputs.get("base-sha"),
-        head_sha=inputs.get("head-sha"),
+        base_sha=inputs.sha("base-sha"),
+        head_sha=inputs.sha("head-sha"),
         pr_number=inputs.get("pr-number"),
         repository=inputs.get("repository", os.environ.get("GITHUB_REPOSITORY", "")),
         test_command=inputs.get("test-command"),
@@ -90,7 +110,13 @@ def cmd_validate(inputs: Inputs) -> int:
 
 
 def cmd_rebuild(inputs: Inputs) -> int:
-    from . import rebuild
+    from . import gitrepo, rebuild
+
+    # the push token: masked, and out of the environment before DVC or a training stage starts
+    token = gitrepo.take_push_token()
+    if token:
+        gha.mask(token)
+        gha.mask(gitrepo.basic_auth(token))
 
     args = rebuild.RebuildInputs(
         project_dir=inputs.path("working-directory"),
@@ -117,7 +143,8 @@ def cmd_rebuild(inputs: Inputs) -> int:
 
 
 def cmd_comment(inputs: Inputs) -> int:
-    from . import comment, report as reportmod
+    from . import comment
+    from .errors import ArtifactError
     from .github import GitHub
 
     repository = inputs.get("repository", os.environ.get("GITHUB_REPOSITORY", ""))
@@ -128,21 +155,22 @@ def cmd_comment(inputs: Inputs) -> int:
     github = GitHub(token)
     report_dir = inputs.path("report-dir", "")
     if inputs.flag("from-artifact"):
-        rep = comment.load_artifact(report_dir)
-        head_sha = inputs.get("head-sha")
+        head_sha = inputs.sha("head-sha")
         if not head_sha:
             raise InputError("`head-sha` is required with from-artifact", hint="pass github.event.workflow_run.head_sha")
+        rep = comment.load_artifact(
+            report_dir,
+            server_url=os.environ.get("GITHUB_SERVER_URL", "https://github.com"),
+            repository=repository,
+            run_conclusion=inputs.get("run-conclusion"),
+        )
         pr_number = comment.pr_for_head(github, repository, head_sha, inputs.get("head-owner"), inputs.get("head-branch"))
         if rep.pr_number and rep.pr_number != str(pr_number):
-            from .errors import ArtifactError
-
             raise ArtifactError(
                 f"the artifact says PR #{rep.pr_number} but the head {head_sha[:12]} belongs to PR #{pr_number}",
                 hint="the artifact was tampered with; not posted",
             )
         if rep.head_sha and rep.head_sha != head_sha:
-            from .errors import ArtifactError
-
             raise ArtifactError(
                 f"the artifact was produced for {rep.head_sha[:12]}, not the workflow run's head {head_sha[:12]}",
                 hint="not posted",
@@ -151,12 +179,19 @@ def cmd_comment(inputs: Inputs) -> int:
         results = report_dir / "results.json"
         if not results.is_file():
             raise InputError(f"{results}: no validation results to post", hint="run `lockstep validate` first; pass its report-dir")
-        rep = reportmod.from_json(results.read_text("utf-8"))
+        rep = comment.load_results(results)
         pr_number = int(inputs.get("pr-number") or rep.pr_number or 0)
         if not pr_number:
             raise InputError("no PR number", hint="pass `pr-number: ${{ github.event.pull_request.number }}`")
-    posted = comment.post(github, repository, pr_number, rep, summary_url=gha.run_url())
+    author = inputs.get("comment-author", comment.DEFAULT_COMMENT_AUTHOR)
+    posted = comment.post(github, repository, pr_number, rep, summary_url=gha.run_url(), author=author)
     gha.set_outputs({"comment-id": posted.comment_id, "created": posted.created, "pr-number": pr_number})
+    if posted.author and posted.author.lower() != author.lower():
+        gha.warning(
+            f"the comment was written as {posted.author!r}, not {author!r}: the next run will not recognise it "
+            f"as lockstep's and will add another comment. Set `comment-author: {posted.author}` for this token.",
+            title="lockstep comment: set comment-author",
+        )
     gha.info(f"{'created' if posted.created else 'updated'} comment {posted.comment_id} on PR #{pr_number} ({posted.length} characters)")
     return EXIT_OK
 
@@ -231,7 +266,7 @@ COMMANDS: dict[str, tuple[Callable[[Inputs], int], str, Sequence[str]]] = {
                  "repository", "mlflow-experiment", "push", "register", "register-unchanged", "workflow-run-url")),
     "comment": (cmd_comment, "post or update the PR comment from a validation report",
                 ("report-dir", "pr-number", "repository", "github-token", "from-artifact", "head-sha",
-                 "head-owner", "head-branch")),
+                 "head-owner", "head-branch", "run-conclusion", "comment-author")),
     "rollback": (cmd_rollback, "move a serving alias back to an earlier CI-built version",
                  ("working-directory", "config", "model", "alias", "version", "reason", "actor")),
     "check-config": (cmd_check_config, "validate lockstep.yaml against its schema", ("working-directory", "config")),
@@ -251,6 +286,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _error_summary(command: str, exc: LockstepError) -> str:
+    """The job-summary section of an error. Its text can come from the repository (a key, a path,
+    DVC's or git's own message): it is rendered inert, as the report is."""
+    from .report import inert
+
+    where = f" ({inert(exc.file, 200)}{':' + str(exc.line) if exc.line else ''})" if exc.file else ""
+    paragraphs = [inert(line, 2000) for text in (exc.message, exc.hint) for line in text.splitlines()[:40] if line.strip()]
+    return f"### ❌ lockstep {command}: {exc.title}{where}\n\n" + "\n\n".join(paragraphs) + "\n"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     namespace = parser.parse_args(argv)
@@ -262,15 +307,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return func(Inputs(namespace))
     except LockstepError as exc:
         gha.error(exc.render(), file=exc.file, line=exc.line, title=f"lockstep {namespace.command}: {exc.title}")
-        where = f" ({exc.file}{':' + str(exc.line) if exc.line else ''})" if exc.file else ""
-        gha.add_summary(f"### ❌ lockstep {namespace.command}: {exc.title}{where}\n\n{exc.message}\n\n{exc.hint}\n")
-        gha.set_output("error", exc.message)
+        gha.add_summary(_error_summary(namespace.command, exc))
+        gha.set_output("error", gha.one_line(exc.message))
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # noqa: BLE001 - the last boundary: a bug, said as one
         with gha.group("traceback (a bug in lockstep)"):
-            traceback.print_exc(file=sys.stdout)
+            gha.info(traceback.format_exc())
         gha.error(
             f"internal error: {type(exc).__name__}: {exc}. This is a bug in lockstep {__version__}; "
             "please report it with the log above.",

@@ -17,9 +17,14 @@ from typing import Any
 
 import yaml
 
+from . import safeload
 from .errors import ConfigError
 
 CONFIG_NAME = "lockstep.yaml"
+# lockstep.yaml is a few dozen lines: these bounds refuse an alias bomb or a huge file at once
+MAX_CONFIG_BYTES = 1_000_000
+MAX_CONFIG_NODES = 20_000
+MAX_CONFIG_DEPTH = 32
 
 
 @cache
@@ -65,7 +70,7 @@ class _Located:
             return [self.build(item, path + (index,), source) for index, item in enumerate(node.value)]
         # Scalars: the composer already resolved the tag (int, float, bool, null) with the safe
         # loader's rules; construct the value the same way safe_load would.
-        return yaml.SafeLoader("").construct_object(node, deep=True)
+        return safeload.construct_scalar(node, source)
 
     def line_of(self, path: tuple[str | int, ...]) -> int:
         while path and path not in self.lines:
@@ -81,21 +86,27 @@ def _dotted(path: tuple[str | int, ...]) -> str:
 
 
 def parse_yaml_located(text: str, source: str) -> tuple[Any, _Located]:
+    """Parse lockstep.yaml within bounds (size, nesting, alias expansion): errors are ConfigError."""
     located = _Located()
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark else 1
+        node = safeload.compose_yaml(
+            text, source, max_bytes=MAX_CONFIG_BYTES, max_nodes=MAX_CONFIG_NODES, max_depth=MAX_CONFIG_DEPTH
+        )
+        if node is None:
+            return None, located
+        return located.build(node, (), source), located
+    except safeload.LoadError as exc:
+        syntax = exc.reason.startswith("not valid")
         raise ConfigError(
-            f"{source}:{line}: not valid YAML: {exc.problem or exc}",
-            hint="fix the YAML syntax (indentation, quotes, colons) at that line",
+            str(exc),
+            hint=(
+                "fix the YAML syntax (indentation, quotes, colons) at that line"
+                if syntax
+                else f"{CONFIG_NAME} is a small file: write it out without anchors and aliases"
+            ),
             file=source,
-            line=line,
+            line=exc.line,
         ) from None
-    if node is None:
-        return None, located
-    return located.build(node, (), source), located
 
 
 # --- the typed config ---------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import secrets
 import sys
 from collections.abc import Iterator
@@ -27,8 +28,26 @@ def _clean(text: str) -> str:
     return text.encode("utf-8", "replace").decode("utf-8")
 
 
-def _print(text: str, *, stream=None) -> None:
-    print(_clean(text), file=stream or sys.stdout, flush=True)
+def neutralise(text: str) -> str:
+    """Text for the log that the runner cannot read as a workflow command.
+
+    The runner takes a line as a command when it starts with `::` after leading whitespace
+    (`::error ...`, `::add-mask::`, `::stop-commands::`, `::set-output`), and the legacy form `##[`
+    anywhere in a line. A path, stage name, metric name or error text from the repository can hold
+    newlines and either form: each line's leading `::` becomes `: :`, and `##[` becomes `# #[`.
+    """
+    lines = _LINE_BREAK.split(text)
+    return "\n".join(_COMMAND_START.sub(r"\1: :", line).replace("##[", "# #[") for line in lines)
+
+
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+_COMMAND_START = re.compile(r"^(\s*)::")
+
+
+def _print(text: str, *, stream=None, command: bool = False) -> None:
+    """Print a line (untrusted text neutralised), or one of lockstep's own workflow commands."""
+    text = _clean(text)
+    print(text if command else neutralise(text), file=stream or sys.stdout, flush=True)
 
 
 def run_url() -> str:
@@ -96,7 +115,7 @@ def command(name: str, message: str = "", **props: object) -> None:
         f"{key}={_escape_property(str(value))}" for key, value in props.items() if value is not None
     )
     head = f"::{name} {rendered}" if rendered else f"::{name}"
-    _print(f"{head}::{_escape_data(message)}")
+    _print(f"{head}::{_escape_data(message)}", command=True)
 
 
 def _annotate(kind: str, message: str, file: str | None, line: int | None, title: str | None) -> None:
@@ -138,7 +157,7 @@ def info(message: str) -> None:
 @contextlib.contextmanager
 def group(title: str) -> Iterator[None]:
     if in_actions():
-        _print(f"::group::{_escape_data(title)}")
+        _print(f"::group::{_escape_data(title)}", command=True)
     else:
         _print(f"== {title}")
     try:
@@ -191,6 +210,12 @@ def set_output(name: str, value: object) -> None:
         record = f"{name}={text}\n"
     if not _append("GITHUB_OUTPUT", record):
         _print(f"output {name}={text if len(text) < 200 else text[:200] + '...'}")
+
+
+def one_line(text: str, limit: int = 1000) -> str:
+    """Untrusted text as one printable line (for an output a workflow may show or compare)."""
+    value = " ".join("".join(ch if ch.isprintable() else " " for ch in _clean(str(text))).split())
+    return value if len(value) <= limit else value[: limit - 1] + "…"
 
 
 def set_outputs(values: dict[str, object]) -> None:

@@ -19,6 +19,7 @@ import requests
 from .errors import GitHubError
 
 API_VERSION = "2022-11-28"
+DEFAULT_COMMENT_AUTHOR = "github-actions[bot]"  # who a workflow's GITHUB_TOKEN writes as
 _NEXT = re.compile(r'<([^>]+)>;\s*rel="next"')
 
 
@@ -147,18 +148,28 @@ class GitHub:
 
     # --- the endpoints lockstep uses -----------------------------------------------------------
 
-    def upsert_comment(self, repository: str, issue: int, body: str, marker: str) -> tuple[int, bool]:
-        """Update the comment that carries `marker`, or create it. Returns (id, created)."""
+    def upsert_comment(
+        self, repository: str, issue: int, body: str, marker: str, author: str = DEFAULT_COMMENT_AUTHOR
+    ) -> tuple[int, bool, str]:
+        """Update the comment that carries `marker` AND was written by `author`, or create one.
+
+        Anyone can paste the marker into a comment of their own; such a comment is never edited
+        (a comment of ours is created beside it). `author` is the login the token writes as:
+        `github-actions[bot]` for the job's GITHUB_TOKEN, `<app-slug>[bot]` for a GitHub App
+        token, the user's login for a personal token. Returns (id, created, login the comment was
+        written as)."""
         existing = None
         for comment in self.paginate(f"/repos/{repository}/issues/{issue}/comments"):
-            if marker in (comment.get("body") or ""):
+            if marker in (comment.get("body") or "") and _login(comment).lower() == author.lower():
                 existing = comment
                 break
         if existing is not None:
             response = self.request("PATCH", f"/repos/{repository}/issues/comments/{existing['id']}", json={"body": body})
-            return int(response.json()["id"]), False
+            data = response.json()
+            return int(data["id"]), False, _login(data)
         response = self.request("POST", f"/repos/{repository}/issues/{issue}/comments", json={"body": body})
-        return int(response.json()["id"]), True
+        data = response.json()
+        return int(data["id"]), True, _login(data)
 
     def pulls_for_commit(self, repository: str, sha: str) -> list[dict[str, Any]]:
         return list(self.paginate(f"/repos/{repository}/commits/{sha}/pulls"))
@@ -168,6 +179,11 @@ class GitHub:
         if head:
             params["head"] = head
         return list(self.paginate(f"/repos/{repository}/pulls", params))
+
+
+def _login(comment: dict[str, Any]) -> str:
+    user = comment.get("user")
+    return str(user.get("login") or "") if isinstance(user, dict) else ""
 
 
 def _message(response: requests.Response) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import random
 import subprocess
@@ -13,6 +14,38 @@ from pathlib import Path
 from .errors import GitError, InputsMovedError
 
 _ENV = {"GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"}
+PUSH_TOKEN_ENV = "LOCKSTEP_PUSH_TOKEN"
+_push_token = ""
+
+
+def take_push_token() -> str:
+    """Take the push token out of the environment (LOCKSTEP_PUSH_TOKEN), so that no process
+    lockstep starts (DVC, the training stages) inherits it; only `auth_env()` hands it on."""
+    global _push_token
+    token = os.environ.pop(PUSH_TOKEN_ENV, "").strip()
+    if token:
+        _push_token = token
+    return token
+
+
+def basic_auth(token: str) -> str:
+    """The credential actions/checkout uses for a token: basic auth of x-access-token:<token>."""
+    return base64.b64encode(f"x-access-token:{token}".encode()).decode()
+
+
+def auth_env() -> dict[str, str]:
+    """Environment that gives ONE git process the push token as an HTTP header for the GitHub
+    server (GIT_CONFIG_COUNT/KEY/VALUE: nothing is written to the git config). Empty without a token."""
+    if not _push_token:
+        return {}
+    server = os.environ.get("GITHUB_SERVER_URL", "https://github.com").rstrip("/")
+    count = os.environ.get("GIT_CONFIG_COUNT", "0")
+    index = int(count) if count.isdigit() else 0
+    return {
+        "GIT_CONFIG_COUNT": str(index + 1),
+        f"GIT_CONFIG_KEY_{index}": f"http.{server}/.extraheader",
+        f"GIT_CONFIG_VALUE_{index}": f"AUTHORIZATION: basic {basic_auth(_push_token)}",
+    }
 
 
 def run(args: Sequence[str], cwd: str | Path, *, check: bool = True, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
@@ -42,14 +75,14 @@ def prefix_of(project_dir: str | Path) -> str:
 
 
 def has_commit(path: str | Path, sha: str) -> bool:
-    return run(["cat-file", "-e", f"{sha}^{{commit}}"], path, check=False).returncode == 0
+    return run(["cat-file", "-e", "--end-of-options", f"{sha}^{{commit}}"], path, check=False).returncode == 0
 
 
 def ensure_commit(path: str | Path, sha: str, *, remote: str = "origin") -> None:
     """Make `sha` available in a shallow clone (fetch it by SHA, depth 1, no tags)."""
     if has_commit(path, sha):
         return
-    proc = run(["fetch", "--no-tags", "--depth=1", remote, sha], path, check=False)
+    proc = run(["fetch", "--no-tags", "--depth=1", "--end-of-options", remote, sha], path, check=False, env=auth_env())
     if proc.returncode != 0 or not has_commit(path, sha):
         raise GitError(
             f"could not fetch the base commit {sha[:12]} from {remote}: {proc.stderr.strip()}",
@@ -59,7 +92,7 @@ def ensure_commit(path: str | Path, sha: str, *, remote: str = "origin") -> None
 
 def show(path: str | Path, rev: str, file: str) -> str | None:
     """The text of `file` (path from the repository root) at `rev`, or None when absent there."""
-    proc = run(["show", f"{rev}:{file}"], path, check=False)
+    proc = run(["show", "--end-of-options", f"{rev}:{file}"], path, check=False)
     if proc.returncode != 0:
         return None
     return proc.stdout
@@ -68,7 +101,7 @@ def show(path: str | Path, rev: str, file: str) -> str | None:
 def changed_files(path: str | Path, old: str, new: str) -> list[str]:
     """Paths from the repository root, exactly as on disk (NUL-separated: git quotes non-ASCII,
     quotes and newlines in its line output)."""
-    out = run(["diff", "--name-only", "--no-renames", "-z", old, new], path).stdout
+    out = run(["diff", "--name-only", "--no-renames", "-z", "--end-of-options", old, new, "--"], path).stdout
     return [name for name in out.split("\0") if name]
 
 
@@ -140,21 +173,28 @@ def commit_and_push(
     base = head_of(repo_dir, "HEAD~1")
     rebased: list[str] = []
     for attempt in range(1, max_attempts + 1):
-        proc = run(["push", "--porcelain", remote, f"HEAD:refs/heads/{branch}"], repo_dir, check=False)
+        proc = run(["push", "--porcelain", remote, f"HEAD:refs/heads/{branch}"], repo_dir, check=False, env=auth_env())
         if proc.returncode == 0:
             return PushResult(head(repo_dir), attempt, rebased)
-        text = (proc.stderr + proc.stdout).lower()
-        if not any(word in text for word in ("rejected", "non-fast-forward", "fetch first", "stale info")):
+        outcome = push_outcome(proc.stderr + proc.stdout)
+        if outcome == "refused":
             raise GitError(
-                f"git push to {remote} {branch} was refused: {proc.stderr.strip()}",
+                f"the server refused the push to {remote} {branch}: {_push_reason(proc)}",
                 hint=(
-                    "if the branch is protected, pass a GitHub App or PAT token allowed to bypass the rule "
-                    "(`push-token` secret); the job's GITHUB_TOKEN needs `contents: write`. Nothing was pushed."
+                    "the branch is protected, a server hook declined the commit, or the token may not push. "
+                    "Give the workflow a token allowed to push to this branch as the PUSH_TOKEN secret (a GitHub "
+                    "App or PAT the branch rules let through); the job's GITHUB_TOKEN needs `contents: write` and "
+                    "cannot bypass branch rules. Nothing was pushed."
                 ),
+            )
+        if outcome != "race":
+            raise GitError(
+                f"git push to {remote} {branch} failed: {_push_reason(proc)}",
+                hint="check the remote URL and the network, then re-run the job; nothing was pushed",
             )
         if attempt == max_attempts:
             break
-        run(["fetch", "--no-tags", remote, f"refs/heads/{branch}"], repo_dir)
+        run(["fetch", "--no-tags", remote, f"refs/heads/{branch}"], repo_dir, env=auth_env())
         upstream = head_of(repo_dir, "FETCH_HEAD")
         if moved_check is not None:
             reasons = moved_check(base, upstream)
@@ -165,7 +205,7 @@ def commit_and_push(
                     "that no longer matches the branch, so it was not pushed.",
                     hint=f"nothing to do: the run for {upstream[:12]} rebuilds with those changes and pushes the right lock",
                 )
-        rebase = run(["rebase", upstream], repo_dir, check=False, env=identity)
+        rebase = run(["rebase", "--end-of-options", upstream], repo_dir, check=False, env=identity)
         if rebase.returncode != 0:
             run(["rebase", "--abort"], repo_dir, check=False)
             raise InputsMovedError(
@@ -180,6 +220,29 @@ def commit_and_push(
         f"git push to {remote} {branch} was rejected {max_attempts} times: the branch keeps moving",
         hint="raise `commit.max-attempts` in lockstep.yaml, or re-run the job; nothing was pushed",
     )
+
+
+# A refusal is final: the server, a hook or the token's permissions said no. A race (the branch
+# moved since the checkout) is retried after a rebase. Refusal wins when both appear.
+_REFUSED = ("remote rejected", "hook declined", "protected branch", "permission to", "denied",
+            "error: 403", "returned error: 403", "http 403", "not allowed", "gh006", "gh013")
+_RACE = ("fetch first", "non-fast-forward", "stale info", "[rejected]")
+
+
+def push_outcome(text: str) -> str:
+    """'refused', 'race' or 'failed', from git push's output (porcelain and stderr)."""
+    lowered = text.lower()
+    if any(word in lowered for word in _REFUSED):
+        return "refused"
+    if any(word in lowered for word in _RACE):
+        return "race"
+    return "failed"
+
+
+def _push_reason(proc: subprocess.CompletedProcess) -> str:
+    lines = [line.strip() for line in (proc.stdout + "\n" + proc.stderr).splitlines()]
+    useful = [line for line in lines if line and not line.startswith(("To ", "Done", "hint:"))]
+    return "; ".join(useful)[:800] or f"exit {proc.returncode}"
 
 
 def head_of(path: str | Path, rev: str) -> str:

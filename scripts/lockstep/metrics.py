@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import yaml
-
+from . import safeload
 from .config import Gate
 
 Number = float
@@ -18,9 +16,9 @@ Number = float
 def parse_file(text: str, name: str) -> dict[str, Any]:
     """Parse a metrics or params file (JSON or YAML) and flatten nested keys with dots."""
     if name.endswith(".json"):
-        data = json.loads(text)  # NaN/Infinity literals are accepted, as DVC does
+        data = safeload.load_json(text, name)  # NaN/Infinity literals are accepted, as DVC does
     else:
-        data = yaml.safe_load(text)
+        data = safeload.load_yaml(text, name)
     return flatten(data if isinstance(data, dict) else {})
 
 

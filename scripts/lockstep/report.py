@@ -13,18 +13,40 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from . import safeload
 from .metrics import Delta, GateResult, as_number, format_value, improved
 
 COMMENT_LIMIT = 65_536  # GitHub's limit on an issue comment body, in characters
 MARKER_PREFIX = "<!-- lockstep:report "
 
 STATUS_ICON = {"pass": "✅", "fail": "❌", "skip": "⏭️", "warn": "⚠️"}
+# The title of each check lockstep runs, by check id: a report read back from JSON (a fork's
+# artifact) shows these, never a title of its own; an unknown id is shown as escaped text.
+CHECK_TITLES = {
+    "pull": "Pull",
+    "lock-vs-code": "dvc.lock vs code",
+    "lock-vs-remote": "dvc.lock vs remote",
+    "tests": "Project tests",
+    "re-evaluation": "Re-evaluation",
+    "base": "Base comparison",
+    "gates": "Gates",
+    "mlflow": "MLflow",
+}
 
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-!~|>])")
+# GitHub finds @mentions, #123 / GH-123 / owner/repo#123 references and autolinks (www., scheme:,
+# e-mail addresses) in the text AFTER rendering, so escapes that render back (`&#64;`, `\#`) do not
+# stop them. An invisible U+2060 WORD JOINER after `@`, `#` and `:`, inside `GH-` and `www.`
+# breaks each of those patterns while the text reads the same.
+JOINER = "\u2060"
+_BREAK_AFTER = re.compile(r"([@#:])")
+_BREAK_GH = re.compile(r"(?i)\b(gh)(?=\\-)")
+_BREAK_WWW = re.compile(r"(?i)(www)(?=\.)")
 
 
 def inert(text: Any, limit: int = 200) -> str:
-    """Render untrusted text as literal, single-line Markdown text."""
+    """Render untrusted text as literal, single-line Markdown text that GitHub leaves inert:
+    no HTML, no Markdown, no links or autolinks, no @mentions, no issue references."""
     value = str(text)
     value = value.encode("utf-8", "replace").decode("utf-8", "replace")
     value = "".join(ch if ch.isprintable() else " " for ch in value)
@@ -32,8 +54,9 @@ def inert(text: Any, limit: int = 200) -> str:
         value = value[: limit - 1] + "…"
     value = value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
     value = _MD_SPECIAL.sub(r"\\\1", value)
-    # "@name" and "#123" must not notify or link; "&#64;" renders as "@" without linking.
-    value = value.replace("@", "&#64;").replace(":", "&#58;")
+    value = _BREAK_AFTER.sub(r"\1" + JOINER, value)
+    value = _BREAK_GH.sub(r"\1" + JOINER, value)
+    value = _BREAK_WWW.sub(r"\1" + JOINER, value)
     return value
 
 
@@ -155,11 +178,16 @@ def _delta(row: MetricRow) -> str:
     return f"{arrow} {row.absolute:+.6g}{relative}{mood}"
 
 
+def title_of(check: Check) -> str:
+    """A check's title as Markdown: lockstep's own title for a known id, else escaped text."""
+    return CHECK_TITLES.get(check.id) or inert(check.title or check.id, 60)
+
+
 def headline(report: Report) -> str:
     name = inert(report.project, 80)
     if report.passed:
         return f"## ✅ lockstep: {name} passed validation"
-    failed = ", ".join(check.title.lower() for check in report.failed())
+    failed = ", ".join(title_of(check).lower() for check in report.failed())
     return f"## ❌ lockstep: {name} failed validation ({failed})"
 
 
@@ -204,7 +232,7 @@ def render(report: Report, *, details_limit: int | None = None, summary_url: str
         lines += [" · ".join(facts), ""]
     failures = report.failed()
     for check in failures:
-        lines.append(f"- ❌ **{check.title}**: {inert(check.summary, 400)}")
+        lines.append(f"- ❌ **{title_of(check)}**: {inert(check.summary, 400)}")
     if failures:
         lines.append("")
 
@@ -240,7 +268,7 @@ def render(report: Report, *, details_limit: int | None = None, summary_url: str
 
     body_checks = ["<details><summary>All checks</summary>", ""]
     for check in report.checks:
-        body_checks.append(f"- {STATUS_ICON[check.status]} **{check.title}**: {inert(check.summary, 400)}")
+        body_checks.append(f"- {STATUS_ICON[check.status]} **{title_of(check)}**: {inert(check.summary, 400)}")
         shown = check.details if details_limit is None else check.details[:details_limit]
         for detail in shown:
             body_checks.append(f"  - {inert(detail, 300)}")
@@ -273,67 +301,107 @@ def fit(report: Report, limit: int = COMMENT_LIMIT, summary_url: str = "") -> st
     return text[: limit - len(note)] + note
 
 
-def from_json(text: str) -> Report:
-    """Rebuild a Report from results.json (the fork-safe path re-renders from data, never posts
-    Markdown it did not render itself). Unknown keys are ignored; wrong types raise ValueError."""
-    data = json.loads(text)
-    if not isinstance(data, dict):
-        raise ValueError("results.json must hold an object")
+RESULTS_MAX_BYTES = 1_000_000
+RESULTS_MAX_DEPTH = 8  # results.json is an object of lists of flat objects
 
-    def text_field(name: str) -> str:
-        value = data.get(name, "")
-        if not isinstance(value, (str, int)):
-            raise ValueError(f"results.json: {name} must be a string")
+
+def from_json(text: str, source: str = "results.json") -> Report:
+    """Rebuild a Report from results.json (the fork-safe path re-renders from data, never posts
+    Markdown it did not render itself). Unknown keys are ignored; anything malformed (not JSON,
+    too large or too deep, a field of the wrong type, a status outside the fixed set) raises
+    ValueError naming the field."""
+    data = safeload.load_json(text, source, max_bytes=RESULTS_MAX_BYTES, max_depth=RESULTS_MAX_DEPTH)
+    if not isinstance(data, dict):
+        raise ValueError(f"{source} must hold an object, not {_kind(data)}")
+
+    def text_field(name: str, where: dict = data, label: str = "") -> str:
+        value = where.get(name, "")
+        if value is None:
+            value = ""
+        if isinstance(value, bool) or not isinstance(value, (str, int)):
+            raise ValueError(f"{source}: {label}{name} must be a string, not {_kind(value)}")
         return str(value)
+
+    def text_list(name: str, where: dict, label: str) -> list[str]:
+        value = where.get(name)
+        if value is None:
+            return []
+        if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+            raise ValueError(f"{source}: {label}{name} must be a list of strings")
+        return list(value)
 
     report = Report(project=text_field("project") or ".")
     for name in ("pr_number", "head_sha", "base_sha", "lock_digest", "mlflow_run_id", "mlflow_run_url", "workflow_run_url", "lockstep_version"):
         setattr(report, name, text_field(name))
-    for item in _list(data, "checks"):
+    for index, item in enumerate(_list(data, "checks", source)):
+        label = f"checks[{index}]."
         status = item.get("status")
         if status not in STATUS_ICON:
-            raise ValueError(f"results.json: unknown check status {status!r}")
-        details = item.get("details") or []
-        if not isinstance(details, list):
-            raise ValueError("results.json: check details must be a list")
-        report.add(Check(str(item.get("id", "")), str(item.get("title", "")), status, str(item.get("summary", "")), [str(d) for d in details]))
-    for item in _list(data, "metrics"):
-        gate = item.get("gate")
-        if gate not in (None, "pass", "fail"):
-            raise ValueError(f"results.json: unknown gate status {gate!r}")
-        report.metrics.append(
-            MetricRow(
-                name=str(item.get("name", "")),
-                base=_scalar(item.get("base")),
-                pr=_scalar(item.get("pr")),
-                absolute=_number_or_none(item.get("absolute")),
-                relative=_number_or_none(item.get("relative")),
-                direction=item.get("direction") if item.get("direction") in ("higher", "lower") else None,
-                gate=gate,
-                gate_reasons=[str(r) for r in item.get("gate_reasons") or []],
+            raise ValueError(f"{source}: unknown check status {inert(status, 40)!s}")
+        report.add(
+            Check(
+                text_field("id", item, label),
+                text_field("title", item, label),
+                status,
+                text_field("summary", item, label),
+                text_list("details", item, label),
             )
         )
-    for item in _list(data, "params"):
-        report.params.append((str(item.get("name", "")), _scalar(item.get("base")), _scalar(item.get("pr"))))
-    if bool(data.get("passed")) != (not report.failed()):
-        raise ValueError("results.json: the verdict does not match the checks")
+    for index, item in enumerate(_list(data, "metrics", source)):
+        label = f"metrics[{index}]."
+        gate = item.get("gate")
+        if gate not in (None, "pass", "fail"):
+            raise ValueError(f"{source}: unknown gate status {inert(gate, 40)!s}")
+        direction = item.get("direction")
+        if direction not in (None, "higher", "lower"):
+            raise ValueError(f"{source}: {label}direction must be higher or lower")
+        report.metrics.append(
+            MetricRow(
+                name=text_field("name", item, label),
+                base=_scalar(item.get("base"), source, label + "base"),
+                pr=_scalar(item.get("pr"), source, label + "pr"),
+                absolute=_number_or_none(item.get("absolute"), source, label + "absolute"),
+                relative=_number_or_none(item.get("relative"), source, label + "relative"),
+                direction=direction,
+                gate=gate,
+                gate_reasons=text_list("gate_reasons", item, label),
+            )
+        )
+    for index, item in enumerate(_list(data, "params", source)):
+        label = f"params[{index}]."
+        report.params.append(
+            (text_field("name", item, label), _scalar(item.get("base"), source, label + "base"), _scalar(item.get("pr"), source, label + "pr"))
+        )
+    passed = data.get("passed")
+    if not isinstance(passed, bool):
+        raise ValueError(f"{source}: passed must be true or false, not {_kind(passed)}")
+    if passed != (not report.failed()):
+        raise ValueError(f"{source}: the verdict does not match the checks")
     return report
 
 
-def _list(data: dict, key: str) -> list[dict]:
-    value = data.get(key) or []
+def _kind(value: Any) -> str:
+    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean", type(None): "null"}.get(type(value), "a number")
+
+
+def _list(data: dict, key: str, source: str) -> list[dict]:
+    value = data.get(key)
+    if value is None:
+        return []
     if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
-        raise ValueError(f"results.json: {key} must be a list of objects")
+        raise ValueError(f"{source}: {key} must be a list of objects")
     return value
 
 
-def _scalar(value: Any) -> Any:
-    if value is None or isinstance(value, (bool, int, float)):
+def _scalar(value: Any, source: str, label: str) -> Any:
+    if value is None or isinstance(value, (bool, int, float, str)):
         return value
-    return str(value)
+    raise ValueError(f"{source}: {label} must be a number, a string, a boolean or null, not {_kind(value)}")
 
 
-def _number_or_none(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+def _number_or_none(value: Any, source: str, label: str) -> float | None:
+    if value is None or value in ("inf", "-inf", "nan"):  # to_json writes non-finite numbers so
         return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{source}: {label} must be a number or null, not {_kind(value)}")
     return float(value)
