@@ -110,7 +110,7 @@ def parse_payload(text: str) -> RetrainRequest:
         data = json.loads(text, object_pairs_hook=_no_duplicates)
     except ValueError as exc:
         raise InputError(f"dispatch payload: not JSON ({exc})",
-                         hint="pass `dispatch-payload: ${{ toJSON(github.event.client_payload) }}`") from None
+                         hint="pass `dispatch-payload: ${{ toJSON(github.event.client_payload) }}`; " + SCHEMA_HINT) from None
     import jsonschema
 
     validator = jsonschema.Draft202012Validator(_schema())
