@@ -176,7 +176,7 @@ class GitHub:
         server that does not return them yet)."""
         path = f"/repos/{repository}/actions/workflows/{workflow}/dispatches"
         body = {"ref": ref, "inputs": inputs, "return_run_details": True}
-        with _actions_hint(repository, workflow, "dispatch"):
+        with _ActionsHint(repository, workflow, "dispatch"):
             response = self.request("POST", path, json=body)
         if response.status_code == 204 or not response.content:
             return None
@@ -189,17 +189,17 @@ class GitHub:
             params["event"] = event
         if created:
             params["created"] = created
-        with _actions_hint(repository, workflow, "read"):
+        with _ActionsHint(repository, workflow, "read"):
             response = self.request("GET", f"/repos/{repository}/actions/workflows/{workflow}/runs", params=params)
         return list(response.json().get("workflow_runs") or [])
 
     def workflow_run(self, repository: str, run_id: int) -> dict[str, Any]:
-        with _actions_hint(repository, str(run_id), "read"):
+        with _ActionsHint(repository, str(run_id), "read"):
             return self.request("GET", f"/repos/{repository}/actions/runs/{run_id}",
                                 params={"exclude_pull_requests": "true"}).json()
 
 
-class _actions_hint:
+class _ActionsHint:
     """Replace the comment-oriented hint of a 403/404 with what an Actions call needs."""
 
     def __init__(self, repository: str, what: str, access: str) -> None:
