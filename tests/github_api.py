@@ -6,7 +6,10 @@ records every request, and lets a test queue faults (a 502, a secondary rate lim
 
 When ../shared/github-api/rest-subset.json is beside the checkout, every request body and every
 response body is validated against GitHub's official schemas for that operation; a mismatch is
-recorded in `schema_errors`, which the fixture asserts empty at teardown.
+recorded in `schema_errors`, which the fixture asserts empty at teardown. The Actions endpoints
+that `lockstep dispatch` uses (workflow dispatch, workflow runs) are not in that shared subset:
+tests/github-api-extra.json holds them, extracted the same way from the same commit of GitHub's
+OpenAPI description, and is loaded beside it.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 SUBSET = Path(__file__).resolve().parents[2] / "shared" / "github-api" / "rest-subset.json"
+EXTRA = Path(__file__).resolve().parent / "github-api-extra.json"
 TOKEN = "ghs_testtoken"
 # who each token writes as: the job's GITHUB_TOKEN writes as github-actions[bot]
 IDENTITIES = {
@@ -112,7 +116,14 @@ class Operation:
 def _operations() -> list[Operation]:
     if not SUBSET.exists():
         return []
-    doc = json.loads(SUBSET.read_text())
+    ops = []
+    for path in (SUBSET, EXTRA):
+        ops += _load(path)
+    return ops
+
+
+def _load(path: Path) -> list[Operation]:
+    doc = json.loads(path.read_text())
     ops = []
     for op in doc["operations"]:
         regex = "^" + re.sub(r"\{[^}]+\}", "[^/]+", op["path"]) + "$"
@@ -153,6 +164,13 @@ class GitHubAPI:
         self.pulls: dict[str, list[dict]] = {}
         self.next_id = 1000
         self.fork_pulls: set[int] = set()
+        # Actions: workflow_dispatch and the runs it starts
+        self.return_run_details = True  # False: answer 204, as a server without run details does
+        self.dispatches: list[dict] = []
+        self.runs: dict[int, dict] = {}
+        self.run_statuses = ["queued", "in_progress", "completed"]  # served one per GET of a run
+        self.run_conclusion = "success"
+        self.run_polls: dict[int, int] = {}
         self.lock = threading.Lock()
         api = self
 
@@ -278,6 +296,31 @@ class GitHubAPI:
             repository, sha = match.group(1), match.group(2)
             found = [p for p in self.pulls.get(repository, []) if p["head"]["sha"] == sha and p["number"] not in self.fork_pulls]
             return self._page(request, found)
+        match = re.match(r"^/repos/([^/]+/[^/]+)/actions/workflows/([^/]+)/dispatches$", path)
+        if match and request.method == "POST":
+            return self._dispatch_workflow(match.group(1), match.group(2), request.body or {})
+        match = re.match(r"^/repos/([^/]+/[^/]+)/actions/workflows/([^/]+)/runs$", path)
+        if match and request.method == "GET":
+            runs = [r for r in self.runs.values() if r["_repository"] == match.group(1) and r["_workflow"] == match.group(2)]
+            event = (request.query.get("event") or [None])[0]
+            created = (request.query.get("created") or [""])[0]
+            if event:
+                runs = [r for r in runs if r["event"] == event]
+            if created.startswith(">="):
+                runs = [r for r in runs if r["created_at"] >= created[2:]]
+            runs = sorted(runs, key=lambda r: r["id"], reverse=True)
+            return 200, {}, {"total_count": len(runs), "workflow_runs": [self._public(r) for r in runs]}
+        match = re.match(r"^/repos/([^/]+/[^/]+)/actions/runs/(\d+)$", path)
+        if match and request.method == "GET":
+            run = self.runs.get(int(match.group(2)))
+            if run is None or run["_repository"] != match.group(1):
+                return 404, {}, {"message": "Not Found", "documentation_url": "https://docs.github.com/rest"}
+            polls = self.run_polls.get(run["id"], 0)
+            self.run_polls[run["id"]] = polls + 1
+            run["status"] = self.run_statuses[min(polls, len(self.run_statuses) - 1)]
+            run["conclusion"] = self.run_conclusion if run["status"] == "completed" else None
+            run["updated_at"] = _now()
+            return 200, {}, self._public(run)
         match = re.match(r"^/repos/([^/]+/[^/]+)/pulls$", path)
         if match:
             pulls = self.pulls.get(match.group(1), [])
@@ -288,6 +331,41 @@ class GitHubAPI:
                 pulls = [p for p in pulls if p["head"]["label"] == head]
             return self._page(request, pulls)
         return 404, {}, {"message": "Not Found", "documentation_url": "https://docs.github.com/rest"}
+
+    def _dispatch_workflow(self, repository: str, workflow: str, body: dict) -> tuple[int, dict[str, str], Any]:
+        ref = body.get("ref")
+        inputs = body.get("inputs") or {}
+        if not isinstance(ref, str) or not ref:
+            return 422, {}, {"message": "Invalid request.\n\n\"ref\" wasn't supplied.", "documentation_url": "https://docs.github.com/rest"}
+        self.next_id += 1
+        run = self._instance("actions/get-workflow-run", "200")
+        run.update(
+            {
+                "id": self.next_id,
+                "name": workflow,
+                "event": "workflow_dispatch",
+                "status": "queued",
+                "conclusion": None,
+                "head_branch": ref,
+                "path": f".github/workflows/{workflow}",
+                "display_title": str(inputs.get("reason") or workflow),
+                "url": f"{self.url}/repos/{repository}/actions/runs/{self.next_id}",
+                "html_url": f"https://github.example/{repository}/actions/runs/{self.next_id}",
+                "created_at": _now(),
+                "updated_at": _now(),
+                "_repository": repository,
+                "_workflow": workflow,
+            }
+        )
+        self.runs[run["id"]] = run
+        self.dispatches.append({"repository": repository, "workflow": workflow, **body})
+        if self.return_run_details and body.get("return_run_details") is True:
+            return 200, {}, {"workflow_run_id": run["id"], "run_url": run["url"], "html_url": run["html_url"]}
+        return 204, {}, None
+
+    @staticmethod
+    def _public(run: dict) -> dict:
+        return {k: v for k, v in run.items() if not k.startswith("_")}
 
     def _page(self, request: Request, items: list) -> tuple[int, dict[str, str], Any]:
         per_page = min(100, int((request.query.get("per_page") or ["30"])[0]))

@@ -111,6 +111,7 @@ def cmd_validate(inputs: Inputs) -> int:
 
 def cmd_rebuild(inputs: Inputs) -> int:
     from . import gitrepo, rebuild
+    from .dispatch import parse_payload
 
     # the push token: masked, and out of the environment before DVC or a training stage starts
     token = gitrepo.take_push_token()
@@ -118,13 +119,16 @@ def cmd_rebuild(inputs: Inputs) -> int:
         gha.mask(token)
         gha.mask(gitrepo.basic_auth(token))
 
+    # a repository_dispatch client_payload: its keys take the place of the inputs of the same name
+    payload = parse_payload(inputs.get("dispatch-payload"))
     args = rebuild.RebuildInputs(
         project_dir=inputs.path("working-directory"),
         config_path=inputs.get("config"),
-        stages=inputs.words("stages"),
-        force_all=inputs.flag("force-all"),
-        set_params=[line.strip() for line in inputs.get("set-params").replace(",", "\n").splitlines() if line.strip()],
-        reason=inputs.get("reason"),
+        stages=inputs.words("stages") if payload.stages is None else payload.stages,
+        force_all=inputs.flag("force-all") if payload.force_all is None else payload.force_all,
+        set_params=([line.strip() for line in inputs.get("set-params").replace(",", "\n").splitlines() if line.strip()]
+                    if payload.set_params is None else payload.set_params),
+        reason=inputs.get("reason") if payload.reason is None else payload.reason,
         trigger=inputs.get("trigger", os.environ.get("GITHUB_EVENT_NAME", "manual")),
         actor=inputs.get("actor", os.environ.get("GITHUB_ACTOR", "")),
         branch=inputs.get("branch", os.environ.get("GITHUB_REF_NAME", "main")),
@@ -249,6 +253,38 @@ def cmd_verify_remote(inputs: Inputs) -> int:
     )
 
 
+def cmd_dispatch(inputs: Inputs) -> int:
+    from . import dispatch
+    from .github import GitHub
+
+    token = os.environ.get("LOCKSTEP_DISPATCH_TOKEN") or os.environ.get("GITHUB_TOKEN", "")
+    gha.mask(token)
+    try:
+        timeout = float(inputs.get("timeout", "3600"))
+        poll_interval = float(inputs.get("poll-interval", "10"))
+    except ValueError:
+        raise InputError("--timeout and --poll-interval take a number of seconds") from None
+    args = dispatch.DispatchArgs(
+        repository=inputs.get("repository"),
+        workflow=inputs.get("workflow"),
+        ref=inputs.get("ref", "main"),
+        stages=inputs.words("stages"),
+        force_all=inputs.flag("force-all"),
+        set_params=[line.strip() for line in inputs.get("set-params").replace(",", "\n").splitlines() if line.strip()],
+        reason=inputs.get("reason"),
+        wait=inputs.flag("wait"),
+        timeout=timeout,
+        poll_interval=poll_interval,
+    )
+    dispatch.check_args(args)
+    if not token:
+        raise InputError("no GitHub token: set LOCKSTEP_DISPATCH_TOKEN (or GITHUB_TOKEN)",
+                         hint="a fine-grained token with only the repository permission Actions: write")
+    result = dispatch.dispatch(GitHub(token), args, log=gha.info)
+    gha.set_outputs({"run-id": result.run_id, "run-url": result.html_url, "conclusion": result.conclusion})
+    return EXIT_OK
+
+
 def cmd_demo(inputs: Inputs) -> int:
     from . import demo
 
@@ -263,7 +299,8 @@ COMMANDS: dict[str, tuple[Callable[[Inputs], int], str, Sequence[str]]] = {
                   "test-command", "mlflow-experiment", "report-dir", "workflow-run-url")),
     "rebuild": (cmd_rebuild, "retrain on main in CI, push, commit dvc.lock back, register the model",
                 ("working-directory", "config", "stages", "force-all", "set-params", "reason", "trigger", "actor", "branch",
-                 "repository", "mlflow-experiment", "push", "register", "register-unchanged", "workflow-run-url")),
+                 "repository", "mlflow-experiment", "push", "register", "register-unchanged", "workflow-run-url",
+                 "dispatch-payload")),
     "comment": (cmd_comment, "post or update the PR comment from a validation report",
                 ("report-dir", "pr-number", "repository", "github-token", "from-artifact", "head-sha",
                  "head-owner", "head-branch", "run-conclusion", "comment-author")),
@@ -271,8 +308,14 @@ COMMANDS: dict[str, tuple[Callable[[Inputs], int], str, Sequence[str]]] = {
                  ("working-directory", "config", "model", "alias", "version", "reason", "actor")),
     "check-config": (cmd_check_config, "validate lockstep.yaml against its schema", ("working-directory", "config")),
     "verify-remote": (cmd_verify_remote, "check that every object of dvc.lock is in the DVC remote", ("working-directory",)),
+    "dispatch": (cmd_dispatch, "start a retrain: run a workflow through GitHub's workflow_dispatch API, optionally wait for it",
+                 ("repository", "workflow", "ref", "stages", "force-all", "set-params", "reason", "wait", "timeout",
+                  "poll-interval")),
     "demo": (cmd_demo, "run the whole story on a temporary copy of the example project", ("workdir",)),
 }
+
+# options that may be given without a value
+SWITCHES: dict[str, tuple[str, ...]] = {"dispatch": ("force-all", "wait")}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -282,6 +325,10 @@ def build_parser() -> argparse.ArgumentParser:
     for name, (_func, help_text, options) in COMMANDS.items():
         command = sub.add_parser(name, help=help_text, description=help_text)
         for option in options:
+            if option in SWITCHES.get(name, ()):  # `--force-all` alone means true
+                command.add_argument(f"--{option}", dest=option.replace("-", "_"), default=None, metavar="BOOL",
+                                     nargs="?", const="true")
+                continue
             command.add_argument(f"--{option}", dest=option.replace("-", "_"), default=None, metavar="VALUE")
     return parser
 

@@ -17,6 +17,7 @@ EXIT_INPUTS_MOVED = 6  # main moved with changes to the rebuilt stages' inputs: 
 EXIT_MLFLOW = 7  # MLflow tracking or registry failed where it is required
 EXIT_GITHUB = 8  # the GitHub REST API refused or failed
 EXIT_ARTIFACT = 9  # a report artifact failed validation (fork-safe comment path)
+EXIT_WAIT_TIMEOUT = 10  # `lockstep dispatch --wait`: the run did not finish within --timeout
 EXIT_INTERNAL = 70  # a bug in lockstep: please report it
 
 

@@ -180,6 +180,63 @@ class GitHub:
             params["head"] = head
         return list(self.paginate(f"/repos/{repository}/pulls", params))
 
+    # --- Actions: workflow_dispatch and its run (a token with `actions: write`) ---------------
+
+    def dispatch_workflow(self, repository: str, workflow: str, ref: str, inputs: dict[str, str]) -> dict[str, Any] | None:
+        """POST .../dispatches asking for the run's details; None when GitHub answers 204 (a
+        server that does not return them yet)."""
+        path = f"/repos/{repository}/actions/workflows/{workflow}/dispatches"
+        body = {"ref": ref, "inputs": inputs, "return_run_details": True}
+        with _ActionsHint(repository, workflow, "dispatch"):
+            response = self.request("POST", path, json=body)
+        if response.status_code == 204 or not response.content:
+            return None
+        return response.json()
+
+    def workflow_runs(self, repository: str, workflow: str, *, event: str = "", created: str = "") -> list[dict[str, Any]]:
+        """The newest runs of one workflow (the first page: enough to find a run just started)."""
+        params: dict[str, Any] = {"per_page": 30, "exclude_pull_requests": "true"}
+        if event:
+            params["event"] = event
+        if created:
+            params["created"] = created
+        with _ActionsHint(repository, workflow, "read"):
+            response = self.request("GET", f"/repos/{repository}/actions/workflows/{workflow}/runs", params=params)
+        return list(response.json().get("workflow_runs") or [])
+
+    def workflow_run(self, repository: str, run_id: int) -> dict[str, Any]:
+        with _ActionsHint(repository, str(run_id), "read"):
+            return self.request("GET", f"/repos/{repository}/actions/runs/{run_id}",
+                                params={"exclude_pull_requests": "true"}).json()
+
+
+class _ActionsHint:
+    """Replace the comment-oriented hint of a 403/404 with what an Actions call needs."""
+
+    def __init__(self, repository: str, what: str, access: str) -> None:
+        self.repository, self.what, self.access = repository, what, access
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind, exc, _tb) -> bool:
+        if not isinstance(exc, GitHubError):
+            return False
+        status = re.search(r": (\d{3}) ", exc.message)
+        code = status.group(1) if status else ""
+        if code == "403":
+            permission = "`actions: write`" if self.access == "dispatch" else "`actions: read`"
+            exc.hint = (f"the token lacks permission {permission} on {self.repository}: use a fine-grained token "
+                        f"with the repository permission Actions: {'write' if self.access == 'dispatch' else 'read'} "
+                        "(LOCKSTEP_DISPATCH_TOKEN), or a GitHub App token with actions: write")
+        elif code == "404":
+            exc.hint = (f"{self.repository} or {self.what} was not found; a token without access to the repository "
+                        "also sees 404 (fine-grained token: add the repository, permission Actions: write)")
+        elif code == "422":
+            exc.hint = ("GitHub refused the dispatch: the ref must exist, the workflow must have `on: workflow_dispatch`, "
+                        "and every input sent must be declared in its form")
+        return False
+
 
 def _login(comment: dict[str, Any]) -> str:
     user = comment.get("user")
