@@ -23,11 +23,13 @@ STATUS_ICON = {"pass": "✅", "fail": "❌", "skip": "⏭️", "warn": "⚠️"}
 # The title of each check lockstep runs, by check id: a report read back from JSON (a fork's
 # artifact) shows these, never a title of its own; an unknown id is shown as escaped text.
 CHECK_TITLES = {
+    "config": "Config",
     "pull": "Pull",
     "lock-vs-code": "dvc.lock vs code",
     "lock-vs-remote": "dvc.lock vs remote",
     "tests": "Project tests",
     "re-evaluation": "Re-evaluation",
+    "trusted-evaluation": "Trusted evaluation",
     "base": "Base comparison",
     "gates": "Gates",
     "mlflow": "MLflow",
