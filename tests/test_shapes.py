@@ -84,7 +84,7 @@ class Repo:
         return git("ls-tree", "-r", "--name-only", branch, cwd=self.origin).splitlines()
 
 
-def make_repo(shape: Shape, tmp_path: Path, pythonpath: bool = True) -> Repo:
+def make_repo(shape: Shape, tmp_path: Path, *, init: bool = False) -> Repo:
     root = tmp_path / "repo"
     root.mkdir()
     origin, dev, remote = root / "origin.git", root / "dev", root / "dvc-remote"
@@ -94,7 +94,10 @@ def make_repo(shape: Shape, tmp_path: Path, pythonpath: bool = True) -> Repo:
     repo = Repo(shape, root, origin, dev, remote, f"shape-{shape.name}-{tmp_path.name[-12:]}")
     shutil.copytree(PROJECTS / shape.name, repo.project, dirs_exist_ok=True)
     config = repo.project / "lockstep.yaml"
-    config.write_text(config.read_text().replace("MODEL", repo.model_name))
+    if init:
+        config.unlink()  # `lockstep init` writes it, after the developer's first `dvc repro`
+    else:
+        config.write_text(config.read_text().replace("MODEL", repo.model_name))
     repo.dvc("init", "-q", *([] if shape.root else ["--subdir"]))
     repo.dvc("remote", "add", "-d", "storage", str(remote))
     env = {"PYTHONPATH": "."} if shape.root else {}  # the developer's shell has what the stages need
@@ -102,6 +105,9 @@ def make_repo(shape: Shape, tmp_path: Path, pythonpath: bool = True) -> Repo:
         run(*(str(BIN / command[0]) if command[0] == "dvc" else command[0], *command[1:]), cwd=repo.project, env=env)
     run(str(BIN / "dvc"), "repro", cwd=repo.project, env=env)
     repo.dvc("push")
+    if init:
+        proc = lockstep("init", "--working-directory", shape.folder, "--repository", "acme/churn-model", cwd=dev)
+        assert proc.returncode == EXIT_OK, proc.stdout + proc.stderr
     repo.commit("First model")
     return repo
 
@@ -207,3 +213,35 @@ def test_an_unknown_key_in_dvc_yaml_is_a_named_dvc_error(tmp_path):
     assert proc.returncode == EXIT_DVC, proc.stdout
     assert "extra keys not allowed" in proc.stdout and "file=ml/dvc.yaml,line=8" in proc.stdout
     assert git("rev-parse", "main", cwd=repo.origin) == head  # nothing committed
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: s.name)
+def test_lockstep_init_adopts_the_shape_and_a_pr_passes(shape, tmp_path):
+    repo = make_repo(shape, tmp_path, init=True)
+    from lockstep import config as configmod
+
+    cfg = configmod.load(repo.project, required=True)  # what init wrote is valid
+    assert cfg.model_path == shape.model, cfg
+    assert cfg.gates and all(g.direction == "higher" for g in cfg.gates)
+    assert (cfg.env == {"PYTHONPATH": "."}) is shape.root
+    workflows = repo.dev / ".github" / "workflows"
+    assert f"working-directory: {shape.folder}\n" in (workflows / "ml-pr.yml").read_text()
+    lint = run(str(BIN / "actionlint"), "-color=false", *map(str, sorted(workflows.glob("*.yml"))), cwd=repo.dev, check=False)
+    assert lint.returncode == 0, lint.stdout
+    base, head, checkout = open_pr(repo, "better", steps=50)
+    proc, _results, checks = validate(repo, checkout, base, head)
+    assert proc.returncode == EXIT_OK, proc.stdout[-6000:]
+    assert checks["gates"]["status"] == "pass"
+    # never overwrites without --force
+    again = lockstep("init", "--working-directory", shape.folder, cwd=repo.dev)
+    assert again.returncode == 2 and "already exist" in again.stdout
+    assert lockstep("init", "--working-directory", shape.folder, "--force", cwd=repo.dev).returncode == EXIT_OK
+
+
+def test_init_templates_render_the_example_workflows():
+    from lockstep import adopt
+
+    example = Path(__file__).resolve().parents[1] / "example-project"
+    rendered = adopt.workflow_texts("example-project", "OWNER/lockstep@v1", "example-project")
+    for name, text in rendered.items():
+        assert text == (example / "workflows" / name).read_text(), name

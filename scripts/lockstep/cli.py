@@ -285,6 +285,19 @@ def cmd_dispatch(inputs: Inputs) -> int:
     return EXIT_OK
 
 
+def cmd_init(inputs: Inputs) -> int:
+    from . import adopt
+
+    written = adopt.write(
+        inputs.path("working-directory"),
+        library=inputs.get("library", adopt.DEFAULT_LIBRARY),
+        repository=inputs.get("repository", os.environ.get("GITHUB_REPOSITORY", "")),
+        force=inputs.flag("force"),
+    )
+    gha.info(adopt.summary(written))
+    return EXIT_OK
+
+
 def cmd_demo(inputs: Inputs) -> int:
     from . import demo
 
@@ -311,11 +324,13 @@ COMMANDS: dict[str, tuple[Callable[[Inputs], int], str, Sequence[str]]] = {
     "dispatch": (cmd_dispatch, "start a retrain: run a workflow through GitHub's workflow_dispatch API, optionally wait for it",
                  ("repository", "workflow", "ref", "stages", "force-all", "set-params", "reason", "wait", "timeout",
                   "poll-interval")),
+    "init": (cmd_init, "adopt lockstep on a DVC project: write lockstep.yaml and the consumer workflows from dvc.yaml",
+             ("working-directory", "library", "repository", "force")),
     "demo": (cmd_demo, "run the whole story on a temporary copy of the example project", ("workdir",)),
 }
 
 # options that may be given without a value
-SWITCHES: dict[str, tuple[str, ...]] = {"dispatch": ("force-all", "wait")}
+SWITCHES: dict[str, tuple[str, ...]] = {"dispatch": ("force-all", "wait"), "init": ("force",)}
 
 
 def build_parser() -> argparse.ArgumentParser:

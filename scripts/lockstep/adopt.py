@@ -1,0 +1,214 @@
+"""`lockstep init`: adopt lockstep on an existing DVC project without changing the project.
+
+From what DVC knows of the project (its stages, outputs and the metrics `dvc metrics show`
+shows), write `lockstep.yaml` (model path, evaluation stages, a gate per metric with its
+direction guessed from the name and marked for review) and the consumer workflows, validate
+them, and say what to commit and which secrets to set. Nothing is overwritten without `force`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+from . import config as configmod, dvcrepo, gitrepo, lineage
+from .errors import InputError
+from .metrics import as_number
+
+WORKFLOWS = ("ml-pr.yml", "ml-main.yml", "ml-pr-comment.yml", "ml-retrain.yml")
+DEFAULT_LIBRARY = "lockstep-dev/lockstep@v1"
+
+# Metric names whose smaller values are better; anything else is taken as higher-is-better.
+_LOWER_IS_BETTER = re.compile(
+    r"(loss|error|err\b|mse|rmse|mae|mape|smape|perplexity|wer|cer|fpr|fnr|brier|latency|duration|time|cost|distance)",
+    re.IGNORECASE,
+)
+_MODEL_NAME = re.compile(r"(model|\.pkl$|\.pickle$|\.joblib$|\.pt$|\.pth$|\.onnx$|\.h5$|\.keras$|\.safetensors$|\.bin$|\.cbm$|\.ubj$)",
+                         re.IGNORECASE)
+_SECRETS_BY_SCHEME = {
+    "s3": "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or pass aws-role-to-assume for OIDC)",
+    "gs": "DVC_REMOTE_AUTH with `credentialpath=…`, or Google credentials in the runner's environment",
+    "azure": "DVC_REMOTE_AUTH with `connection_string=…` (or account_name/account_key)",
+    "ssh": "DVC_REMOTE_AUTH with `user=…` and `password=…` (or a keyfile on the runner)",
+    "http": "DVC_REMOTE_AUTH with `auth=basic`, `user=…`, `password=…` when the server needs them",
+    "https": "DVC_REMOTE_AUTH with `auth=basic`, `user=…`, `password=…` when the server needs them",
+    "webdav": "DVC_REMOTE_AUTH with `user=…` and `password=…`",
+    "webdavs": "DVC_REMOTE_AUTH with `user=…` and `password=…`",
+}
+
+
+@dataclass
+class Plan:
+    project: Path
+    folder: str  # the project's folder in the repository ('.' at the root)
+    label: str
+    model_name: str
+    model_path: str | None
+    evaluation_stages: list[str]
+    gates: dict[str, str]  # metric -> direction
+    env: dict[str, str] = field(default_factory=dict)
+    remote_scheme: str = ""
+    notes: list[str] = field(default_factory=list)
+
+
+def plan(project_dir: Path, repository: str = "") -> Plan:
+    project = project_dir.resolve()
+    repo = dvcrepo.open_repo(project)
+    prefix = gitrepo.prefix_of(project)
+    label = lineage.project_label(prefix, lineage.repository(repository), project)
+    stages = dvcrepo.metrics_stages(repo)
+    if not stages:
+        raise InputError(
+            f"{project}: no stage writes a metrics file DVC knows, so there is nothing to validate",
+            hint="declare the evaluation's metrics in dvc.yaml (stage `metrics:` or top-level `metrics:`), then run `lockstep init` again",
+        )
+    metrics = dvcrepo.read_metrics(repo).values or dvcrepo.read_metrics(repo, rev="HEAD").values
+    gates = {name: ("lower" if _LOWER_IS_BETTER.search(name) else "higher")
+             for name, value in metrics.items() if as_number(value) is not None}
+    notes = []
+    if not gates:
+        notes.append("no metric values found (run `dvc repro` first to have gates written for them)")
+    model_path = _guess_model(repo, stages)
+    if model_path is None:
+        notes.append("no model output found: set model.path in lockstep.yaml to the file or folder the training stage writes")
+    url = dvcrepo.remote_url(repo)
+    scheme = url.split("://", 1)[0] if "://" in url else ("local" if url else "")
+    return Plan(
+        project=project,
+        folder=prefix.rstrip("/") or ".",
+        label=label,
+        model_name=re.sub(r"[^A-Za-z0-9._-]+", "-", f"{label}-model").strip("-.") or "model",
+        model_path=model_path,
+        evaluation_stages=stages,
+        gates=dict(sorted(gates.items())[:12]),
+        env=_guess_env(repo, project),
+        remote_scheme=scheme,
+        notes=notes,
+    )
+
+
+def _guess_model(repo, eval_stages: list[str]) -> str | None:
+    """The cached output an evaluation stage reads (or writes, when it trains too) that looks
+    like a model: by name first, else the one produced closest upstream of the evaluation."""
+    candidates: list[str] = []
+    for path in dvcrepo.evaluation_inputs(repo, eval_stages):
+        candidates.append(path)
+    for name in eval_stages:
+        for path in dvcrepo.cached_outputs(repo, [dvcrepo.stage_named(repo, name)]):
+            candidates.append(path)
+    metrics = set(dvcrepo.all_metrics_files(repo))
+    candidates = [c for c in candidates if not any(m == c or m.startswith(c.rstrip("/") + "/") for m in metrics)]
+    by_name = [c for c in candidates if _MODEL_NAME.search(c)]
+    if by_name:
+        return by_name[0].replace(os.sep, "/")
+    inputs = dvcrepo.evaluation_inputs(repo, eval_stages)
+    return inputs[-1].replace(os.sep, "/") if inputs else None
+
+
+def _guess_env(repo, project: Path) -> dict[str, str]:
+    """`PYTHONPATH: .` when the stages' scripts import the project's own package by its folder."""
+    for stage in dvcrepo.pipeline_stages(repo):
+        for word in str(stage.cmd).split():
+            script = project / word
+            if word.endswith(".py") and script.is_file():
+                text = script.read_text("utf-8", errors="replace")
+                package = Path(word).parts[0] if len(Path(word).parts) > 1 else ""
+                if package and re.search(rf"^\s*(from|import)\s+{re.escape(package)}[.\s]", text, re.MULTILINE):
+                    return {"PYTHONPATH": "."}
+    return {}
+
+
+def config_text(p: Plan) -> str:
+    lines = [
+        "# lockstep configuration for this DVC project, written by `lockstep init`.",
+        "# Reference: the README's lockstep.yaml section. Review every line marked REVIEW.",
+        "version: 1",
+        "",
+        "model:",
+        f"  name: {p.model_name}   # REVIEW: the registered model's name in MLflow",
+    ]
+    if p.model_path:
+        lines.append(f"  path: {_quote(p.model_path)}   # REVIEW: guessed from dvc.yaml")
+    else:
+        lines.append("  path: REPLACE-ME   # REVIEW: the model file or folder, an output in dvc.yaml")
+    lines += ["", "evaluation:", f"  stages: [{', '.join(_quote(s) for s in p.evaluation_stages)}]"]
+    if p.env:
+        lines += ["", "env:   # the stages need it to import the project's own code"]
+        lines += [f"  {key}: {_quote(value)}" for key, value in p.env.items()]
+    if p.gates:
+        lines += ["", "gates:   # REVIEW: directions are guessed from the names; tighten min/max as you need"]
+        for metric, direction in p.gates.items():
+            lines.append(f"  {_quote(metric)}: {{direction: {direction}, max-regression-relative: 0.05}}")
+    lines += ["", "registry:", "  alias: candidate", ""]
+    return "\n".join(lines)
+
+
+def _quote(value: str) -> str:
+    if re.fullmatch(r"[A-Za-z0-9_./-]+", value) and not value[0].isdigit():
+        return value
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def workflow_texts(folder: str, library: str, label: str) -> dict[str, str]:
+    """The consumer workflows for a project in `folder`, calling lockstep at `library`
+    (`OWNER/REPO@REF`)."""
+    path, _at, ref = library.partition("@")
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+", path) or not re.fullmatch(r"[A-Za-z0-9_./-]+", ref or ""):
+        raise InputError(f"library {library!r} is not OWNER/REPO@REF", hint="e.g. `--library my-org/lockstep@v1`")
+    artifact = f"lockstep-report-{re.sub(r'[^A-Za-z0-9_-]+', '-', label)}"
+    texts = {}
+    for name in WORKFLOWS:
+        text = resources.files("lockstep").joinpath(f"templates/{name}").read_text("utf-8")
+        if folder == ".":
+            text = text.replace("project in __WORKING_DIRECTORY__/.", "project at the repository's root.")
+        texts[name] = (text.replace("__LIBRARY__", path).replace("__REF__", ref)
+                       .replace("__WORKING_DIRECTORY__", folder).replace("__ARTIFACT__", artifact))
+    return texts
+
+
+@dataclass
+class Written:
+    files: list[Path]
+    secrets: list[str]
+    notes: list[str]
+
+
+def write(project_dir: Path, *, library: str = DEFAULT_LIBRARY, repository: str = "", force: bool = False) -> Written:
+    p = plan(project_dir, repository)
+    root = gitrepo.toplevel(p.project)
+    targets = {p.project / configmod.CONFIG_NAME: config_text(p)}
+    for name, text in workflow_texts(p.folder, library, p.label).items():
+        targets[root / ".github" / "workflows" / name] = text
+    existing = [path for path in targets if path.exists()]
+    if existing and not force:
+        raise InputError(
+            f"{', '.join(os.path.relpath(path) for path in existing)} already exist(s): nothing was written",
+            hint="pass --force to overwrite them",
+        )
+    configmod.load_text(targets[p.project / configmod.CONFIG_NAME], configmod.CONFIG_NAME)  # what we write must load
+    for path, text in targets.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, "utf-8")
+    secrets = ["MLFLOW_TRACKING_URI (and MLFLOW_TRACKING_USERNAME/PASSWORD or TOKEN if the server needs them)"]
+    if p.remote_scheme in _SECRETS_BY_SCHEME:
+        secrets.insert(0, _SECRETS_BY_SCHEME[p.remote_scheme])
+    elif p.remote_scheme == "local":
+        p.notes.append("the DVC remote is a local folder: CI runners cannot reach it; add a cloud remote")
+    elif not p.remote_scheme:
+        p.notes.append("no DVC remote is configured: add one with `dvc remote add -d`")
+    return Written(list(targets), secrets, p.notes)
+
+
+def summary(written: Written) -> str:
+    lines = ["lockstep init wrote:"]
+    lines += [f"  {os.path.relpath(path)}" for path in written.files]
+    lines += ["Review the lines marked REVIEW in lockstep.yaml, then commit these files:",
+              "  git add " + " ".join(os.path.relpath(path) for path in written.files),
+              "Secrets to set in the repository (Settings > Secrets and variables > Actions):"]
+    lines += [f"  {secret}" for secret in written.secrets]
+    lines += [f"Note: {note}" for note in written.notes]
+    return "\n".join(lines)
+
