@@ -112,6 +112,10 @@ def open_repo(project_dir: str | Path):
         )
     try:
         repo = Repo(str(project_dir))
+        overrides = remote_auth(repo, os.environ.get(REMOTE_AUTH_VARIABLE, ""))
+        if overrides:
+            repo.close()
+            repo = Repo(str(project_dir), config={"remote": overrides})
     except NotDvcRepoError as exc:
         raise DvcError(f"{project_dir}: {exc}", hint="check `working-directory`") from None
     try:
@@ -119,6 +123,48 @@ def open_repo(project_dir: str | Path):
     except Exception as exc:  # noqa: BLE001 - DVC raises many kinds for a broken project file
         raise project_file_error(exc, project_dir) from None
     return repo
+
+
+REMOTE_AUTH_VARIABLE = "DVC_REMOTE_AUTH"
+
+
+def remote_auth(repo, text: str) -> dict[str, dict[str, str]]:
+    """Credentials for the DVC remote, for this process only: `key=value` lines (for the default
+    remote) or `NAME.key=value` (for the remote NAME), from the `DVC_REMOTE_AUTH` secret. They are
+    merged into DVC's configuration in memory and never written to `.dvc/config.local`."""
+    from . import gha
+
+    if not text.strip():
+        return {}
+    remotes = dict(repo.config.get("remote", {}))
+    default = repo.config.get("core", {}).get("remote")
+    overrides: dict[str, dict[str, str]] = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, sep, value = line.partition("=")
+        key, value = key.strip(), value.strip()
+        if not sep or not key:
+            raise DvcError(
+                f"{REMOTE_AUTH_VARIABLE} line {number} is not KEY=VALUE",
+                hint="one `key=value` per line (e.g. `password=…`), or `REMOTE.key=value` for a named remote",
+            )
+        name, dot, option = key.partition(".")
+        if dot and name in remotes:
+            target = name
+        else:
+            target, option = default, key
+        if not target or target not in remotes:
+            raise DvcError(
+                f"{REMOTE_AUTH_VARIABLE} line {number}: no remote to apply `{key}` to",
+                hint="set a default remote (`dvc remote default NAME`) or prefix the key with the remote's name",
+                file=".dvc/config",
+            )
+        gha.mask(value)
+        merged = overrides.setdefault(target, dict(remotes[target]))
+        merged[option] = value
+    return overrides
 
 
 def project_file_error(exc: BaseException, project_dir: str | Path = ".") -> DvcError:
@@ -329,6 +375,12 @@ def _remote_odb(repo, remote: str | None, hash_name: str):
         ) from None
     except RemoteConfigError as exc:
         raise DvcError(f"the DVC remote cannot be used: {exc}", hint="fix the remote in .dvc/config", file=".dvc/config") from None
+    except Exception as exc:  # noqa: BLE001 - a backend refusing its configuration (missing credentials)
+        raise DvcError(
+            f"the DVC remote {remote_url(repo, remote) or '(default)'} cannot be used: {type(exc).__name__}: {exc}",
+            hint=f"pass the remote's credentials as the {REMOTE_AUTH_VARIABLE} secret (README, DVC remotes); nothing was changed",
+            file=".dvc/config",
+        ) from None
 
 
 def remote_url(repo, remote: str | None = None) -> str:

@@ -141,12 +141,16 @@ def notice(message: str) -> None:
         _print(message)
 
 
+_MASKED: set[str] = set()
+
+
 def mask(value: str) -> None:
-    """Ask the runner to mask a secret value in the log (each line separately)."""
+    """Ask the runner to mask a secret value in the log (each line separately, once)."""
     if not in_actions():
         return
     for line in value.splitlines():
-        if line.strip():
+        if line.strip() and line not in _MASKED:
+            _MASKED.add(line)
             command("add-mask", line)
 
 

@@ -1,0 +1,98 @@
+"""DVC remotes beyond S3: an HTTP remote with basic authentication on loopback. Its password
+reaches lockstep as the `DVC_REMOTE_AUTH` secret, lives in DVC's configuration in memory only, and
+never reaches a config file, the PR's code or the log."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from lockstep.errors import EXIT_CHECKS_FAILED, EXIT_OK
+
+from conftest import BIN, git, lockstep, run
+from httpremote import HttpRemote
+from test_shapes import SHAPES, Repo, open_pr
+
+pytestmark = pytest.mark.integration
+PASSWORD = "s3cret-remote-password"
+
+
+@pytest.fixture
+def http_remote(tmp_path):
+    server = HttpRemote(tmp_path / "http-remote", "ci", PASSWORD)
+    yield server
+    server.close()
+
+
+def http_repo(tmp_path, http_remote) -> Repo:
+    """The cached-stage-metrics shape, pushed by a developer whose password is in config.local."""
+    import shutil
+
+    from test_shapes import PROJECTS
+
+    shape = next(s for s in SHAPES if s.name == "cached-stage-metrics")
+    root = tmp_path / "repo"
+    root.mkdir()
+    origin, dev = root / "origin.git", root / "dev"
+    git("init", "-q", "--bare", "-b", "main", str(origin), cwd=root)
+    git("init", "-q", "-b", "main", str(dev), cwd=root)
+    git("remote", "add", "origin", f"file://{origin}", cwd=dev)
+    repo = Repo(shape, root, origin, dev, tmp_path / "unused", "http-remote-model")
+    shutil.copytree(PROJECTS / shape.name, repo.project)
+    config = repo.project / "lockstep.yaml"
+    config.write_text(config.read_text().replace("MODEL", repo.model_name))
+    repo.dvc("init", "-q", "--subdir")
+    repo.dvc("remote", "add", "-d", "storage", f"{http_remote.url}/dvc")
+    repo.dvc("remote", "modify", "storage", "auth", "basic")
+    repo.dvc("remote", "modify", "storage", "user", "ci")
+    repo.dvc("remote", "modify", "--local", "storage", "password", PASSWORD)  # the developer's machine only
+    run(str(BIN / "dvc"), "repro", cwd=repo.project)
+    repo.dvc("push")
+    repo.commit("First model")
+    return repo
+
+
+def test_an_authenticated_http_remote_validates_and_rebuilds_with_the_secret_in_memory_only(tmp_path, http_remote):
+    repo = http_repo(tmp_path, http_remote)
+    assert any(path.startswith("dvc/files/md5/") for path in http_remote.files())
+    base, head, checkout = open_pr(repo, "better", steps=50)
+
+    # without the secret: a failed remote check that names the cause, not a crash
+    report = tmp_path / "no-secret"
+    proc = lockstep("validate", "--working-directory", "ml", "--base-sha", base, "--head-sha", head,
+                    "--report-dir", str(report), cwd=checkout, env={"GITHUB_ACTIONS": "true"})
+    assert proc.returncode == EXIT_CHECKS_FAILED, proc.stdout[-3000:]
+    checks = {c["id"]: c for c in json.loads((report / "results.json").read_text())["checks"]}
+    assert checks["lock-vs-remote"]["status"] == "fail"
+    assert "401" in checks["lock-vs-remote"]["summary"] or "password" in checks["lock-vs-remote"]["summary"]
+
+    # with the secret: every check passes, the password is masked and written nowhere
+    report = tmp_path / "with-secret"
+    proc = lockstep("validate", "--working-directory", "ml", "--base-sha", base, "--head-sha", head,
+                    "--report-dir", str(report), cwd=checkout,
+                    env={"GITHUB_ACTIONS": "true", "DVC_REMOTE_AUTH": f"password={PASSWORD}"})
+    assert proc.returncode == EXIT_OK, proc.stdout[-3000:]
+    assert f"::add-mask::{PASSWORD}" in proc.stdout
+    assert proc.stdout.count(PASSWORD) == 1  # the mask command itself, nothing else
+    for path in (checkout / "ml" / ".dvc").rglob("config*"):
+        assert PASSWORD not in path.read_text(), path
+
+    # a main rebuild pushes through the authenticated remote, then verifies it
+    repo.set_steps(30)
+    repo.commit("thirty steps")
+    before = set(http_remote.files())
+    ci = repo.clone("ci-main")
+    proc = lockstep("rebuild", "--working-directory", "ml", "--register", "false", cwd=ci,
+                    env={"GITHUB_ACTIONS": "true", "DVC_REMOTE_AUTH": f"storage.password={PASSWORD}"})
+    assert proc.returncode == EXIT_OK, proc.stdout[-3000:]
+    assert set(http_remote.files()) > before
+    assert not (ci / "ml" / ".dvc" / "config.local").exists()
+
+
+def test_a_malformed_remote_secret_is_a_named_error(tmp_path, http_remote):
+    repo = http_repo(tmp_path, http_remote)
+    proc = lockstep("verify-remote", "--working-directory", "ml", cwd=repo.clone("ci"),
+                    env={"GITHUB_ACTIONS": "true", "DVC_REMOTE_AUTH": "nopassword"})
+    assert proc.returncode == 4, proc.stdout
+    assert "DVC_REMOTE_AUTH line 1 is not KEY=VALUE" in proc.stdout
