@@ -111,4 +111,4 @@ def test_yaml_bombs_are_config_errors_at_once(tmp_path, capsys, case):
     assert code == EXIT_CONFIG
     err = capsys.readouterr().err
     assert re.search(r"lockstep\.yaml(:\d+)?: ", err), err
-    assert elapsed < 1.5, f"{case}: {elapsed:.2f}s"
+    assert elapsed < 15, f"{case}: {elapsed:.2f}s"  # unbounded, these ran for minutes; not a speed target

@@ -1,31 +1,117 @@
 #!/usr/bin/env bash
-# Install lockstep (with DVC) into its own environment, and the project's stage requirements
-# into another, so neither can break the other. Called by actions/setup/action.yml:
+# Install lockstep (with DVC and the extras the project's remotes need) into its own environment,
+# and the project's stage requirements into another, so neither can break the other. Called by
+# actions/setup/action.yml:
+#   setup.sh plan      which Python, which requirement files, which DVC extras (to GITHUB_OUTPUT)
 #   setup.sh key       print the cache key and folder (to GITHUB_OUTPUT)
-#   setup.sh install   install into the folder unless the restored cache already holds this key
+#   setup.sh install   install both unless the restored cache already holds this key
+#   setup.sh project   install only the project's environment (the tests use it)
 # The environments are relocatable (uv venv --relocatable), so a cache restores anywhere.
+# The project's install runs code the pull request controls (build backends): it runs without the
+# runner's OIDC, cache and artifact tokens.
 set -euo pipefail
 root="${RUNNER_TEMP:?}/lockstep"
 source_dir="$(cd "${GITHUB_ACTION_PATH:?}/../.." && pwd)"
 python="${SETUP_PYTHON:-python3}"
-requirements="${SETUP_WORKING_DIRECTORY:-.}/${SETUP_REQUIREMENTS:-requirements.txt}"
+wd="${SETUP_WORKING_DIRECTORY:-.}"
+
+fail() { echo "::error title=lockstep setup::$1" >&2; exit 2; }
+
+# The requirement entries (one per line), relative to the project: the input, else the first of
+# requirements.txt, src/requirements.txt, uv.lock, pyproject.toml that exists.
+requirements() {
+  if [ -n "${SETUP_REQUIREMENTS:-}" ]; then
+    printf '%s\n' "$SETUP_REQUIREMENTS" | tr ' ' '\n' | sed '/^$/d'
+    return
+  fi
+  for candidate in requirements.txt src/requirements.txt uv.lock pyproject.toml; do
+    if [ -f "$wd/$candidate" ]; then echo "$candidate"; return; fi
+  done
+}
+
+# DVC extras for every remote URL scheme in the project's DVC config (s3 is always there).
+dvc_extras() {
+  { cat "$wd/.dvc/config" "$wd/.dvc/config.local" 2>/dev/null || true; } \
+    | sed -n 's/^[[:space:]]*url[[:space:]]*=[[:space:]]*\([a-z0-9]*\):\/\/.*/\1/p' \
+    | while read -r scheme; do
+        case "$scheme" in
+          gs|gcs) echo gs ;; azure|az) echo azure ;; ssh) echo ssh ;; http|https) echo http ;;
+          webdav|webdavs) echo webdav ;; hdfs) echo hdfs ;; oss) echo oss ;;
+        esac
+      done | sort -u | paste -sd, -
+}
+
+python_version() {
+  local version="${SETUP_PYTHON_VERSION:-}"
+  if [ -z "$version" ]; then
+    for file in "$wd/.python-version" .python-version; do
+      if [ -f "$file" ]; then version="$(head -n1 "$file" | tr -d '[:space:]')"; break; fi
+    done
+  fi
+  version="${version:-3.11}"
+  [[ "$version" =~ ^[0-9A-Za-z.+-]{1,32}$ ]] || fail "python version '$version' is not a version (from the input or .python-version)"
+  echo "$version"
+}
 
 cache_key() {
   {
     "$python" -c 'import platform, sys; print(platform.machine(), sys.version, sys.base_prefix)'
     uv --version
     cat "$source_dir/pyproject.toml"
-    find "$source_dir/scripts" -type f -name '*.py' -o -type f -name '*.json' | LC_ALL=C sort | xargs cat
-    if [ -f "$requirements" ]; then cat "$requirements"; fi
+    find "$source_dir/scripts" -type f \( -name '*.py' -o -name '*.json' \) | LC_ALL=C sort | xargs cat
+    dvc_extras
+    requirements | while read -r entry; do echo "$entry"; cat "$wd/${entry%%\[*}" 2>/dev/null || true; done
   } | sha256sum | cut -c1-32
 }
 
+install_project() {
+  uv venv --quiet --relocatable --python "$python" "$root/project"
+  local entries
+  entries="$(requirements)"
+  if [ -z "$entries" ]; then
+    echo "no requirements.txt, src/requirements.txt, uv.lock or pyproject.toml in $wd: the project environment has no extra packages"
+    return
+  fi
+  local clean=(env -u ACTIONS_ID_TOKEN_REQUEST_TOKEN -u ACTIONS_ID_TOKEN_REQUEST_URL -u ACTIONS_RUNTIME_TOKEN
+               -u ACTIONS_CACHE_URL -u ACTIONS_RESULTS_URL -u GITHUB_TOKEN)
+  while read -r entry; do
+    local file="${entry%%\[*}" extras=()
+    [ -f "$wd/$file" ] || fail "requirements: $wd/$file does not exist (the \`requirements\` input or the default)"
+    if [ "$file" != "$entry" ]; then
+      IFS=, read -r -a names <<< "${entry#*\[}"
+      for name in "${names[@]}"; do name="${name%\]}"; [ -n "$name" ] && extras+=(--extra "$name"); done
+    fi
+    echo "installing the project's requirements from $wd/$entry"
+    case "$file" in
+      *uv.lock)
+        UV_PROJECT_ENVIRONMENT="$root/project" "${clean[@]}" uv sync --quiet --frozen --no-editable --compile-bytecode \
+          --python "$root/project/bin/python" --project "$(dirname "$wd/$file")" "${extras[@]}" ;;
+      *)
+        "${clean[@]}" uv pip install --quiet --python "$root/project/bin/python" --compile-bytecode -r "$wd/$file" "${extras[@]}" ;;
+    esac
+  done <<< "$entries"
+}
+
 case "${1:-install}" in
+  plan)
+    version="$(python_version)"
+    {
+      echo "python-version=$version"
+      echo "dvc-extras=$(dvc_extras)"
+      echo "requirements<<LOCKSTEP_EOF"
+      requirements | sed "s#^#$wd/#; s#\[.*##"
+      echo "LOCKSTEP_EOF"
+    } >> "$GITHUB_OUTPUT"
+    ;;
   key)
     {
       echo "key=lockstep-env-$(uname -s)-$(cache_key)"
       echo "dir=$root"
     } >> "$GITHUB_OUTPUT"
+    ;;
+  project)
+    rm -rf "$root/project"
+    install_project
     ;;
   install)
     key="lockstep-env-$(uname -s)-$(cache_key)"
@@ -35,12 +121,13 @@ case "${1:-install}" in
       rm -rf "$root"
       uv venv --quiet --relocatable --python "$python" "$root/tool"
       uv pip install --quiet --python "$root/tool/bin/python" --compile-bytecode "$source_dir"
-      uv venv --quiet --relocatable --python "$python" "$root/project"
-      if [ -f "$requirements" ]; then
-        uv pip install --quiet --python "$root/project/bin/python" --compile-bytecode -r "$requirements"
-      else
-        echo "no $requirements: the project environment has no extra packages"
+      extras="$(dvc_extras)"
+      if [ -n "$extras" ]; then
+        dvc_version="$("$root/tool/bin/python" -c 'import dvc; print(dvc.__version__)')"
+        echo "installing dvc[$extras] for the project's remotes"
+        uv pip install --quiet --python "$root/tool/bin/python" --compile-bytecode "dvc[$extras]==$dvc_version"
       fi
+      install_project
       echo "$key" > "$root/.key"
     fi
     mkdir -p "$root/bin"
@@ -54,5 +141,5 @@ case "${1:-install}" in
       echo "python-path=$root/project/bin/python"
     } >> "$GITHUB_OUTPUT"
     ;;
-  *) echo "usage: setup.sh key|install" >&2; exit 2 ;;
+  *) echo "usage: setup.sh plan|key|install|project" >&2; exit 2 ;;
 esac

@@ -1,0 +1,129 @@
+"""The setup action's decisions, run for real with uv: which Python, which requirement files
+(any common layout), which DVC extras the project's remotes need, and that the install of the
+project's requirements (code the pull request controls) runs without the runner's tokens."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SETUP = ROOT / "actions" / "setup" / "setup.sh"
+
+
+def setup(command: str, project: Path, tmp_path: Path, **env: str) -> tuple[subprocess.CompletedProcess, dict[str, str]]:
+    outputs = tmp_path / "outputs.txt"
+    outputs.write_text("")
+    variables = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("GITHUB_", "RUNNER_", "SETUP_"))},
+        "RUNNER_TEMP": str(tmp_path / "runner"),
+        "GITHUB_ACTION_PATH": str(SETUP.parent),
+        "GITHUB_OUTPUT": str(outputs),
+        "GITHUB_PATH": str(tmp_path / "path.txt"),
+        "SETUP_WORKING_DIRECTORY": str(project),
+        **env,
+    }
+    proc = subprocess.run(["bash", str(SETUP), command], cwd=tmp_path, capture_output=True, text=True, env=variables)
+    values, lines = {}, iter(outputs.read_text().splitlines())
+    for line in lines:
+        if "<<" in line:
+            name, delimiter = line.split("<<", 1)
+            values[name] = "\n".join(iter(lambda: next(lines), delimiter))
+        elif "=" in line:
+            name, value = line.split("=", 1)
+            values[name] = value
+    return proc, values
+
+
+def project(tmp_path: Path, files: dict[str, str]) -> Path:
+    folder = tmp_path / "project"
+    for name, text in files.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_text(text)
+    return folder
+
+
+def installed(tmp_path: Path, module: str) -> bool:
+    python = tmp_path / "runner" / "lockstep" / "project" / "bin" / "python"
+    return subprocess.run([str(python), "-c", f"import {module}"], capture_output=True).returncode == 0
+
+
+@pytest.mark.parametrize(
+    ("files", "expected"),
+    [
+        ({"requirements.txt": "pyyaml\n"}, "requirements.txt"),
+        ({"src/requirements.txt": "pyyaml\n"}, "src/requirements.txt"),
+        ({"pyproject.toml": "[project]\nname = 'x'\nversion = '0'\ndependencies = ['pyyaml']\n"}, "pyproject.toml"),
+        ({"dvc.yaml": "stages: {}\n"}, ""),
+    ],
+    ids=["requirements.txt", "src/requirements.txt", "pyproject.toml", "none"],
+)
+def test_the_default_requirements_are_the_first_common_layout_found(files, expected, tmp_path):
+    folder = project(tmp_path, files)
+    proc, values = setup("plan", folder, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert values["requirements"] == (f"{folder}/{expected}" if expected else "")
+    assert values["python-version"] == "3.11"
+
+
+def test_python_version_comes_from_the_projects_python_version_file(tmp_path):
+    folder = project(tmp_path, {".python-version": "3.12.4\n"})
+    assert setup("plan", folder, tmp_path)[1]["python-version"] == "3.12.4"
+    assert setup("plan", folder, tmp_path, SETUP_PYTHON_VERSION="3.10")[1]["python-version"] == "3.10"
+    bad = project(tmp_path, {".python-version": "$(touch x)\n"})
+    proc, _ = setup("plan", bad, tmp_path)
+    assert proc.returncode == 2 and "is not a version" in proc.stderr
+
+
+def test_dvc_extras_follow_the_remotes_url_schemes(tmp_path):
+    folder = project(tmp_path, {".dvc/config": (
+        "[core]\n    remote = gcs\n['remote \"gcs\"']\n    url = gs://bucket/dvc\n"
+        "['remote \"web\"']\n    url = https://dagshub.com/acme/x.dvc\n['remote \"s3\"']\n    url = s3://b/p\n"
+    )})
+    assert setup("plan", folder, tmp_path)[1]["dvc-extras"] == "gs,http"
+
+
+def test_pyproject_extras_and_several_files_install_into_the_project_environment(tmp_path):
+    folder = project(tmp_path, {
+        "pyproject.toml": ("[project]\nname = 'x'\nversion = '0'\ndependencies = ['pyyaml']\n"
+                           "[project.optional-dependencies]\ntrain = ['packaging']\n"),
+        "ci/requirements.txt": "six\n",
+    })
+    proc, _ = setup("project", folder, tmp_path, SETUP_REQUIREMENTS="pyproject.toml[train] ci/requirements.txt")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert installed(tmp_path, "yaml") and installed(tmp_path, "packaging") and installed(tmp_path, "six")
+
+
+def test_a_uv_lock_is_installed_with_uv_sync(tmp_path):
+    folder = project(tmp_path, {"pyproject.toml": "[project]\nname = 'x'\nversion = '0'\ndependencies = ['pyyaml']\n"
+                                                  "[tool.uv]\npackage = false\n"})
+    subprocess.run(["uv", "lock", "--quiet", "--project", str(folder)], check=True)
+    proc, _ = setup("project", folder, tmp_path, SETUP_REQUIREMENTS="uv.lock")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert installed(tmp_path, "yaml")
+
+
+def test_a_missing_requirements_file_is_named(tmp_path):
+    folder = project(tmp_path, {"dvc.yaml": "stages: {}\n"})
+    proc, _ = setup("project", folder, tmp_path, SETUP_REQUIREMENTS="nope/requirements.txt")
+    assert proc.returncode == 2 and "nope/requirements.txt does not exist" in proc.stderr
+
+
+def test_the_projects_install_runs_without_the_runners_tokens(tmp_path):
+    """A requirements entry that builds a local package runs its build code: it sees no token."""
+    probe = tmp_path / "probe.txt"
+    folder = project(tmp_path, {
+        "requirements.txt": f"{tmp_path}/project/pkg\n",
+        "pkg/setup.py": (
+            "import os\nfrom setuptools import setup\n"
+            f"open({str(probe)!r}, 'w').write(' '.join(sorted(k for k in os.environ if 'TOKEN' in k or k.startswith('ACTIONS_'))))\n"
+            "setup(name='pkg', version='0')\n"
+        ),
+    })
+    proc, _ = setup("project", folder, tmp_path, ACTIONS_ID_TOKEN_REQUEST_TOKEN="oidc", ACTIONS_ID_TOKEN_REQUEST_URL="u",
+                    ACTIONS_RUNTIME_TOKEN="rt", GITHUB_TOKEN="gh", UV_NO_CACHE="1")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert probe.read_text() == ""
