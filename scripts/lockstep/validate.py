@@ -494,6 +494,7 @@ def step_review_view(ctx: Context) -> None:
             )
             report.plots_file = PLOTS_FILE
         report.times += review.training_time(reads)
+        gha.info(f"{len(report.plots)} plot(s), {sum(p.changed for p in report.plots)} changed")
         if not base:
             report.data_note = "no base commit to compare with" if not ctx.inputs.base_sha else "the base commit cannot be read"
             return
@@ -502,8 +503,6 @@ def step_review_view(ctx: Context) -> None:
             report.data_compared = True
         except LockstepError as exc:
             report.data_note = exc.message
-        gha.info(f"{len(report.plots)} plot(s), {sum(p.changed for p in report.plots)} changed; "
-                 f"data: {len(report.data)} output(s) changed")
 
 
 def step_mlflow(ctx: Context) -> None:
