@@ -179,8 +179,8 @@ def test_artifact_with_link_is_rejected(tmp_path):
 
 def test_oversized_artifact_is_rejected(tmp_path):
     folder = artifact(tmp_path, sample())
-    (folder / "report.md").write_text("x" * 1_100_000)
-    with pytest.raises(ArtifactError, match="over the 1000000-byte cap"):
+    (folder / "report.md").write_text("x" * 2_100_000)
+    with pytest.raises(ArtifactError, match="report.md is 2100000 bytes, over its 2000000-byte cap"):
         comment.load_artifact(folder)
 
 

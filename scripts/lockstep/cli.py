@@ -59,6 +59,24 @@ def _quote(value: str, limit: int = 60) -> str:
     return repr(text if len(text) <= limit else text[: limit - 1] + "…")
 
 
+def _price(value: str) -> float | None:
+    """The `runner-price-per-minute` input: empty, or a number from 0 (e.g. 0.008)."""
+    import math
+
+    if not value.strip():
+        return None
+    try:
+        price = float(value.strip())
+    except ValueError:
+        price = math.nan
+    if not math.isfinite(price) or not 0 <= price <= 1_000_000:
+        raise InputError(
+            f"input 'runner-price-per-minute' must be a number from 0 (the price of one runner minute), got {_quote(value)}",
+            hint="e.g. `runner-price-per-minute: 0.008` for GitHub's standard Linux runner in USD, or leave it empty",
+        )
+    return price
+
+
 def _default_report_dir(project: Path) -> str:
     runner_temp = os.environ.get("RUNNER_TEMP")
     if runner_temp:
@@ -85,6 +103,7 @@ def cmd_validate(inputs: Inputs) -> int:
         experiment=inputs.get("mlflow-experiment"),
         report_dir=Path(inputs.get("report-dir", _default_report_dir(project))).absolute(),
         workflow_run_url=inputs.get("workflow-run-url", gha.run_url()),
+        runner_price_per_minute=_price(inputs.get("runner-price-per-minute")),
     )
     result = validate.run(args)
     rep = result.report
@@ -309,7 +328,7 @@ def cmd_demo(inputs: Inputs) -> int:
 COMMANDS: dict[str, tuple[Callable[[Inputs], int], str, Sequence[str]]] = {
     "validate": (cmd_validate, "validate a pull request's DVC artifacts and metrics",
                  ("working-directory", "config", "base-sha", "head-sha", "pr-number", "repository",
-                  "test-command", "mlflow-experiment", "report-dir", "workflow-run-url")),
+                  "test-command", "mlflow-experiment", "report-dir", "workflow-run-url", "runner-price-per-minute")),
     "rebuild": (cmd_rebuild, "retrain on main in CI, push, commit dvc.lock back, register the model",
                 ("working-directory", "config", "stages", "force-all", "set-params", "reason", "trigger", "actor", "branch",
                  "repository", "mlflow-experiment", "push", "register", "register-unchanged", "workflow-run-url",

@@ -15,8 +15,10 @@ from . import report as reportmod
 from .errors import ArtifactError, GitHubError
 from .github import DEFAULT_COMMENT_AUTHOR, GitHub
 
-ARTIFACT_FILES = {"results.json", "report.md"}
-MAX_ARTIFACT_BYTES = 1_000_000
+# The files a report artifact may hold, each with its size cap. Only results.json is read; the
+# job summary (report.md) and the plots page (plots.html) are there for people to download.
+ARTIFACT_FILES = {"results.json": reportmod.RESULTS_MAX_BYTES, "report.md": 2_000_000, "plots.html": 30_000_000}
+MAX_ARTIFACT_BYTES = sum(ARTIFACT_FILES.values())
 
 
 @dataclass
@@ -63,7 +65,11 @@ def load_artifact(directory: Path, *, server_url: str = "", repository: str = ""
                 f"{entry.name}: unexpected entry in the report artifact (expected only {', '.join(sorted(ARTIFACT_FILES))})",
                 hint="the artifact was tampered with or produced by another tool; not posted",
             )
-        total += entry.stat().st_size
+        size = entry.stat().st_size
+        if size > ARTIFACT_FILES[entry.name]:
+            raise ArtifactError(f"{entry.name} is {size} bytes, over its {ARTIFACT_FILES[entry.name]}-byte cap in the report artifact",
+                                hint="not posted")
+        total += size
         found.add(entry.name)
     if total > MAX_ARTIFACT_BYTES:
         raise ArtifactError(f"the report artifact is {total} bytes, over the {MAX_ARTIFACT_BYTES}-byte cap", hint="not posted")

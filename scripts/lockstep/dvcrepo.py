@@ -824,3 +824,176 @@ def metrics_stages(repo) -> list[str]:
                 if stage.name not in owners:
                     owners.append(stage.name)
     return owners
+
+
+# --- plots and data, base vs PR (the reviewer's view) --------------------------------------------
+
+
+@dataclass
+class PlotRead:
+    """One plot DVC knows (top-level `plots:`, stage `plots:`, dvclive's), read at two revisions.
+
+    `rows` are DVC's own datapoints for a data plot, each with the fields `x` and `y` name and the
+    file and field it came from; `images` are (file, bytes) for an image plot. Everything here
+    comes from the repository: it is untrusted."""
+
+    id: str
+    kind: str  # "vega" | "image"
+    template: str = ""
+    x: str = ""
+    y: str = ""
+    x_label: str = ""
+    y_label: str = ""
+    base_rows: list[dict] = field(default_factory=list)
+    pr_rows: list[dict] = field(default_factory=list)
+    base_images: list[tuple[str, bytes]] = field(default_factory=list)
+    pr_images: list[tuple[str, bytes]] = field(default_factory=list)
+    pr_from: str = "workspace"  # "workspace" (after re-evaluation) or "HEAD" (committed, not in the workspace)
+    errors: list[str] = field(default_factory=list)
+
+
+def read_plots(repo, base_rev: str | None) -> list[PlotRead]:
+    """Every plot DVC knows, for the base commit and the PR: the workspace after re-evaluation,
+    or the committed revision (through DVC's cache or remote) for a plot the workspace lacks
+    (outputs of stages that were not re-run and not pulled). Read with `repo.plots.show` and
+    matched to DVC's own renderers, as `dvc plots diff` does."""
+    import base64
+
+    from dvc.render.match import match_defs_renderers
+
+    revs = ([base_rev] if base_rev else []) + ["HEAD", "workspace"]
+    try:
+        shown = repo.plots.show(revs=revs, onerror=None)
+    except Exception as exc:  # noqa: BLE001 - DVC reports broken plot definitions in many ways
+        raise DvcError(f"the plots could not be read: {_short_error(exc)}", hint="run `dvc plots diff` locally to see the same error") from None
+    keys = {rev: _rev_key(shown, rev) for rev in revs}
+    try:
+        matched = match_defs_renderers(data=shown, out=None, templates_dir=repo.plots.templates_dir)
+    except Exception as exc:  # noqa: BLE001
+        raise DvcError(f"the plots could not be matched to templates: {_short_error(exc)}",
+                       hint="run `dvc plots diff` locally to see the same error") from None
+    plots = []
+    for renderer, source_errors, definition_errors in matched:
+        props = getattr(renderer, "properties", {}) or {}
+        read = PlotRead(
+            id=str(renderer.name),
+            kind="image" if renderer.TYPE == "image" else "vega",
+            template=str(props.get("template") or ""),
+            x=str(props.get("x") or ""),
+            y=str(props.get("y") or ""),
+            x_label=str(props.get("x_label") or props.get("x") or ""),
+            y_label=str(props.get("y_label") or props.get("y") or ""),
+        )
+        by_rev: dict[str, list[dict]] = {}
+        for point in renderer.datapoints:
+            by_rev.setdefault(str(point.get("rev")), []).append(point)
+        pr_rev = keys["workspace"] if by_rev.get(keys["workspace"]) else keys["HEAD"]
+        read.pr_from = "workspace" if pr_rev == keys["workspace"] else "HEAD"
+        base_points = by_rev.get(keys[base_rev], []) if base_rev else []
+        pr_points = by_rev.get(pr_rev, [])
+        if read.kind == "image":
+            read.base_images = [(str(p.get("filename", "")), _image_bytes(p.get("src", ""), base64)) for p in base_points]
+            read.pr_images = [(str(p.get("filename", "")), _image_bytes(p.get("src", ""), base64)) for p in pr_points]
+        else:
+            read.base_rows = [{k: v for k, v in p.items() if k != "rev"} for p in base_points]
+            read.pr_rows = [{k: v for k, v in p.items() if k != "rev"} for p in pr_points]
+        for rev, errors in source_errors.items():
+            if rev in (keys.get(base_rev or ""), pr_rev):
+                side = "PR" if rev == pr_rev else "base"
+                read.errors += [f"{source} ({side}): {_short_error(error)}" for source, error in errors.items()]
+        for rev, error in definition_errors.items():
+            if rev in (keys.get(base_rev or ""), pr_rev):
+                read.errors.append(f"{'PR' if rev == pr_rev else 'base'}: {_short_error(error)}")
+        plots.append(read)
+    return plots
+
+
+def _rev_key(shown: Mapping[str, Any], rev: str) -> str:
+    """The key `plots.show` gave a revision (it may shorten or keep it)."""
+    if rev in shown:
+        return rev
+    return next((key for key in shown if key != "workspace" and (rev.startswith(key) or key.startswith(rev))), rev)
+
+
+def _image_bytes(src: Any, base64) -> bytes:
+    text = str(src or "")
+    if "," in text and text.startswith("data:"):
+        try:
+            return base64.b64decode(text.split(",", 1)[1])
+        except ValueError:
+            return b""
+    return b""
+
+
+@dataclass
+class DataChange:
+    """One DVC-tracked output (data or model) that differs between two revisions."""
+
+    path: str
+    change: str  # "added" | "modified" | "deleted"
+    is_dir: bool = False
+    base_size: int | None = None
+    pr_size: int | None = None
+    base_files: int | None = None
+    pr_files: int | None = None
+    files_added: int = 0  # inside a directory output
+    files_modified: int = 0
+    files_deleted: int = 0
+
+
+def data_diff(repo, base_rev: str, head_rev: str = "HEAD") -> list[DataChange]:
+    """What changed in DVC-tracked outputs (cached data and models, `dvc add`-ed or produced by
+    stages) between two revisions, from `dvc diff`, with sizes and file counts from the
+    metadata dvc.lock and .dvc files record."""
+    try:
+        found = repo.diff(base_rev, head_rev)
+    except Exception as exc:  # noqa: BLE001 - a revision DVC cannot read, a missing .dir object
+        raise DvcError(f"`dvc diff` of {base_rev[:12]}..{head_rev[:12]} failed: {_short_error(exc)}",
+                       hint=f"run `dvc diff {base_rev[:12]} {head_rev}` locally to see the same error") from None
+    meta = {}
+    try:
+        for rev in repo.brancher(revs=[base_rev, head_rev]):
+            if rev == "workspace":
+                continue
+            side = "base" if rev == base_rev or base_rev.startswith(rev) else "pr"
+            for out in repo.index.outs:
+                rel = os.path.relpath(out.fs_path, repo.root_dir).replace(os.sep, "/")
+                meta[(side, rel)] = (out.meta.size, out.meta.nfiles, bool(out.meta.isdir))
+    except Exception:  # noqa: BLE001,S110 - sizes are a courtesy; the diff itself stands
+        pass
+    changes: dict[str, DataChange] = {}
+    tops = sorted({key[1] for key in meta}, key=len, reverse=True)
+
+    def owner(path: str) -> str:
+        path = path.rstrip("/")
+        return next((top for top in tops if path == top or path.startswith(top + "/")), path)
+
+    for kind in ("added", "modified", "deleted"):
+        for entry in found.get(kind, []):
+            path = str(entry.get("path", "")).replace(os.sep, "/")
+            top = owner(path)
+            if path.rstrip("/") == top:
+                item = changes.setdefault(top, DataChange(top, kind))
+                item.change = kind
+                item.is_dir = item.is_dir or path.endswith("/")
+            else:
+                item = changes.setdefault(top, DataChange(top, "modified", is_dir=True))
+                setattr(item, f"files_{kind}", getattr(item, f"files_{kind}") + 1)
+    for entry in found.get("renamed", []):
+        old = entry.get("path", {}).get("old", "")
+        new = entry.get("path", {}).get("new", "")
+        top = owner(str(new))
+        item = changes.setdefault(top, DataChange(top, "modified", is_dir=True))
+        item.files_added += 1
+        if owner(str(old)) == top:
+            item.files_deleted += 1
+    for item in changes.values():
+        base = meta.get(("base", item.path))
+        head = meta.get(("pr", item.path))
+        if base:
+            item.base_size, item.base_files = base[0], base[1]
+            item.is_dir = item.is_dir or base[2]
+        if head:
+            item.pr_size, item.pr_files = head[0], head[1]
+            item.is_dir = item.is_dir or head[2]
+    return sorted(changes.values(), key=lambda c: c.path)

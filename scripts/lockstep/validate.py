@@ -16,6 +16,8 @@ Checks, in order, each a named result in the report:
   trusted-evaluation  when the PR changed its evaluation: the base's evaluation on the PR's model
   base                metrics and params of the PR's base commit
   gates               thresholds of the trusted lockstep.yaml
+  (review view)       no check: plots and DVC-tracked data base vs PR, training time where
+                      dvclive recorded it (the reviewer's view; plots.html in the report folder)
   mlflow              one run with params, metrics, the report and lineage tags
 """
 
@@ -26,14 +28,15 @@ import shlex
 import shutil
 import subprocess
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import __version__, config as configmod, dvcrepo, gha, gitrepo, lineage, procenv
+from . import __version__, config as configmod, dvcrepo, gha, gitrepo, lineage, procenv, review
 from .errors import ConfigError, DvcError, LockstepError
 from .metrics import check_gates, diff, disagreements, format_value, parse_file
-from .report import Check, Report, metric_rows, render
+from .report import PLOTS_FILE, Check, Report, Timing, metric_rows, render
 
 
 @dataclass
@@ -48,6 +51,7 @@ class ValidateInputs:
     experiment: str = ""
     report_dir: Path = Path(".lockstep")
     workflow_run_url: str = ""
+    runner_price_per_minute: float | None = None  # turns the times in the report into a cost
 
 
 @dataclass
@@ -77,6 +81,7 @@ class Context:
     base_metrics: dvcrepo.MetricsRead = field(default_factory=dvcrepo.MetricsRead)
     local_mlflow: str = ""
     retrains: bool = False  # the evaluation stages also (re)train the model
+    plots_html: str = ""  # every plot base vs PR, for the report folder (review.plots_html)
 
     def stage_env(self) -> dict[str, str]:
         """The environment of the PR's own code: no secret, the trusted config's `env:`."""
@@ -105,14 +110,18 @@ def run(inputs: ValidateInputs) -> ValidateResult:
         lock_digest=dvcrepo.lock_digest(project),
         workflow_run_url=inputs.workflow_run_url,
         lockstep_version=__version__,
+        price_per_minute=inputs.runner_price_per_minute,
     )
+    started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="lockstep-validate-") as scratch:
         ctx = Context(inputs, project, prefix, report, head_cfg, dvcrepo.open_repo(project), Path(scratch))
         ctx.local_mlflow = (Path(scratch) / "mlruns").as_uri()
         for step in STEPS:
             step(ctx)
+        plots_html = ctx.plots_html
+    report.times.append(Timing("validation", round(time.monotonic() - started, 3)))
     report_dir = inputs.report_dir if inputs.report_dir.is_absolute() else project / inputs.report_dir
-    return _write(report, report_dir)
+    return _write(report, report_dir, plots_html)
 
 
 # --- the steps ----------------------------------------------------------------------------------
@@ -256,11 +265,15 @@ def step_reevaluate(ctx: Context) -> None:
         model_stage = _model_stage(ctx)
         retrains = ctx.retrains = bool(model_stage) and bool(set(ctx.eval_stages) & dvcrepo.upstream_of(ctx.repo, [model_stage]))
         committed_model = dvcrepo.output_digest(ctx.repo, ctx.cfg.model_path) if retrains else ""
+        started = time.monotonic()
         try:
             dvcrepo.reproduce(ctx.project, ctx.eval_stages, env=ctx.stage_env(), force=True)
         except LockstepError as exc:
             ctx.report.add(Check("re-evaluation", "Re-evaluation", "fail", exc.message, [exc.hint]))
             return
+        finally:
+            ctx.report.times.append(Timing("evaluation", round(time.monotonic() - started, 3), source=(
+                f"dvc repro of {', '.join(ctx.eval_stages)}" + (", which also trains the model" if retrains else ""))))
         ctx.repo = dvcrepo.open_repo(ctx.project)  # the lock entries of the re-run stages were rewritten
         ctx.recomputed = dvcrepo.read_metrics(ctx.repo, files=ctx.cfg.metrics_files)
         ctx.report.add(_agreement(ctx, retrains, committed_model))
@@ -366,6 +379,7 @@ def _compare_evaluations(ctx: Context, base_project: Path) -> None:
     for path in dvcrepo.evaluation_inputs(base_repo, base_stages):
         _copy(ctx.project / path, base_project / path)
     base_repo.close()
+    started = time.monotonic()
     try:
         with gha.group(f"the base's evaluation on this PR's model: {', '.join(base_stages)}"):
             dvcrepo.reproduce(base_project, base_stages, env=ctx.stage_env(), force=True, no_commit=True)
@@ -374,6 +388,7 @@ def _compare_evaluations(ctx: Context, base_project: Path) -> None:
                              f"{review} ({'; '.join(changed[:3])}), and the base's evaluation cannot run on this PR's "
                              f"model: {exc.message}", changed))
         return
+    ctx.report.times.append(Timing("trusted-evaluation", round(time.monotonic() - started, 3)))
     ctx.trusted = dvcrepo.read_metrics(dvcrepo.open_repo(base_project), files=ctx.cfg.metrics_files)
     assert ctx.recomputed is not None
     side_by_side = [
@@ -458,6 +473,38 @@ def step_gates(ctx: Context) -> None:
         ctx.report.add(Check("gates", "Gates", "fail", f"{len(failed)} of {len(gates)} gate(s) failed: {'; '.join(details)}", details))
 
 
+def step_review_view(ctx: Context) -> None:
+    """What a reviewer reads beside the verdict, and never part of it: every plot DVC knows, base
+    vs PR (the workspace after re-evaluation), the DVC-tracked data and models the PR changed,
+    and the training time where dvclive recorded it. Nothing here can fail the validation."""
+    with gha.group("plots and data, base vs PR"):
+        report = ctx.report
+        base = ctx.inputs.base_sha if ctx.base_available else ""
+        try:
+            reads = dvcrepo.read_plots(ctx.repo, base or None)
+        except LockstepError as exc:
+            reads = []
+            report.plots_note = exc.message
+        report.plots = review.plots_view(reads)
+        if reads:
+            ctx.plots_html = review.plots_html(
+                reads, title=f"lockstep plots: {report.project}",
+                base_label=f"base {base[:12]}" if base else "no base commit",
+                pr_label=f"PR head {report.head_sha[:12]}" + (" (after re-evaluation in CI)" if ctx.recomputed else ""),
+            )
+            report.plots_file = PLOTS_FILE
+        report.times += review.training_time(reads)
+        gha.info(f"{len(report.plots)} plot(s), {sum(p.changed for p in report.plots)} changed")
+        if not base:
+            report.data_note = "no base commit to compare with" if not ctx.inputs.base_sha else "the base commit cannot be read"
+            return
+        try:
+            report.data = review.data_rows(dvcrepo.data_diff(ctx.repo, base, "HEAD"))
+            report.data_compared = True
+        except LockstepError as exc:
+            report.data_note = exc.message
+
+
 def step_mlflow(ctx: Context) -> None:
     from . import tracking
 
@@ -512,6 +559,7 @@ STEPS = (
     step_trusted_evaluation,
     step_base,
     step_gates,
+    step_review_view,
     step_mlflow,
 )
 
@@ -602,10 +650,15 @@ def _base_params(ctx: Context) -> dict[str, Any]:
     return params
 
 
-def _write(report: Report, report_dir: Path) -> ValidateResult:
+def _write(report: Report, report_dir: Path, plots_html: str = "") -> ValidateResult:
     report_dir.mkdir(parents=True, exist_ok=True)
     report_path = report_dir / "report.md"
     results_path = report_dir / "results.json"
     report_path.write_text(render(report), "utf-8")
     results_path.write_text(report.to_json(), "utf-8")
+    plots_path = report_dir / PLOTS_FILE
+    if plots_html:
+        plots_path.write_text(plots_html, "utf-8")
+    elif plots_path.exists():
+        plots_path.unlink()  # a page from an earlier run would show other plots
     return ValidateResult(report, report_path, results_path)
