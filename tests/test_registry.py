@@ -10,6 +10,7 @@ import datetime as dt
 import hashlib
 import json
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -18,7 +19,7 @@ from lockstep.config import Gate
 from lockstep.errors import EXIT_CHECKS_FAILED, EXIT_OK, EXIT_USAGE
 from lockstep.metrics import check_gates
 
-from conftest import PROJECT, lockstep
+from conftest import PROJECT, git, lockstep
 
 HOSTILE = "@octocat #1 [x](https://evil.example) <img src=x> ::error::boom"
 
@@ -152,3 +153,133 @@ def test_verify_spec_forms():
     with pytest.raises(Exception) as info:
         registry.parse_spec("clf")
     assert "NAME@ALIAS" in str(info.value)
+
+
+def test_code_spans_cannot_be_closed_or_split():
+    text = modelcard.render(_card(model_path="models/a`b|c <x>.pkl"))
+    assert "| model file | `models/a'b\\|c <x>.pkl` |" in text
+
+
+# --- against the registry -----------------------------------------------------------------------
+
+
+def _outputs(path):
+    return dict(line.split("=", 1) for line in path.read_text().splitlines() if "=" in line) if path.exists() else {}
+
+
+@pytest.mark.integration
+def test_rebuilds_write_card_digest_and_history_and_verify_checks_files(consumer, mlflow_env):
+    from mlflow import MlflowClient
+
+    from test_rebuild import rebuild
+
+    client = MlflowClient(mlflow_env.url)
+    consumer.set_param("max_depth: 6", "max_depth: 5")
+    consumer.commit("Merge pull request #8 from octo/shallower")
+    checkout = consumer.clone("ci-1")
+    summary = consumer.root / "summary-1.md"
+    proc, first = rebuild(checkout, "--reason", "merge of #8", env={"GITHUB_STEP_SUMMARY": str(summary)})
+    assert proc.returncode == EXIT_OK, proc.stdout + proc.stderr
+    model_file = checkout / PROJECT / "models" / "model.pkl"
+    digest = hashlib.sha256(model_file.read_bytes()).hexdigest()
+    assert first["model-sha256"] == digest and first["model-path"] == f"{PROJECT}/models/model.pkl"
+    assert first["model-kind"] == "file"
+    version = client.get_model_version(consumer.model, first["model-version"])
+    assert version.tags[lineage.MODEL_SHA256] == digest
+    # the card: the version's description, the run's model_card.md, the job summary
+    card = version.description
+    assert card.startswith(f"# Model card: {consumer.model.replace('-', chr(92) + '-')} version 1")
+    assert f"| lock commit | `{first['lock-commit']}` |" in card and "| pull request | \\#\u20608 |" in card
+    assert f"| model SHA-256 | `{digest}` |" in card and "| train.max\\_depth | 5 |" in card
+    assert "| data/prepared | `md5:" in card and "no earlier version" in card
+    artifact = client.download_artifacts(first["mlflow-run-id"], "model_card.md", str(consumer.root))
+    assert Path(artifact).read_text(encoding="utf-8") == card
+    text = summary.read_text()
+    assert "Model card of version 1" in text and f"| model SHA-256 | `{digest}` |" in text
+    assert "### Alias history of" in text and "| rebuild |" in text and "| promotion |" in text
+
+    # verify: the CI-built file matches; a changed file does not, and both digests are named
+    proc = lockstep("verify", str(model_file), "--model", f"{consumer.model}@champion", cwd=consumer.root)
+    assert proc.returncode == EXIT_OK, proc.stdout + proc.stderr
+    assert f"gh attestation verify {model_file}" in proc.stdout
+    tampered = consumer.root / "tampered.pkl"
+    tampered.write_bytes(model_file.read_bytes() + b"\0")
+    proc = lockstep("verify", str(tampered), "--model", f"{consumer.model}@champion", cwd=consumer.root)
+    assert proc.returncode == EXIT_CHECKS_FAILED
+    assert digest in proc.stdout + proc.stderr and hashlib.sha256(tampered.read_bytes()).hexdigest() in proc.stdout + proc.stderr
+    proc = lockstep("verify", str(consumer.root / "absent.pkl"), "--model", f"{consumer.model}@champion", cwd=consumer.root)
+    assert proc.returncode == EXIT_USAGE
+
+    # a second rebuild with promotion left to an approval: candidate moves, champion does not
+    git("pull", "-q", "origin", "main", cwd=consumer.dev)
+    consumer.set_param("max_depth: 5", "max_depth: 4")
+    consumer.commit("Shallower still (#9)")
+    proc, second = rebuild(consumer.clone("ci-2"), "--promote", "false")
+    assert proc.returncode == EXIT_OK, proc.stdout + proc.stderr
+    assert second["promoted"] == "false"
+    assert client.get_model_version_by_alias(consumer.model, "candidate").version == second["model-version"]
+    assert client.get_model_version_by_alias(consumer.model, "champion").version == first["model-version"]
+    card = client.get_model_version(consumer.model, second["model-version"]).description
+    assert "Compared with the version `candidate` pointed to before: version 1." in card
+    assert "promotion to `champion` waits for approval" in card and "| pull request | \\#\u20609 |" in card
+
+    # the approved promotion: gates against champion's holder, who/when/why recorded
+    outputs = consumer.root / "promote-outputs.txt"
+    env = {"GITHUB_ACTIONS": "true", "GITHUB_OUTPUT": str(outputs), "GITHUB_ACTOR": "release-manager",
+           "GITHUB_STEP_SUMMARY": str(consumer.root / "promote-summary.md")}
+    proc = lockstep("promote", "--working-directory", PROJECT, "--version", second["model-version"], "--reason", "approved",
+                    "--environment", "production", cwd=consumer.dev, env=env)
+    assert proc.returncode == EXIT_OK, proc.stdout + proc.stderr
+    assert _outputs(outputs)["promoted"] == "true" and _outputs(outputs)["previous-version"] == first["model-version"]
+    assert client.get_model_version_by_alias(consumer.model, "champion").version == second["model-version"]
+    tags = client.get_model_version(consumer.model, second["model-version"]).tags
+    assert tags["lockstep.promotion.by"] == "release-manager" and tags["lockstep.promotion.environment"] == "production"
+    assert tags[lineage.PROMOTED_FROM] == first["model-version"]
+
+    # a rollback, then the whole history: per alias, in order, moved by what
+    proc = lockstep("rollback", "--working-directory", PROJECT, "--reason", "latency", cwd=consumer.dev,
+                    env={"GITHUB_ACTOR": "oncall"})
+    assert proc.returncode == EXIT_OK, proc.stdout + proc.stderr
+    moves = registry.read_history(_tracker(), consumer.model)
+    assert [(m.alias, m.version, m.previous, m.by) for m in moves] == [
+        ("candidate", "1", "", "rebuild"), ("champion", "1", "", "promotion"), ("candidate", "2", "1", "rebuild"),
+        ("champion", "2", "1", "promotion"), ("champion", "1", "2", "rollback")]
+    assert moves[0].commit == first["lock-commit"] and moves[0].mlflow_run == first["mlflow-run-id"]
+    assert moves[3].actor == "release-manager" and moves[4].actor == "oncall" and moves[4].reason == "latency"
+    proc = lockstep("history", "--model", consumer.model, "--alias", "champion", cwd=consumer.root)
+    assert proc.returncode == EXIT_OK, proc.stdout + proc.stderr
+    lines = [line for line in proc.stdout.splitlines() if "->" in line]
+    assert len(lines) == 3 and "rollback" in lines[-1] and "candidate" not in proc.stdout
+
+
+def _tracker():
+    from lockstep import tracking
+
+    return tracking.Tracker()
+
+
+@pytest.mark.integration
+def test_promote_refuses_a_version_that_fails_the_gates(consumer, mlflow_env):
+    from mlflow import MlflowClient
+
+    from test_rebuild import rebuild
+
+    client = MlflowClient(mlflow_env.url)
+    proc, first = rebuild(consumer.clone("ci-1"), "--register-unchanged", "true")
+    assert proc.returncode == EXIT_OK, proc.stdout + proc.stderr
+    consumer.set_param("max_depth: 6", "max_depth: 5")
+    consumer.commit("Shallower")
+    proc, second = rebuild(consumer.clone("ci-2"), "--promote", "false")
+    assert proc.returncode == EXIT_OK, proc.stdout + proc.stderr
+    # as if the candidate had scored far worse than champion's holder
+    client.set_model_version_tag(consumer.model, second["model-version"], "lockstep.metric.accuracy", "0.5")
+    proc = lockstep("promote", "--working-directory", PROJECT, "--reason", "try", cwd=consumer.dev)
+    assert proc.returncode == EXIT_CHECKS_FAILED
+    assert "accuracy" in proc.stdout + proc.stderr and "below the minimum" in proc.stdout + proc.stderr
+    assert client.get_model_version_by_alias(consumer.model, "champion").version == first["model-version"]
+    assert [m.by for m in registry.read_history(_tracker(), consumer.model, "champion")] == ["promotion"]
+    # a version without lineage is refused
+    run = client.create_run("0")
+    hand = client.create_model_version(consumer.model, source=f"{run.info.artifact_uri}/model", run_id=run.info.run_id)
+    proc = lockstep("promote", "--working-directory", PROJECT, "--version", str(hand.version), "--reason", "x", cwd=consumer.dev)
+    assert proc.returncode == EXIT_USAGE and "no lockstep lineage" in proc.stdout + proc.stderr
