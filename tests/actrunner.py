@@ -37,6 +37,7 @@ THIRD_PARTY = {
     "actions/download-artifact@3e5f45b2cfb9172054b4087a40e8e0b5a5461e7c": "download-artifact",
     "aws-actions/configure-aws-credentials@e6de054238d6b7531b4efff3b6587d9aade6a06c": "configure-aws-credentials",
     "actions/cache@27d5ce7f107fe9357f9df03efb73ab90386fccae": "cache",
+    "actions/attest-build-provenance@a2bbfa25375fe432b6a289bc6b6cd05ecd0c4c32": "attest-build-provenance",
 }
 
 # the tests' own settings, which a job must get from the workflow (secrets, --env) or not at all;

@@ -34,7 +34,8 @@ def test_workflow_permissions_and_timeouts(path):
     doc = yaml.safe_load(path.read_text())
     assert doc["permissions"] == {}, "top level must be permissions: {}"
     for name, job in doc["jobs"].items():
-        assert "timeout-minutes" in job, f"{name}: no timeout-minutes"
+        # a job that calls a reusable workflow takes no timeout: the called jobs have theirs
+        assert "timeout-minutes" in job or "uses" in job, f"{name}: no timeout-minutes"
         assert "permissions" in job, f"{name}: no explicit permissions"
     assert "secrets: inherit" not in path.read_text()
 
@@ -138,3 +139,92 @@ def test_readme_documents_every_lockstep_yaml_key():
     keys |= set(schema["$defs"]["gate"]["properties"])
     missing = sorted(key for key in keys if key not in readme)
     assert missing == [], f"lockstep.yaml keys not in the README: {missing}"
+
+
+# --- promotion, provenance, self-test (issue 18) --------------------------------------------------
+
+LEVEL = {"none": 0, "read": 1, "write": 2}
+
+
+def _callee(ref: str) -> dict:
+    """The reusable workflow a job's `uses:` names in this library ($/..., ./..., OWNER/lockstep/...@v1)."""
+    path = re.sub(r"^(\$/|\./|OWNER/lockstep/)", "", ref).split("@")[0]
+    return yaml.safe_load((ROOT / path).read_text())
+
+
+CALLERS = WORKFLOWS + sorted((ROOT / "example-project" / "workflows").glob("*.yml"))
+
+
+@pytest.mark.parametrize("path", CALLERS, ids=lambda p: p.name)
+def test_callers_grant_what_called_workflows_ask(path):
+    """GitHub refuses to start a workflow whose called workflow has a job asking for more than the
+    calling job grants, whatever that job's `if:` says (checked before conditions)."""
+    doc = yaml.safe_load(path.read_text())
+    for name, job in doc["jobs"].items():
+        ref = str(job.get("uses", ""))
+        if ".github/workflows/" not in ref:
+            continue
+        granted = job.get("permissions") or {}
+        for callee_name, callee_job in _callee(ref)["jobs"].items():
+            for scope, level in (callee_job.get("permissions") or {}).items():
+                assert LEVEL[granted.get(scope, "none")] >= LEVEL[level], (
+                    f"{path.name}:{name} grants {scope}: {granted.get(scope, 'none')}, "
+                    f"but {ref} job {callee_name} asks for {level}")
+
+
+def test_promotion_waits_in_its_own_job_in_the_named_environment():
+    doc = yaml.safe_load((ROOT / ".github" / "workflows" / "main-rebuild.yml").read_text())
+    inputs = doc[True]["workflow_call"]["inputs"]
+    assert inputs["promotion-environment"]["default"] == ""
+    rebuild, promote = doc["jobs"]["rebuild"], doc["jobs"]["promote"]
+    (step,) = [s for s in rebuild["steps"] if str(s.get("uses", "")).endswith("/actions/rebuild")]
+    # with an environment the rebuild registers and sets the candidate alias, and never promotes
+    assert step["with"]["promote"] == "${{ inputs.promotion-environment == '' }}"
+    assert promote["needs"] == "rebuild"
+    assert promote["environment"] == "${{ inputs.promotion-environment }}"
+    assert "inputs.promotion-environment != ''" in promote["if"] and "needs.rebuild.outputs.model-version" in promote["if"]
+    assert promote["permissions"] == {"contents": "read"}
+    uses = [str(s.get("uses", "")) for s in promote["steps"]]
+    assert uses[0].startswith("actions/checkout@") and uses[-1] == "$/actions/promote"
+    (last,) = [s for s in promote["steps"] if s.get("uses") == "$/actions/promote"]
+    assert last["with"]["version"] == "${{ needs.rebuild.outputs.model-version }}"
+    assert set(last["env"]) == {"MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN"}
+    action = yaml.safe_load((ROOT / "actions" / "promote" / "action.yml").read_text())
+    assert [s["run"] for s in action["runs"]["steps"]] == ["lockstep promote"]
+    assert "jobs.promote.outputs.promoted" in doc[True]["workflow_call"]["outputs"]["promoted"]["value"]
+
+
+def test_attestation_step_is_optional_pinned_and_has_its_permissions():
+    doc = yaml.safe_load((ROOT / ".github" / "workflows" / "main-rebuild.yml").read_text())
+    assert doc[True]["workflow_call"]["inputs"]["attest"] == {"description": doc[True]["workflow_call"]["inputs"]["attest"]["description"],
+                                                              "type": "boolean", "default": False}
+    rebuild = doc["jobs"]["rebuild"]
+    assert rebuild["permissions"]["attestations"] == "write" and rebuild["permissions"]["id-token"] == "write"
+    attests = [s for s in rebuild["steps"] if str(s.get("uses", "")).startswith("actions/attest-build-provenance@")]
+    assert len(attests) == 2
+    names = [s["uses"] for s in attests]
+    assert names == ["actions/attest-build-provenance@a2bbfa25375fe432b6a289bc6b6cd05ecd0c4c32"] * 2
+    by_kind = {s["if"].rsplit("==", 1)[1].strip(" '"): s for s in attests}
+    assert all(s["if"].startswith("inputs.attest && ") for s in attests)
+    assert by_kind["file"]["with"] == {"subject-path": "${{ steps.rebuild.outputs.model-path }}"}
+    assert by_kind["directory"]["with"] == {"subject-name": "${{ steps.rebuild.outputs.model-path }}",
+                                           "subject-digest": "sha256:${{ steps.rebuild.outputs.model-sha256 }}"}
+    # the attestation comes after the model was built, in the same job (the file is there)
+    order = [str(s.get("uses", "")) for s in rebuild["steps"]]
+    assert order.index("$/actions/rebuild") < order.index(attests[0]["uses"])
+
+
+def test_self_test_calls_the_library_through_self_references():
+    doc = yaml.safe_load((ROOT / ".github" / "workflows" / "self-test.yml").read_text())
+    assert set(doc[True]) == {"pull_request", "push", "workflow_dispatch"}
+    called = {name: job["uses"] for name, job in doc["jobs"].items() if "uses" in job}
+    assert called == {"validate": "$/.github/workflows/pr-validate.yml", "rebuild": "$/.github/workflows/main-rebuild.yml"}
+    for name in called:
+        job = doc["jobs"][name]
+        assert job["with"]["working-directory"] == "example-project"
+        assert "needs.configured.outputs.ready == 'true'" in job["if"]
+        callee = _callee(job["uses"])
+        assert set(job["with"]) <= set(callee[True]["workflow_call"]["inputs"]), name
+        assert set(job.get("secrets", {})) <= set(callee[True]["workflow_call"]["secrets"]), name
+    assert doc["jobs"]["rebuild"]["with"]["attest"] is True
+    assert doc["jobs"]["rebuild"]["with"]["promotion-environment"]

@@ -157,11 +157,17 @@ def cmd_rebuild(inputs: Inputs) -> int:
         register=inputs.flag("register", True),
         register_unchanged=inputs.flag("register-unchanged", False),
         workflow_run_url=inputs.get("workflow-run-url", gha.run_url()),
+        promote=inputs.flag("promote", True),
     )
     result = rebuild.run(args)
     gha.set_outputs(result.outputs())
     rows = "\n".join(f"| {k} | `{v}` |" for k, v in result.outputs().items() if v not in ("", None))
     gha.add_summary(f"## lockstep main rebuild\n\n| output | value |\n| --- | --- |\n{rows}\n")
+    if result.card:
+        gha.add_summary(f"<details><summary>Model card of version {result.model_version}</summary>\n\n"
+                        f"{result.card}\n</details>\n")
+    if result.history:
+        gha.add_summary(result.history)
     return EXIT_OK
 
 
@@ -236,6 +242,7 @@ def cmd_rollback(inputs: Inputs) -> int:
         inputs.get("version") or None,
         actor=inputs.get("actor", os.environ.get("GITHUB_ACTOR", "")),
         reason=inputs.get("reason"),
+        run_url=inputs.get("workflow-run-url", gha.run_url()),
     )
     gha.set_outputs({"model-name": result.model, "model-version": result.version, "alias": result.alias,
                      "previous-version": result.previous or "", "lock-commit": result.lock_commit})
@@ -244,7 +251,89 @@ def cmd_rollback(inputs: Inputs) -> int:
         f"Restore its exact code, data and model with: {result.restore}"
     )
     gha.info(message)
-    gha.add_summary(f"## lockstep rollback\n\n{message}\n")
+    from .registry import history_section
+    from .report import inert
+
+    gha.add_summary(f"## lockstep rollback\n\n{inert(message, 2000)}\n\n{history_section(tracker, model, [result.alias])}")
+    return EXIT_OK
+
+
+def _model_of(inputs: Inputs):
+    """The registered model's name (the input, else model.name of lockstep.yaml) and the config."""
+    from . import config as configmod
+
+    cfg = configmod.load(inputs.path("working-directory"), inputs.get("config") or None)
+    model = inputs.get("model") or cfg.model_name or ""
+    if not model:
+        raise InputError("no model name", hint="pass `--model NAME` or set model.name in lockstep.yaml")
+    return model, cfg
+
+
+def cmd_promote(inputs: Inputs) -> int:
+    from . import registry, tracking
+
+    model, cfg = _model_of(inputs)
+    tracker = tracking.Tracker()
+    result = registry.promote(
+        tracker,
+        model=model,
+        version=inputs.get("version") or None,
+        source_alias=inputs.get("from", cfg.alias),
+        target_alias=inputs.get("to", cfg.promote_to or ""),
+        gates=cfg.gates,
+        actor=inputs.get("actor", os.environ.get("GITHUB_ACTOR", "")),
+        reason=inputs.get("reason"),
+        environment=inputs.get("environment"),
+        run_url=inputs.get("workflow-run-url", gha.run_url()),
+    )
+    gha.set_outputs({"promoted": result.promoted, "model-name": result.model, "model-version": result.version,
+                     "alias": result.alias, "previous-version": result.previous, "lock-commit": result.lock_commit})
+    gha.info(f"{result.model}@{result.alias}: version {result.previous or '(none)'} -> {result.version}")
+    gha.add_summary(registry.promotion_summary(result) + "\n" + registry.history_section(tracker, model, [result.alias]))
+    return EXIT_OK
+
+
+def cmd_history(inputs: Inputs) -> int:
+    from . import history, registry, tracking
+
+    model = inputs.get("model")
+    if not model:
+        model, _cfg = _model_of(inputs)
+    alias = inputs.get("alias") or None
+    moves = registry.read_history(tracking.Tracker(), model, alias)
+    gha.info(history.render_text(model, moves))
+    gha.add_summary(history.render_markdown(model, moves))
+    gha.set_outputs({"moves": len(moves)})
+    return EXIT_OK
+
+
+def cmd_verify(inputs: Inputs) -> int:
+    from . import provenance, registry, tracking
+
+    spec = inputs.get("model")
+    if not spec:
+        raise InputError("which version to check against?", hint="pass --model NAME@ALIAS (or NAME/VERSION)")
+    model_file = inputs.get("model-file")
+    if not model_file:
+        raise InputError("no model file given", hint="lockstep verify MODEL_FILE --model NAME@ALIAS")
+    check = registry.verify(tracking.Tracker(), Path(model_file), spec)
+    gha.set_outputs({"verified": check.ok, "expected-sha256": check.expected, "actual-sha256": check.actual,
+                     "model-version": check.version})
+    where = f"{check.model} version {check.version} ({spec})"
+    if not check.expected:
+        raise ChecksFailed(f"{where} carries no lockstep.model_sha256 tag: it was registered before lockstep 0.2.0 "
+                           f"or not by a lockstep rebuild, so {model_file} cannot be checked against it",
+                           hint="rebuild the model with lockstep >= 0.2.0, or compare lockstep.model_md5 with `md5sum`")
+    if not check.ok:
+        raise ChecksFailed(f"{model_file} does not match {where}: its SHA-256 is {check.actual}, the registry "
+                           f"recorded {check.expected}",
+                           hint="this file is not the model CI built for that version; do not deploy it")
+    gha.info(f"{model_file} matches {where}: sha256 {check.actual}")
+    if Path(model_file).is_file():
+        gha.info("to check where it was built, verify its build provenance attestation (GitHub CLI):")
+        gha.info(f"  {provenance.gh_verify_command(model_file, check.repository)}")
+    else:
+        gha.info("a folder has no file attestation: its digest is over the manifest (README, Build provenance)")
     return EXIT_OK
 
 
@@ -332,12 +421,19 @@ COMMANDS: dict[str, tuple[Callable[[Inputs], int], str, Sequence[str]]] = {
     "rebuild": (cmd_rebuild, "retrain on main in CI, push, commit dvc.lock back, register the model",
                 ("working-directory", "config", "stages", "force-all", "set-params", "reason", "trigger", "actor", "branch",
                  "repository", "mlflow-experiment", "push", "register", "register-unchanged", "workflow-run-url",
-                 "dispatch-payload")),
+                 "dispatch-payload", "promote")),
     "comment": (cmd_comment, "post or update the PR comment from a validation report",
                 ("report-dir", "pr-number", "repository", "github-token", "from-artifact", "head-sha",
                  "head-owner", "head-branch", "run-conclusion", "comment-author")),
     "rollback": (cmd_rollback, "move a serving alias back to an earlier CI-built version",
                  ("working-directory", "config", "model", "alias", "version", "reason", "actor")),
+    "promote": (cmd_promote, "move the promotion alias to a CI-built version that passes the gates; record who, when, why",
+                ("working-directory", "config", "model", "version", "from", "to", "reason", "actor", "environment",
+                 "workflow-run-url")),
+    "history": (cmd_history, "list which version each alias pointed to, when, from which commit and run, moved by what",
+                ("working-directory", "config", "model", "alias")),
+    "verify": (cmd_verify, "check a model file against the SHA-256 the registry recorded for NAME@ALIAS",
+               ("model", "model-file")),
     "check-config": (cmd_check_config, "validate lockstep.yaml against its schema", ("working-directory", "config")),
     "verify-remote": (cmd_verify_remote, "check that every object of dvc.lock is in the DVC remote", ("working-directory",)),
     "dispatch": (cmd_dispatch, "start a retrain: run a workflow through GitHub's workflow_dispatch API, optionally wait for it",
@@ -350,6 +446,8 @@ COMMANDS: dict[str, tuple[Callable[[Inputs], int], str, Sequence[str]]] = {
 
 # options that may be given without a value
 SWITCHES: dict[str, tuple[str, ...]] = {"dispatch": ("force-all", "wait"), "init": ("force",)}
+# an option that may also be given as the positional argument (`lockstep verify MODEL_FILE`)
+POSITIONAL: dict[str, str] = {"verify": "model-file"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -358,6 +456,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (_func, help_text, options) in COMMANDS.items():
         command = sub.add_parser(name, help=help_text, description=help_text)
+        if name in POSITIONAL:
+            command.add_argument("positional", nargs="?", default=None, metavar=POSITIONAL[name].upper().replace("-", "_"))
         for option in options:
             if option in SWITCHES.get(name, ()):  # `--force-all` alone means true
                 command.add_argument(f"--{option}", dest=option.replace("-", "_"), default=None, metavar="BOOL",
@@ -384,6 +484,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     func = COMMANDS[namespace.command][0]
+    if getattr(namespace, "positional", None) is not None:
+        option = POSITIONAL[namespace.command].replace("-", "_")
+        if getattr(namespace, option, None) not in (None, ""):
+            parser.error(f"give {POSITIONAL[namespace.command].upper()} once: as the argument or as --{POSITIONAL[namespace.command]}")
+        setattr(namespace, option, namespace.positional)
     try:
         return func(Inputs(namespace))
     except LockstepError as exc:

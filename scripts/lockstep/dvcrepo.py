@@ -997,3 +997,23 @@ def data_diff(repo, base_rev: str, head_rev: str = "HEAD") -> list[DataChange]:
             item.pr_size, item.pr_files = head[0], head[1]
             item.is_dir = item.is_dir or head[2]
     return sorted(changes.values(), key=lambda c: c.path)
+
+
+def stage_inputs(repo, stages: Sequence) -> tuple[dict[str, str], dict[str, Any]]:
+    """What `stages` read, as dvc.lock records it (for the model card): each file or folder
+    dependency with its digest (`md5:<hex>`, a folder's ends in `.dir`), and the values of the params
+    they read (named `section.key` for params.yaml, `file.yaml:section.key` for other files)."""
+    from dvc.dependency.param import ParamsDependency
+
+    deps: dict[str, str] = {}
+    params: dict[str, Any] = {}
+    for stage in stages:
+        for dep in stage.deps:
+            rel = os.path.relpath(dep.fs_path, repo.root_dir).replace(os.sep, "/")
+            info = dep.hash_info
+            if isinstance(dep, ParamsDependency):
+                for key, value in _flatten(info.value if info and isinstance(info.value, dict) else {}).items():
+                    params[key if rel == "params.yaml" else f"{rel}:{key}"] = value
+            else:
+                deps[rel] = f"{info.name}:{info.value}" if info and info.value else "(not in dvc.lock)"
+    return deps, params

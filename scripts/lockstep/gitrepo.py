@@ -247,3 +247,9 @@ def _push_reason(proc: subprocess.CompletedProcess) -> str:
 
 def head_of(path: str | Path, rev: str) -> str:
     return run(["rev-parse", rev], path).stdout.strip()
+
+
+def subject(path: str | Path, rev: str) -> str:
+    """The first line of a commit's message ('' when it cannot be read)."""
+    proc = run(["log", "-1", "--format=%s", "--end-of-options", rev], path, check=False)
+    return proc.stdout.strip() if proc.returncode == 0 else ""

@@ -40,6 +40,12 @@ METRIC_PREFIX = "lockstep.metric."
 PROMOTED_FROM = "lockstep.promoted_from"
 REBUILT_RUNS = "lockstep.rebuilt_runs"  # later rebuilds that reproduced this same model
 ROLLBACK_PREFIX = "lockstep.rollback."
+MODEL_SHA256 = "lockstep.model_sha256"  # the model file's SHA-256 (a folder: over its manifest, provenance.py)
+PR_NUMBER = "lockstep.pr_number"  # the pull request the rebuilt commit came from, when known
+PROMOTION_PREFIX = "lockstep.promotion."  # by, at, reason, environment, run, from_version
+# One tag per alias move, on the version the alias moved to: `lockstep.alias_history.<alias>.<UTC
+# time>` = a small JSON object (history.py). One tag per move: no read-modify-write, no size limit.
+ALIAS_HISTORY_PREFIX = "lockstep.alias_history."
 
 # What a version must carry to be a rollback target: enough to restore code, data and model.
 REQUIRED = (LOCK_COMMIT, DVC_LOCK_SHA256, MODEL_MD5)

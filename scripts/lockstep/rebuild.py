@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from . import __version__, config as configmod, dvcrepo, gha, gitrepo, lineage, procenv
+from . import __version__, config as configmod, dvcrepo, gha, gitrepo, lineage, procenv, provenance, registry
 from .errors import ConfigError, DvcError, InputError, LockstepError
 from .metrics import check_gates, parse_file
 
@@ -39,6 +39,7 @@ class RebuildInputs:
     register: bool = True
     register_unchanged: bool = False
     workflow_run_url: str = ""
+    promote: bool = True  # false: promotion is left to the approved `lockstep promote` job
 
 
 @dataclass
@@ -54,6 +55,12 @@ class RebuildResult:
     metrics: dict[str, Any] = field(default_factory=dict)
     version_created: bool = False
     unchanged_since: str = ""  # the version this rebuild reproduced byte for byte (none registered)
+    model_sha256: str = ""  # provenance.sha256 of the rebuilt model (a file, or a folder's manifest)
+    model_path: str = ""  # the model's path from the repository root (the attestation's subject)
+    model_kind: str = ""  # "file" | "directory"
+    card: str = ""  # the model card (Markdown) of the registered version
+    history: str = ""  # the alias history section (Markdown)
+    start_commit: str = ""  # the commit the rebuild started from
 
     @property
     def model_uri(self) -> str:
@@ -71,6 +78,9 @@ class RebuildResult:
             "model-uri": self.model_uri,
             "promoted": self.promoted,
             "unchanged-since": self.unchanged_since,
+            "model-sha256": self.model_sha256,
+            "model-path": self.model_path,
+            "model-kind": self.model_kind,
         }
 
 
@@ -130,6 +140,7 @@ def run(inputs: RebuildInputs) -> RebuildResult:
     stages = [dvcrepo.stage_named(repo, name) for name in stage_names]
     result = RebuildResult(stages=stage_names)
     start_sha = gitrepo.head(project)
+    result.start_commit = start_sha
     repository = lineage.repository(inputs.repository)
     label = lineage.project_label(gitrepo.prefix_of(project), repository, project)
     gha.info(f"rebuilding {', '.join(stage_names)} of {label} from {start_sha[:12]}")
@@ -187,6 +198,7 @@ def _build_and_publish(inputs: RebuildInputs, cfg: configmod.Config, project: Pa
 
     result.metrics = dvcrepo.read_metrics(repo, files=cfg.metrics_files).values
     lock_digest = dvcrepo.lock_digest(project)
+    _model_digest(result, cfg, project)
 
     if inputs.push:
         with gha.group("3. dvc push and verify the remote"):
@@ -318,6 +330,7 @@ def _register(tracker, result: RebuildResult, cfg, repo, project: Path, lock_dig
         lineage.REPOSITORY: repository,
         lineage.TRIGGER: inputs.trigger,
         lineage.VERSION: __version__,
+        lineage.MODEL_SHA256: result.model_sha256,
     }
     if inputs.reason:
         tags[lineage.REASON] = inputs.reason[:500]
@@ -333,7 +346,10 @@ def _register(tracker, result: RebuildResult, cfg, repo, project: Path, lock_dig
     if current is not None and model_md5 and (current.tags or {}).get(lineage.MODEL_MD5) == model_md5 and not inputs.register_unchanged:
         runs = [r for r in (current.tags.get(lineage.REBUILT_RUNS) or "").split() if r]
         runs = (runs + [f"{result.mlflow_run_id}@{result.lock_commit[:12]}"])[-20:]
-        tracker.set_version_tags(cfg.model_name, str(current.version), {lineage.REBUILT_RUNS: " ".join(runs)})
+        tracker.set_version_tags(cfg.model_name, str(current.version), {
+            lineage.REBUILT_RUNS: " ".join(runs),
+            **({lineage.MODEL_SHA256: result.model_sha256} if result.model_sha256 and not current.tags.get(lineage.MODEL_SHA256) else {}),
+        })
         tracker.end_run(result.mlflow_run_id, "FINISHED")
         result.model_version = str(current.version)
         result.unchanged_since = str(current.version)
@@ -357,11 +373,19 @@ def _register(tracker, result: RebuildResult, cfg, repo, project: Path, lock_dig
     result.version_created = version.created
     gha.info(f"{'registered' if version.created else 'found already registered'} {cfg.model_name} version {version.version}")
     tracker.set_alias(cfg.model_name, cfg.alias, version.version)
-    if cfg.promote_to:
-        result.promoted = _promote(tracker, cfg, version.version, result.metrics)
+    move = {"commit": result.lock_commit, "run": inputs.workflow_run_url, "mlflow_run": result.mlflow_run_id,
+            "actor": inputs.actor, "reason": inputs.reason}
+    if current is None or str(current.version) != str(version.version):
+        registry.record_move(tracker, cfg.model_name, cfg.alias, version.version,
+                             str(current.version) if current is not None else "", "rebuild", **move)
+    if cfg.promote_to and inputs.promote:
+        result.promoted = _promote(tracker, cfg, version.version, result.metrics, move)
+    elif cfg.promote_to:
+        gha.info(f"promotion to '{cfg.promote_to}' is left to the `promote` job (after its environment's approval)")
+    _card(tracker, result, cfg, repo, project, lock_digest, inputs, repository, label, current, model_md5)
 
 
-def _promote(tracker, cfg, version: str, metrics: dict[str, Any]) -> bool:
+def _promote(tracker, cfg, version: str, metrics: dict[str, Any], move: dict[str, str] | None = None) -> bool:
     from .tracking import safe_name
 
     current = tracker.version_by_alias(cfg.model_name, cfg.promote_to)
@@ -388,5 +412,44 @@ def _promote(tracker, cfg, version: str, metrics: dict[str, Any]) -> bool:
         return False
     tracker.set_alias(cfg.model_name, cfg.promote_to, version)
     tracker.set_version_tags(cfg.model_name, version, {lineage.PROMOTED_FROM: str(current.version) if current else ""})
+    registry.record_move(tracker, cfg.model_name, cfg.promote_to, version, str(current.version) if current else "",
+                         "promotion", **(move or {}))
     gha.info(f"promoted {cfg.model_name} version {version} to '{cfg.promote_to}'")
     return True
+
+
+# --- what a registered version carries besides its lineage tags (registry.py) --------------------
+
+
+def _model_digest(result: RebuildResult, cfg, project: Path) -> None:
+    if not cfg.model_path:
+        return
+    path = project / cfg.model_path
+    result.model_sha256 = provenance.sha256(path)
+    result.model_kind = provenance.kind(path)
+    result.model_path = gitrepo.prefix_of(project) + cfg.model_path.strip("/") if result.model_sha256 else ""
+
+
+def _card(tracker, result: RebuildResult, cfg, repo, project: Path, lock_digest: str, inputs: RebuildInputs,
+          repository: str, label: str, previous, model_md5: str) -> None:
+    """The model card on the version (description), on the run (model_card.md) and in the job
+    summary, and the alias history for the summary."""
+    rebuilt = [dvcrepo.stage_named(repo, name) for name in result.stages]
+    deps, params = dvcrepo.stage_inputs(repo, rebuilt)
+    evaluation = list(cfg.evaluation_stages or dvcrepo.metrics_stages(repo))
+    eval_deps, _ = dvcrepo.stage_inputs(repo, [dvcrepo.stage_named(repo, name) for name in evaluation])
+    data = set(dvcrepo.evaluation_inputs(repo, evaluation))
+    start = result.start_commit
+    card = registry.card_of(registry.CardInputs(
+        model=cfg.model_name, version=result.model_version, alias=cfg.alias, previous=previous,
+        promote_to=cfg.promote_to or "", promoted=result.promoted if inputs.promote else None,
+        repository=repository, project=label, lock_commit=result.lock_commit, start_commit=start,
+        start_subject=gitrepo.subject(project, start), lock_sha256=lock_digest, model_path=cfg.model_path,
+        model_md5=model_md5, model_sha256=result.model_sha256, stages=result.stages, trigger=inputs.trigger,
+        reason=inputs.reason, actor=inputs.actor, workflow_run_url=inputs.workflow_run_url,
+        mlflow_run_id=result.mlflow_run_id, metrics=result.metrics, gates=cfg.gates, evaluation_stages=evaluation,
+        inputs=deps, params=params,
+        evaluation_data={path: digest for path, digest in eval_deps.items() if path in data and path != cfg.model_path},
+    ))
+    result.card = registry.publish_card(tracker, card)
+    result.history = registry.history_section(tracker, cfg.model_name, [a for a in (cfg.alias, cfg.promote_to) if a])

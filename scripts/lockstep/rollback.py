@@ -24,7 +24,8 @@ class RollbackResult:
         return f"git checkout {self.lock_commit} && dvc checkout"
 
 
-def rollback(tracker, model: str, alias: str, version: str | None, *, actor: str, reason: str) -> RollbackResult:
+def rollback(tracker, model: str, alias: str, version: str | None, *, actor: str, reason: str,
+             run_url: str = "") -> RollbackResult:
     if not reason.strip():
         raise InputError("a rollback needs a reason", hint="pass `reason:`; it is recorded on the version as a tag")
     current = tracker.version_by_alias(model, alias)
@@ -59,4 +60,8 @@ def rollback(tracker, model: str, alias: str, version: str | None, *, actor: str
         "lockstep.rollback.at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "lockstep.rollback.from_version": previous or "",
     })
+    from . import registry
+
+    registry.record_move(tracker, model, alias, version, previous, "rollback", commit=target.tags["lockstep.lock_commit"],
+                         run=run_url, actor=actor or "unknown", reason=reason)
     return RollbackResult(model, alias, version, previous, target.tags["lockstep.lock_commit"])

@@ -317,6 +317,10 @@ class Tracker:
             for key, value in tags.items():
                 self.client.set_model_version_tag(model, version, key, str(value)[:5000])
 
+    def set_description(self, model: str, version: str, text: str) -> None:
+        with self._call(f"description of {model!r} version {version}"):
+            self.client.update_model_version(model, version, description=text)
+
     def versions(self, model: str) -> list:
         with self._call(f"listing versions of {model!r}"):
             return list(self.client.search_model_versions(f"name='{_quote(model)}'", order_by=["version_number DESC"]))

@@ -1,0 +1,274 @@
+"""What lockstep keeps on registered versions besides the lineage tags, and the registry commands
+built on it: the model card, the alias history, approved promotion and digest verification.
+MLflow is reached through tracking.Tracker only."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import __version__, gha, history, lineage, modelcard, provenance
+from .errors import ChecksFailed, InputError, MlflowError
+from .metrics import GateResult, check_gates
+
+
+# --- metrics and gates from version tags --------------------------------------------------------
+
+
+def tagged_metrics(tags: Mapping[str, str] | None, names) -> dict[str, Any]:
+    """The metrics a version carries as `lockstep.metric.<name>` tags, for the given names."""
+    from .tracking import safe_name
+
+    found: dict[str, Any] = {}
+    for name in names:
+        value = (tags or {}).get(lineage.METRIC_PREFIX + safe_name(name))
+        if value is None:
+            continue
+        try:
+            found[name] = float(value)
+        except ValueError:
+            found[name] = value
+    return found
+
+
+def version_metrics(tags: Mapping[str, str] | None) -> dict[str, Any]:
+    """Every metric a version carries as tags (names as MLflow holds them)."""
+    names = [key[len(lineage.METRIC_PREFIX):] for key in (tags or {}) if key.startswith(lineage.METRIC_PREFIX)]
+    return tagged_metrics(tags, names)
+
+
+# --- alias history ------------------------------------------------------------------------------
+
+
+def record_move(tracker, model: str, alias: str, version: str, previous: str | None, by: str, **fields: str) -> history.Move:
+    entry = history.move(alias, version, previous, by, **fields)
+    tracker.set_version_tags(model, str(version), {entry.key: entry.value()})
+    return entry
+
+
+def read_history(tracker, model: str, alias: str | None = None) -> list[history.Move]:
+    return history.collect(((str(v.version), dict(v.tags or {})) for v in tracker.versions(model)), alias)
+
+
+def history_section(tracker, model: str, aliases: list[str]) -> str:
+    """A summary section for the given aliases; '' when MLflow cannot be read (a summary is no
+    reason to fail a job that already did its work)."""
+    try:
+        moves = [m for m in read_history(tracker, model) if m.alias in aliases]
+    except MlflowError as exc:
+        gha.warning(f"the alias history could not be read: {exc.message}")
+        return ""
+    return history.render_markdown(model, moves)
+
+
+# --- the model card of a rebuild ----------------------------------------------------------------
+
+_PR = (re.compile(r"^Merge pull request #(\d+)\b"), re.compile(r"\(#(\d+)\)\s*$"))
+
+
+def pr_number(subject: str) -> str:
+    """The PR a merge commit came from, from GitHub's own subjects: `Merge pull request #12 from
+    ...` (merge) or `Title (#12)` (squash). '' when it cannot be told."""
+    for pattern in _PR:
+        if match := pattern.search(subject or ""):
+            return match.group(1)
+    return ""
+
+
+@dataclass
+class CardInputs:
+    model: str
+    version: str
+    alias: str
+    previous: Any  # the MLflow version the alias pointed to before (None: none)
+    promote_to: str
+    promoted: bool | None
+    repository: str
+    project: str
+    lock_commit: str
+    start_commit: str
+    start_subject: str
+    lock_sha256: str
+    model_path: str
+    model_md5: str
+    model_sha256: str
+    stages: list[str]
+    trigger: str
+    reason: str
+    actor: str
+    workflow_run_url: str
+    mlflow_run_id: str
+    metrics: Mapping[str, Any]
+    gates: tuple = ()
+    evaluation_stages: list[str] = field(default_factory=list)
+    inputs: Mapping[str, str] = field(default_factory=dict)
+    params: Mapping[str, Any] = field(default_factory=dict)
+    evaluation_data: Mapping[str, str] = field(default_factory=dict)
+
+
+def card_of(given: CardInputs) -> modelcard.Card:
+    previous_tags = dict(given.previous.tags or {}) if given.previous is not None else {}
+    previous_version = str(given.previous.version) if given.previous is not None else ""
+    if previous_version == str(given.version):  # a re-run that found its version already registered
+        previous_version, previous_tags = "", {}
+    before = tagged_metrics(previous_tags, given.metrics) if previous_version else {}
+    gates: list[GateResult] = check_gates(given.gates, given.metrics, before)
+    return modelcard.Card(
+        model=given.model, version=str(given.version), alias=given.alias, lockstep_version=__version__,
+        previous_version=previous_version, promote_to=given.promote_to or "", promoted=given.promoted,
+        repository=given.repository, project=given.project, lock_commit=given.lock_commit,
+        start_commit=given.start_commit, pr_number=pr_number(given.start_subject), lock_sha256=given.lock_sha256,
+        model_path=given.model_path, model_md5=given.model_md5, model_sha256=given.model_sha256, stages=given.stages,
+        trigger=given.trigger, reason=given.reason, actor=given.actor, workflow_run_url=given.workflow_run_url,
+        mlflow_run_id=given.mlflow_run_id, created_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        params=given.params, metrics=given.metrics, previous_metrics=before, gates=gates, inputs=given.inputs,
+        evaluation_stages=given.evaluation_stages, evaluation_data=given.evaluation_data,
+    )
+
+
+def publish_card(tracker, card: modelcard.Card) -> str:
+    """The card as the version's description and the run's `model_card.md`; returns its Markdown."""
+    text = modelcard.render(card)
+    tracker.set_description(card.model, card.version, modelcard.description(card))
+    if card.mlflow_run_id:
+        with tempfile.TemporaryDirectory(prefix="lockstep-card-") as folder:
+            path = Path(folder) / "model_card.md"
+            path.write_text(text, encoding="utf-8")
+            tracker.log_files(card.mlflow_run_id, [path])
+    return text
+
+
+# --- promotion ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Promotion:
+    model: str
+    alias: str
+    version: str
+    previous: str
+    promoted: bool
+    gates: list[GateResult]
+    lock_commit: str
+
+
+def promote(tracker, *, model: str, version: str | None, source_alias: str, target_alias: str, gates,
+            actor: str, reason: str, environment: str = "", run_url: str = "") -> Promotion:
+    """Move `target_alias` to `version` (default: the holder of `source_alias`) when the version
+    is CI-built and passes the gates against the current holder of `target_alias`; record who,
+    when, why and the move in the alias history. Raises ChecksFailed (exit 1) when a gate fails."""
+    if not target_alias:
+        raise InputError("no alias to promote to", hint="set registry.promote-to in lockstep.yaml or pass --to")
+    if version:
+        try:
+            chosen = tracker.get_version(model, version)
+        except MlflowError:
+            raise InputError(f"{model}: version {version} does not exist", hint="pass a version the rebuild registered") from None
+    else:
+        chosen = tracker.version_by_alias(model, source_alias)
+        if chosen is None:
+            raise InputError(f"{model}: alias '{source_alias}' is not set, so there is nothing to promote",
+                             hint="run a main rebuild first, or pass --version")
+    version = str(chosen.version)
+    tags = dict(chosen.tags or {})
+    missing = [tag for tag in lineage.REQUIRED if not tags.get(tag)]
+    if missing:
+        raise InputError(
+            f"{model} version {version} has no lockstep lineage ({', '.join(missing)} missing): it was not built by CI",
+            hint="promote only versions registered by a lockstep main rebuild",
+        )
+    holder = tracker.version_by_alias(model, target_alias)
+    previous = str(holder.version) if holder is not None else ""
+    metrics = version_metrics(tags)
+    base = tagged_metrics(holder.tags if holder is not None else {}, {*metrics, *(g.metric for g in gates)}) if holder is not None and previous != version else {}
+    # a gate's metric name as lockstep.yaml spells it; the tags hold MLflow-safe names
+    named = {g.metric: metrics.get(g.metric, tagged_metrics(tags, [g.metric]).get(g.metric)) for g in gates}
+    results = check_gates(gates, {**metrics, **{k: v for k, v in named.items() if v is not None}}, base)
+    result = Promotion(model, target_alias, version, previous, False, results, tags.get(lineage.LOCK_COMMIT, ""))
+    if previous == version:
+        result.promoted = True
+        return result
+    failed = [g for g in results if not g.passed]
+    if failed:
+        held = f"version {previous}" if previous else "nobody"
+        raise ChecksFailed(
+            f"{model} version {version} was not promoted to '{target_alias}' (held by {held}): "
+            + "; ".join(f"{g.metric}: {', '.join(g.reasons)}" for g in failed),
+            hint=f"'{target_alias}' did not move. A later rebuild that passes the gates will be promotable.",
+        )
+    tracker.set_alias(model, target_alias, version)
+    now = dt.datetime.now(dt.timezone.utc)
+    tracker.set_version_tags(model, version, {
+        lineage.PROMOTED_FROM: previous,
+        lineage.PROMOTION_PREFIX + "by": actor or "unknown",
+        lineage.PROMOTION_PREFIX + "at": now.isoformat(timespec="seconds"),
+        lineage.PROMOTION_PREFIX + "reason": " ".join(reason.split())[:500],
+        lineage.PROMOTION_PREFIX + "environment": environment,
+        lineage.PROMOTION_PREFIX + "run": run_url,
+    })
+    record_move(tracker, model, target_alias, version, previous, "promotion", commit=result.lock_commit, run=run_url,
+                actor=actor, reason=reason + (f" (environment {environment})" if environment else ""))
+    result.promoted = True
+    return result
+
+
+def promotion_summary(result: Promotion) -> str:
+    from .report import inert
+
+    head = (f"moved {inert(result.model)}@{inert(result.alias)} from version {inert(result.previous or '(none)')} "
+            f"to {inert(result.version)}") if result.previous != result.version else (
+        f"{inert(result.model)} version {inert(result.version)} already holds {inert(result.alias)}")
+    rows = ["| gate | result | why |", "| --- | --- | --- |",
+            *(f"| {inert(g.metric)} | {'✅' if g.passed else '❌'} | {inert('; '.join(g.reasons)) or '-'} |" for g in result.gates)]
+    return f"## lockstep promote\n\n{head}.\n\n" + ("\n".join(rows) + "\n" if result.gates else "")
+
+
+# --- verification -------------------------------------------------------------------------------
+
+_SPEC = re.compile(r"^(?:models:/)?(?P<name>[^@]+?)(?:@(?P<alias>[\w-]+)|/(?P<version>\d+))$")
+
+
+@dataclass
+class Verification:
+    model: str
+    version: str
+    file: str
+    expected: str
+    actual: str
+    repository: str
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.expected) and self.expected == self.actual
+
+
+def parse_spec(spec: str) -> tuple[str, str | None, str | None]:
+    match = _SPEC.match(spec.strip())
+    if not match:
+        raise InputError(f"--model {spec!r} is not NAME@ALIAS or NAME/VERSION",
+                         hint="e.g. --model breast-cancer-classifier@champion")
+    return match["name"], match["alias"], match["version"]
+
+
+def verify(tracker, model_file: Path, spec: str) -> Verification:
+    """Compare a model file (or folder) with the digest the registry recorded for NAME@ALIAS."""
+    name, alias, version = parse_spec(spec)
+    if not model_file.exists():
+        raise InputError(f"{model_file}: no such file or folder", hint="pass the path of the model file to check")
+    if alias:
+        found = tracker.version_by_alias(name, alias)
+        if found is None:
+            raise InputError(f"{name}: alias '{alias}' is not set", hint="check the model name and the alias")
+    else:
+        try:
+            found = tracker.get_version(name, version)
+        except MlflowError:
+            raise InputError(f"{name}: version {version} does not exist", hint="check the model name and version") from None
+    tags = dict(found.tags or {})
+    return Verification(name, str(found.version), str(model_file), tags.get(lineage.MODEL_SHA256, ""),
+                        provenance.sha256(model_file), tags.get(lineage.REPOSITORY, ""))

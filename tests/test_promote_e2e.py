@@ -1,0 +1,74 @@
+"""End to end: main-rebuild.yml with a promotion environment and the attestation, under act. The
+rebuild job registers and sets the candidate alias only; the promote job runs after it and moves
+the promotion alias (act does not hold a job for an environment's reviewers; GitHub does)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import pytest
+
+from actrunner import LIBRARY, install_workflows, push_payload, run_env, secrets
+from conftest import PROJECT, git
+
+pytestmark = [pytest.mark.e2e, pytest.mark.integration]
+
+APPROVED = f"""# Consumer workflow: main rebuilds whose promotion waits for the production environment.
+name: ml-main-approved
+on:
+  push:
+    branches: [main]
+permissions: {{}}
+jobs:
+  rebuild:
+    permissions:
+      contents: write # push the dvc.lock commit back to main
+      id-token: write # sign the model's attestation
+      attestations: write # store the model's attestation
+    uses: {LIBRARY}/.github/workflows/main-rebuild.yml@v1
+    with:
+      working-directory: {PROJECT}
+      reason: merge of the shallower trees
+      promotion-environment: production
+      attest: true
+    secrets:
+      AWS_ACCESS_KEY_ID: ${{{{ secrets.AWS_ACCESS_KEY_ID }}}}
+      AWS_SECRET_ACCESS_KEY: ${{{{ secrets.AWS_SECRET_ACCESS_KEY }}}}
+      MLFLOW_TRACKING_URI: ${{{{ secrets.MLFLOW_TRACKING_URI }}}}
+"""
+
+
+def test_promote_job_moves_the_alias_after_the_rebuild(consumer, act, api, mlflow_env):
+    from mlflow import MlflowClient
+
+    from lockstep import registry, tracking
+
+    install_workflows(consumer)
+    (consumer.dev / ".github" / "workflows" / "ml-main-approved.yml").write_text(APPROVED)
+    consumer.set_param("max_depth: 6", "max_depth: 5")
+    merged = consumer.commit("Merge pull request #8 from octo/shallower")
+    result = act.run(consumer.dev, "push", "ml-main-approved.yml", payload=push_payload(merged),
+                     secrets=secrets(mlflow_env.url), env=run_env(consumer, api))
+    assert result.returncode == 0, result.log[-6000:]
+
+    client = MlflowClient(mlflow_env.url)
+    (version,) = client.search_model_versions(f"name='{consumer.model}'")
+    assert client.get_model_version_by_alias(consumer.model, "candidate").version == version.version
+    assert client.get_model_version_by_alias(consumer.model, "champion").version == version.version
+    # the rebuild job left promotion to the promote job, which recorded it after the rebuild's move
+    moves = registry.read_history(tracking.Tracker(), consumer.model)
+    assert [(m.alias, m.by) for m in moves] == [("candidate", "rebuild"), ("champion", "promotion")]
+    assert moves[1].reason == "merge of the shallower trees (environment production)"
+    assert moves[1].commit == version.tags["lockstep.lock_commit"]
+    tags = client.get_model_version(consumer.model, version.version).tags
+    assert tags["lockstep.promotion.environment"] == "production"
+    assert "promotion to `champion` waits for approval" in client.get_model_version(consumer.model, version.version).description
+    # the attestation named the model file CI built, with the digest the registry holds
+    git("pull", "-q", "origin", "main", cwd=consumer.dev)
+    (bundle,) = (act.artifacts / "attestations").iterdir()
+    subject = json.loads(bundle.read_text())["subject"]
+    assert subject == {"name": "model.pkl", "digest": "sha256:" + tags["lockstep.model_sha256"]}
+    consumer.dvc("pull", "models/model.pkl")
+    local = hashlib.sha256((consumer.project / "models" / "model.pkl").read_bytes()).hexdigest()
+    assert local == tags["lockstep.model_sha256"]

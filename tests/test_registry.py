@@ -1,0 +1,285 @@
+"""The registry beyond lineage tags: model cards, alias history, approved promotion, digests.
+
+Unit tests for the pure parts (provenance digests, history entries, the card), integration tests
+against the MLflow server, a bare origin and the S3 server for what rebuild, promote, rollback,
+history and verify write and read."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from lockstep import history, lineage, modelcard, provenance, registry
+from lockstep.config import Gate
+from lockstep.errors import EXIT_CHECKS_FAILED, EXIT_OK, EXIT_USAGE
+from lockstep.metrics import check_gates
+
+from conftest import PROJECT, git, lockstep
+
+HOSTILE = "@octocat #1 [x](https://evil.example) <img src=x> ::error::boom"
+
+
+# --- provenance ---------------------------------------------------------------------------------
+
+
+def test_file_digest_is_sha256sum(tmp_path):
+    model = tmp_path / "model.pkl"
+    model.write_bytes(b"\x00model bytes\n" * 1000)
+    assert provenance.sha256(model) == hashlib.sha256(model.read_bytes()).hexdigest()
+    assert provenance.kind(model) == "file"
+    assert provenance.sha256(tmp_path / "absent") == "" and provenance.kind(tmp_path / "absent") == ""
+
+
+def test_folder_digest_matches_the_documented_shell_command(tmp_path):
+    folder = tmp_path / "model"
+    (folder / "sub dir").mkdir(parents=True)
+    (folder / "weights.bin").write_bytes(b"\x01" * 5000)
+    (folder / "sub dir" / "config.json").write_text('{"a": 1}\n')
+    (folder / "B.txt").write_text("upper case sorts first in C order\n")
+    (folder / "empty").mkdir()
+    (folder / "link").symlink_to(folder / "B.txt")
+    command = "find . -type f | LC_ALL=C sort | sed 's|^\\./||' | xargs -d '\\n' sha256sum | sha256sum"
+    shell = subprocess.run(["bash", "-c", command], cwd=folder, capture_output=True, text=True, check=True).stdout.split()[0]
+    assert provenance.sha256(folder) == shell
+    assert provenance.kind(folder) == "directory"
+    before = provenance.sha256(folder)
+    (folder / "sub dir" / "config.json").write_text('{"a": 2}\n')
+    assert provenance.sha256(folder) != before
+
+
+def test_gh_command_quotes_the_path():
+    assert provenance.gh_verify_command("models/my model.pkl", "octo/ml") == "gh attestation verify 'models/my model.pkl' --repo octo/ml"
+
+
+# --- alias history entries ----------------------------------------------------------------------
+
+
+def test_history_entry_round_trips_and_stays_small():
+    at = dt.datetime(2026, 12, 1, 10, 15, 0, 123456, tzinfo=dt.timezone.utc)
+    entry = history.move("champion", "7", "5", "promotion", commit="a" * 40, run="https://github.com/o/r/actions/runs/9",
+                         actor="oncall", reason="x" * 100_000 + "\nTrailer: y", at=at)
+    assert entry.key == "lockstep.alias_history.champion.20261201T101500.123456Z"
+    assert len(entry.value()) < 1500  # far below MLflow's 5,000-character tag values
+    assert "\n" not in entry.reason
+    back = history.parse(entry.key, entry.value(), "7")
+    assert back == entry
+    for junk in ("not json", "[1, 2]", json.dumps({"alias": "champion"}), json.dumps({"alias": "c", "at": "yesterday"})):
+        assert history.parse(entry.key, junk, "7") is None
+    assert history.parse("lockstep.model_md5", entry.value(), "7") is None
+    with pytest.raises(ValueError):
+        history.move("champion", "7", "5", "by hand")
+
+
+def test_history_is_ordered_and_rendered_inert():
+    t0 = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+    moves = [
+        history.move("champion", "3", "2", "rollback", at=t0 + dt.timedelta(hours=2), actor=HOSTILE, reason=HOSTILE),
+        history.move("candidate", "2", "", "rebuild", at=t0),
+        history.move("champion", "2", "", "promotion", at=t0 + dt.timedelta(hours=1)),
+    ]
+    tags = {m.key: m.value() for m in moves}
+    collected = history.collect([("2", {k: v for k, v in tags.items()}), ("9", {"lockstep.alias_history.x.1": "junk"})])
+    assert [m.by for m in collected] == ["rebuild", "promotion", "rollback"]
+    assert [m.by for m in history.collect([("2", tags)], "champion")] == ["promotion", "rollback"]
+    text = history.render_markdown("clf", collected)
+    assert "**champion** (now version 3)" in text and "**candidate** (now version 2)" in text
+    assert "@octocat" not in text and "<img" not in text and "](" not in text
+    assert text.index("| rollback |") < text.index("| promotion |")  # newest first
+    assert "No alias move" in history.render_markdown("clf", [])
+
+
+# --- the model card -----------------------------------------------------------------------------
+
+
+def _card(**changes) -> modelcard.Card:
+    gates = (Gate("accuracy", min=0.9, max_regression=0.02), Gate("log_loss", direction="lower", required=False))
+    metrics, before = {"accuracy": 0.95, "log_loss": 0.1, HOSTILE: 1.0}, {"accuracy": 0.93, "log_loss": 0.12}
+    values = dict(
+        model="clf", version="4", alias="candidate", lockstep_version="0.1.0", previous_version="3",
+        promote_to="champion", promoted=True, repository="octo/ml", project="example-project",
+        lock_commit="b" * 40, start_commit="c" * 40, pr_number="12", lock_sha256="d" * 64,
+        model_path="models/model.pkl", model_md5="e" * 32, model_sha256="f" * 64, stages=["train", "evaluate"],
+        trigger="push", reason=HOSTILE, actor="dana", workflow_run_url="https://github.com/octo/ml/actions/runs/5",
+        mlflow_run_id="0" * 32, created_at="2026-12-01T10:00:00+00:00", params={"train.max_depth": 5, HOSTILE: HOSTILE},
+        metrics=metrics, previous_metrics=before, gates=check_gates(gates, metrics, before),
+        inputs={"data/prepared": "md5:123.dir", "src/train.py": "md5:456"}, evaluation_stages=["evaluate"],
+        evaluation_data={"data/prepared": "md5:123.dir"},
+    )
+    values.update(changes)
+    return modelcard.Card(**values)
+
+
+def test_card_shows_lineage_metrics_change_gates_and_data():
+    text = modelcard.render(_card())
+    assert text.startswith("# Model card: clf version 4")
+    for expected in ("| lock commit | `" + "b" * 40 + "` |", "| pull request | \\#\u206012 |", "| model SHA-256 | `" + "f" * 64,
+                     "| accuracy | 0.95 | 0.93 | +0.02 (+2.15%) |", "| log\\_loss | 0.1 | 0.12 | -0.02 (-16.67%) |",
+                     "2 of 2 gate(s) passed against version 3", "Promotion: promoted to `champion`.",
+                     "| data/prepared | `md5:123.dir` |", "| train.max\\_depth | 5 |", "| lockstep | 0.1.0 |"):
+        assert expected in text, expected
+    assert "@octocat" not in text and "<img" not in text and "](" not in text and "\n::" not in text
+
+
+def test_card_without_an_earlier_version_and_waiting_promotion():
+    text = modelcard.render(_card(previous_version="", previous_metrics={}, promoted=None))
+    assert "no earlier version" in text and "| accuracy | 0.95 | - | - |" in text
+    assert "promotion to `champion` waits for approval" in text
+
+
+def test_description_fits_mlflow_limit():
+    huge = {f"p{i}": "v" * 50 for i in range(400)}
+    card = _card(params=huge)
+    assert len(modelcard.render(card)) > modelcard.DESCRIPTION_LIMIT
+    short = modelcard.description(card)
+    assert len(short) <= modelcard.DESCRIPTION_LIMIT and "model\\_card.md" in short or "model_card.md" in short
+    assert "| lock commit |" in short
+    assert modelcard.description(_card()) == modelcard.render(_card())
+
+
+def test_pr_number_from_github_merge_subjects():
+    assert registry.pr_number("Merge pull request #8 from octo/feature") == "8"
+    assert registry.pr_number("More trees (#12)") == "12"
+    assert registry.pr_number("Fix #3 in the docs") == ""
+
+
+def test_verify_spec_forms():
+    assert registry.parse_spec("clf@champion") == ("clf", "champion", None)
+    assert registry.parse_spec("models:/clf/3") == ("clf", None, "3")
+    with pytest.raises(Exception) as info:
+        registry.parse_spec("clf")
+    assert "NAME@ALIAS" in str(info.value)
+
+
+def test_code_spans_cannot_be_closed_or_split():
+    text = modelcard.render(_card(model_path="models/a`b|c <x>.pkl"))
+    assert "| model file | `models/a'b\\|c <x>.pkl` |" in text
+
+
+# --- against the registry -----------------------------------------------------------------------
+
+
+def _outputs(path):
+    return dict(line.split("=", 1) for line in path.read_text().splitlines() if "=" in line) if path.exists() else {}
+
+
+@pytest.mark.integration
+def test_rebuilds_write_card_digest_and_history_and_verify_checks_files(consumer, mlflow_env):
+    from mlflow import MlflowClient
+
+    from test_rebuild import rebuild
+
+    client = MlflowClient(mlflow_env.url)
+    consumer.set_param("max_depth: 6", "max_depth: 5")
+    consumer.commit("Merge pull request #8 from octo/shallower")
+    checkout = consumer.clone("ci-1")
+    summary = consumer.root / "summary-1.md"
+    proc, first = rebuild(checkout, "--reason", "merge of #8", env={"GITHUB_STEP_SUMMARY": str(summary)})
+    assert proc.returncode == EXIT_OK, proc.stdout + proc.stderr
+    model_file = checkout / PROJECT / "models" / "model.pkl"
+    digest = hashlib.sha256(model_file.read_bytes()).hexdigest()
+    assert first["model-sha256"] == digest and first["model-path"] == f"{PROJECT}/models/model.pkl"
+    assert first["model-kind"] == "file"
+    version = client.get_model_version(consumer.model, first["model-version"])
+    assert version.tags[lineage.MODEL_SHA256] == digest
+    # the card: the version's description, the run's model_card.md, the job summary
+    card = version.description
+    assert card.startswith(f"# Model card: {consumer.model.replace('-', chr(92) + '-')} version 1")
+    assert f"| lock commit | `{first['lock-commit']}` |" in card and "| pull request | \\#\u20608 |" in card
+    assert f"| model SHA-256 | `{digest}` |" in card and "| train.max\\_depth | 5 |" in card
+    assert "| data/prepared | `md5:" in card and "no earlier version" in card
+    artifact = client.download_artifacts(first["mlflow-run-id"], "model_card.md", str(consumer.root))
+    assert Path(artifact).read_text(encoding="utf-8") == card
+    text = summary.read_text()
+    assert "Model card of version 1" in text and f"| model SHA-256 | `{digest}` |" in text
+    assert "### Alias history of" in text and "| rebuild |" in text and "| promotion |" in text
+
+    # verify: the CI-built file matches; a changed file does not, and both digests are named
+    proc = lockstep("verify", str(model_file), "--model", f"{consumer.model}@champion", cwd=consumer.root)
+    assert proc.returncode == EXIT_OK, proc.stdout + proc.stderr
+    assert f"gh attestation verify {model_file}" in proc.stdout
+    tampered = consumer.root / "tampered.pkl"
+    tampered.write_bytes(model_file.read_bytes() + b"\0")
+    proc = lockstep("verify", str(tampered), "--model", f"{consumer.model}@champion", cwd=consumer.root)
+    assert proc.returncode == EXIT_CHECKS_FAILED
+    assert digest in proc.stdout + proc.stderr and hashlib.sha256(tampered.read_bytes()).hexdigest() in proc.stdout + proc.stderr
+    proc = lockstep("verify", str(consumer.root / "absent.pkl"), "--model", f"{consumer.model}@champion", cwd=consumer.root)
+    assert proc.returncode == EXIT_USAGE
+
+    # a second rebuild with promotion left to an approval: candidate moves, champion does not
+    git("pull", "-q", "origin", "main", cwd=consumer.dev)
+    consumer.set_param("max_depth: 5", "max_depth: 4")
+    consumer.commit("Shallower still (#9)")
+    proc, second = rebuild(consumer.clone("ci-2"), "--promote", "false")
+    assert proc.returncode == EXIT_OK, proc.stdout + proc.stderr
+    assert second["promoted"] == "false"
+    assert client.get_model_version_by_alias(consumer.model, "candidate").version == second["model-version"]
+    assert client.get_model_version_by_alias(consumer.model, "champion").version == first["model-version"]
+    card = client.get_model_version(consumer.model, second["model-version"]).description
+    assert "Compared with the version `candidate` pointed to before: version 1." in card
+    assert "promotion to `champion` waits for approval" in card and "| pull request | \\#\u20609 |" in card
+
+    # the approved promotion: gates against champion's holder, who/when/why recorded
+    outputs = consumer.root / "promote-outputs.txt"
+    env = {"GITHUB_ACTIONS": "true", "GITHUB_OUTPUT": str(outputs), "GITHUB_ACTOR": "release-manager",
+           "GITHUB_STEP_SUMMARY": str(consumer.root / "promote-summary.md")}
+    proc = lockstep("promote", "--working-directory", PROJECT, "--version", second["model-version"], "--reason", "approved",
+                    "--environment", "production", cwd=consumer.dev, env=env)
+    assert proc.returncode == EXIT_OK, proc.stdout + proc.stderr
+    assert _outputs(outputs)["promoted"] == "true" and _outputs(outputs)["previous-version"] == first["model-version"]
+    assert client.get_model_version_by_alias(consumer.model, "champion").version == second["model-version"]
+    tags = client.get_model_version(consumer.model, second["model-version"]).tags
+    assert tags["lockstep.promotion.by"] == "release-manager" and tags["lockstep.promotion.environment"] == "production"
+    assert tags[lineage.PROMOTED_FROM] == first["model-version"]
+
+    # a rollback, then the whole history: per alias, in order, moved by what
+    proc = lockstep("rollback", "--working-directory", PROJECT, "--reason", "latency", cwd=consumer.dev,
+                    env={"GITHUB_ACTOR": "oncall"})
+    assert proc.returncode == EXIT_OK, proc.stdout + proc.stderr
+    moves = registry.read_history(_tracker(), consumer.model)
+    assert [(m.alias, m.version, m.previous, m.by) for m in moves] == [
+        ("candidate", "1", "", "rebuild"), ("champion", "1", "", "promotion"), ("candidate", "2", "1", "rebuild"),
+        ("champion", "2", "1", "promotion"), ("champion", "1", "2", "rollback")]
+    assert moves[0].commit == first["lock-commit"] and moves[0].mlflow_run == first["mlflow-run-id"]
+    assert moves[3].actor == "release-manager" and moves[4].actor == "oncall" and moves[4].reason == "latency"
+    proc = lockstep("history", "--model", consumer.model, "--alias", "champion", cwd=consumer.root)
+    assert proc.returncode == EXIT_OK, proc.stdout + proc.stderr
+    lines = [line for line in proc.stdout.splitlines() if "->" in line]
+    assert len(lines) == 3 and "rollback" in lines[-1] and "candidate" not in proc.stdout
+
+
+def _tracker():
+    from lockstep import tracking
+
+    return tracking.Tracker()
+
+
+@pytest.mark.integration
+def test_promote_refuses_a_version_that_fails_the_gates(consumer, mlflow_env):
+    from mlflow import MlflowClient
+
+    from test_rebuild import rebuild
+
+    client = MlflowClient(mlflow_env.url)
+    proc, first = rebuild(consumer.clone("ci-1"), "--register-unchanged", "true")
+    assert proc.returncode == EXIT_OK, proc.stdout + proc.stderr
+    consumer.set_param("max_depth: 6", "max_depth: 5")
+    consumer.commit("Shallower")
+    proc, second = rebuild(consumer.clone("ci-2"), "--promote", "false")
+    assert proc.returncode == EXIT_OK, proc.stdout + proc.stderr
+    # as if the candidate had scored far worse than champion's holder
+    client.set_model_version_tag(consumer.model, second["model-version"], "lockstep.metric.accuracy", "0.5")
+    proc = lockstep("promote", "--working-directory", PROJECT, "--reason", "try", cwd=consumer.dev)
+    assert proc.returncode == EXIT_CHECKS_FAILED
+    assert "accuracy" in proc.stdout + proc.stderr and "below the minimum" in proc.stdout + proc.stderr
+    assert client.get_model_version_by_alias(consumer.model, "champion").version == first["model-version"]
+    assert [m.by for m in registry.read_history(_tracker(), consumer.model, "champion")] == ["promotion"]
+    # a version without lineage is refused
+    run = client.create_run("0")
+    hand = client.create_model_version(consumer.model, source=f"{run.info.artifact_uri}/model", run_id=run.info.run_id)
+    proc = lockstep("promote", "--working-directory", PROJECT, "--version", str(hand.version), "--reason", "x", cwd=consumer.dev)
+    assert proc.returncode == EXIT_USAGE and "no lockstep lineage" in proc.stdout + proc.stderr
