@@ -15,6 +15,7 @@ VERSION = "lockstep.version"
 PROJECT = "lockstep.project"
 REPOSITORY = "lockstep.repository"
 WORKFLOW_RUN_URL = "lockstep.workflow_run_url"
+RUN_KEY = "lockstep.run_key"  # one per run creation: finds the run after a lost answer
 
 # PR validation runs.
 PR = "lockstep.pr"
@@ -39,10 +40,19 @@ MODEL_MD5 = "lockstep.model_md5"
 METRIC_PREFIX = "lockstep.metric."
 PROMOTED_FROM = "lockstep.promoted_from"
 REBUILT_RUNS = "lockstep.rebuilt_runs"  # later rebuilds that reproduced this same model
+CHANGED_OUTPUTS = "lockstep.changed_outputs"  # DVC outputs the rebuild changed (dvc diff), one per line
 ROLLBACK_PREFIX = "lockstep.rollback."
 
 # What a version must carry to be a rollback target: enough to restore code, data and model.
 REQUIRED = (LOCK_COMMIT, DVC_LOCK_SHA256, MODEL_MD5)
+
+
+def metric_tag(metric: str) -> str:
+    """The tag that records a metric's value on a model version: a name MLflow accepts, whatever
+    the metric is called (`precision@k` -> `lockstep.metric.precision_k`), at most 250 characters."""
+    from .tracking import safe_name
+
+    return METRIC_PREFIX + safe_name(metric, 250 - len(METRIC_PREFIX))
 
 
 def repository(given: str = "") -> str:
