@@ -162,13 +162,31 @@ def cmd_rebuild(inputs: Inputs) -> int:
     result = rebuild.run(args)
     gha.set_outputs(result.outputs())
     rows = "\n".join(f"| {k} | `{v}` |" for k, v in result.outputs().items() if v not in ("", None))
-    gha.add_summary(f"## lockstep main rebuild\n\n| output | value |\n| --- | --- |\n{rows}\n")
+    gha.add_summary(f"## lockstep main rebuild\n\n{_rebuild_note(result)}| output | value |\n| --- | --- |\n{rows}\n")
     if result.card:
         gha.add_summary(f"<details><summary>Model card of version {result.model_version}</summary>\n\n"
                         f"{result.card}\n</details>\n")
     if result.history:
         gha.add_summary(result.history)
     return EXIT_OK
+
+
+def _rebuild_note(result) -> str:
+    """The sentence above the rebuild's table: what changed, or since when nothing did."""
+    if result.unchanged_since:
+        commit = re.sub(r"[^0-9a-f]", "", result.unchanged_commit.lower())[:12] or "unknown"
+        version = re.sub(r"[^0-9]", "", result.unchanged_since)
+        if result.committed:
+            return (f"Model unchanged since v{version} (commit `{commit}`): the lock commit records the new "
+                    "pipeline state; no version was registered.\n\n")
+        return f"Data unchanged since v{version} (commit `{commit}`): nothing was committed and no version was registered.\n\n"
+    if result.changed_outputs:
+        from .report import inert
+
+        names = ", ".join(f"{inert(c.path, 200)} ({c.change})" for c in result.changed_outputs[:20])
+        more = f" and {len(result.changed_outputs) - 20} more" if len(result.changed_outputs) > 20 else ""
+        return f"Changed outputs: {names}{more}.\n\n"
+    return ""
 
 
 def cmd_comment(inputs: Inputs) -> int:

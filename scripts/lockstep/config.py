@@ -289,6 +289,18 @@ def _typed(data: dict[str, Any], located: _Located, source: str) -> Config:
     stages = evaluation.get("stages")
     rebuild = data.get("rebuild", {}).get("stages")
     files = data.get("metrics", {}).get("files")
+    for index, name in enumerate(files or ()):
+        parts = name.replace("\\", "/").split("/")
+        if name.startswith(("/", "\\", "~")) or (len(name) > 1 and name[1] == ":") or ".." in parts:
+            line = located.line_of(("metrics", "files", index))
+            why = "an absolute path" if ".." not in parts else "a path with `..`"
+            raise ConfigError(
+                f"{source}:{line}: metrics.files[{index}]: {name!r} is {why}: lockstep reads metrics only "
+                "from files inside the DVC project",
+                hint="give the file's path relative to the folder that holds dvc.yaml, without `..`",
+                file=source,
+                line=line,
+            )
     return Config(
         source=source,
         model_name=model.get("name"),

@@ -622,6 +622,38 @@ def set_params(project_dir: str | Path, assignments: Sequence[str], params_file:
     return changes
 
 
+# --- what a rebuild changed, from DVC's own diff -----------------------------------------------
+
+
+@dataclass(frozen=True)
+class OutputChange:
+    path: str  # the output's path in the project, as dvc.yaml declares it
+    change: str  # "added" | "deleted" | "modified" | "renamed"
+
+
+def changed_outputs(repo, a_rev: str) -> list[OutputChange]:
+    """The DVC outputs whose content differs between the commit `a_rev` and the workspace, from
+    `dvc diff` (files inside a directory output are reported once, as their output)."""
+    try:
+        diff = repo.diff(a_rev=a_rev)
+    except Exception as exc:  # noqa: BLE001 - DVC raises many kinds for an unreadable revision
+        raise DvcError(
+            f"`dvc diff {a_rev[:12]}` failed: {type(exc).__name__}: {exc}",
+            hint="DVC could not compare the rebuilt workspace with the commit it started from; nothing was pushed",
+        ) from None
+    found: dict[str, str] = {}
+    for change in ("added", "deleted", "modified", "renamed"):
+        for entry in diff.get(change, []) or []:
+            raw = entry.get("path", "")
+            if isinstance(raw, dict):  # renamed: {"old": ..., "new": ...}
+                raw = raw.get("new", "")
+            path = os.path.normpath(str(raw).rstrip("/\\")).replace(os.sep, "/")
+            owner = _owning_output(repo, path).replace(os.sep, "/") or path
+            # a file inside a directory output makes the output "modified"
+            found.setdefault(owner, change if owner == path else "modified")
+    return [OutputChange(path, change) for path, change in sorted(found.items())]
+
+
 # --- metrics, read the way `dvc metrics show` reads them ----------------------------------------
 
 
@@ -650,6 +682,8 @@ def read_metrics(repo, *, rev: str | None = None, files: Sequence[str] | None = 
     targets = [str(root / name) for name in files] if files else None
     for name in files or ():
         _inside_project(root, name)
+    # DVC opens the workspace's metrics files even when asked for a revision only
+    _refuse_links_outside(root, list(files or ()) or all_metrics_files(repo))
     try:
         if rev is None:
             shown = repo.metrics.show(targets=targets, hide_workspace=False)
@@ -701,6 +735,25 @@ def _inside_project(root: Path, name: str) -> None:
             f"metrics file {name!r} is outside the DVC project",
             hint="list metrics files by their path inside the project (no absolute paths, no `..`, no symlinks leading out)",
         )
+
+
+def _refuse_links_outside(root: Path, names: Sequence[str]) -> None:
+    """A metrics file (or a file in a metrics folder) of the workspace that is a symlink leading
+    outside the project is refused by name before DVC opens anything."""
+    top = root.resolve()
+    for name in names:
+        path = root / name
+        items = [path]
+        if path.is_dir() and path.resolve().is_relative_to(top):
+            items += sorted(path.rglob("*"))
+        for item in items:
+            if not item.resolve().is_relative_to(top):
+                shown = os.path.relpath(item, root).replace(os.sep, "/")
+                raise DvcError(
+                    f"metrics file {shown!r} is a symbolic link leading outside the DVC project: it was not read",
+                    hint="commit the metrics file itself (not a link), written by the stage inside the project",
+                    file=shown,
+                )
 
 
 def _owning_output(repo, name: str) -> str:

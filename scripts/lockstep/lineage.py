@@ -15,6 +15,7 @@ VERSION = "lockstep.version"
 PROJECT = "lockstep.project"
 REPOSITORY = "lockstep.repository"
 WORKFLOW_RUN_URL = "lockstep.workflow_run_url"
+RUN_KEY = "lockstep.run_key"  # one per run creation: finds the run after a lost answer
 
 # PR validation runs.
 PR = "lockstep.pr"
@@ -39,6 +40,7 @@ MODEL_MD5 = "lockstep.model_md5"
 METRIC_PREFIX = "lockstep.metric."
 PROMOTED_FROM = "lockstep.promoted_from"
 REBUILT_RUNS = "lockstep.rebuilt_runs"  # later rebuilds that reproduced this same model
+CHANGED_OUTPUTS = "lockstep.changed_outputs"  # DVC outputs the rebuild changed (dvc diff), one per line
 ROLLBACK_PREFIX = "lockstep.rollback."
 MODEL_SHA256 = "lockstep.model_sha256"  # the model file's SHA-256 (a folder: over its manifest, provenance.py)
 PR_NUMBER = "lockstep.pr_number"  # the pull request the rebuilt commit came from, when known
@@ -49,6 +51,14 @@ ALIAS_HISTORY_PREFIX = "lockstep.alias_history."
 
 # What a version must carry to be a rollback target: enough to restore code, data and model.
 REQUIRED = (LOCK_COMMIT, DVC_LOCK_SHA256, MODEL_MD5)
+
+
+def metric_tag(metric: str) -> str:
+    """The tag that records a metric's value on a model version: a name MLflow accepts, whatever
+    the metric is called (`precision@k` -> `lockstep.metric.precision_k`), at most 250 characters."""
+    from .tracking import safe_name
+
+    return METRIC_PREFIX + safe_name(metric, 250 - len(METRIC_PREFIX))
 
 
 def repository(given: str = "") -> str:

@@ -61,6 +61,8 @@ class RebuildResult:
     card: str = ""  # the model card (Markdown) of the registered version
     history: str = ""  # the alias history section (Markdown)
     start_commit: str = ""  # the commit the rebuild started from
+    unchanged_commit: str = ""  # that version's lock commit
+    changed_outputs: list[dvcrepo.OutputChange] = field(default_factory=list)  # dvc diff, start commit -> rebuilt
 
     @property
     def model_uri(self) -> str:
@@ -199,6 +201,12 @@ def _build_and_publish(inputs: RebuildInputs, cfg: configmod.Config, project: Pa
     result.metrics = dvcrepo.read_metrics(repo, files=cfg.metrics_files).values
     lock_digest = dvcrepo.lock_digest(project)
     _model_digest(result, cfg, project)
+    result.changed_outputs = dvcrepo.changed_outputs(repo, start_sha)
+    if result.changed_outputs:
+        gha.info("changed outputs: " + ", ".join(f"{c.path} ({c.change})" for c in result.changed_outputs[:MAX_CHANGED]))
+    if tracker and result.mlflow_run_id:
+        # metric names MLflow would refuse are made valid here, and a refusal stops here: before the push
+        tracker.log(result.mlflow_run_id, metrics=result.metrics)
 
     if inputs.push:
         with gha.group("3. dvc push and verify the remote"):
@@ -217,7 +225,7 @@ def _build_and_publish(inputs: RebuildInputs, cfg: configmod.Config, project: Pa
             pushed_commit = gitrepo.commit_and_push(
                 project,
                 [p for p in commit_paths if (project / p).exists()],
-                message=_message(stage_names, start_sha, inputs),
+                message=_message(stage_names, start_sha, inputs, result.changed_outputs),
                 author_name=cfg.author_name,
                 author_email=cfg.author_email,
                 branch=inputs.branch,
@@ -257,11 +265,29 @@ def _commit_plan(project: Path, repo, stages, changed_params) -> tuple[list[str]
 
 
 
-def _message(stages: list[str], start_sha: str, inputs: RebuildInputs) -> str:
+MAX_CHANGED = 20  # outputs named in a commit message; more are counted
+
+
+def _one_line(text: str, limit: int = 200) -> str:
+    """Repository text for one line of a commit message: printable, whitespace collapsed, bounded."""
+    text = " ".join("".join(ch if ch.isprintable() else "?" for ch in text.replace("\n", " ")).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _changed_lines(changed: list[dvcrepo.OutputChange]) -> list[str]:
+    lines = [f"{_one_line(c.path)} ({c.change})" for c in changed[:MAX_CHANGED]]
+    if len(changed) > MAX_CHANGED:
+        lines.append(f"… and {len(changed) - MAX_CHANGED} more")
+    return lines
+
+
+def _message(stages: list[str], start_sha: str, inputs: RebuildInputs,
+             changed: list[dvcrepo.OutputChange] | None = None) -> str:
     lines = [f"lockstep: rebuild {', '.join(stages)} on {start_sha[:12]} [skip ci]", ""]
     lines.append(f"Trigger: {inputs.trigger}")
     if inputs.reason:
         lines.append(f"Reason: {' '.join(inputs.reason.split())[:200]}")
+    lines.extend(f"Changed: {line}" for line in _changed_lines(changed or []))
     for assignment in inputs.set_params:
         lines.append(f"Set-param: {' '.join(assignment.split())[:200]}")
     if inputs.actor:
@@ -309,8 +335,6 @@ def _flat_yaml(text: str | None) -> dict[str, Any]:
 
 def _register(tracker, result: RebuildResult, cfg, repo, project: Path, lock_digest: str, inputs: RebuildInputs,
               repository: str, label: str) -> None:
-    from .tracking import safe_name
-
     if not cfg.model_name or not cfg.model_path:
         gha.warning(f"{cfg.source}: no model.name/model.path: the rebuild was logged to MLflow but no model was registered")
         tracker.end_run(result.mlflow_run_id, "FINISHED")
@@ -334,9 +358,11 @@ def _register(tracker, result: RebuildResult, cfg, repo, project: Path, lock_dig
     }
     if inputs.reason:
         tags[lineage.REASON] = inputs.reason[:500]
+    if result.changed_outputs:
+        tags[lineage.CHANGED_OUTPUTS] = "\n".join(_changed_lines(result.changed_outputs))
     for key, value in result.metrics.items():
-        tags[lineage.METRIC_PREFIX + safe_name(key)] = str(value)
-    tracker.log(result.mlflow_run_id, metrics=result.metrics, tags=tags)
+        tags[lineage.metric_tag(key)] = str(value)
+    tracker.log(result.mlflow_run_id, tags=tags)
     result.model_name = cfg.model_name
     result.model_alias = cfg.alias
 
@@ -353,6 +379,7 @@ def _register(tracker, result: RebuildResult, cfg, repo, project: Path, lock_dig
         tracker.end_run(result.mlflow_run_id, "FINISHED")
         result.model_version = str(current.version)
         result.unchanged_since = str(current.version)
+        result.unchanged_commit = (current.tags or {}).get(lineage.LOCK_COMMIT, "")
         gha.info(
             f"the model is unchanged since {cfg.model_name} version {current.version} (commit "
             f"{(current.tags or {}).get(lineage.LOCK_COMMIT, '')[:12]}, md5 {model_md5[:12]}): no new version; "
@@ -386,7 +413,6 @@ def _register(tracker, result: RebuildResult, cfg, repo, project: Path, lock_dig
 
 
 def _promote(tracker, cfg, version: str, metrics: dict[str, Any], move: dict[str, str] | None = None) -> bool:
-    from .tracking import safe_name
 
     current = tracker.version_by_alias(cfg.model_name, cfg.promote_to)
     if current is not None and str(current.version) == str(version):
@@ -395,7 +421,7 @@ def _promote(tracker, cfg, version: str, metrics: dict[str, Any], move: dict[str
     if current is not None:
         held = current.tags or {}
         for key in {*metrics, *(g.metric for g in cfg.gates)}:
-            value = held.get(lineage.METRIC_PREFIX + safe_name(key))
+            value = held.get(lineage.metric_tag(key))
             if value is None:
                 continue
             try:

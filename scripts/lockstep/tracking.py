@@ -13,6 +13,7 @@ import math
 import os
 import re
 import time
+import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,10 +29,22 @@ def configured() -> bool:
     return bool(os.environ.get("MLFLOW_TRACKING_URI"))
 
 
-def safe_name(name: str) -> str:
-    """MLflow accepts metric/param names of letters, digits, `_-. /:`; map anything else to `_`."""
-    cleaned = _NAME_OK.sub("_", name)[:250]
-    return cleaned or "_"
+def safe_name(name: str, limit: int = 250) -> str:
+    """A name MLflow accepts for a metric, param or tag: letters, digits and `_-. /:` (anything
+    else becomes `_`), at most `limit` characters, and no path trick (MLflow refuses names that
+    would resolve to another name as a file path: `a/../b`, `/a`, `a//b`, `a/`, `.`, `..x`): an empty,
+    `.` or `..` segment between slashes becomes `_`, `_` or `__`, a leading `..` becomes `_.`."""
+    cleaned = _NAME_OK.sub("_", name) or "_"
+    for _ in range(8):  # fixing a segment can lengthen the name, cutting it can make a new `.`
+        cleaned = "/".join(_SEGMENT_FIX.get(part, part) for part in cleaned[: max(limit, 1)].split("/"))
+        if cleaned.startswith(".."):  # MLflow refuses any name that starts with `..`
+            cleaned = "_" + cleaned[1:]
+        if len(cleaned) <= limit:
+            return cleaned
+    return _NAME_OK.sub("_", cleaned.replace("/", "_"))[:limit] or "_"
+
+
+_SEGMENT_FIX = {"": "_", ".": "_", "..": "__"}
 
 
 @contextlib.contextmanager
@@ -129,22 +142,44 @@ class Tracker:
                     raise
                 return experiment.experiment_id
 
-    def start_run(self, experiment: str, run_name: str, tags: Mapping[str, str]) -> str:
+    def start_run(self, experiment: str, run_name: str, tags: Mapping[str, str], attempts: int = 3) -> str:
+        """Create a run, once: MLflow's HTTP retries are off for the call, and the run carries a
+        key of this call, so that after a lost answer the run the server did create is found and
+        used (a blind retry would leave that one RUNNING forever)."""
+        from .lineage import RUN_KEY
+
         experiment_id = self.experiment_id(experiment)
-        with self._call("run creation"):
-            run = self.client.create_run(experiment_id, run_name=run_name, tags={k: str(v) for k, v in tags.items()})
-        return run.info.run_id
+        key = uuid.uuid4().hex
+        all_tags = {**{k: str(v) for k, v in tags.items()}, RUN_KEY: key}
+        last: MlflowError | None = None
+        for attempt in range(1, attempts + 1):
+            try:
+                with self._call("run creation", retries=0):
+                    run = self.client.create_run(experiment_id, run_name=run_name, tags=all_tags)
+                return run.info.run_id
+            except MlflowError as exc:
+                last = exc
+                time.sleep(min(1.0 * attempt, 3.0))
+                with self._call("run lookup after a failed creation"):
+                    found = self.client.search_runs([experiment_id], filter_string=f"tags.`{RUN_KEY}` = '{key}'", max_results=1)
+                if found:
+                    return found[0].info.run_id
+        assert last is not None
+        raise last
 
     def log(self, run_id: str, *, params: Mapping[str, Any] = (), metrics: Mapping[str, Any] = (), tags: Mapping[str, Any] = ()) -> None:
         from mlflow.entities import Metric, Param, RunTag
 
         now = int(time.time() * 1000)
-        param_items = [Param(safe_name(k), str(v)[:6000]) for k, v in dict(params).items()]
-        metric_items = []
+        # two names can map to one safe name (`p@k`, `p_k`): one entry each, as MLflow refuses
+        # duplicate param keys in a batch
+        param_items = list({safe_name(k): Param(safe_name(k), str(v)[:6000]) for k, v in dict(params).items()}.values())
+        metric_map = {}
         for key, value in dict(metrics).items():
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
                 continue
-            metric_items.append(Metric(safe_name(key), float(value), now, 0))
+            metric_map[safe_name(key)] = Metric(safe_name(key), float(value), now, 0)
+        metric_items = list(metric_map.values())
         tag_items = [RunTag(k, str(v)[:5000]) for k, v in dict(tags).items()]
         with self._call("logging"):
             existing = self.client.get_run(run_id).data.params

@@ -1,0 +1,61 @@
+"""What a retrain changed, from DVC's own diff: `Changed:` lines in the lock commit and the
+`lockstep.changed_outputs` tag on the model version; and a forced retrain that reproduces the
+version the alias points to commits nothing, registers nothing, and says since when."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from mlflow import MlflowClient
+
+from lockstep import dvcrepo, rebuild as rebuildmod
+from lockstep.errors import EXIT_OK
+
+from conftest import git
+from test_faults import SHAPE, rebuild, versions
+from test_shapes import make_repo
+
+pytestmark = pytest.mark.integration
+
+
+def test_a_forced_retrain_records_what_changed_then_reproduces_without_a_new_version(tmp_path, mlflow_env):
+    repo = make_repo(SHAPE, tmp_path)
+    repo.set_steps(30)
+    merged = repo.commit("thirty steps, lock left to CI")
+    experiment = f"changed-{uuid.uuid4().hex[:8]}"
+
+    proc, first, summary = rebuild(repo.clone("ci-1"), "ml", experiment, "--force-all", "true",
+                                   "--reason", "new data 2026-12-01")
+    assert proc.returncode == EXIT_OK, proc.stdout[-3000:]
+    assert first["committed"] == "true" and first["model-version"] == "1"
+    message = git("log", "-1", "--format=%B", "main", cwd=repo.origin)
+    changed = [line for line in message.splitlines() if line.startswith("Changed: ")]
+    # steps changed the model and its metrics; the data (prepare) is reproduced as it was
+    assert changed == ["Changed: metrics.json (modified)", "Changed: model.json (modified)"], message
+    assert "Reason: new data 2026-12-01" in message
+    version = MlflowClient(mlflow_env.url).get_model_version(repo.model_name, "1")
+    assert version.tags["lockstep.changed_outputs"].splitlines() == ["metrics.json (modified)", "model.json (modified)"]
+    assert version.tags["lockstep.reason"] == "new data 2026-12-01"
+    assert "Changed outputs: metrics.json (modified), model.json (modified)." in summary
+    lock_commit = git("rev-parse", "main", cwd=repo.origin)
+    assert git("rev-parse", "main~1", cwd=repo.origin) == merged
+
+    # the same forced retrain again: same data, same model bytes
+    proc, second, summary = rebuild(repo.clone("ci-2"), "ml", experiment, "--force-all", "true", "--reason", "nightly")
+    assert proc.returncode == EXIT_OK, proc.stdout[-3000:]
+    assert second["committed"] == "false" and second["unchanged-since"] == "1"
+    assert git("rev-parse", "main", cwd=repo.origin) == lock_commit  # nothing committed
+    assert [v.version for v in versions(mlflow_env.url, repo.model_name)] == ["1"]  # nothing registered
+    assert f"Data unchanged since v1 (commit `{lock_commit[:12]}`): nothing was committed and no version was registered." in summary
+
+
+def test_changed_lines_are_bounded_and_inert():
+    changes = [dvcrepo.OutputChange(f"data/part-{i}\nSigned-off-by: x <x@example.com>", "added") for i in range(25)]
+    inputs = rebuildmod.RebuildInputs(project_dir=".", trigger="schedule")
+    message = rebuildmod._message(["prepare"], "a" * 40, inputs, changes)
+    lines = message.splitlines()
+    changed = [line for line in lines if line.startswith("Changed: ")]
+    assert len(changed) == rebuildmod.MAX_CHANGED + 1 and changed[-1] == "Changed: … and 5 more"
+    assert not any(line.startswith("Signed-off-by") for line in lines)  # a path cannot add a trailer
+    assert changed[0] == "Changed: data/part-0 Signed-off-by: x <x@example.com> (added)"
