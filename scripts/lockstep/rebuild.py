@@ -413,7 +413,6 @@ def _register(tracker, result: RebuildResult, cfg, repo, project: Path, lock_dig
 
 
 def _promote(tracker, cfg, version: str, metrics: dict[str, Any], move: dict[str, str] | None = None) -> bool:
-
     current = tracker.version_by_alias(cfg.model_name, cfg.promote_to)
     if current is not None and str(current.version) == str(version):
         return True
