@@ -15,10 +15,11 @@ Layout of a bed (the DVC remote URL is relative, so a copy points at its own rem
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
-import subprocess
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,15 +31,50 @@ from conftest import BIN, PROJECT, git
 REMOTE_URL = "../../../remote"
 
 
-def _dvc(*args: str, cwd: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
-    env["PATH"] = f"{BIN}{os.pathsep}{env['PATH']}"  # the stages' python: the test environment's
-    proc = subprocess.run([str(BIN / "dvc"), *args], cwd=cwd, capture_output=True, text=True, env=env)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+@contextlib.contextmanager
+def _dvc_repo(project: Path):
+    """DVC in this process (no CLI start-up), stages run with the test environment's python."""
+    from dvc.repo import Repo
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PATH", f"{BIN}{os.pathsep}{os.environ['PATH']}")
+        patch.chdir(project)
+        for key in [k for k in os.environ if k.startswith("MLFLOW_")]:
+            patch.delenv(key)
+        _rebind_dvc_logging()
+        with Repo(str(project)) as repo:
+            yield repo
 
 
 @pytest.fixture(scope="session")
-def local_template(tmp_path_factory, trained_example) -> Path:
+def _mlflow_schema(tmp_path_factory):
+    """An empty MLflow database with its schema migrated (~4 s), made in a thread while the
+    session's DVC repositories are built."""
+    path = tmp_path_factory.mktemp("mlflow-schema") / "mlflow.db"
+    failure: list[BaseException] = []
+
+    def create() -> None:
+        try:
+            from mlflow import MlflowClient
+
+            MlflowClient(f"sqlite:///{path}").search_experiments()
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the test thread below
+            failure.append(exc)
+
+    thread = threading.Thread(target=create, name="mlflow-schema")
+    thread.start()
+
+    def ready() -> Path:
+        thread.join()
+        if failure:
+            raise failure[0]
+        return path
+
+    return ready
+
+
+@pytest.fixture(scope="session")
+def local_template(tmp_path_factory, _mlflow_schema, trained_example) -> Path:
     """The consumer repository, built once: main holds the first model, `feature` a PR that
     re-trained with 150 trees; both are pushed to the local remote and the bare origin."""
     root = tmp_path_factory.mktemp("localbed")
@@ -52,23 +88,24 @@ def local_template(tmp_path_factory, trained_example) -> Path:
     shutil.copytree(trained_example, project)
     config = project / ".dvc" / "config"
     config.write_text(config.read_text().replace("s3://lockstep-example/dvc", REMOTE_URL))
-    _dvc("push", cwd=project)
+    with _dvc_repo(project) as repo:
+        repo.push()
     git("add", "-A", cwd=dev)
     git("commit", "-q", "-m", "First model", cwd=dev)
     git("push", "-q", "origin", "HEAD:main", cwd=dev)
     git("checkout", "-q", "-b", "feature", cwd=dev)
     params = project / "params.yaml"
     params.write_text(params.read_text().replace("n_estimators: 100", "n_estimators: 150"))
-    _dvc("repro", cwd=project)
-    _dvc("push", cwd=project)
+    with _dvc_repo(project) as repo:
+        repo.reproduce()
+        repo.push()
     git("add", "-A", cwd=dev)
     git("commit", "-q", "-m", "More trees", cwd=dev)
     git("push", "-q", "origin", "HEAD:feature", cwd=dev)
     git("checkout", "-q", "main", cwd=dev)
-    _dvc("checkout", cwd=project)
-    from mlflow import MlflowClient
-
-    MlflowClient(f"sqlite:///{root / 'mlflow.db'}").search_experiments()  # creates and migrates the schema
+    with _dvc_repo(project) as repo:
+        repo.checkout(force=True)
+    shutil.copy(_mlflow_schema(), root / "mlflow.db")
     return root
 
 

@@ -89,6 +89,35 @@ def test_failing_stage_pushes_commits_and_registers_nothing(bed):
     assert [r.info.status for r in runs] == ["FAILED"]
 
 
+def test_main_moving_with_unrelated_commits_is_rebased_and_pushed(bed):
+    checkout = bed.clone("ci")
+    ours = bed.commit_on("main", "Docs", lambda project: (project.parent / "README.md").write_text("# the team's notes\n"))
+    run = bed.cli("rebuild", "--working-directory", str(checkout / PROJECT), "--register", "false",
+                  "--set-params", "train.max_depth=5")
+    assert run.code == EXIT_OK, run.stdout + run.stderr
+    log = git("log", "--format=%H %s", "main", cwd=bed.origin).splitlines()
+    assert len(log) == 3 and log[1].startswith(ours)
+    assert log[0].startswith(run.outputs["lock-commit"]) and "[skip ci]" in log[0]
+    assert "MLFLOW_TRACKING_URI is not set" not in run.stdout  # registration was not asked for
+
+
+def test_main_moving_with_changed_inputs_pushes_nothing(bed):
+    from lockstep.errors import EXIT_INPUTS_MOVED
+
+    checkout = bed.clone("ci")
+
+    def deeper(project):
+        params = project / "params.yaml"
+        params.write_text(params.read_text().replace("n_estimators: 100", "n_estimators: 120"))
+
+    theirs = bed.commit_on("main", "More trees", deeper)
+    run = bed.cli("rebuild", "--working-directory", str(checkout / PROJECT), "--register", "false",
+                  "--set-params", "train.max_depth=5")
+    assert run.code == EXIT_INPUTS_MOVED, run.stdout
+    assert "params.yaml:train.n_estimators changed (100 -> 120)" in run.stdout
+    assert bed.sha("main") == theirs
+
+
 def test_rebuild_rejects_a_model_path_that_no_stage_outputs(bed):
     checkout = bed.clone("ci")
     config = checkout / PROJECT / "lockstep.yaml"

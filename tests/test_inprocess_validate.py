@@ -157,3 +157,16 @@ def test_invalid_config_is_exit_3_with_file_and_line(bed):
     assert "::error file=lockstep.yaml,line=" in run.stdout or "lockstep.yaml:" in run.stdout
     assert "'up' is not one of ['higher', 'lower']" in run.stdout
     assert "error" in run.outputs
+
+
+def test_mlflow_down_is_a_warning_and_the_report_is_complete(bed):
+    from servers import free_port
+
+    bed.monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://user:hunter2@127.0.0.1:{free_port()}")
+    checkout = bed.clone("ci", "feature", depth=1)
+    run = validate(bed, checkout, "--mlflow-experiment", "team/{project}")
+    assert run.code == EXIT_OK, run.stdout
+    assert run.checks["mlflow"]["status"] == "warn"
+    assert run.checks["mlflow"]["summary"].startswith("the run was not logged: MLflow")
+    assert "hunter2" not in json.dumps(run.results) and "hunter2" not in run.stdout
+    assert run.results["mlflow_run_id"] == "" and run.outputs["mlflow-run-id"] == ""
