@@ -16,6 +16,7 @@ import secrets
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TextIO
 
 
 def in_actions() -> bool:
@@ -27,7 +28,7 @@ def _clean(text: str) -> str:
     return text.encode("utf-8", "replace").decode("utf-8")
 
 
-def _print(text: str, *, stream=None) -> None:
+def _print(text: str, *, stream: TextIO | None = None) -> None:
     print(_clean(text), file=stream or sys.stdout, flush=True)
 
 

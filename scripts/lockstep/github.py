@@ -85,7 +85,7 @@ class GitHub:
             raise self._error(method, url, response)
 
     def _backoff(self, attempt: int) -> float:
-        return min(30.0, 2 ** (attempt - 1)) * random.uniform(0.5, 1.0)
+        return min(30.0, 2 ** (attempt - 1)) * random.uniform(0.5, 1.0)  # noqa: S311 - retry jitter, not a secret
 
     def _rate_limit_wait(self, response: requests.Response) -> float | None:
         """Seconds to wait for a (secondary) rate limit, or None when this is not one."""
@@ -134,7 +134,7 @@ class GitHub:
 
     def paginate(self, path: str, params: dict[str, Any] | None = None) -> Iterator[dict[str, Any]]:
         url: str | None = path
-        query = {"per_page": 100, **(params or {})}
+        query: dict[str, Any] | None = {"per_page": 100, **(params or {})}
         while url:
             response = self.request("GET", url, params=query)
             query = None  # the next link carries the query

@@ -15,10 +15,12 @@ from .errors import GitError, InputsMovedError
 _ENV = {"GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"}
 
 
-def run(args: Sequence[str], cwd: str | Path, *, check: bool = True, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+def run(args: Sequence[str], cwd: str | Path, *, check: bool = True, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     merged = {**os.environ, **_ENV, **(env or {})}
     # paths and file contents are bytes: undecodable ones survive as in os.fsdecode, never crash
-    proc = subprocess.run(["git", *args], cwd=cwd, capture_output=True, env=merged, encoding="utf-8", errors="surrogateescape")
+    proc = subprocess.run(  # noqa: S603 - an argv list, never a shell
+        ["git", *args], cwd=cwd, capture_output=True, env=merged, encoding="utf-8", errors="surrogateescape"  # noqa: S607 - git from PATH
+    )
     if check and proc.returncode != 0:
         raise GitError(
             f"`git {' '.join(args)}` failed in {cwd}: {proc.stderr.strip() or proc.stdout.strip()}",
@@ -150,7 +152,7 @@ def commit_and_push(
             )
         rebased.append(upstream)
         base = upstream
-        sleep(random.uniform(0.2, 1.0) * attempt)
+        sleep(random.uniform(0.2, 1.0) * attempt)  # noqa: S311 - retry jitter, not a secret
     raise GitError(
         f"git push to {remote} {branch} was rejected {max_attempts} times: the branch keeps moving",
         hint="raise `commit.max-attempts` in lockstep.yaml, or re-run the job; nothing was pushed",

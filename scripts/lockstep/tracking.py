@@ -13,15 +13,16 @@ import math
 import os
 import re
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Union
 
 from .errors import MlflowError
 
 TAG_PREFIX = "lockstep."
 _NAME_OK = re.compile(r"[^\w\-. /:]")
+Pairs = Union[Mapping[str, Any], Iterable[tuple[str, Any]]]  # what dict() takes
 
 
 def configured() -> bool:
@@ -129,7 +130,7 @@ class Tracker:
             run = self.client.create_run(experiment_id, run_name=run_name, tags={k: str(v) for k, v in tags.items()})
         return run.info.run_id
 
-    def log(self, run_id: str, *, params: Mapping[str, Any] = (), metrics: Mapping[str, Any] = (), tags: Mapping[str, Any] = ()) -> None:
+    def log(self, run_id: str, *, params: Pairs = (), metrics: Pairs = (), tags: Pairs = ()) -> None:
         from mlflow.entities import Metric, Param, RunTag
 
         now = int(time.time() * 1000)
@@ -224,7 +225,7 @@ class Tracker:
                 if found:
                     found.created = True
                     return found
-        assert last is not None
+        assert last is not None  # noqa: S101 - the loop ran at least once
         raise last
 
     def _source(self, run_id: str, artifact: str, fallback_file: Path | None) -> tuple[str, str | None]:
