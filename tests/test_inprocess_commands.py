@@ -21,6 +21,7 @@ from lockstep.errors import (
 
 from conftest import PROJECT, git
 from github_api import TOKEN
+from test_cli_contract import action_outputs
 
 pytestmark = pytest.mark.unit
 REPO = "octo/ml"
@@ -55,6 +56,7 @@ def test_rebuild_pushes_one_skip_ci_commit_and_registers_a_version(bed):
     assert {f"{PROJECT}/dvc.lock", f"{PROJECT}/params.yaml", f"{PROJECT}/metrics.json"} <= changed
     assert changed <= {f"{PROJECT}/dvc.lock", f"{PROJECT}/params.yaml", f"{PROJECT}/metrics.json", f"{PROJECT}/plots/confusion.csv"}
     assert run.outputs["lock-commit"] == sha and run.outputs["committed"] == "true"
+    assert action_outputs("rebuild") <= set(run.outputs)  # what actions/rebuild/action.yml reads
     assert run.outputs["model-name"] == MODEL and run.outputs["model-alias"] == "candidate"
     assert run.outputs["model-uri"] == f"models:/{MODEL}/{run.outputs['model-version']}"
     # the version in the registry carries the lineage, the alias and (first version) the promotion
@@ -159,6 +161,7 @@ def test_rollback_moves_the_alias_back_and_records_who_and_why(bed):
     tags = client.get_model_version(MODEL, "2").tags
     assert tags["lockstep.rollback.by"] == "oncall" and tags["lockstep.rollback.reason"] == "latency regression"
     assert tags["lockstep.rollback.from_version"] == "3"
+    assert action_outputs("rollback") <= set(run.outputs)
     assert run.outputs == {"model-name": MODEL, "model-version": "2", "alias": "champion",
                            "previous-version": "3", "lock-commit": "lockstep.lock_commit-2"}
     assert "git checkout lockstep.lock_commit-2 && dvc checkout" in run.stdout
@@ -249,6 +252,7 @@ def test_comment_posts_then_updates_in_place(bed, api):
     first = bed.cli("comment", "--report-dir", str(report), env=env)
     assert first.code == EXIT_OK, first.stdout + first.stderr
     assert first.outputs["created"] == "true" and first.outputs["pr-number"] == "5"
+    assert action_outputs("comment") <= set(first.outputs)
     assert first.stdout.splitlines()[0] == f"::add-mask::{TOKEN}"
     second = bed.cli("comment", "--report-dir", str(report), env=env)
     assert second.outputs["created"] == "false" and second.outputs["comment-id"] == first.outputs["comment-id"]

@@ -9,6 +9,7 @@ import pytest
 from lockstep.errors import EXIT_CHECKS_FAILED, EXIT_CONFIG, EXIT_OK
 
 from conftest import PROJECT
+from test_cli_contract import action_outputs
 
 pytestmark = pytest.mark.unit
 
@@ -32,6 +33,7 @@ def test_happy_path_reports_and_logs_to_mlflow(bed):
     statuses = [run.checks[k]["status"] for k in ("lock-vs-code", "lock-vs-remote", "pull", "re-evaluation", "base", "gates", "mlflow")]
     assert statuses == ["pass"] * 7
     assert run.outputs["passed"] == "true"
+    assert action_outputs("validate") <= set(run.outputs)  # what actions/validate/action.yml reads
     assert run.outputs["report-dir"] == str(bed.root / "ci-report")
     assert run.outputs["mlflow-run-id"] == run.results["mlflow_run_id"] != ""
     assert "## ✅ lockstep: example\\-project passed validation" in run.summary
