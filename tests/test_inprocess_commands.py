@@ -19,7 +19,7 @@ from lockstep.errors import (
     EXIT_USAGE,
 )
 
-from conftest import PROJECT, git
+from conftest import PROJECT, ROOT, git
 from github_api import TOKEN
 from test_cli_contract import action_outputs
 
@@ -219,6 +219,9 @@ def test_check_config_valid_invalid_and_missing(bed, tmp_path):
     assert bad.code == EXIT_CONFIG
     assert "lockstep.yaml:3: gates.accuracy.direction: 'up' is not one of ['higher', 'lower']" in bad.stdout
     assert ",file=lockstep.yaml,line=3::" in bad.stdout
+    # the hint points at what exists: the README's section and the schema file (nothing is generated)
+    assert "see the lockstep.yaml section of the README and scripts/lockstep/schema/lockstep.schema.json" in bad.stdout
+    assert (ROOT / "scripts" / "lockstep" / "schema" / "lockstep.schema.json").is_file()
     (tmp_path / "lockstep.yaml").write_text("version: 1\ngates: [unclosed\n")
     unparseable = bed.cli("check-config", "--working-directory", str(tmp_path))
     assert unparseable.code == EXIT_CONFIG

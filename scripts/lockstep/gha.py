@@ -15,7 +15,6 @@ import os
 import secrets
 import sys
 from collections.abc import Iterator
-from pathlib import Path
 from typing import TextIO
 
 
@@ -116,13 +115,6 @@ def warning(message: str, *, file: str | None = None, line: int | None = None, t
     _annotate("warning", message, file, line, title)
 
 
-def notice(message: str) -> None:
-    if in_actions():
-        command("notice", message)
-    else:
-        _print(message)
-
-
 def mask(value: str) -> None:
     """Ask the runner to mask a secret value in the log (each line separately)."""
     if not in_actions():
@@ -189,13 +181,3 @@ def add_summary(markdown: str) -> None:
         markdown += "\n"
     _append("GITHUB_STEP_SUMMARY", markdown)
 
-
-def add_path(directory: str | Path) -> None:
-    if not _append("GITHUB_PATH", f"{directory}\n"):
-        os.environ["PATH"] = f"{directory}{os.pathsep}{os.environ.get('PATH', '')}"
-
-
-def export_env(name: str, value: str) -> None:
-    delimiter = f"ghadelimiter_{secrets.token_hex(16)}"
-    if not _append("GITHUB_ENV", f"{name}<<{delimiter}\n{value}\n{delimiter}\n"):
-        os.environ[name] = value

@@ -74,15 +74,10 @@ def changed_files(path: str | Path, old: str, new: str) -> list[str]:
     return [name for name in out.split("\0") if name]
 
 
-def is_clean(path: str | Path, paths: Sequence[str]) -> bool:
-    return run(["status", "--porcelain", "--", *paths], path).stdout.strip() == ""
-
-
 @dataclass
 class PushResult:
     sha: str | None  # the pushed commit, or None when there was nothing to commit
     attempts: int
-    rebased_onto: list[str]
 
 
 def commit_and_push(
@@ -112,21 +107,20 @@ def commit_and_push(
     }
     run(["add", "--", *paths], repo_dir)
     if run(["diff", "--cached", "--quiet"], repo_dir, check=False).returncode == 0:
-        return PushResult(None, 0, [])
+        return PushResult(None, 0)
     run(["commit", "--no-verify", "-m", message, "--", *paths], repo_dir, env=identity)
     base = head_of(repo_dir, "HEAD~1")
-    rebased: list[str] = []
     for attempt in range(1, max_attempts + 1):
         proc = run(["push", "--porcelain", remote, f"HEAD:refs/heads/{branch}"], repo_dir, check=False)
         if proc.returncode == 0:
-            return PushResult(head(repo_dir), attempt, rebased)
+            return PushResult(head(repo_dir), attempt)
         text = (proc.stderr + proc.stdout).lower()
         if not any(word in text for word in ("rejected", "non-fast-forward", "fetch first", "stale info")):
             raise GitError(
                 f"git push to {remote} {branch} was refused: {proc.stderr.strip()}",
                 hint=(
                     "if the branch is protected, pass a GitHub App or PAT token allowed to bypass the rule "
-                    "(`push-token` secret); the job's GITHUB_TOKEN needs `contents: write`. Nothing was pushed."
+                    "(the `PUSH_TOKEN` secret); the job's GITHUB_TOKEN needs `contents: write`. Nothing was pushed."
                 ),
             )
         if attempt == max_attempts:
@@ -150,7 +144,6 @@ def commit_and_push(
                 f"({rebase.stdout.strip() or rebase.stderr.strip()}). Nothing was pushed.",
                 hint=f"the run for {upstream[:12]} rebuilds from the newer state; re-run this job if it does not",
             )
-        rebased.append(upstream)
         base = upstream
         sleep(random.uniform(0.2, 1.0) * attempt)  # noqa: S311 - retry jitter, not a secret
     raise GitError(
