@@ -14,7 +14,7 @@ cache_key() {
   {
     "$python" -c 'import platform, sys; print(platform.machine(), sys.version, sys.base_prefix)'
     uv --version
-    cat "$source_dir/pyproject.toml"
+    cat "$source_dir/pyproject.toml" "$source_dir/constraints.txt"
     find "$source_dir/scripts" -type f -name '*.py' -o -type f -name '*.json' | LC_ALL=C sort | xargs cat
     if [ -f "$requirements" ]; then cat "$requirements"; fi
   } | sha256sum | cut -c1-32
@@ -34,7 +34,7 @@ case "${1:-install}" in
     else
       rm -rf "$root"
       uv venv --quiet --relocatable --python "$python" "$root/tool"
-      uv pip install --quiet --python "$root/tool/bin/python" --compile-bytecode "$source_dir"
+      uv pip install --quiet --python "$root/tool/bin/python" --compile-bytecode -c "$source_dir/constraints.txt" "$source_dir"
       uv venv --quiet --relocatable --python "$python" "$root/project"
       if [ -f "$requirements" ]; then
         uv pip install --quiet --python "$root/project/bin/python" --compile-bytecode -r "$requirements"
