@@ -164,10 +164,15 @@ def test_invalid_config_is_exit_3_with_file_and_line(bed):
 def test_mlflow_down_is_a_warning_and_the_report_is_complete(bed):
     from servers import free_port
 
+    def more(project):  # a stale lock: no re-evaluation, the quickest run that reaches MLflow
+        params = project / "params.yaml"
+        params.write_text(params.read_text().replace("n_estimators: 150", "n_estimators: 175"))
+
+    head = bed.commit_on("feature", "Param without retraining", more)
     bed.monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://user:hunter2@127.0.0.1:{free_port()}")
     checkout = bed.clone("ci", "feature", depth=1)
-    run = validate(bed, checkout, "--mlflow-experiment", "team/{project}")
-    assert run.code == EXIT_OK, run.stdout
+    run = validate(bed, checkout, "--mlflow-experiment", "team/{project}", head=head)
+    assert run.code == EXIT_CHECKS_FAILED, run.stdout  # the stale lock, not MLflow
     assert run.checks["mlflow"]["status"] == "warn"
     assert run.checks["mlflow"]["summary"].startswith("the run was not logged: MLflow")
     assert "hunter2" not in json.dumps(run.results) and "hunter2" not in run.stdout
