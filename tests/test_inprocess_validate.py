@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -156,7 +157,7 @@ def test_invalid_config_is_exit_3_with_file_and_line(bed):
     checkout = bed.clone("ci", "feature", depth=1)
     run = validate(bed, checkout, head=head)
     assert run.code == EXIT_CONFIG
-    assert "::error file=lockstep.yaml,line=" in run.stdout or "lockstep.yaml:" in run.stdout
+    assert re.search(r"::error title=[^:]*,file=[^,:]*lockstep\.yaml,line=\d+::", run.stdout), run.stdout
     assert "'up' is not one of ['higher', 'lower']" in run.stdout
     assert "error" in run.outputs
 
