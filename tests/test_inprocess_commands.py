@@ -95,8 +95,9 @@ def test_failing_stage_pushes_commits_and_registers_nothing(bed):
 def test_main_moving_with_unrelated_commits_is_rebased_and_pushed(bed):
     checkout = bed.clone("ci")
     ours = bed.commit_on("main", "Docs", lambda project: (project.parent / "README.md").write_text("# the team's notes\n"))
+    # only the evaluation stage is rebuilt (no training): the race is about the commit
     run = bed.cli("rebuild", "--working-directory", str(checkout / PROJECT), "--register", "false",
-                  "--set-params", "train.max_depth=5")
+                  "--stages", "evaluate", "--set-params", "evaluate.threshold=0.6")
     assert run.code == EXIT_OK, run.stdout + run.stderr
     log = git("log", "--format=%H %s", "main", cwd=bed.origin).splitlines()
     assert len(log) == 3 and log[1].startswith(ours)
@@ -109,15 +110,15 @@ def test_main_moving_with_changed_inputs_pushes_nothing(bed):
 
     checkout = bed.clone("ci")
 
-    def deeper(project):
+    def stricter(project):
         params = project / "params.yaml"
-        params.write_text(params.read_text().replace("n_estimators: 100", "n_estimators: 120"))
+        params.write_text(params.read_text().replace("threshold: 0.5", "threshold: 0.55"))
 
-    theirs = bed.commit_on("main", "More trees", deeper)
+    theirs = bed.commit_on("main", "Stricter threshold", stricter)
     run = bed.cli("rebuild", "--working-directory", str(checkout / PROJECT), "--register", "false",
-                  "--set-params", "train.max_depth=5")
+                  "--stages", "evaluate", "--set-params", "evaluate.threshold=0.6")
     assert run.code == EXIT_INPUTS_MOVED, run.stdout
-    assert "params.yaml:train.n_estimators changed (100 -> 120)" in run.stdout
+    assert "params.yaml:evaluate.threshold changed (0.5 -> 0.55)" in run.stdout
     assert bed.sha("main") == theirs
 
 
