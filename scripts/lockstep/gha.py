@@ -180,4 +180,3 @@ def add_summary(markdown: str) -> None:
     if not markdown.endswith("\n"):
         markdown += "\n"
     _append("GITHUB_STEP_SUMMARY", markdown)
-
