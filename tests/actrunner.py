@@ -46,7 +46,7 @@ TEST_ENV = ("AWS_", "MLFLOW_", "GITHUB_", "RUNNER_", "INPUT_", "ACTIONS_", "LOCK
 
 REWRITES = (
     (re.compile(r"^(\s*(?:-\s+)?uses:\s*)\$/([^\s#]+)", re.M), rf"\g<1>{LIBRARY}/\g<2>@{LIBRARY_REF}"),
-    (re.compile(r"^\s*queue:\s*max\s*\n", re.M), ""),
+    (re.compile(r"^[ \t]*queue:[ \t]*max[ \t]*\n", re.M), ""),  # that line only, not the blank line after it
 )
 _IGNORE = shutil.ignore_patterns(".venv", ".git", "__pycache__", ".pytest_cache", "*.egg-info", ".lockstep", "cache", "tmp")
 

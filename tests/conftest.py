@@ -14,6 +14,9 @@ import pytest
 
 import servers
 
+# the unit tier's bed: local DVC remote, bare origin and SQLite MLflow store, no servers
+pytest_plugins = ("localbed",)
+
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "example-project"
 PROJECT = "example-project"
@@ -29,6 +32,13 @@ def run(*argv: str, cwd: Path, env: dict[str, str] | None = None, check: bool = 
 
 def git(*args: str, cwd: Path, check: bool = True) -> str:
     return run("git", *args, cwd=cwd, check=check).stdout.strip()
+
+
+def pytest_collection_modifyitems(items):
+    """A test that says neither integration nor e2e is in the unit tier (`bash .ci/run unit`)."""
+    for item in items:
+        if not any(item.get_closest_marker(name) for name in ("integration", "e2e")):
+            item.add_marker(pytest.mark.unit)
 
 
 @pytest.fixture(autouse=True)

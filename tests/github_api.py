@@ -274,7 +274,9 @@ class GitHubAPI:
             if request.method == "POST":
                 body = (request.body or {}).get("body")
                 if not isinstance(body, str) or len(body) > 65536:
-                    return 422, {}, {"message": "Validation Failed", "errors": [{"resource": "IssueComment", "code": "custom", "field": "body", "message": "body is too long (maximum is 65536 characters)"}], "documentation_url": "https://docs.github.com/rest"}
+                    error = {"resource": "IssueComment", "code": "custom", "field": "body",
+                             "message": "body is too long (maximum is 65536 characters)"}
+                    return 422, {}, {"message": "Validation Failed", "errors": [error], "documentation_url": "https://docs.github.com/rest"}
                 comment = self._comment(repository, issue, body, request.headers["Authorization"].removeprefix("Bearer "))
                 self.comment_objects(repository, issue).append(comment)
                 return 201, {"Location": comment["url"]}, comment

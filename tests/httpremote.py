@@ -67,10 +67,10 @@ class HttpRemote:
                 if not head:
                     self.wfile.write(data)
 
-            def do_HEAD(self) -> None:  # noqa: N802 - the http.server interface
+            def do_HEAD(self) -> None:
                 self._read(head=True)
 
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 self._read(head=False)
 
             def _write(self) -> None:
@@ -88,8 +88,8 @@ class HttpRemote:
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 
-            do_POST = _write  # noqa: N815
-            do_PUT = _write  # noqa: N815
+            do_POST = _write
+            do_PUT = _write
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"

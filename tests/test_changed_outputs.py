@@ -11,9 +11,9 @@ from mlflow import MlflowClient
 
 from lockstep import dvcrepo, rebuild as rebuildmod
 from lockstep.errors import EXIT_OK
+from test_faults import SHAPE, rebuild, versions
 
 from conftest import git
-from test_faults import SHAPE, rebuild, versions
 from test_shapes import make_repo
 
 pytestmark = pytest.mark.integration

@@ -12,7 +12,7 @@ from lockstep.errors import EXIT_ARTIFACT, ArtifactError, GitHubError
 from lockstep.github import GitHub
 
 from conftest import lockstep
-from github_api import TOKEN, GitHubAPI
+from github_api import TOKEN, GitHubAPI, Request
 
 REPO = "octo/ml"
 
@@ -41,8 +41,20 @@ def bodies(api, issue=5):
 
 
 def test_schema_validation_is_active():
-    if not GitHubAPI().ops:
-        pytest.skip("../shared/github-api is not beside this checkout: responses are not schema-checked")
+    """With GitHub's schemas beside the checkout, the test server checks every request: a body
+    that breaks the create-comment schema is recorded (and the `api` fixture would fail on it)."""
+    server = GitHubAPI()
+    try:
+        if not server.ops:
+            pytest.skip("../shared/github-api is not beside this checkout: responses are not schema-checked")
+        assert {op.id for op in server.ops} >= {"issues/create-comment", "issues/update-comment", "issues/list-comments"}
+        headers = {"Authorization": f"Bearer {TOKEN}"}
+        server.dispatch(Request("POST", f"/repos/{REPO}/issues/5/comments", {}, {"body": "fine"}, headers))
+        assert server.schema_errors == []
+        server.dispatch(Request("POST", f"/repos/{REPO}/issues/5/comments", {}, {"text": "no body"}, headers))
+        assert len(server.schema_errors) == 1 and "issues/create-comment request" in server.schema_errors[0]
+    finally:
+        server.close()
 
 
 def test_create_then_update_in_place(api, gh):

@@ -12,7 +12,8 @@ from conftest import EXAMPLE, lockstep
 BAD = [
     # (file text, line, fragment of the message)
     ("version: 1\ngates:\n  accuracy:\n    direction: up\n", 4, "gates.accuracy.direction: 'up' is not one of ['higher', 'lower']"),
-    ("version: 1\nmodel:\n  name: m\n  path: models/model.pkl\n  stgae: train\n", 5, "unknown key 'stgae'; expected one of: mlflow-artifact, name, path, stage"),
+    ("version: 1\nmodel:\n  name: m\n  path: models/model.pkl\n  stgae: train\n", 5,
+     "unknown key 'stgae'; expected one of: mlflow-artifact, name, path, stage"),
     ("version: 2\n", 1, "version: 2 is not supported; expected 1"),
     ("version: 1\nevaluation:\n  tolerance:\n    absolute: -1\n", 4, "evaluation.tolerance.absolute: -1 is less than the minimum of 0"),
     ("version: 1\ngates:\n  f1:\n    min: high\n", 4, "gates.f1.min: 'high' is not a number"),

@@ -8,8 +8,8 @@ import json
 
 import pytest
 
-from conftest import git
 from actrunner import REPOSITORY, REPOSITORY_OBJECT, SECRET_KEY, install_workflows, pr_payload, push_payload, run_env, secrets
+from conftest import git
 from github_api import TOKEN
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]

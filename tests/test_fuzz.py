@@ -18,10 +18,10 @@ import pytest
 from lockstep import cli, report as reportmod, safeload
 from lockstep.errors import EXIT_ARTIFACT, EXIT_CONFIG, EXIT_INTERNAL, EXIT_OK
 from lockstep.metrics import parse_file
+from test_comment import REPO, sample
 
 from conftest import EXAMPLE
 from github_api import TOKEN, GitHubAPI
-from test_comment import REPO, sample
 
 SEED = 20261122
 CASES = 80

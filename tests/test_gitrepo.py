@@ -14,7 +14,7 @@ import pytest
 from lockstep import gitrepo
 from lockstep.errors import GitError
 
-from conftest import git
+from conftest import ROOT, git
 
 
 @pytest.fixture
@@ -51,7 +51,8 @@ def test_a_declining_pre_receive_hook_is_a_refusal_at_the_first_attempt(origin):
         push(work, sleeps)
     assert "the server refused the push to origin main" in caught.value.message
     assert "pre-receive hook declined" in caught.value.message
-    assert "PUSH_TOKEN" in caught.value.hint and "Nothing was pushed" in caught.value.hint
+    assert "PUSH_TOKEN secret" in caught.value.hint and "Nothing was pushed" in caught.value.hint
+    assert "PUSH_TOKEN:" in (ROOT / ".github" / "workflows" / "main-rebuild.yml").read_text()  # the secret it names exists
     assert calls.read_text().count("called") == 1 and sleeps == []  # no rebase-and-retry rounds
     assert git("rev-parse", "main", cwd=bare) == before
 
@@ -64,7 +65,7 @@ def test_a_race_is_still_rebased_and_retried(origin):
     git("push", "-q", "origin", "HEAD:main", cwd=seed)
     sleeps: list = []
     result = push(work, sleeps)
-    assert result.attempts == 2 and len(result.rebased_onto) == 1 and len(sleeps) == 1
+    assert result.attempts == 2 and len(sleeps) == 1
     assert git("log", "-1", "--format=%s", "main", cwd=bare) == "lockstep: rebuild"
 
 
@@ -72,8 +73,10 @@ def test_a_race_is_still_rebased_and_retried(origin):
     ("!\tHEAD:refs/heads/main\t[rejected] (fetch first)", "race"),
     ("!\tHEAD:refs/heads/main\t[rejected] (non-fast-forward)", "race"),
     ("!\tHEAD:refs/heads/main\t[remote rejected] (protected branch hook declined)", "refused"),
-    ("remote: Permission to octo/ml.git denied to github-actions[bot].\nfatal: unable to access 'https://github.com/octo/ml/': The requested URL returned error: 403", "refused"),
-    ("remote: error: GH013: Repository rule violations found for refs/heads/main.\n! [remote rejected] HEAD -> main (push declined due to repository rule violations)", "refused"),
+    ("remote: Permission to octo/ml.git denied to github-actions[bot].\n"
+     "fatal: unable to access 'https://github.com/octo/ml/': The requested URL returned error: 403", "refused"),
+    ("remote: error: GH013: Repository rule violations found for refs/heads/main.\n"
+     "! [remote rejected] HEAD -> main (push declined due to repository rule violations)", "refused"),
     ("fatal: unable to access 'https://github.com/octo/ml/': Could not resolve host: github.com", "failed"),
 ])
 def test_push_outcomes(text, outcome):
@@ -85,7 +88,7 @@ class _Recorder(BaseHTTPRequestHandler):
 
     seen: list[str] = []
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         self.seen.append(self.headers.get("Authorization") or "")
         self.send_response(403)
         self.send_header("Content-Length", "0")
@@ -149,3 +152,14 @@ def test_revisions_never_become_options(origin, tmp_path):
         gitrepo.changed_files(work, f"--output={canary}", "HEAD")
     assert not gitrepo.has_commit(work, f"--output={canary}")
     assert list(tmp_path.glob(f"{canary.name}*")) == [] and list(work.glob(f"*{canary.name}*")) == []
+
+
+def test_nothing_to_commit_pushes_nothing(tmp_path):
+    repo = tmp_path / "repo"
+    git("init", "-q", "-b", "main", str(repo), cwd=tmp_path)
+    (repo / "dvc.lock").write_text("schema: '2.0'\n")
+    git("add", "dvc.lock", cwd=repo)
+    git("commit", "-q", "-m", "lock", cwd=repo)
+    result = gitrepo.commit_and_push(repo, ["dvc.lock"], message="lock", author_name="bot", author_email="bot@example.com",
+                                     branch="main")
+    assert result.sha is None and result.attempts == 0

@@ -12,7 +12,6 @@ import pytest
 
 from lockstep import cli
 from lockstep.errors import EXIT_CONFIG, EXIT_USAGE
-
 from test_comment import assert_inert_html, gfm
 
 
@@ -88,7 +87,7 @@ def test_error_text_outside_actions_cannot_forge_commands(tmp_path, capsys):
 # --- YAML that would take minutes or all memory ---------------------------------------------------
 
 LAUGHS = "version: 1\nx:\n  a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n" + "".join(
-    f"  {c}: &{c} [{', '.join(['*' + p] * 9)}]\n" for p, c in zip("abcdefgh", "bcdefghi")
+    f"  {c}: &{c} [{', '.join(['*' + p] * 9)}]\n" for p, c in zip("abcdefgh", "bcdefghi", strict=True)
 )
 BOMBS = {
     "billion laughs": LAUGHS,

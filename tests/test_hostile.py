@@ -13,10 +13,11 @@ from pathlib import Path
 
 import pytest
 
+from test_comment import MENTION, gfm
+
 from actrunner import REPOSITORY, dispatch_payload, install_workflows, pr_payload, run_env, secrets
 from conftest import PROJECT, git, lockstep
 from github_api import TOKEN, GitHubAPI
-from test_comment import MENTION, gfm
 
 pytestmark = pytest.mark.integration
 # what must never appear in a comment's content: live HTML, links, mentions, a forged marker or

@@ -10,8 +10,8 @@ import uuid
 
 import pytest
 
-from conftest import git
 from actrunner import REPOSITORY_OBJECT, install_workflows, run_env, secrets
+from conftest import git
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 

@@ -14,8 +14,7 @@ from pathlib import Path
 import cmarkgfm
 import pytest
 
-from lockstep import comment, review
-from lockstep import report as reportmod
+from lockstep import comment, report as reportmod, review
 from lockstep.dvcrepo import PlotRead
 from lockstep.errors import EXIT_OK, EXIT_USAGE, ArtifactError
 from lockstep.report import COMMENT_LIMIT, ConfusionCell, DataRow, Plot, PlotSeries, Report, Timing

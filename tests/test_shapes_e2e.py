@@ -9,8 +9,8 @@ import json
 
 import pytest
 
-from conftest import git
 from actrunner import REPOSITORY, pr_payload, push_payload
+from conftest import git
 from github_api import TOKEN
 from test_shapes import SHAPES, make_repo, open_pr
 from test_trust import good_main, pull_request, retrain, set_gate_min, worse_model

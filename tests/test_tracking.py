@@ -6,6 +6,7 @@ import pytest
 
 from lockstep import tracking
 from lockstep.errors import MlflowError
+
 from servers import free_port
 
 pytestmark = pytest.mark.integration

@@ -57,7 +57,7 @@ cache_key() {
   {
     "$python" -c 'import platform, sys; print(platform.machine(), sys.version, sys.base_prefix)'
     uv --version
-    cat "$source_dir/pyproject.toml"
+    cat "$source_dir/pyproject.toml" "$source_dir/constraints.txt"
     find "$source_dir/scripts" -type f \( -name '*.py' -o -name '*.json' \) | LC_ALL=C sort | xargs cat
     dvc_extras
     requirements | while read -r entry; do echo "$entry"; cat "$wd/${entry%%\[*}" 2>/dev/null || true; done
@@ -120,7 +120,7 @@ case "${1:-install}" in
     else
       rm -rf "$root"
       uv venv --quiet --relocatable --python "$python" "$root/tool"
-      uv pip install --quiet --python "$root/tool/bin/python" --compile-bytecode "$source_dir"
+      uv pip install --quiet --python "$root/tool/bin/python" --compile-bytecode -c "$source_dir/constraints.txt" "$source_dir"
       extras="$(dvc_extras)"
       if [ -n "$extras" ]; then
         dvc_version="$("$root/tool/bin/python" -c 'import dvc; print(dvc.__version__)')"

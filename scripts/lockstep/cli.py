@@ -468,20 +468,56 @@ SWITCHES: dict[str, tuple[str, ...]] = {"dispatch": ("force-all", "wait"), "init
 POSITIONAL: dict[str, str] = {"verify": "model-file"}
 
 
+# One help text per option name, shared by every command that takes it (README, "Inputs"). Each
+# option can also come from the action input `INPUT_<NAME>`; `lockstep COMMAND --help` shows them.
+OPTION_HELP: dict[str, str] = {
+    "working-directory": "the DVC project folder (default: .)",
+    "config": "path of lockstep.yaml, relative to the working directory (default: lockstep.yaml)",
+    "base-sha": "the pull request's base commit, to compare metrics and params with",
+    "head-sha": "the pull request's head commit (default: HEAD); with --from-artifact, the workflow run's head",
+    "pr-number": "the pull request number (tags the MLflow run, finds the comment)",
+    "repository": "owner/name of the GitHub repository (default: $GITHUB_REPOSITORY)",
+    "test-command": "the project's own test command, run before the evaluation",
+    "mlflow-experiment": "MLflow experiment (default: lockstep/{repository}/{project})",
+    "report-dir": "folder of report.md and results.json: written by validate, read by comment",
+    "workflow-run-url": "link to the workflow run, recorded in reports and tags (default: from the Actions environment)",
+    "stages": "stages to force, with everything downstream (default: the model's stage)",
+    "force-all": "true: re-run every stage (new data arrived)",
+    "set-params": "KEY=VALUE params to set in params.yaml, one per line or comma-separated",
+    "reason": "why: recorded in the commit message, the MLflow run and the version (rollback: required)",
+    "trigger": "what started the rebuild (default: $GITHUB_EVENT_NAME, else manual)",
+    "actor": "who started it (default: $GITHUB_ACTOR)",
+    "branch": "the branch rebuilt and pushed to (default: $GITHUB_REF_NAME, else main)",
+    "push": "false: do not push to the DVC remote or commit dvc.lock back (default: true)",
+    "register": "false: do not log or register the model in MLflow (default: true)",
+    "github-token": "token for the GitHub REST API (default: $GITHUB_TOKEN); masked in the log",
+    "from-artifact": "true: the report comes from another run's artifact (fork-safe comment path)",
+    "head-owner": "owner of the pull request's head repository (finds a fork's PR)",
+    "head-branch": "the pull request's head branch (finds a fork's PR)",
+    "model": "registered model name (default: model.name in lockstep.yaml)",
+    "alias": "the alias to move (default: champion)",
+    "version": "the version to move the alias to (default: the newest CI-built version before the current one)",
+    "workdir": "folder for the demo's repositories and stores (default: a new temporary folder)",
+}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lockstep", description="Trustworthy CI for DVC + MLflow projects.")
     parser.add_argument("--version", action="version", version=f"lockstep {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (_func, help_text, options) in COMMANDS.items():
-        command = sub.add_parser(name, help=help_text, description=help_text)
+        command = sub.add_parser(name, help=help_text, description=help_text,
+                                 epilog="Each option can also be given as INPUT_<NAME> in the environment (an action input).")
         if name in POSITIONAL:
-            command.add_argument("positional", nargs="?", default=None, metavar=POSITIONAL[name].upper().replace("-", "_"))
+            command.add_argument("positional", nargs="?", default=None, metavar=POSITIONAL[name].upper().replace("-", "_"),
+                                 help=OPTION_HELP.get(POSITIONAL[name]))
         for option in options:
             if option in SWITCHES.get(name, ()):  # `--force-all` alone means true
                 command.add_argument(f"--{option}", dest=option.replace("-", "_"), default=None, metavar="BOOL",
-                                     nargs="?", const="true")
+                                     nargs="?", const="true", help=OPTION_HELP.get(option))
                 continue
-            command.add_argument(f"--{option}", dest=option.replace("-", "_"), default=None, metavar="VALUE")
+            command.add_argument(f"--{option}", dest=option.replace("-", "_"), default=None, metavar="VALUE",
+                                 help=OPTION_HELP.get(option))
     return parser
 
 

@@ -175,7 +175,7 @@ def _validate(data: Any, located: _Located, source: str) -> None:
     more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
     raise ConfigError(
         f"{source}:{line}: {_dotted(path)}: {message}{more}",
-        hint="see the lockstep.yaml reference in the README (generated from the schema)",
+        hint="see the lockstep.yaml section of the README and scripts/lockstep/schema/lockstep.schema.json",
         file=source,
         line=line,
     )

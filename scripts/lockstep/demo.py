@@ -69,7 +69,7 @@ class Demo:
         print(f"\n[{self.step}/8] {title}  (+{time.monotonic() - self.started:.0f}s)", flush=True)
 
     def sh(self, *argv: str, cwd: Path, quiet: bool = True) -> str:
-        proc = subprocess.run(list(argv), cwd=cwd, capture_output=True, text=True)
+        proc = subprocess.run(list(argv), cwd=cwd, capture_output=True, text=True)  # noqa: S603 - the demo's own fixed commands
         if proc.returncode != 0:
             raise LockstepError(
                 f"demo step failed: `{' '.join(argv)}` in {cwd} exited {proc.returncode}:\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}",

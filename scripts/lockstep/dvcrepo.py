@@ -180,8 +180,8 @@ def project_file_error(exc: BaseException, project_dir: str | Path = ".") -> Dvc
         line = mark.line + 1 if mark is not None else None
         detail = f"not valid YAML: {problem or exc.exc}"
     elif isinstance(exc, YAMLValidationError):
-        from dvc.utils.strictyaml import determine_linecol
         from dvc.utils.serialize import parse_yaml_for_update
+        from dvc.utils.strictyaml import determine_linecol
 
         file = os.path.relpath(exc.path, project_dir) if os.path.isabs(exc.path) else exc.path
         errors = []
@@ -321,7 +321,8 @@ def stale_stages(repo, only: Iterable[str] | None = None) -> list[StaleStage]:
             if producer is not None and producer[0] is not stage:
                 upstream_stage, upstream_out = producer
                 if upstream_out.hash_info != dep.hash_info:
-                    changes.append(Change("upstream", path=rel, key=address(repo, upstream_stage) if hasattr(upstream_stage, "name") else upstream_stage.addressing))
+                    name = address(repo, upstream_stage) if hasattr(upstream_stage, "name") else upstream_stage.addressing
+                    changes.append(Change("upstream", path=rel, key=name))
                 continue
             status = dep.status()
             if status:
@@ -508,8 +509,7 @@ def reproduce(project_dir: str | Path, stage_names: Sequence[str], *, env: Mappi
             argv, cwd=project_dir, env=dict(env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
             encoding="utf-8", errors="replace",
         )
-        assert proc.stdout is not None
-        for line in proc.stdout:
+        for line in proc.stdout or ():
             sys.stdout.write(line)
             tail.append(line.rstrip("\n"))
             del tail[:-15]
@@ -684,6 +684,8 @@ def read_metrics(repo, *, rev: str | None = None, files: Sequence[str] | None = 
         _inside_project(root, name)
     # DVC opens the workspace's metrics files even when asked for a revision only
     _refuse_links_outside(root, list(files or ()) or all_metrics_files(repo))
+    shown: dict[str, Any]
+    result: dict[str, Any]
     try:
         if rev is None:
             shown = repo.metrics.show(targets=targets, hide_workspace=False)

@@ -16,7 +16,7 @@ import re
 import secrets
 import sys
 from collections.abc import Iterator
-from pathlib import Path
+from typing import TextIO
 
 
 def in_actions() -> bool:
@@ -44,7 +44,7 @@ _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 _COMMAND_START = re.compile(r"^(\s*)::")
 
 
-def _print(text: str, *, stream=None, command: bool = False) -> None:
+def _print(text: str, *, stream: TextIO | None = None, command: bool = False) -> None:
     """Print a line (untrusted text neutralised), or one of lockstep's own workflow commands."""
     text = _clean(text)
     print(text if command else neutralise(text), file=stream or sys.stdout, flush=True)
@@ -132,13 +132,6 @@ def error(message: str, *, file: str | None = None, line: int | None = None, tit
 
 def warning(message: str, *, file: str | None = None, line: int | None = None, title: str | None = None) -> None:
     _annotate("warning", message, file, line, title)
-
-
-def notice(message: str) -> None:
-    if in_actions():
-        command("notice", message)
-    else:
-        _print(message)
 
 
 _MASKED: set[str] = set()
@@ -232,14 +225,3 @@ def add_summary(markdown: str) -> None:
     if not markdown.endswith("\n"):
         markdown += "\n"
     _append("GITHUB_STEP_SUMMARY", markdown)
-
-
-def add_path(directory: str | Path) -> None:
-    if not _append("GITHUB_PATH", f"{directory}\n"):
-        os.environ["PATH"] = f"{directory}{os.pathsep}{os.environ.get('PATH', '')}"
-
-
-def export_env(name: str, value: str) -> None:
-    delimiter = f"ghadelimiter_{secrets.token_hex(16)}"
-    if not _append("GITHUB_ENV", f"{name}<<{delimiter}\n{value}\n{delimiter}\n"):
-        os.environ[name] = value

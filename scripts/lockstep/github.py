@@ -86,7 +86,7 @@ class GitHub:
             raise self._error(method, url, response)
 
     def _backoff(self, attempt: int) -> float:
-        return min(30.0, 2 ** (attempt - 1)) * random.uniform(0.5, 1.0)
+        return min(30.0, 2 ** (attempt - 1)) * random.uniform(0.5, 1.0)  # noqa: S311 - retry jitter, not a secret
 
     def _rate_limit_wait(self, response: requests.Response) -> float | None:
         """Seconds to wait for a (secondary) rate limit, or None when this is not one."""
@@ -135,7 +135,7 @@ class GitHub:
 
     def paginate(self, path: str, params: dict[str, Any] | None = None) -> Iterator[dict[str, Any]]:
         url: str | None = path
-        query = {"per_page": 100, **(params or {})}
+        query: dict[str, Any] | None = {"per_page": 100, **(params or {})}
         while url:
             response = self.request("GET", url, params=query)
             query = None  # the next link carries the query
@@ -206,8 +206,8 @@ class GitHub:
 
     def workflow_run(self, repository: str, run_id: int) -> dict[str, Any]:
         with _ActionsHint(repository, str(run_id), "read"):
-            return self.request("GET", f"/repos/{repository}/actions/runs/{run_id}",
-                                params={"exclude_pull_requests": "true"}).json()
+            response = self.request("GET", f"/repos/{repository}/actions/runs/{run_id}", params={"exclude_pull_requests": "true"})
+        return dict(response.json())
 
 
 class _ActionsHint:
@@ -219,9 +219,9 @@ class _ActionsHint:
     def __enter__(self) -> None:
         return None
 
-    def __exit__(self, kind, exc, _tb) -> bool:
+    def __exit__(self, kind: object, exc: BaseException | None, _tb: object) -> None:
         if not isinstance(exc, GitHubError):
-            return False
+            return
         status = re.search(r": (\d{3}) ", exc.message)
         code = status.group(1) if status else ""
         if code == "403":
@@ -235,7 +235,7 @@ class _ActionsHint:
         elif code == "422":
             exc.hint = ("GitHub refused the dispatch: the ref must exist, the workflow must have `on: workflow_dispatch`, "
                         "and every input sent must be declared in its form")
-        return False
+        return
 
 
 def _login(comment: dict[str, Any]) -> str:

@@ -14,7 +14,7 @@ from pathlib import Path
 from .errors import GitError, InputsMovedError
 
 _ENV = {"GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"}
-PUSH_TOKEN_ENV = "LOCKSTEP_PUSH_TOKEN"
+PUSH_TOKEN_ENV = "LOCKSTEP_PUSH_TOKEN"  # noqa: S105 - the variable's name, not a secret
 _push_token = ""
 
 
@@ -48,10 +48,12 @@ def auth_env() -> dict[str, str]:
     }
 
 
-def run(args: Sequence[str], cwd: str | Path, *, check: bool = True, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+def run(args: Sequence[str], cwd: str | Path, *, check: bool = True, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     merged = {**os.environ, **_ENV, **(env or {})}
     # paths and file contents are bytes: undecodable ones survive as in os.fsdecode, never crash
-    proc = subprocess.run(["git", *args], cwd=cwd, capture_output=True, env=merged, encoding="utf-8", errors="surrogateescape")
+    proc = subprocess.run(  # noqa: S603 - an argv list, never a shell
+        ["git", *args], cwd=cwd, capture_output=True, env=merged, encoding="utf-8", errors="surrogateescape"  # noqa: S607 - git from PATH
+    )
     if check and proc.returncode != 0:
         raise GitError(
             f"`git {' '.join(args)}` failed in {cwd}: {proc.stderr.strip() or proc.stdout.strip()}",
@@ -130,15 +132,10 @@ def remove_worktree(path: str | Path, destination: str | Path) -> None:
     run(["worktree", "prune"], path, check=False)
 
 
-def is_clean(path: str | Path, paths: Sequence[str]) -> bool:
-    return run(["status", "--porcelain", "--", *paths], path).stdout.strip() == ""
-
-
 @dataclass
 class PushResult:
     sha: str | None  # the pushed commit, or None when there was nothing to commit
     attempts: int
-    rebased_onto: list[str]
 
 
 def commit_and_push(
@@ -168,14 +165,13 @@ def commit_and_push(
     }
     run(["add", "--", *paths], repo_dir)
     if run(["diff", "--cached", "--quiet"], repo_dir, check=False).returncode == 0:
-        return PushResult(None, 0, [])
+        return PushResult(None, 0)
     run(["commit", "--no-verify", "-m", message, "--", *paths], repo_dir, env=identity)
     base = head_of(repo_dir, "HEAD~1")
-    rebased: list[str] = []
     for attempt in range(1, max_attempts + 1):
         proc = run(["push", "--porcelain", remote, f"HEAD:refs/heads/{branch}"], repo_dir, check=False, env=auth_env())
         if proc.returncode == 0:
-            return PushResult(head(repo_dir), attempt, rebased)
+            return PushResult(head(repo_dir), attempt)
         outcome = push_outcome(proc.stderr + proc.stdout)
         if outcome == "refused":
             raise GitError(
@@ -213,9 +209,8 @@ def commit_and_push(
                 f"({rebase.stdout.strip() or rebase.stderr.strip()}). Nothing was pushed.",
                 hint=f"the run for {upstream[:12]} rebuilds from the newer state; re-run this job if it does not",
             )
-        rebased.append(upstream)
         base = upstream
-        sleep(random.uniform(0.2, 1.0) * attempt)
+        sleep(random.uniform(0.2, 1.0) * attempt)  # noqa: S311 - retry jitter, not a secret
     raise GitError(
         f"git push to {remote} {branch} was rejected {max_attempts} times: the branch keeps moving",
         hint="raise `commit.max-attempts` in lockstep.yaml, or re-run the job; nothing was pushed",
@@ -239,7 +234,7 @@ def push_outcome(text: str) -> str:
     return "failed"
 
 
-def _push_reason(proc: subprocess.CompletedProcess) -> str:
+def _push_reason(proc: subprocess.CompletedProcess[str]) -> str:
     lines = [line.strip() for line in (proc.stdout + "\n" + proc.stderr).splitlines()]
     useful = [line for line in lines if line and not line.startswith(("To ", "Done", "hint:"))]
     return "; ".join(useful)[:800] or f"exit {proc.returncode}"

@@ -39,7 +39,7 @@ def looks_secret(name: str) -> bool:
     return bool(_SECRET_WORD.search(name) or _KEY_NAME.search(name))
 
 
-def for_untrusted_code(environ: Mapping[str, str], extra: Mapping[str, str] = (), *,
+def for_untrusted_code(environ: Mapping[str, str], extra: Mapping[str, str] | None = None, *,
                        mlflow_uri: str | None = None) -> dict[str, str]:
     """The environment of a pull request's code: nothing that grants access to anything."""
     env = {
@@ -50,14 +50,14 @@ def for_untrusted_code(environ: Mapping[str, str], extra: Mapping[str, str] = ()
         and not name.startswith(_ALWAYS_DROP_PREFIXES)
         and not looks_secret(name)
     }
-    env.update(dict(extra))
+    env.update(dict(extra or {}))
     if mlflow_uri:
         env["MLFLOW_TRACKING_URI"] = mlflow_uri
         env["MLFLOW_ALLOW_FILE_STORE"] = "true"  # MLflow 3 refuses a file store unless told; skinny has no SQL store
     return env
 
 
-def for_reviewed_code(environ: Mapping[str, str], extra: Mapping[str, str] = (), *,
+def for_reviewed_code(environ: Mapping[str, str], extra: Mapping[str, str] | None = None, *,
                       mlflow_run_id: str | None = None) -> dict[str, str]:
     """The environment of merged code in a main rebuild: the job's credentials stay (training may
     read data or log to MLflow), GitHub tokens and the step's runner files do not."""
@@ -66,7 +66,7 @@ def for_reviewed_code(environ: Mapping[str, str], extra: Mapping[str, str] = (),
         for name, value in environ.items()
         if name not in _ALWAYS_DROP and not name.startswith(_ALWAYS_DROP_PREFIXES)
     }
-    env.update(dict(extra))
+    env.update(dict(extra or {}))
     if mlflow_run_id:
         env["MLFLOW_RUN_ID"] = mlflow_run_id
     return env

@@ -16,7 +16,6 @@ from . import __version__, gha, history, lineage, modelcard, provenance
 from .errors import ChecksFailed, InputError, MlflowError
 from .metrics import GateResult, check_gates
 
-
 # --- metrics and gates from version tags --------------------------------------------------------
 
 
@@ -45,7 +44,7 @@ def version_metrics(tags: Mapping[str, str] | None) -> dict[str, Any]:
 # --- alias history ------------------------------------------------------------------------------
 
 
-def record_move(tracker, model: str, alias: str, version: str, previous: str | None, by: str, **fields: str) -> history.Move:
+def record_move(tracker, model: str, alias: str, version: str, previous: str | None, by: str, **fields: Any) -> history.Move:
     entry = history.move(alias, version, previous, by, **fields)
     tracker.set_version_tags(model, str(version), {entry.key: entry.value()})
     return entry
@@ -185,7 +184,8 @@ def promote(tracker, *, model: str, version: str | None, source_alias: str, targ
     holder = tracker.version_by_alias(model, target_alias)
     previous = str(holder.version) if holder is not None else ""
     metrics = version_metrics(tags)
-    base = tagged_metrics(holder.tags if holder is not None else {}, {*metrics, *(g.metric for g in gates)}) if holder is not None and previous != version else {}
+    names = {*metrics, *(g.metric for g in gates)}
+    base = tagged_metrics(holder.tags or {}, names) if holder is not None and previous != version else {}
     # a gate's metric name as lockstep.yaml spells it; the tags hold MLflow-safe names
     named = {g.metric: metrics.get(g.metric, tagged_metrics(tags, [g.metric]).get(g.metric)) for g in gates}
     results = check_gates(gates, {**metrics, **{k: v for k, v in named.items() if v is not None}}, base)

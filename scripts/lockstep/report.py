@@ -575,8 +575,8 @@ def _mermaid_text(text: str, limit: int = 40) -> str:
 
 def _series_chart(plot: Plot, series: PlotSeries) -> list[str]:
     """A Mermaid chart of one series: base as bars, PR as a line, on one x grid of ≤ 50 points."""
-    base = list(zip(series.base_x, series.base_y))
-    pr = list(zip(series.pr_x, series.pr_y))
+    base = list(zip(series.base_x, series.base_y, strict=False))
+    pr = list(zip(series.pr_x, series.pr_y, strict=False))
     summary = f"**{inert(series.name, 80)}**: base {_last(base, series.base_points)} · PR {_last(pr, series.pr_points)}"
     lines = [summary, ""]
     if not pr and not base:
@@ -627,7 +627,7 @@ def _interp(points: list[tuple[Any, float]], x: float) -> float:
     ordered = sorted(points, key=lambda p: float(p[0]))
     if x <= float(ordered[0][0]):
         return float(ordered[0][1])
-    for (x0, y0), (x1, y1) in zip(ordered, ordered[1:]):
+    for (x0, y0), (x1, y1) in zip(ordered, ordered[1:], strict=False):
         x0, x1 = float(x0), float(x1)
         if x0 <= x <= x1:
             return float(y0) if x1 == x0 else float(y0) + (float(y1) - float(y0)) * (x - x0) / (x1 - x0)

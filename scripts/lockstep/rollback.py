@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from .errors import InputError, MlflowError
+
+if TYPE_CHECKING:
+    from .tracking import Tracker
 
 REQUIRED_LINEAGE = ("lockstep.lock_commit", "lockstep.dvc_lock_sha256", "lockstep.model_md5")
 
@@ -24,7 +28,7 @@ class RollbackResult:
         return f"git checkout {self.lock_commit} && dvc checkout"
 
 
-def rollback(tracker, model: str, alias: str, version: str | None, *, actor: str, reason: str,
+def rollback(tracker: Tracker, model: str, alias: str, version: str | None, *, actor: str, reason: str,
              run_url: str = "") -> RollbackResult:
     if not reason.strip():
         raise InputError("a rollback needs a reason", hint="pass `reason:`; it is recorded on the version as a tag")

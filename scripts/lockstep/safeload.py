@@ -66,7 +66,7 @@ class _BoundedLoader(yaml.SafeLoader):
         line = event.start_mark.line + 1 if event.start_mark else None
         return LoadError(message, source=self.lockstep_source, line=line)
 
-    def compose_node(self, parent: Any, index: Any) -> Any:  # noqa: D401 - PyYAML's hook
+    def compose_node(self, parent: Any, index: Any) -> Any:
         event = self.peek_event()
         if isinstance(event, yaml.AliasEvent):
             node = self.anchors.get(event.anchor)

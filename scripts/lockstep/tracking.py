@@ -14,15 +14,16 @@ import os
 import re
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Union
 
 from .errors import MlflowError
 
 TAG_PREFIX = "lockstep."
 _NAME_OK = re.compile(r"[^\w\-. /:]")
+Pairs = Union[Mapping[str, Any], Iterable[tuple[str, Any]]]  # what dict() takes
 
 
 def configured() -> bool:
@@ -164,10 +165,9 @@ class Tracker:
                     found = self.client.search_runs([experiment_id], filter_string=f"tags.`{RUN_KEY}` = '{key}'", max_results=1)
                 if found:
                     return found[0].info.run_id
-        assert last is not None
-        raise last
+        raise last if last is not None else MlflowError("MLflow run creation failed", hint="re-run the job")
 
-    def log(self, run_id: str, *, params: Mapping[str, Any] = (), metrics: Mapping[str, Any] = (), tags: Mapping[str, Any] = ()) -> None:
+    def log(self, run_id: str, *, params: Pairs = (), metrics: Pairs = (), tags: Pairs = ()) -> None:
         from mlflow.entities import Metric, Param, RunTag
 
         now = int(time.time() * 1000)
@@ -222,7 +222,7 @@ class Tracker:
             local = MlflowClient(tracking_uri=local_uri)
             runs = [run for experiment in local.search_experiments() for run in local.search_runs([experiment.experiment_id])]
             histories = [{key: local.get_metric_history(run.info.run_id, key) for key in run.data.metrics} for run in runs]
-        for run, history in zip(runs, histories):
+        for run, history in zip(runs, histories, strict=True):
             self._forward(run_id, run, history)
             copied += 1
         return copied
@@ -301,7 +301,7 @@ class Tracker:
                 if found:
                     found.created = True
                     return found
-        assert last is not None
+        assert last is not None  # noqa: S101 - the loop ran at least once
         raise last
 
     def _source(self, run_id: str, artifact: str, fallback_file: Path | None) -> tuple[str, str | None]:

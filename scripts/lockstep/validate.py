@@ -264,7 +264,7 @@ def step_reevaluate(ctx: Context) -> None:
     with gha.group(f"re-evaluate in CI: {', '.join(ctx.eval_stages)}"):
         model_stage = _model_stage(ctx)
         retrains = ctx.retrains = bool(model_stage) and bool(set(ctx.eval_stages) & dvcrepo.upstream_of(ctx.repo, [model_stage]))
-        committed_model = dvcrepo.output_digest(ctx.repo, ctx.cfg.model_path) if retrains else ""
+        committed_model = dvcrepo.output_digest(ctx.repo, ctx.cfg.model_path or "") if retrains else ""
         started = time.monotonic()
         try:
             dvcrepo.reproduce(ctx.project, ctx.eval_stages, env=ctx.stage_env(), force=True)
@@ -280,18 +280,18 @@ def step_reevaluate(ctx: Context) -> None:
 
 
 def _agreement(ctx: Context, retrains: bool, committed_model: str) -> Check:
-    assert ctx.recomputed is not None
+    recomputed = ctx.recomputed or dvcrepo.MetricsRead()
     stages = ", ".join(ctx.eval_stages)
     committed = {k: v for k, v in ctx.committed.values.items()}
     comparable = {} if "(all)" in ctx.committed.problems else {
-        k: v for k, v in ctx.recomputed.values.items() if ctx.recomputed.source_of(k) not in ctx.committed.problems
+        k: v for k, v in recomputed.values.items() if recomputed.source_of(k) not in ctx.committed.problems
     }
     notes = [f"{name}: {why}" for name, why in ctx.committed.problems.items()]
     notes += [f"{name}: read from {source}" for name, source in ctx.committed.sources.items()]
     found = disagreements(committed, comparable, absolute=ctx.cfg.tolerance_absolute, relative=ctx.cfg.tolerance_relative)
     what = "the developer's model"
     if retrains:
-        retrained = dvcrepo.output_digest(ctx.repo, ctx.cfg.model_path)
+        retrained = dvcrepo.output_digest(ctx.repo, ctx.cfg.model_path or "")
         if retrained != committed_model:
             if ctx.cfg.deterministic:
                 return Check(
@@ -324,7 +324,8 @@ def _agreement(ctx: Context, retrains: bool, committed_model: str) -> Check:
 def step_trusted_evaluation(ctx: Context) -> None:
     """When the PR changed how it evaluates (command, code, params, metrics files), evaluate its
     model with the base's evaluation too; the gates judge those metrics."""
-    if not ctx.base_available or ctx.recomputed is None or ctx.report.check("re-evaluation").status == "fail":
+    reevaluation = ctx.report.check("re-evaluation")
+    if not ctx.base_available or ctx.recomputed is None or reevaluation is None or reevaluation.status == "fail":
         return
     with gha.group("did this PR change its evaluation?"):
         worktree = ctx.scratch / "base"
@@ -390,11 +391,11 @@ def _compare_evaluations(ctx: Context, base_project: Path) -> None:
         return
     ctx.report.times.append(Timing("trusted-evaluation", round(time.monotonic() - started, 3)))
     ctx.trusted = dvcrepo.read_metrics(dvcrepo.open_repo(base_project), files=ctx.cfg.metrics_files)
-    assert ctx.recomputed is not None
+    recomputed = ctx.recomputed or dvcrepo.MetricsRead()
     side_by_side = [
         f"{name}: base's evaluation {format_value(ctx.trusted.values.get(name))} · this PR's evaluation "
-        f"{format_value(ctx.recomputed.values.get(name))}"
-        for name in sorted(set(ctx.trusted.values) | set(ctx.recomputed.values))
+        f"{format_value(recomputed.values.get(name))}"
+        for name in sorted(set(ctx.trusted.values) | set(recomputed.values))
     ]
     ctx.report.add(Check(
         "trusted-evaluation", title, "warn",

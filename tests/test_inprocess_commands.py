@@ -1,0 +1,314 @@
+"""`lockstep rebuild`, `rollback`, `verify-remote`, `check-config` and `comment` in process, through
+`lockstep.cli.main`: a local DVC remote, a bare git origin, a SQLite MLflow registry, the local
+GitHub API test server."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+import yaml
+
+from lockstep.errors import (
+    EXIT_ARTIFACT,
+    EXIT_CHECKS_FAILED,
+    EXIT_CONFIG,
+    EXIT_DVC,
+    EXIT_INTERNAL,
+    EXIT_OK,
+    EXIT_USAGE,
+)
+
+from conftest import PROJECT, ROOT, git
+from github_api import TOKEN
+from test_cli_contract import action_outputs
+
+pytestmark = pytest.mark.unit
+REPO = "octo/ml"
+MODEL = "breast-cancer-classifier"
+
+
+def registry(bed):
+    from mlflow import MlflowClient
+
+    return MlflowClient(bed.tracking_uri)
+
+
+# --- rebuild ------------------------------------------------------------------------------------
+
+
+def test_rebuild_pushes_one_skip_ci_commit_and_registers_a_version(bed):
+    bed.use_mlflow()
+    checkout = bed.clone("ci")
+    start = bed.sha("main")
+    run = bed.cli("rebuild", "--working-directory", str(checkout / PROJECT), "--branch", "main",
+                  "--set-params", "train.max_depth=5", "--reason", "merge of #3", "--repository", REPO,
+                  "--actor", "dana", "--trigger", "push")
+    assert run.code == EXIT_OK, run.stdout + run.stderr
+    # one commit on the bare origin, on top of the start, with the lock and the changed params
+    log = git("log", "--format=%H %s", "main", cwd=bed.origin).splitlines()
+    assert len(log) == 2 and log[1].startswith(start)
+    sha, subject = log[0].split(" ", 1)
+    assert subject == f"lockstep: rebuild train, evaluate on {start[:12]} [skip ci]"
+    body = git("log", "-1", "--format=%B", "main", cwd=bed.origin)
+    assert "Reason: merge of #3" in body and "Set-param: train.max_depth=5" in body and "Actor: dana" in body
+    changed = set(git("show", "--name-only", "--format=", "main", cwd=bed.origin).split())
+    assert {f"{PROJECT}/dvc.lock", f"{PROJECT}/params.yaml", f"{PROJECT}/metrics.json"} <= changed
+    assert changed <= {f"{PROJECT}/dvc.lock", f"{PROJECT}/params.yaml", f"{PROJECT}/metrics.json", f"{PROJECT}/plots/confusion.csv"}
+    assert run.outputs["lock-commit"] == sha and run.outputs["committed"] == "true"
+    assert action_outputs("rebuild") <= set(run.outputs)  # what actions/rebuild/action.yml reads
+    assert run.outputs["model-name"] == MODEL and run.outputs["model-alias"] == "candidate"
+    assert run.outputs["model-uri"] == f"models:/{MODEL}/{run.outputs['model-version']}"
+    # the version in the registry carries the lineage, the alias and (first version) the promotion
+    client = registry(bed)
+    version = client.get_model_version_by_alias(MODEL, "candidate")
+    assert str(version.version) == run.outputs["model-version"]
+    assert str(client.get_model_version_by_alias(MODEL, "champion").version) == str(version.version)
+    assert version.tags["lockstep.lock_commit"] == sha
+    md5 = version.tags["lockstep.model_md5"]
+    assert version.tags["lockstep.dvc_object"] == f"{bed.remote}/files/md5/{md5[:2]}/{md5[2:]}"
+    assert (bed.remote / "files" / "md5" / md5[:2] / md5[2:]).is_file()
+    assert float(version.tags["lockstep.metric.accuracy"]) > 0.9
+    mlflow_run = client.get_run(run.outputs["mlflow-run-id"])
+    assert mlflow_run.data.params["train.max_depth"] == "5"  # logged by the project's training code
+    assert mlflow_run.data.tags["lockstep.reason"] == "merge of #3"
+    # every object of the new lock is in the remote
+    assert bed.cli("verify-remote", "--working-directory", str(checkout / PROJECT)).code == EXIT_OK
+    assert "| model-version | `1` |" in run.summary
+
+
+def test_failing_stage_pushes_commits_and_registers_nothing(bed):
+    bed.use_mlflow()
+    checkout = bed.clone("ci")
+    before = bed.sha("main")
+    run = bed.cli("rebuild", "--working-directory", str(checkout / PROJECT), "--set-params", "train.n_estimators=-1")
+    assert run.code == EXIT_DVC, run.stdout
+    assert "stage 'train' failed" in run.stdout
+    assert "nothing was pushed, committed or registered" in run.stdout
+    assert bed.sha("main") == before
+    assert registry(bed).search_registered_models() == []
+    runs = registry(bed).search_runs([e.experiment_id for e in registry(bed).search_experiments()])
+    assert [r.info.status for r in runs] == ["FAILED"]
+
+
+def test_main_moving_with_unrelated_commits_is_rebased_and_pushed(bed):
+    checkout = bed.clone("ci")
+    ours = bed.commit_on("main", "Docs", lambda project: (project.parent / "README.md").write_text("# the team's notes\n"))
+    # only the evaluation stage is rebuilt (no training): the race is about the commit
+    run = bed.cli("rebuild", "--working-directory", str(checkout / PROJECT), "--register", "false",
+                  "--stages", "evaluate", "--set-params", "evaluate.threshold=0.6")
+    assert run.code == EXIT_OK, run.stdout + run.stderr
+    log = git("log", "--format=%H %s", "main", cwd=bed.origin).splitlines()
+    assert len(log) == 3 and log[1].startswith(ours)
+    assert log[0].startswith(run.outputs["lock-commit"]) and "[skip ci]" in log[0]
+    assert "MLFLOW_TRACKING_URI is not set" not in run.stdout  # registration was not asked for
+
+
+def test_main_moving_with_changed_inputs_pushes_nothing(bed):
+    from lockstep.errors import EXIT_INPUTS_MOVED
+
+    checkout = bed.clone("ci")
+
+    def stricter(project):
+        params = project / "params.yaml"
+        params.write_text(params.read_text().replace("threshold: 0.5", "threshold: 0.55"))
+
+    theirs = bed.commit_on("main", "Stricter threshold", stricter)
+    run = bed.cli("rebuild", "--working-directory", str(checkout / PROJECT), "--register", "false",
+                  "--stages", "evaluate", "--set-params", "evaluate.threshold=0.6")
+    assert run.code == EXIT_INPUTS_MOVED, run.stdout
+    assert "params.yaml:evaluate.threshold changed (0.5 -> 0.55)" in run.stdout
+    assert bed.sha("main") == theirs
+
+
+def test_rebuild_rejects_a_model_path_that_no_stage_outputs(bed):
+    checkout = bed.clone("ci")
+    config = checkout / PROJECT / "lockstep.yaml"
+    config.write_text(config.read_text().replace("path: models/model.pkl", "path: models/other.pkl"))
+    run = bed.cli("rebuild", "--working-directory", str(checkout / PROJECT))
+    assert run.code == EXIT_CONFIG
+    assert "model.path: 'models/other.pkl' is not an output of any stage in dvc.yaml" in run.stdout
+    assert re.search(r"::error title=[^:]*,file=[^,:]*lockstep\.yaml,line=6::", run.stdout)
+
+
+def test_rebuild_rejects_a_bad_boolean_input(bed):
+    run = bed.cli("rebuild", "--working-directory", str(bed.project), "--push", "maybe")
+    assert run.code == EXIT_USAGE
+    assert "input 'push' must be true or false, got 'maybe'" in run.stdout
+
+
+# --- rollback -----------------------------------------------------------------------------------
+
+LINEAGE = ("lockstep.lock_commit", "lockstep.dvc_lock_sha256", "lockstep.model_md5")
+
+
+def _versions(bed, count, *, lineage=True):
+    client = registry(bed)
+    client.create_registered_model(MODEL)
+    for number in range(1, count + 1):
+        tags = {tag: f"{tag}-{number}" for tag in LINEAGE} if lineage else {}
+        client.create_model_version(MODEL, source=str(bed.root / f"model-{number}"), tags=tags)
+    client.set_registered_model_alias(MODEL, "champion", str(count))
+    return client
+
+
+def test_rollback_moves_the_alias_back_and_records_who_and_why(bed):
+    bed.use_mlflow()
+    client = _versions(bed, 3)
+    run = bed.cli("rollback", "--working-directory", str(bed.project), "--reason", "latency regression",
+                  env={"GITHUB_ACTOR": "oncall"})
+    assert run.code == EXIT_OK, run.stdout + run.stderr
+    assert str(client.get_model_version_by_alias(MODEL, "champion").version) == "2"
+    tags = client.get_model_version(MODEL, "2").tags
+    assert tags["lockstep.rollback.by"] == "oncall" and tags["lockstep.rollback.reason"] == "latency regression"
+    assert tags["lockstep.rollback.from_version"] == "3"
+    assert action_outputs("rollback") <= set(run.outputs)
+    assert run.outputs == {"model-name": MODEL, "model-version": "2", "alias": "champion",
+                           "previous-version": "3", "lock-commit": "lockstep.lock_commit-2"}
+    assert "git checkout lockstep.lock_commit-2 && dvc checkout" in run.stdout
+    assert "## lockstep rollback" in run.summary
+
+
+def test_rollback_refuses_versions_without_lineage_and_unknown_versions(bed):
+    bed.use_mlflow()
+    client = _versions(bed, 2, lineage=False)
+    hand = bed.cli("rollback", "--model", MODEL, "--version", "1", "--reason", "bad")
+    assert hand.code == EXIT_USAGE and "has no lockstep lineage" in hand.stdout
+    automatic = bed.cli("rollback", "--model", MODEL, "--reason", "bad")
+    assert automatic.code == EXIT_USAGE and "no earlier version with lockstep lineage" in automatic.stdout
+    unknown = bed.cli("rollback", "--model", MODEL, "--version", "9", "--reason", "bad")
+    assert unknown.code == EXIT_USAGE and "version 9 does not exist" in unknown.stdout
+    unset = bed.cli("rollback", "--model", MODEL, "--alias", "nobody", "--reason", "bad")
+    assert unset.code == EXIT_USAGE and "alias 'nobody' is not set" in unset.stdout
+    assert str(client.get_model_version_by_alias(MODEL, "champion").version) == "2"
+
+
+def test_rollback_needs_a_reason(bed):
+    bed.use_mlflow()
+    run = bed.cli("rollback", "--working-directory", str(bed.project))
+    assert run.code == EXIT_USAGE and "a rollback needs a reason" in run.stdout
+    assert run.outputs["error"] == "a rollback needs a reason"
+
+
+# --- verify-remote and check-config -------------------------------------------------------------
+
+
+def test_verify_remote_counts_and_names_missing_objects(bed):
+    ok = bed.cli("verify-remote", "--working-directory", str(bed.project))
+    assert ok.code == EXIT_OK, ok.stdout
+    assert ok.outputs["missing"] == "0" and int(ok.outputs["checked"]) > 0
+    model = yaml.safe_load((bed.project / "dvc.lock").read_text())["stages"]["train"]["outs"][0]["md5"]
+    (bed.remote / "files" / "md5" / model[:2] / model[2:]).unlink()
+    missing = bed.cli("verify-remote", "--working-directory", str(bed.project))
+    assert missing.code == EXIT_CHECKS_FAILED
+    assert missing.outputs["missing"] == "1"
+    assert "1 object(s) referenced by dvc.lock are missing from" in missing.stdout
+
+
+def test_verify_remote_without_a_remote_is_a_dvc_error(bed):
+    (bed.project / ".dvc" / "config").write_text("")
+    run = bed.cli("verify-remote", "--working-directory", str(bed.project))
+    assert run.code == EXIT_DVC
+    assert "no DVC remote is configured for this project" in run.stdout
+
+
+def test_check_config_valid_invalid_and_missing(bed, tmp_path):
+    ok = bed.cli("check-config", "--working-directory", str(bed.project))
+    assert ok.code == EXIT_OK and "lockstep.yaml: valid (4 gate(s))" in ok.stdout
+    (tmp_path / "lockstep.yaml").write_text("version: 1\ngates:\n  accuracy: {direction: up}\n")
+    bad = bed.cli("check-config", "--working-directory", str(tmp_path))
+    assert bad.code == EXIT_CONFIG
+    assert "lockstep.yaml:3: gates.accuracy.direction: 'up' is not one of ['higher', 'lower']" in bad.stdout
+    assert re.search(r"::error title=[^:]*,file=[^,:]*lockstep\.yaml,line=3::", bad.stdout)
+    # the hint points at what exists: the README's section and the schema file (nothing is generated)
+    assert "see the lockstep.yaml section of the README and scripts/lockstep/schema/lockstep.schema.json" in bad.stdout
+    assert (ROOT / "scripts" / "lockstep" / "schema" / "lockstep.schema.json").is_file()
+    (tmp_path / "lockstep.yaml").write_text("version: 1\ngates: [unclosed\n")
+    unparseable = bed.cli("check-config", "--working-directory", str(tmp_path))
+    assert unparseable.code == EXIT_CONFIG
+    (tmp_path / "lockstep.yaml").unlink()
+    missing = bed.cli("check-config", "--working-directory", str(tmp_path))
+    assert missing.code == EXIT_CONFIG
+    assert "❌ lockstep check-config" in missing.summary
+
+
+# --- comment ------------------------------------------------------------------------------------
+
+
+def _report(bed):
+    """A real validation report: the PR changed a param without re-training (a stale lock)."""
+    def more(project):
+        params = project / "params.yaml"
+        params.write_text(params.read_text().replace("n_estimators: 150", "n_estimators: 175"))
+
+    head = bed.commit_on("feature", "Param without retraining", more)
+    checkout = bed.clone("ci", "feature", depth=1)
+    report = bed.root / "report"
+    run = bed.cli("validate", "--working-directory", str(checkout / PROJECT), "--base-sha", bed.sha("main"),
+                  "--head-sha", head, "--pr-number", "5", "--report-dir", str(report), report_dir=report)
+    assert run.code == EXIT_CHECKS_FAILED
+    return report, head
+
+
+def test_comment_posts_then_updates_in_place(bed, api):
+    report, _ = _report(bed)
+    env = {"GITHUB_API_URL": api.url, "GITHUB_REPOSITORY": REPO, "GITHUB_TOKEN": TOKEN}
+    first = bed.cli("comment", "--report-dir", str(report), env=env)
+    assert first.code == EXIT_OK, first.stdout + first.stderr
+    assert first.outputs["created"] == "true" and first.outputs["pr-number"] == "5"
+    assert action_outputs("comment") <= set(first.outputs)
+    assert first.stdout.splitlines()[0] == f"::add-mask::{TOKEN}"
+    second = bed.cli("comment", "--report-dir", str(report), env=env)
+    assert second.outputs["created"] == "false" and second.outputs["comment-id"] == first.outputs["comment-id"]
+    (body,) = [c["body"] for c in api.comment_objects(REPO, 5)]
+    assert "failed validation" in body and "dvc.lock is stale" in body
+
+
+def test_comment_from_an_artifact_checks_the_pull_request(bed, api):
+    report, head = _report(bed)
+    env = {"GITHUB_API_URL": api.url, "GITHUB_REPOSITORY": REPO, "INPUT_GITHUB_TOKEN": TOKEN}
+    api.add_pull(REPO, 5, head, head_label="forker:feature")
+    run = bed.cli("comment", "--report-dir", str(report), "--from-artifact", "true", "--head-sha", head, env=env)
+    assert run.code == EXIT_OK, run.stdout + run.stderr
+    assert len(api.comment_objects(REPO, 5)) == 1
+    # the workflow run's head is another PR's: rejected, nothing posted there
+    api.add_pull(REPO, 6, "c" * 40)
+    other = bed.cli("comment", "--report-dir", str(report), "--from-artifact", "true", "--head-sha", "c" * 40, env=env)
+    assert other.code == EXIT_ARTIFACT
+    assert api.comment_objects(REPO, 6) == []
+    no_head = bed.cli("comment", "--report-dir", str(report), "--from-artifact", "true", env=env)
+    assert no_head.code == EXIT_USAGE and "`head-sha` is required with from-artifact" in no_head.stdout
+
+
+def test_comment_input_errors(bed, tmp_path):
+    unknown_repo = bed.cli("comment", "--report-dir", str(tmp_path))
+    assert unknown_repo.code == EXIT_USAGE and "the repository is unknown" in unknown_repo.stdout
+    bed.monkeypatch.setenv("GITHUB_TOKEN", TOKEN)
+    no_results = bed.cli("comment", "--report-dir", str(tmp_path), "--repository", REPO)
+    assert no_results.code == EXIT_USAGE and "no validation results to post" in no_results.stdout
+    (tmp_path / "results.json").write_text(json.dumps({"project": ".", "checks": [], "metrics": [], "passed": True}))
+    no_pr = bed.cli("comment", "--report-dir", str(tmp_path), "--repository", REPO)
+    assert no_pr.code == EXIT_USAGE and "no PR number" in no_pr.stdout
+
+
+# --- the command line itself --------------------------------------------------------------------
+
+
+def test_no_command_prints_help_and_exits_2(bed):
+    run = bed.cli()
+    assert run.code == EXIT_USAGE
+    assert "validate" in run.stdout and "rollback" in run.stdout
+
+
+def test_a_bug_is_exit_70_with_the_traceback_in_a_group(bed, monkeypatch):
+    from lockstep import dvcrepo
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(dvcrepo, "open_repo", broken)
+    run = bed.cli("verify-remote", "--working-directory", str(bed.project))
+    assert run.code == EXIT_INTERNAL
+    assert "::group::traceback (a bug in lockstep)" in run.stdout
+    assert "internal error: RuntimeError: boom. This is a bug in lockstep" in run.stdout

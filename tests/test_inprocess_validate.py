@@ -1,0 +1,180 @@
+"""`lockstep validate` in process: a real DVC repository with a local remote, a SQLite MLflow store."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from lockstep.errors import EXIT_CHECKS_FAILED, EXIT_CONFIG, EXIT_OK
+
+from conftest import PROJECT
+from test_cli_contract import action_outputs
+
+pytestmark = pytest.mark.unit
+
+
+def validate(bed, checkout, *extra, base=None, head=None):
+    report = bed.root / f"{checkout.name}-report"
+    run = bed.cli(
+        "validate", "--working-directory", str(checkout / PROJECT), "--base-sha", base or bed.sha("main"),
+        "--head-sha", head or bed.sha("feature"), "--pr-number", "12", "--report-dir", str(report), *extra,
+        report_dir=report,
+    )
+    return run
+
+
+def test_happy_path_reports_and_logs_to_mlflow(bed):
+    bed.use_mlflow()
+    checkout = bed.clone("ci", "feature", depth=1)
+    run = validate(bed, checkout)
+    assert run.code == EXIT_OK, run.stdout + run.stderr
+    assert run.results["passed"] is True
+    statuses = [run.checks[k]["status"] for k in ("lock-vs-code", "lock-vs-remote", "pull", "re-evaluation", "base", "gates", "mlflow")]
+    assert statuses == ["pass"] * 7
+    assert run.outputs["passed"] == "true"
+    assert action_outputs("validate") <= set(run.outputs)  # what actions/validate/action.yml reads
+    assert run.outputs["report-dir"] == str(bed.root / "ci-report")
+    assert run.outputs["mlflow-run-id"] == run.results["mlflow_run_id"] != ""
+    assert "## ✅ lockstep: example\\-project passed validation" in run.summary
+    assert "| train.n\\_estimators | 100 | 150 |" in run.summary
+    # only what evaluation reads was pulled: the model and the prepared data
+    assert (checkout / PROJECT / "models" / "model.pkl").is_file()
+    assert (checkout / PROJECT / "data" / "prepared" / "test.csv").is_file()
+    from mlflow import MlflowClient
+
+    mlflow_run = MlflowClient(bed.tracking_uri).get_run(run.results["mlflow_run_id"])
+    assert mlflow_run.data.tags["lockstep.pr"] == "12"
+    assert mlflow_run.data.tags["lockstep.head_sha"] == bed.sha("feature")
+    assert mlflow_run.data.params["train.n_estimators"] == "150"
+    assert mlflow_run.info.status == "FINISHED"
+
+
+def test_stale_lock_names_the_stage_the_param_and_the_fix(bed):
+    def more(project):
+        params = project / "params.yaml"
+        params.write_text(params.read_text().replace("n_estimators: 150", "n_estimators: 175"))
+
+    head = bed.commit_on("feature", "Param without retraining", more)
+    checkout = bed.clone("ci", "feature", depth=1)
+    run = validate(bed, checkout, head=head)
+    assert run.code == EXIT_CHECKS_FAILED
+    assert run.outputs["passed"] == "false"
+    summary = run.checks["lock-vs-code"]["summary"]
+    assert "stage 'train' would re-run because params.yaml:train.n_estimators changed (150 -> 175)" in summary
+    assert "Run `dvc repro train" in summary
+    assert run.checks["pull"]["status"] == "skip" and run.checks["re-evaluation"]["status"] == "skip"
+    assert "::error title=lockstep%3A dvc.lock vs code::dvc.lock is stale" in run.stdout
+    assert not (checkout / PROJECT / "models" / "model.pkl").exists()
+
+
+def test_object_missing_inside_a_directory_output(bed):
+    checkout = bed.clone("ci", "feature", depth=1)
+    listing_file = next(p for p in (bed.remote / "files" / "md5").rglob("*.dir"))
+    member = next(e for e in json.loads(listing_file.read_text()) if e["relpath"] == "test.csv")
+    victim = bed.remote / "files" / "md5" / member["md5"][:2] / member["md5"][2:]
+    victim.unlink()
+    run = validate(bed, checkout)
+    assert run.code == EXIT_CHECKS_FAILED
+    remote = run.checks["lock-vs-remote"]
+    assert remote["status"] == "fail"
+    assert "data/prepared" in remote["summary"] and "Run `dvc push`" in remote["summary"]
+    assert remote["details"] == ["data/prepared: test.csv"]
+    assert run.checks["pull"]["status"] == "skip"
+
+
+def test_hand_edited_metrics_are_caught_and_gates_use_the_recomputed_value(bed):
+    recomputed = {}
+
+    def edit(project):
+        metrics = project / "metrics.json"
+        data = json.loads(metrics.read_text())
+        recomputed.update(data)
+        data["accuracy"] = 0.999
+        metrics.write_text(json.dumps(data))
+
+    head = bed.commit_on("feature", "Better numbers", edit)
+    checkout = bed.clone("ci", "feature", depth=1)
+    run = validate(bed, checkout, head=head)
+    assert run.code == EXIT_CHECKS_FAILED
+    check = run.checks["re-evaluation"]
+    assert check["status"] == "fail"
+    assert any(d.startswith("accuracy: committed 0.999, recomputed ") for d in check["details"]), check["summary"]
+    row = next(r for r in run.results["metrics"] if r["name"] == "accuracy")
+    assert row["pr"] == pytest.approx(recomputed["accuracy"])
+
+
+def test_failing_gate_names_metric_and_threshold(bed):
+    def strict(project):
+        config = project / "lockstep.yaml"
+        config.write_text(config.read_text().replace("min: 0.90\n    max-regression", "min: 0.999\n    max-regression"))
+
+    head = bed.commit_on("feature", "Stricter gate", strict)
+    checkout = bed.clone("ci", "feature", depth=1)
+    run = validate(bed, checkout, head=head)
+    assert run.code == EXIT_CHECKS_FAILED
+    assert run.checks["gates"]["status"] == "fail"
+    accuracy = next(r for r in run.results["metrics"] if r["name"] == "accuracy")
+    assert accuracy["gate"] == "fail"
+    assert any("0.999" in reason for reason in accuracy["gate_reasons"])
+    assert "## ❌ lockstep: example\\-project failed validation (gates)" in run.summary
+    assert "::error title=lockstep%3A Gates::" in run.stdout
+
+
+def test_failing_project_tests_stop_before_evaluation(bed):
+    checkout = bed.clone("ci", "feature", depth=1)
+    run = validate(bed, checkout, "--test-command", "python -c 'raise SystemExit(3)'")
+    assert run.code == EXIT_CHECKS_FAILED
+    assert run.checks["tests"]["status"] == "fail" and "exited with 3" in run.checks["tests"]["summary"]
+    assert "re-evaluation" not in run.checks
+
+
+def test_passing_project_tests_and_a_missing_base(bed):
+    checkout = bed.clone("ci", "feature", depth=1)
+    run = validate(bed, checkout, "--test-command", "python -c pass", base="f" * 40)
+    assert run.code == EXIT_OK, run.stdout
+    assert run.checks["tests"]["status"] == "pass"
+    assert run.checks["base"]["status"] == "warn"
+    assert run.checks["mlflow"]["status"] == "skip"
+
+
+def test_unparseable_and_unknown_test_commands_are_failed_checks(bed):
+    checkout = bed.clone("ci", "feature", depth=1)
+    unparseable = validate(bed, checkout, "--test-command", "python -c 'unterminated")
+    assert unparseable.checks["tests"]["summary"].startswith("the test command cannot be parsed")
+    unknown = validate(bed, checkout, "--test-command", "no-such-command-here")
+    assert unknown.checks["tests"]["summary"] == "the test command was not found: no-such-command-here"
+    assert unparseable.code == unknown.code == EXIT_CHECKS_FAILED
+
+
+def test_invalid_config_is_exit_3_with_file_and_line(bed):
+    def typo(project):
+        config = project / "lockstep.yaml"
+        config.write_text(config.read_text().replace("direction: higher", "direction: up", 1))
+
+    head = bed.commit_on("feature", "Typo", typo)
+    checkout = bed.clone("ci", "feature", depth=1)
+    run = validate(bed, checkout, head=head)
+    assert run.code == EXIT_CONFIG
+    assert re.search(r"::error title=[^:]*,file=[^,:]*lockstep\.yaml,line=\d+::", run.stdout), run.stdout
+    assert "'up' is not one of ['higher', 'lower']" in run.stdout
+    assert "error" in run.outputs
+
+
+def test_mlflow_down_is_a_warning_and_the_report_is_complete(bed):
+    from servers import free_port
+
+    def more(project):  # a stale lock: no re-evaluation, the quickest run that reaches MLflow
+        params = project / "params.yaml"
+        params.write_text(params.read_text().replace("n_estimators: 150", "n_estimators: 175"))
+
+    head = bed.commit_on("feature", "Param without retraining", more)
+    bed.monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://user:hunter2@127.0.0.1:{free_port()}")
+    checkout = bed.clone("ci", "feature", depth=1)
+    run = validate(bed, checkout, "--mlflow-experiment", "team/{project}", head=head)
+    assert run.code == EXIT_CHECKS_FAILED, run.stdout  # the stale lock, not MLflow
+    assert run.checks["mlflow"]["status"] == "warn"
+    assert run.checks["mlflow"]["summary"].startswith("the run was not logged: MLflow")
+    assert "hunter2" not in json.dumps(run.results) and "hunter2" not in run.stdout
+    assert run.results["mlflow_run_id"] == "" and run.outputs["mlflow-run-id"] == ""
