@@ -162,11 +162,11 @@ def _mlflow_down(consumer):
 
 
 NEGATIVE = {
-    "stale-lock": (_stale, "dvc.lock vs code", "stage 'train' would re\\-run because params.yaml&#58;train.n\\_estimators changed \\(100 \\-&gt; 150\\)"),
+    "stale-lock": (_stale, "dvc.lock vs code", "stage 'train' would re\\-run because params.yaml:\u2060train.n\\_estimators changed \\(100 \\-&gt; 150\\)"),
     "missing-object": (_missing_object, "dvc.lock vs remote", "data/prepared"),
-    "hand-edited-metrics": (_hand_edited, "Re-evaluation", "f1&#58; committed"),
-    "failing-gate": (_failing_gate, "Gates", "accuracy&#58;"),
-    "mlflow-down": (_mlflow_down, None, "the run was not logged&#58; MLflow"),
+    "hand-edited-metrics": (_hand_edited, "Re-evaluation", "f1:\u2060 committed"),
+    "failing-gate": (_failing_gate, "Gates", "accuracy:\u2060"),
+    "mlflow-down": (_mlflow_down, None, "the run was not logged:\u2060 MLflow"),
 }
 
 

@@ -28,16 +28,18 @@ def test_shape_through_the_real_workflows(name, tmp_path, act, api):
     shape = BY_NAME[name]
     repo = make_repo(shape, tmp_path, init=True)  # lockstep init wrote lockstep.yaml and .github/workflows
     base, head, _checkout = open_pr(repo, "better", steps=50)
+    git("checkout", "-q", "better", cwd=repo.dev)  # act runs the working tree it is given: the PR's
     result = act.run(repo.dev, "pull_request", "ml-pr.yml", payload=pr_payload(4, base, head, head_ref="better"),
                      secrets={"GITHUB_TOKEN": TOKEN}, env=env_for(repo, api))
     assert result.returncode == 0, result.log[-6000:]
-    label = "churn-model" if shape.root else "ml"
+    label = REPOSITORY.split("/")[1] if shape.root else "ml"  # a root project is named after the repository
     (body,) = [c["body"] for c in api.comment_objects(REPOSITORY, 4)]
     assert body.startswith(f"<!-- lockstep:report project={label} -->")
     results = json.loads(next(act.artifacts.glob("lockstep-report-*/results.json")).read_text())
     assert results["passed"] is True and results["project"] == label
 
     # the merge, then the main rebuild: a [skip ci] lock commit, never an ignored file
+    git("checkout", "-q", "main", cwd=repo.dev)
     git("merge", "-q", "--ff-only", "better", cwd=repo.dev)
     params = repo.project / shape.params
     params.write_text(params.read_text().replace("steps: 50", "steps: 30"))  # a param change merged without its lock
@@ -66,6 +68,7 @@ def test_a_pr_that_writes_its_own_verdict_fails_through_the_real_workflow(tmp_pa
         retrain(repo)
 
     base, head, _checkout = pull_request(repo, "kind", looser_gate_and_kinder_evaluation)
+    git("checkout", "-q", "kind", cwd=repo.dev)  # act runs the working tree it is given: the PR's
     result = act.run(repo.dev, "pull_request", "ml-pr.yml", payload=pr_payload(9, base, head, head_ref="kind"),
                      secrets={"GITHUB_TOKEN": TOKEN}, env=env_for(repo, api))
     assert result.returncode != 0

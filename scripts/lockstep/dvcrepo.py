@@ -517,7 +517,9 @@ def reproduce(project_dir: str | Path, stage_names: Sequence[str], *, env: Mappi
     sys.stdout.flush()
     if code != 0:
         names = ", ".join(stage_names)
-        last = " | ".join(line.strip() for line in tail if line.strip())[-1500:]
+        # the stage's own last words (the error), without the traceback frames above them
+        said = [line.strip() for line in tail if line.strip() and not line.startswith((" ", "\t", "Traceback"))]
+        last = " | ".join(said[-4:])[-1500:]
         raise DvcError(
             f"`dvc repro` of {names} failed (exit {code}): {last}",
             hint=f"the stages' own output is in the log above; reproduce it locally with `dvc repro -f -s {stage_names[-1]}`",
