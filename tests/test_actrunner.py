@@ -38,7 +38,7 @@ def test_library_copy_differs_from_the_shipped_files_only_by_the_rewrite(tmp_pat
         removed = [line[2:] for line in difflib.ndiff(original, copied) if line.startswith("- ")]
         added = [line[2:] for line in difflib.ndiff(original, copied) if line.startswith("+ ")]
         self_references = [line for line in removed if line.strip() != "queue: max"]
-        assert all(re.fullmatch(r"\s*(- )?uses: \$/[\w/-]+", line) for line in self_references), removed
+        assert all(re.fullmatch(r"\s*(- )?uses: \$/[\w./-]+", line) for line in self_references), removed
         assert added == [f"{line.replace('$/', LIBRARY + '/')}@{LIBRARY_REF}" for line in self_references]
         assert not any("$/" in line or line.strip() == "queue: max" for line in copied)
         rewritten += bool(removed)

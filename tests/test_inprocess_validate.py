@@ -110,9 +110,9 @@ def test_failing_gate_names_metric_and_threshold(bed):
         config = project / "lockstep.yaml"
         config.write_text(config.read_text().replace("min: 0.90\n    max-regression", "min: 0.999\n    max-regression"))
 
-    head = bed.commit_on("feature", "Stricter gate", strict)
+    bed.commit_on("main", "Stricter gate", strict)  # the base's gates judge a PR
     checkout = bed.clone("ci", "feature", depth=1)
-    run = validate(bed, checkout, head=head)
+    run = validate(bed, checkout)
     assert run.code == EXIT_CHECKS_FAILED
     assert run.checks["gates"]["status"] == "fail"
     accuracy = next(r for r in run.results["metrics"] if r["name"] == "accuracy")
@@ -133,9 +133,9 @@ def test_failing_project_tests_stop_before_evaluation(bed):
 def test_passing_project_tests_and_a_missing_base(bed):
     checkout = bed.clone("ci", "feature", depth=1)
     run = validate(bed, checkout, "--test-command", "python -c pass", base="f" * 40)
-    assert run.code == EXIT_OK, run.stdout
+    assert run.code == EXIT_CHECKS_FAILED, run.stdout  # no base, no verdict
     assert run.checks["tests"]["status"] == "pass"
-    assert run.checks["base"]["status"] == "warn"
+    assert run.checks["base"]["status"] == "fail" and run.checks["config"]["status"] == "fail"
     assert run.checks["mlflow"]["status"] == "skip"
 
 

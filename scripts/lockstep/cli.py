@@ -471,6 +471,23 @@ POSITIONAL: dict[str, str] = {"verify": "model-file"}
 # One help text per option name, shared by every command that takes it (README, "Inputs"). Each
 # option can also come from the action input `INPUT_<NAME>`; `lockstep COMMAND --help` shows them.
 OPTION_HELP: dict[str, str] = {
+    "comment-author": "login whose comments lockstep may update (default: github-actions[bot]); a marker in anyone else's comment is ignored",
+    "dispatch-payload": "a repository_dispatch client_payload as JSON, validated; its keys replace stages, force-all, set-params, reason",
+    "environment": "the GitHub Environment whose reviewers approved this promotion (recorded on the version)",
+    "force": "overwrite files that already exist (lockstep.yaml, the consumer workflows)",
+    "from": "the alias whose version is promoted (default: registry.alias)",
+    "to": "the alias moved to it (default: registry.promote-to)",
+    "library": "where the consumer workflows call lockstep, OWNER/REPO@REF (default: lockstep-dev/lockstep@v1)",
+    "model-file": "the model file (or folder) to check against the registry's digest",
+    "poll-interval": "seconds between two looks at the dispatched run (with --wait)",
+    "promote": "move registry.promote-to in this job when the gates pass (false: leave it to the promote job)",
+    "ref": "the branch or tag the dispatched workflow runs on (default: main)",
+    "register-unchanged": "register a new version even when the model is byte-identical to the one the alias points to",
+    "run-conclusion": "the validation run's conclusion (workflow_run.conclusion): a passed report from a run that did not succeed is refused",
+    "runner-price-per-minute": "the runner's price per minute, to show the PR's times as cost",
+    "timeout": "seconds to wait for the dispatched run (with --wait); exit 10 when it is still running",
+    "wait": "wait for the dispatched run to finish and exit with its outcome",
+    "workflow": "the workflow file (or id) to dispatch, e.g. ml-main.yml",
     "working-directory": "the DVC project folder (default: .)",
     "config": "path of lockstep.yaml, relative to the working directory (default: lockstep.yaml)",
     "base-sha": "the pull request's base commit, to compare metrics and params with",

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -505,24 +506,27 @@ def reproduce(project_dir: str | Path, stage_names: Sequence[str], *, env: Mappi
     argv += ["--", *stage_names]
     tail: list[str] = []
     with gha.commands_paused():
-        proc = subprocess.Popen(  # noqa: S603 - argv built here; stage names are checked against dvc.yaml
+        with subprocess.Popen(  # noqa: S603 - argv built here; stage names are checked against dvc.yaml
             argv, cwd=project_dir, env=dict(env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
             encoding="utf-8", errors="replace",
-        )
-        for line in proc.stdout or ():
-            sys.stdout.write(line)
-            tail.append(line.rstrip("\n"))
-            del tail[:-15]
-        code = proc.wait()
+        ) as proc:
+            for line in proc.stdout or ():
+                sys.stdout.write(line)
+                tail.append(line.rstrip("\n"))
+                del tail[:-15]
+            code = proc.wait()
     sys.stdout.flush()
     if code != 0:
-        names = ", ".join(stage_names)
-        # the stage's own last words (the error), without the traceback frames above them
-        said = [line.strip() for line in tail if line.strip() and not line.startswith((" ", "\t", "Traceback"))]
-        last = " | ".join(said[-4:])[-1500:]
+        # DVC names the stage that failed; its own last words (the error) follow, without the
+        # traceback frames above them
+        failed = next((m.group(1) for line in reversed(tail) if (m := re.search(r"failed to reproduce '([^']+)'", line))),
+                      stage_names[-1])
+        said = [line.strip() for line in tail if line.strip() and not line.startswith((" ", "\t", "Traceback"))
+                and "failed to reproduce" not in line]
+        last = " | ".join(said[-3:])[-1500:]
         raise DvcError(
-            f"`dvc repro` of {names} failed (exit {code}): {last}",
-            hint=f"the stages' own output is in the log above; reproduce it locally with `dvc repro -f -s {stage_names[-1]}`",
+            f"stage '{failed}' failed (`dvc repro` exited {code}): {last}",
+            hint=f"the stage's own output is in the log above; reproduce it locally with `dvc repro -f -s {failed}`",
             file="dvc.yaml",
         )
 

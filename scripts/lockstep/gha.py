@@ -175,12 +175,12 @@ def commands_paused() -> Iterator[None]:
         yield
         return
     token = secrets.token_hex(16)
-    _print(f"::stop-commands::{token}")
+    _print(f"::stop-commands::{token}", command=True)
     try:
         yield
     finally:
         sys.stdout.flush()
-        _print(f"::{token}::")
+        _print(f"::{token}::", command=True)
 
 
 def _append(path_var: str, text: str) -> bool:
