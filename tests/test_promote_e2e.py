@@ -1,6 +1,7 @@
-"""End to end: main-rebuild.yml with a promotion environment and the attestation, under act. The
-rebuild job registers and sets the candidate alias only; the promote job runs after it and moves
-the promotion alias (act does not hold a job for an environment's reviewers; GitHub does)."""
+"""End to end: main-rebuild.yml with a promotion environment, then attest.yml as a second job of
+the consumer's workflow, under act. The rebuild job registers and sets the candidate alias only; the
+promote job runs after it and moves the promotion alias (act does not hold a job for an
+environment's reviewers; GitHub does); the attest job attests the model the rebuild outputs."""
 
 from __future__ import annotations
 
@@ -24,18 +25,26 @@ jobs:
   rebuild:
     permissions:
       contents: write # push the dvc.lock commit back to main
-      id-token: write # sign the model's attestation
-      attestations: write # store the model's attestation
+      id-token: write # AWS OIDC (aws-role-to-assume), if used
     uses: {LIBRARY}/.github/workflows/main-rebuild.yml@v1
     with:
       working-directory: {PROJECT}
       reason: merge of the shallower trees
       promotion-environment: production
-      attest: true
     secrets:
       AWS_ACCESS_KEY_ID: ${{{{ secrets.AWS_ACCESS_KEY_ID }}}}
       AWS_SECRET_ACCESS_KEY: ${{{{ secrets.AWS_SECRET_ACCESS_KEY }}}}
       MLFLOW_TRACKING_URI: ${{{{ secrets.MLFLOW_TRACKING_URI }}}}
+  attest:
+    needs: rebuild
+    if: needs.rebuild.outputs.model-sha256 != ''
+    permissions:
+      id-token: write # sign the model's attestation
+      attestations: write # store the model's attestation
+    uses: {LIBRARY}/.github/workflows/attest.yml@v1
+    with:
+      model-path: ${{{{ needs.rebuild.outputs.model-path }}}}
+      model-sha256: ${{{{ needs.rebuild.outputs.model-sha256 }}}}
 """
 
 
@@ -64,11 +73,12 @@ def test_promote_job_moves_the_alias_after_the_rebuild(consumer, act, api, mlflo
     tags = client.get_model_version(consumer.model, version.version).tags
     assert tags["lockstep.promotion.environment"] == "production"
     assert "promotion to `champion` waits for approval" in client.get_model_version(consumer.model, version.version).description
-    # the attestation named the model file CI built, with the digest the registry holds
+    # the attest job, a job of the consumer's own, attested the model file CI built by its path
+    # from the repository root, with the digest the registry holds
     git("pull", "-q", "origin", "main", cwd=consumer.dev)
     (bundle,) = (act.artifacts / "attestations").iterdir()
     subject = json.loads(bundle.read_text())["subject"]
-    assert subject == {"name": "model.pkl", "digest": "sha256:" + tags["lockstep.model_sha256"]}
+    assert subject == {"name": f"{PROJECT}/models/model.pkl", "digest": "sha256:" + tags["lockstep.model_sha256"]}
     consumer.dvc("pull", "models/model.pkl")
     local = hashlib.sha256((consumer.project / "models" / "model.pkl").read_bytes()).hexdigest()
     assert local == tags["lockstep.model_sha256"]

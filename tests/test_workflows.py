@@ -114,7 +114,7 @@ def _readme_section(title: str) -> str:
     return text[start : end if end != -1 else None]
 
 
-@pytest.mark.parametrize("name", ["pr-validate.yml", "main-rebuild.yml"])
+@pytest.mark.parametrize("name", ["pr-validate.yml", "main-rebuild.yml", "attest.yml"])
 def test_readme_tables_match_the_workflow_yaml(name):
     doc = yaml.safe_load((ROOT / ".github" / "workflows" / name).read_text())
     call = doc[True]["workflow_call"]
@@ -225,37 +225,100 @@ def test_promotion_waits_in_its_own_job_in_the_named_environment():
     assert "jobs.promote.outputs.promoted" in doc[True]["workflow_call"]["outputs"]["promoted"]["value"]
 
 
-def test_attestation_step_is_optional_pinned_and_has_its_permissions():
-    doc = yaml.safe_load((ROOT / ".github" / "workflows" / "main-rebuild.yml").read_text())
-    assert doc[True]["workflow_call"]["inputs"]["attest"] == {"description": doc[True]["workflow_call"]["inputs"]["attest"]["description"],
-                                                              "type": "boolean", "default": False}
-    rebuild = doc["jobs"]["rebuild"]
-    assert rebuild["permissions"]["attestations"] == "write" and rebuild["permissions"]["id-token"] == "write"
-    attests = [s for s in rebuild["steps"] if str(s.get("uses", "")).startswith("actions/attest-build-provenance@")]
-    assert len(attests) == 2
-    names = [s["uses"] for s in attests]
-    assert names == ["actions/attest-build-provenance@a2bbfa25375fe432b6a289bc6b6cd05ecd0c4c32"] * 2
-    by_kind = {s["if"].rsplit("==", 1)[1].strip(" '"): s for s in attests}
-    assert all(s["if"].startswith("inputs.attest && ") for s in attests)
-    assert by_kind["file"]["with"] == {"subject-path": "${{ steps.rebuild.outputs.model-path }}"}
-    assert by_kind["directory"]["with"] == {"subject-name": "${{ steps.rebuild.outputs.model-path }}",
-                                           "subject-digest": "sha256:${{ steps.rebuild.outputs.model-sha256 }}"}
-    # the attestation comes after the model was built, in the same job (the file is there)
-    order = [str(s.get("uses", "")) for s in rebuild["steps"]]
-    assert order.index("$/actions/rebuild") < order.index(attests[0]["uses"])
+ATTEST_PIN = "actions/attest-build-provenance@a2bbfa25375fe432b6a289bc6b6cd05ecd0c4c32"
+
+
+def test_attestation_is_its_own_workflow_with_only_its_permissions():
+    """main-rebuild.yml never asks for `attestations: write` (GitHub checks a called workflow's
+    permissions before its conditions, so every caller would have to grant it); attest.yml does,
+    for the callers that attest, and attests the subject by name and digest without a checkout."""
+    rebuild = yaml.safe_load((ROOT / ".github" / "workflows" / "main-rebuild.yml").read_text())
+    call = rebuild[True]["workflow_call"]
+    assert "attest" not in call["inputs"]
+    assert {"model-path", "model-sha256"} <= set(call["outputs"])
+    for name, job in rebuild["jobs"].items():
+        assert "attestations" not in (job.get("permissions") or {}), name
+        assert not any(str(s.get("uses", "")).startswith("actions/attest-build-provenance@") for s in job["steps"]), name
+
+    doc = yaml.safe_load((ROOT / ".github" / "workflows" / "attest.yml").read_text())
+    inputs = doc[True]["workflow_call"]["inputs"]
+    assert set(inputs) == {"model-path", "model-sha256"}
+    assert all(spec["required"] is True and spec["type"] == "string" for spec in inputs.values())
+    (job,) = doc["jobs"].values()
+    assert job["permissions"] == {"id-token": "write", "attestations": "write"}
+    assert 0 < job["timeout-minutes"] <= 15
+    uses = [str(s.get("uses", "")) for s in job["steps"] if "uses" in s]
+    assert uses == [ATTEST_PIN], "no checkout: the subject is named by path and digest"
+    (step,) = [s for s in job["steps"] if s.get("uses") == ATTEST_PIN]
+    assert step["with"] == {"subject-name": "${{ inputs.model-path }}", "subject-digest": "sha256:${{ inputs.model-sha256 }}"}
+    # the subject is checked before the action sees it
+    assert job["steps"].index(step) == 1 and "run" in job["steps"][0]
+
+
+def _attest_check(model_path: str, model_sha256: str) -> subprocess.CompletedProcess:
+    doc = yaml.safe_load((ROOT / ".github" / "workflows" / "attest.yml").read_text())
+    (job,) = doc["jobs"].values()
+    script = job["steps"][0]["run"]
+    return subprocess.run(["bash", "-e", "-c", script], capture_output=True, text=True,
+                          env={"PATH": "/usr/bin:/bin", "MODEL_PATH": model_path, "MODEL_SHA256": model_sha256})
+
+
+@pytest.mark.parametrize(("model_path", "model_sha256", "named"), [
+    ("", "ab" * 32, "model-path"),
+    ("models/model.pkl", "", "model-sha256"),
+    ("models/model.pkl", "sha256:" + "ab" * 32, "model-sha256"),
+    ("models/model.pkl", "AB" * 32, "model-sha256"),
+    ("models/model.pkl", "ab" * 31, "model-sha256"),
+    ("models/model.pkl", "ab" * 32 + "\nx", "model-sha256"),
+])
+def test_attest_refuses_a_subject_that_is_not_a_path_and_a_sha256(model_path, model_sha256, named):
+    proc = _attest_check(model_path, model_sha256)
+    assert proc.returncode == 2
+    assert f"input {named} " in proc.stdout and "needs.rebuild.outputs." in proc.stdout
+
+
+def test_attest_accepts_main_rebuilds_outputs():
+    proc = _attest_check("example-project/models/model.pkl", "0123456789abcdef" * 4)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_readme_attest_job_calls_attest_yml_with_the_rebuild_outputs():
+    """The consumer job the README shows grants what attest.yml asks and passes what it needs."""
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("### Build provenance"):]
+    section = section[: section.index("\n### ", 1)]
+    block = section[section.index("```yaml\n") + len("```yaml\n"):]
+    jobs = yaml.safe_load(block[: block.index("```")])["jobs"]
+    job = jobs["attest"]
+    assert job["needs"] == "rebuild" and "rebuild" in jobs
+    assert job["if"] == "needs.rebuild.outputs.model-sha256 != ''"
+    assert job["uses"].split("@")[0] == "OWNER/lockstep/.github/workflows/attest.yml"
+    callee = _callee(job["uses"])
+    (callee_job,) = callee["jobs"].values()
+    assert job["permissions"] == callee_job["permissions"]
+    assert job["with"] == {"model-path": "${{ needs.rebuild.outputs.model-path }}",
+                           "model-sha256": "${{ needs.rebuild.outputs.model-sha256 }}"}
+    assert "attestations" not in jobs["rebuild"]["permissions"]
 
 
 def test_self_test_calls_the_library_through_self_references():
     doc = yaml.safe_load((ROOT / ".github" / "workflows" / "self-test.yml").read_text())
     assert set(doc[True]) == {"pull_request", "push", "workflow_dispatch"}
     called = {name: job["uses"] for name, job in doc["jobs"].items() if "uses" in job}
-    assert called == {"validate": "$/.github/workflows/pr-validate.yml", "rebuild": "$/.github/workflows/main-rebuild.yml"}
+    assert called == {"validate": "$/.github/workflows/pr-validate.yml", "rebuild": "$/.github/workflows/main-rebuild.yml",
+                      "attest": "$/.github/workflows/attest.yml"}
     for name in called:
         job = doc["jobs"][name]
-        assert job["with"]["working-directory"] == "example-project"
-        assert "needs.configured.outputs.ready == 'true'" in job["if"]
         callee = _callee(job["uses"])
         assert set(job["with"]) <= set(callee[True]["workflow_call"]["inputs"]), name
-        assert set(job.get("secrets", {})) <= set(callee[True]["workflow_call"]["secrets"]), name
-    assert doc["jobs"]["rebuild"]["with"]["attest"] is True
+        assert set(job.get("secrets", {})) <= set(callee[True]["workflow_call"].get("secrets") or {}), name
+        if name == "attest":
+            continue
+        assert job["with"]["working-directory"] == "example-project"
+        assert "needs.configured.outputs.ready == 'true'" in job["if"]
     assert doc["jobs"]["rebuild"]["with"]["promotion-environment"]
+    # the rebuilt model's provenance, attested by a job of its own after the rebuild
+    attest = doc["jobs"]["attest"]
+    assert attest["needs"] == "rebuild" and "needs.rebuild.outputs.model-sha256 != ''" in attest["if"]
+    assert attest["with"] == {"model-path": "${{ needs.rebuild.outputs.model-path }}",
+                              "model-sha256": "${{ needs.rebuild.outputs.model-sha256 }}"}
