@@ -127,6 +127,7 @@ def open_repo(project_dir: str | Path):
 
 
 REMOTE_AUTH_VARIABLE = "DVC_REMOTE_AUTH"
+_MASKED_AUTH: set[str] = set()
 
 
 def remote_auth(repo, text: str) -> dict[str, dict[str, str]]:
@@ -162,7 +163,9 @@ def remote_auth(repo, text: str) -> dict[str, dict[str, str]]:
                 hint="set a default remote (`dvc remote default NAME`) or prefix the key with the remote's name",
                 file=".dvc/config",
             )
-        gha.mask(value)
+        if value not in _MASKED_AUTH:  # the project is opened several times per command; mask once
+            _MASKED_AUTH.add(value)
+            gha.mask(value)
         merged = overrides.setdefault(target, dict(remotes[target]))
         merged[option] = value
     return overrides

@@ -134,16 +134,12 @@ def warning(message: str, *, file: str | None = None, line: int | None = None, t
     _annotate("warning", message, file, line, title)
 
 
-_MASKED: set[str] = set()
-
-
 def mask(value: str) -> None:
-    """Ask the runner to mask a secret value in the log (each line separately, once)."""
+    """Ask the runner to mask a secret value in the log (each line separately)."""
     if not in_actions():
         return
     for line in value.splitlines():
-        if line.strip() and line not in _MASKED:
-            _MASKED.add(line)
+        if line.strip():
             command("add-mask", line)
 
 
