@@ -103,3 +103,16 @@ def test_action_outputs_are_found():
     assert {"lock-commit", "model-version", "model-uri", "promoted"} <= action_outputs("rebuild")
     assert action_outputs("comment") == {"comment-id", "created"}
     assert action_outputs("rollback") == {"model-version", "previous-version", "lock-commit"}
+
+
+def test_the_readme_init_command_uses_real_options():
+    import re
+    import shlex
+
+    from lockstep.cli import build_parser
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    line = re.search(r"^(lockstep init .*)$", readme, re.M)
+    assert line, "the README's adoption section shows `lockstep init`"
+    args = build_parser().parse_args(shlex.split(line.group(1))[1:])
+    assert args.command == "init" and args.library == "OWNER/lockstep@v1"

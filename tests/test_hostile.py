@@ -195,7 +195,8 @@ def test_hostile_pull_request_under_act(consumer, act, api, mlflow_env, tmp_path
     run = MlflowClient(mlflow_env.url).get_run(results["mlflow_run_id"])
     assert run.data.tags["lockstep.pr"] == "13"
     # hostile metric names are logged under MLflow-safe names; non-finite values are not logged
-    assert run.data.metrics["_img src_x onerror_alert_1__"] == 2 and "nan_metric" not in run.data.metrics
+    assert run.data.metrics.get("_img src_x onerror_alert_1__") == 2, sorted(run.data.metrics)
+    assert "nan_metric" not in run.data.metrics
 
     # 2. one hostile-named file is missing from the remote: a clear failure that names it, inert
     missing = f"$(touch {token}).csv"

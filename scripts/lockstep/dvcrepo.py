@@ -514,11 +514,11 @@ def reproduce(project_dir: str | Path, stage_names: Sequence[str], *, env: Mappi
             encoding="utf-8", errors="replace",
         ) as proc:
             for line in proc.stdout or ():
-                sys.stdout.write(line)
+                sys.stderr.write(line)  # the project's output, apart from lockstep's own report on stdout
                 tail.append(line.rstrip("\n"))
                 del tail[:-15]
             code = proc.wait()
-    sys.stdout.flush()
+    sys.stderr.flush()
     if code != 0:
         # DVC names the stage that failed; its own last words (the error) follow, without the
         # traceback frames above them
