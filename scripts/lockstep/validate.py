@@ -532,6 +532,9 @@ def step_mlflow(ctx: Context) -> None:
             run_id = tracker.start_run(experiment, f"pr-{report.pr_number or 'local'}-{report.head_sha[:8]}", tags)
             try:
                 tracker.log(run_id, params=_read_params(ctx.project, ctx.repo), metrics=ctx.pr_metrics)
+                if ctx.trusted is not None and ctx.recomputed is not None:  # the PR's own evaluation, beside
+                    own = {f"{PR_EVALUATION_PREFIX}{name}": value for name, value in ctx.recomputed.values.items()}
+                    tracker.log(run_id, metrics=own)
                 forwarded = tracker.forward_local_runs(ctx.local_mlflow, run_id)
                 report.mlflow_run_id = run_id
                 report.mlflow_run_url = tracker.run_url(run_id)
@@ -548,6 +551,10 @@ def step_mlflow(ctx: Context) -> None:
             return
         extra = f"; forwarded what the project's code logged ({forwarded})" if forwarded else ""
         ctx.report.add(Check("mlflow", "MLflow", "pass", f"logged run {run_id} in experiment {experiment}{extra}"))
+
+
+# MLflow metrics of the PR's own evaluation, when the base's evaluation judged it
+PR_EVALUATION_PREFIX = "pr_evaluation."
 
 
 STEPS = (
