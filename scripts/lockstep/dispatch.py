@@ -23,6 +23,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from . import safeload
 from .errors import EXIT_CHECKS_FAILED, EXIT_WAIT_TIMEOUT, InputError, LockstepError
 
 SCHEMA_PATH = Path(__file__).parent / "schema" / "dispatch-payload.schema.json"
@@ -61,28 +62,6 @@ def _schema() -> dict[str, Any]:
     return json.loads(SCHEMA_PATH.read_text("utf-8"))
 
 
-def _depth(text: str) -> int:
-    """The deepest nesting of arrays and objects, counted before parsing (strings skipped)."""
-    depth = deepest = 0
-    in_string = escaped = False
-    for char in text:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif char == "\\":
-                escaped = True
-            elif char == '"':
-                in_string = False
-        elif char == '"':
-            in_string = True
-        elif char in "[{":
-            depth += 1
-            deepest = max(deepest, depth)
-        elif char in "]}":
-            depth -= 1
-    return deepest
-
-
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     seen: dict[str, Any] = {}
     for key, value in pairs:
@@ -104,7 +83,7 @@ def parse_payload(text: str) -> RetrainRequest:
     size = len(text.encode("utf-8"))
     if size > MAX_PAYLOAD_BYTES:
         raise InputError(f"dispatch payload: {size} bytes, more than the {MAX_PAYLOAD_BYTES} accepted", hint=SCHEMA_HINT)
-    if _depth(text) > MAX_PAYLOAD_DEPTH:
+    if safeload.json_depth_exceeds(text, MAX_PAYLOAD_DEPTH):
         raise InputError(f"dispatch payload: nested deeper than {MAX_PAYLOAD_DEPTH} levels", hint=SCHEMA_HINT)
     try:
         data = json.loads(text, object_pairs_hook=_no_duplicates)

@@ -162,7 +162,7 @@ def load_yaml(
 def load_json(text: str | bytes, source: str, *, max_bytes: int = MAX_BYTES, max_depth: int = MAX_DEPTH) -> Any:
     """`json.loads` (NaN and Infinity accepted, as DVC does), within the bounds."""
     _check_size(text, source, max_bytes)
-    if _json_depth_exceeds(text if isinstance(text, str) else text.decode("utf-8", "replace"), max_depth):
+    if json_depth_exceeds(text if isinstance(text, str) else text.decode("utf-8", "replace"), max_depth):
         raise LoadError(f"nested deeper than {max_depth} levels", source=source)
     try:
         return json.loads(text)
@@ -172,7 +172,7 @@ def load_json(text: str | bytes, source: str, *, max_bytes: int = MAX_BYTES, max
         raise LoadError(f"not valid JSON: {exc}", source=source) from None
 
 
-def _json_depth_exceeds(text: str, max_depth: int) -> bool:
+def json_depth_exceeds(text: str, max_depth: int) -> bool:
     """Whether brackets outside strings nest deeper than `max_depth` (before json parses them)."""
     if text.count("[") + text.count("{") <= max_depth:
         return False
