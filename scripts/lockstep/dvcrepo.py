@@ -311,7 +311,7 @@ def stale_stages(repo, only: Iterable[str] | None = None) -> list[StaleStage]:
             continue
         if stage.always_changed:
             changes.append(Change("always-changed"))
-        if getattr(stage, "cmd_changed", False):
+        if locked[stage.name].get("cmd") != stage.cmd:  # what DVC itself compares, read from the lock, not its internals
             changes.append(Change("cmd", old=locked[stage.name].get("cmd", ""), new=stage.cmd))
         for dep in stage.deps:
             rel = os.path.relpath(dep.fs_path, repo.root_dir)

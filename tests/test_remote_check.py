@@ -1,0 +1,33 @@
+"""The DVC behaviour behind lockstep's own remote check, reproduced here rather than cited: with
+one file of a directory output deleted from the remote, `dvc status -c` still reports the remote
+in sync (it asks for the directory's `.dir` listing only), and lockstep names the missing file."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from lockstep.errors import EXIT_CHECKS_FAILED
+
+from conftest import BIN, lockstep, run
+from test_shapes import SHAPES, make_repo
+
+pytestmark = pytest.mark.integration
+
+
+def test_dvc_status_says_in_sync_while_lockstep_names_the_file_missing_from_the_remote(tmp_path):
+    repo = make_repo(next(s for s in SHAPES if s.name == "cached-stage-metrics"), tmp_path)
+    lock = (repo.project / "dvc.lock").read_text()
+    listing = next(line.split("md5: ")[1].strip() for line in lock.splitlines() if ".dir" in line)
+    tree = json.loads((repo.remote / "files" / "md5" / listing[:2] / listing[2:]).read_text())
+    member = next(entry for entry in tree if entry["relpath"] == "train.csv")
+    (repo.remote / "files" / "md5" / member["md5"][:2] / member["md5"][2:]).unlink()
+    # the developer's workspace, whose cache holds everything: DVC compares its cache with the remote
+    status = run(str(BIN / "dvc"), "status", "-c", cwd=repo.project, env={"MLFLOW_TRACKING_URI": ""})
+    assert "in sync" in status.stdout, status.stdout  # DVC does not see it
+
+    checkout = repo.clone("ci")
+    proc = lockstep("verify-remote", "--working-directory", "ml", cwd=checkout)
+    assert proc.returncode == EXIT_CHECKS_FAILED, proc.stdout
+    assert "data: train.csv" in proc.stdout
