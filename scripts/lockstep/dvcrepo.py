@@ -26,7 +26,7 @@ LOCK_FILE = "dvc.lock"
 
 @dataclass(frozen=True)
 class Change:
-    kind: str  # "cmd" | "file" | "param" | "upstream" | "never-run" | "always-changed" | "new-dep"
+    kind: str  # "cmd" | "file" | "param" | "upstream" | "never-run" | "new-dep"
     path: str = ""
     key: str = ""
     old: Any = None
@@ -49,8 +49,6 @@ class Change:
             return f"{self.path} is a dependency in dvc.yaml but not in {LOCK_FILE}"
         if self.kind == "never-run":
             return f"it is in dvc.yaml but has no entry in {LOCK_FILE}"
-        if self.kind == "always-changed":
-            return "it is marked always_changed"
         return self.kind
 
 
@@ -309,8 +307,8 @@ def stale_stages(repo, only: Iterable[str] | None = None) -> list[StaleStage]:
         if stage.name not in locked:
             result.append(StaleStage(stage.name, [Change("never-run")]))
             continue
-        if stage.always_changed:
-            changes.append(Change("always-changed"))
+        # an `always_changed` stage (ingestion of data DVC cannot see) re-runs by definition: its lock
+        # entry records the last ingestion, which is not stale; its deps and params still count
         if locked[stage.name].get("cmd") != stage.cmd:  # what DVC itself compares, read from the lock, not its internals
             changes.append(Change("cmd", old=locked[stage.name].get("cmd", ""), new=stage.cmd))
         for dep in stage.deps:
