@@ -14,11 +14,14 @@ Rule = Callable[[str, str], tuple[int, bytes] | None]
 
 
 class FaultProxy:
-    def __init__(self, upstream: str, rule: Rule, *, after: bool = False) -> None:
+    def __init__(self, upstream: str, rule: Rule, *, after: bool = False, access_key: str | None = None) -> None:
         """With `after`, the request is forwarded first and the fault replaces the answer (the
-        server did the work; the client never hears of it)."""
+        server did the work; the client never hears of it). With `access_key`, the proxy is an
+        S3-compatible endpoint that checks credentials (as MinIO or R2 do): a request not signed
+        with that access key is refused with 403 InvalidAccessKeyId."""
         target = urlsplit(upstream)
         self.rule, self.after, self.hits = rule, after, []
+        self.refused = 0
         self.down = self.up = 0  # body bytes forwarded: GET answers, PUT/POST requests
         proxy = self
 
@@ -29,6 +32,10 @@ class FaultProxy:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
                 fault = proxy.rule(self.command, self.path)
+                if access_key is not None and f"Credential={access_key}/" not in self.headers.get("Authorization", ""):
+                    proxy.refused += 1
+                    fault = (403, b"<Error><Code>InvalidAccessKeyId</Code></Error>")
+                    return self._send(fault[0], {"Content-Type": "application/xml"}, fault[1])
                 if fault is not None and not proxy.after:
                     proxy.hits.append((self.command, self.path))
                     return self._send(fault[0], {"Content-Type": "application/xml"}, fault[1])

@@ -96,3 +96,37 @@ def test_a_malformed_remote_secret_is_a_named_error(tmp_path, http_remote):
                     env={"GITHUB_ACTIONS": "true", "DVC_REMOTE_AUTH": "nopassword"})
     assert proc.returncode == 4, proc.stdout
     assert "DVC_REMOTE_AUTH line 1 is not KEY=VALUE" in proc.stdout
+
+
+def test_an_s3_compatible_endpoint_with_its_own_url_and_authentication(tmp_path, bucket, monkeypatch):
+    """MinIO, R2 or DagsHub's S3: `s3://` with `endpointurl` in .dvc/config, keys from the secrets.
+    The endpoint here checks the access key on every request."""
+    from faultproxy import FaultProxy
+
+    from test_shapes import make_repo
+
+    proxy = FaultProxy(bucket.endpoint, lambda method, path: None, access_key="ci-key")
+    try:
+        monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)  # the endpoint comes from .dvc/config
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", "ci-key")
+        shape = next(s for s in SHAPES if s.name == "cached-stage-metrics")
+        repo = make_repo(shape, tmp_path, remote=f"s3://{bucket.name}/dvc", endpoint=proxy.url)
+        assert any(key.startswith("dvc/files/md5/") for key in bucket.keys())
+        base, head, checkout = open_pr(repo, "better", steps=50)
+
+        # the wrong key: a failed remote check that says so, nothing else touched
+        report = tmp_path / "wrong-key"
+        proc = lockstep("validate", "--working-directory", "ml", "--base-sha", base, "--head-sha", head,
+                        "--report-dir", str(report), cwd=checkout, env={"AWS_ACCESS_KEY_ID": "someone-else"})
+        assert proc.returncode == EXIT_CHECKS_FAILED, proc.stdout[-3000:]
+        checks = {c["id"]: c for c in json.loads((report / "results.json").read_text())["checks"]}
+        assert checks["lock-vs-remote"]["status"] == "fail" and "Forbidden" in checks["lock-vs-remote"]["summary"]
+
+        # the right key: every check passes through the authenticated endpoint
+        report = tmp_path / "right-key"
+        proc = lockstep("validate", "--working-directory", "ml", "--base-sha", base, "--head-sha", head,
+                        "--report-dir", str(report), cwd=checkout)
+        assert proc.returncode == EXIT_OK, proc.stdout[-3000:]
+        assert proxy.refused > 0
+    finally:
+        proxy.close()

@@ -84,14 +84,17 @@ class Repo:
         return git("ls-tree", "-r", "--name-only", branch, cwd=self.origin).splitlines()
 
 
-def make_repo(shape: Shape, tmp_path: Path, *, init: bool = False) -> Repo:
+def make_repo(shape: Shape, tmp_path: Path, *, init: bool = False, remote: str | None = None,
+              endpoint: str | None = None) -> Repo:
+    """The shape in a repository with a bare origin, trained and pushed by a developer. The DVC
+    remote is a local folder unless `remote` (and an S3-compatible `endpoint`) is given."""
     root = tmp_path / "repo"
     root.mkdir()
-    origin, dev, remote = root / "origin.git", root / "dev", root / "dvc-remote"
+    origin, dev, folder = root / "origin.git", root / "dev", root / "dvc-remote"
     git("init", "-q", "--bare", "-b", "main", str(origin), cwd=root)
     git("init", "-q", "-b", "main", str(dev), cwd=root)
     git("remote", "add", "origin", f"file://{origin}", cwd=dev)
-    repo = Repo(shape, root, origin, dev, remote, f"shape-{shape.name}-{tmp_path.name[-12:]}")
+    repo = Repo(shape, root, origin, dev, folder, f"shape-{shape.name}-{tmp_path.name[-12:]}")
     shutil.copytree(PROJECTS / shape.name, repo.project, dirs_exist_ok=True)
     config = repo.project / "lockstep.yaml"
     if init:
@@ -99,7 +102,9 @@ def make_repo(shape: Shape, tmp_path: Path, *, init: bool = False) -> Repo:
     else:
         config.write_text(config.read_text().replace("MODEL", repo.model_name))
     repo.dvc("init", "-q", *([] if shape.root else ["--subdir"]))
-    repo.dvc("remote", "add", "-d", "storage", str(remote))
+    repo.dvc("remote", "add", "-d", "storage", remote or str(repo.remote))
+    if endpoint:
+        repo.dvc("remote", "modify", "storage", "endpointurl", endpoint)
     env = {"PYTHONPATH": "."} if shape.root else {}  # the developer's shell has what the stages need
     for command in shape.setup:
         run(*(str(BIN / command[0]) if command[0] == "dvc" else command[0], *command[1:]), cwd=repo.project, env=env)
