@@ -102,7 +102,6 @@ def test_an_s3_compatible_endpoint_with_its_own_url_and_authentication(tmp_path,
     """MinIO, R2 or DagsHub's S3: `s3://` with `endpointurl` in .dvc/config, keys from the secrets.
     The endpoint here checks the access key on every request."""
     from faultproxy import FaultProxy
-
     from test_shapes import make_repo
 
     proxy = FaultProxy(bucket.endpoint, lambda method, path: None, access_key="ci-key")

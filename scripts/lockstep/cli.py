@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import sys
 import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -578,3 +579,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             title=f"lockstep {namespace.command}: internal error",
         )
         return EXIT_INTERNAL
+    finally:
+        _close_projects()
+
+
+def _close_projects() -> None:
+    """DVC projects hold git pack files open until closed: close what this command opened."""
+    if "lockstep.dvcrepo" in sys.modules:  # only when the command touched DVC at all
+        sys.modules["lockstep.dvcrepo"].close_all()

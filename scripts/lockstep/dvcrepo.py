@@ -117,11 +117,25 @@ def open_repo(project_dir: str | Path):
             repo = Repo(str(project_dir), config={"remote": overrides})
     except NotDvcRepoError as exc:
         raise DvcError(f"{project_dir}: {exc}", hint="check `working-directory`") from None
+    _OPEN.append(repo)
     try:
         repo.index.stages  # noqa: B018 - parse dvc.yaml and dvc.lock now, where errors are named
     except Exception as exc:  # noqa: BLE001 - DVC raises many kinds for a broken project file
         raise project_file_error(exc, project_dir) from None
     return repo
+
+
+_OPEN: list[Any] = []  # every project this process opened: DVC's git layer holds files until closed
+
+
+def close_all() -> None:
+    """Close every DVC project opened by this command (the CLI calls it on its way out)."""
+    while _OPEN:
+        repo = _OPEN.pop()
+        try:
+            repo.close()
+        except Exception:  # noqa: BLE001, S110 - closing is best effort on the way out
+            pass
 
 
 REMOTE_AUTH_VARIABLE = "DVC_REMOTE_AUTH"
