@@ -312,3 +312,25 @@ def test_a_bug_is_exit_70_with_the_traceback_in_a_group(bed, monkeypatch):
     assert run.code == EXIT_INTERNAL
     assert "::group::traceback (a bug in lockstep)" in run.stdout
     assert "internal error: RuntimeError: boom. This is a bug in lockstep" in run.stdout
+
+
+def test_init_writes_a_valid_config_and_the_workflows_and_never_overwrites(bed):
+    from lockstep import config as configmod
+
+    (bed.project / "lockstep.yaml").unlink()
+    wrote = bed.cli("init", "--working-directory", str(bed.project), "--repository", "octo/ml")
+    assert wrote.code == EXIT_OK, wrote.stdout
+    cfg = configmod.load(bed.project, required=True)
+    assert cfg.model_path == "models/model.pkl" and cfg.evaluation_stages == ("evaluate",)
+    directions = {gate.metric: gate.direction for gate in cfg.gates}
+    assert directions["accuracy"] == "higher" and directions["log_loss"] == "lower"
+    workflows = bed.dev / ".github" / "workflows"
+    assert sorted(p.name for p in workflows.glob("*.yml")) == ["ml-main.yml", "ml-pr-comment.yml", "ml-pr.yml", "ml-retrain.yml"]
+    assert "working-directory: example-project\n" in (workflows / "ml-pr.yml").read_text()
+    assert "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY" not in wrote.stdout  # the bed's remote is a folder
+    assert "a local folder: CI runners cannot reach it" in wrote.stdout
+    again = bed.cli("init", "--working-directory", str(bed.project))
+    assert again.code == 2 and "already exist" in again.stdout
+    assert bed.cli("init", "--working-directory", str(bed.project), "--force").code == EXIT_OK
+    bad = bed.cli("init", "--working-directory", str(bed.project), "--force", "--library", "not a ref")
+    assert bad.code == 2 and "is not OWNER/REPO@REF" in bad.stdout
