@@ -93,9 +93,8 @@ def plan(project_dir: Path, repository: str = "") -> Plan:
 def _guess_model(repo, eval_stages: list[str]) -> str | None:
     """The cached output an evaluation stage reads (or writes, when it trains too) that looks
     like a model: by name first, else the one produced closest upstream of the evaluation."""
-    candidates: list[str] = []
-    for path in dvcrepo.evaluation_inputs(repo, eval_stages):
-        candidates.append(path)
+    inputs = dvcrepo.evaluation_inputs(repo, eval_stages)
+    candidates = list(inputs)
     for name in eval_stages:
         for path in dvcrepo.cached_outputs(repo, [dvcrepo.stage_named(repo, name)]):
             candidates.append(path)
@@ -104,7 +103,6 @@ def _guess_model(repo, eval_stages: list[str]) -> str | None:
     by_name = [c for c in candidates if _MODEL_NAME.search(c)]
     if by_name:
         return by_name[0].replace(os.sep, "/")
-    inputs = dvcrepo.evaluation_inputs(repo, eval_stages)
     return inputs[-1].replace(os.sep, "/") if inputs else None
 
 

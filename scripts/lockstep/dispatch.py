@@ -24,23 +24,13 @@ from pathlib import Path
 from typing import Any
 
 from . import safeload
-from .errors import EXIT_CHECKS_FAILED, EXIT_WAIT_TIMEOUT, InputError, LockstepError
+from .errors import InputError, RunFailed, WaitTimeout
 
 SCHEMA_PATH = Path(__file__).parent / "schema" / "dispatch-payload.schema.json"
 MAX_PAYLOAD_BYTES = 16 * 1024
 MAX_PAYLOAD_DEPTH = 4
 REASON_MAX = 500  # the schema's reason.maxLength; the CLI applies the same limit
 SCHEMA_HINT = "see scripts/lockstep/schema/dispatch-payload.schema.json (README, Retraining from outside the repository)"
-
-
-class RunFailed(LockstepError):
-    exit_code = EXIT_CHECKS_FAILED
-    title = "the dispatched run did not succeed"
-
-
-class WaitTimeout(LockstepError):
-    exit_code = EXIT_WAIT_TIMEOUT
-    title = "the dispatched run did not finish in time"
 
 
 # --- the repository_dispatch payload ------------------------------------------------------------

@@ -798,7 +798,7 @@ def _unreadable_metrics(repo, name: str, error: Any, rev: str | None) -> str:
     from . import gitrepo
 
     root = Path(repo.root_dir)
-    out = _output_of(repo, name)
+    _stage, out = output_owner(repo, name)
     if out is not None and not out.use_cache:
         ignored = gitrepo.ignored_by(root, name)
         if ignored:
@@ -809,15 +809,6 @@ def _unreadable_metrics(repo, name: str, error: Any, rev: str | None) -> str:
             )
         return f"{name} is not in git at {rev[:12] if rev else 'this commit'} (declared `cache: false`, so DVC does not keep it)"
     return f"{name} could not be read: {_short_error(error)}"
-
-
-def _output_of(repo, name: str):
-    target = os.path.normpath(name)
-    for stage in repo.index.stages:
-        for out in stage.outs:
-            if os.path.normpath(os.path.relpath(out.fs_path, repo.root_dir)) == target:
-                return out
-    return None
 
 
 def all_metrics_files(repo) -> list[str]:
@@ -832,7 +823,7 @@ def all_metrics_files(repo) -> list[str]:
 
 def output_digest(repo, path: str) -> str:
     """The hash dvc.lock records for the output at `path` ('' when none)."""
-    out = _output_of(repo, path)
+    _stage, out = output_owner(repo, path)
     return out.hash_info.value if out is not None and out.hash_info else ""
 
 

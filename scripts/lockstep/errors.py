@@ -84,3 +84,13 @@ class ArtifactError(LockstepError):
 class ChecksFailed(LockstepError):
     exit_code = EXIT_CHECKS_FAILED
     title = "checks failed"
+
+
+class RunFailed(LockstepError):
+    exit_code = EXIT_CHECKS_FAILED
+    title = "the dispatched run did not succeed"
+
+
+class WaitTimeout(LockstepError):
+    exit_code = EXIT_WAIT_TIMEOUT
+    title = "the dispatched run did not finish in time"

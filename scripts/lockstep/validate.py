@@ -282,7 +282,7 @@ def step_reevaluate(ctx: Context) -> None:
 def _agreement(ctx: Context, retrains: bool, committed_model: str) -> Check:
     recomputed = ctx.recomputed or dvcrepo.MetricsRead()
     stages = ", ".join(ctx.eval_stages)
-    committed = {k: v for k, v in ctx.committed.values.items()}
+    committed = ctx.committed.values
     comparable = {} if "(all)" in ctx.committed.problems else {
         k: v for k, v in recomputed.values.items() if recomputed.source_of(k) not in ctx.committed.problems
     }
@@ -607,10 +607,6 @@ def _evaluation_stages(repo, cfg: configmod.Config) -> list[str]:
             file=cfg.source,
         )
     return stages
-
-
-def experiment_name(template: str | None, repository: str, project: str) -> str:
-    return lineage.experiment_name(template, repository, project)
 
 
 def _parse_or_empty(text: str, name: str) -> dict[str, Any]:
