@@ -7,7 +7,8 @@ records every request, and lets a test queue faults (a 502, a secondary rate lim
 When ../shared/github-api/rest-subset.json is beside the checkout, every request body and every
 response body is validated against GitHub's official schemas for that operation; a mismatch is
 recorded in `schema_errors`, which the fixture asserts empty at teardown. The Actions endpoints
-that `lockstep dispatch` uses (workflow dispatch, workflow runs) are not in that shared subset:
+that `lockstep dispatch` uses (workflow dispatch, workflow runs) and the run's review history that
+`lockstep promote` reads (who approved an environment) are not in that shared subset:
 tests/github-api-extra.json holds them, extracted the same way from the same commit of GitHub's
 OpenAPI description, and is loaded beside it.
 """
@@ -171,6 +172,7 @@ class GitHubAPI:
         self.run_statuses = ["queued", "in_progress", "completed"]  # served one per GET of a run
         self.run_conclusion = "success"
         self.run_polls: dict[int, int] = {}
+        self.reviews: dict[tuple[str, int], list[dict]] = {}  # a run's environment reviews
         self.lock = threading.Lock()
         api = self
 
@@ -232,6 +234,14 @@ class GitHubAPI:
         self.pulls.setdefault(repository, []).append(pull)
         if fork:
             self.fork_pulls.add(number)
+
+    def review(self, repository: str, run_id: int, login: str, comment: str = "", *, environment: str = "production",
+               state: str = "approved") -> None:
+        """A required reviewer's review of `environment` in a workflow run, as GitHub records it."""
+        entry = self._instance("actions/get-reviews-for-run", "200")
+        entry.update({"state": state, "comment": comment, "user": {**entry.get("user", {}), "login": login, "type": "User"}})
+        entry["environments"] = [{"id": 161171787, "name": environment, "html_url": f"https://github.example/{repository}/deployments"}]
+        self.reviews.setdefault((repository, int(run_id)), []).append(entry)
 
     # --- dispatch -----------------------------------------------------------------------------
 
@@ -312,6 +322,12 @@ class GitHubAPI:
                 runs = [r for r in runs if r["created_at"] >= created[2:]]
             runs = sorted(runs, key=lambda r: r["id"], reverse=True)
             return 200, {}, {"total_count": len(runs), "workflow_runs": [self._public(r) for r in runs]}
+        match = re.match(r"^/repos/([^/]+/[^/]+)/actions/runs/(\d+)/approvals$", path)
+        if match and request.method == "GET":
+            key = (match.group(1), int(match.group(2)))
+            if key not in self.reviews and key[1] not in self.runs:
+                return 404, {}, {"message": "Not Found", "documentation_url": "https://docs.github.com/rest"}
+            return 200, {}, list(self.reviews.get(key, []))
         match = re.match(r"^/repos/([^/]+/[^/]+)/actions/runs/(\d+)$", path)
         if match and request.method == "GET":
             run = self.runs.get(int(match.group(2)))
