@@ -283,3 +283,120 @@ def test_promote_refuses_a_version_that_fails_the_gates(consumer, mlflow_env):
     hand = client.create_model_version(consumer.model, source=f"{run.info.artifact_uri}/model", run_id=run.info.run_id)
     proc = lockstep("promote", "--working-directory", PROJECT, "--version", str(hand.version), "--reason", "x", cwd=consumer.dev)
     assert proc.returncode == EXIT_USAGE and "no lockstep lineage" in proc.stdout + proc.stderr
+
+
+# --- who approved a promotion -------------------------------------------------------------------
+
+REVIEWS_REPO = "octo/ml"
+
+
+def test_approval_is_read_for_the_promotion_environment_only():
+    def review(login, environment, state="approved", comment=""):
+        return {"state": state, "comment": comment, "user": {"login": login}, "environments": [{"name": environment}]}
+
+    reviews = [review("mallory", "staging"), review("eve", "production", "rejected", "no"),
+               review("dana", "Production", comment="looks good"), review("erin", "production"),
+               review("dana", "production", comment="looks good")]  # a re-run lists it again
+    approval = registry.approval_from("production", reviews)
+    assert approval.reviewers == (("dana", "looks good"), ("erin", ""))
+    assert approval.logins == "dana, erin" and approval.text() == "approved by dana: looks good; erin"
+    none = registry.approval_from("production", [review("mallory", "staging")])
+    assert none.reviewers == () and none.text().startswith("approval not recorded: ") and "'production'" in none.text()
+    # nothing to look up from a shell or without an environment; no token: said, not raised
+    assert registry.approval_of_run("production", REVIEWS_REPO, "", "t") is None
+    assert registry.approval_of_run("", REVIEWS_REPO, "12", "t") is None
+    assert "actions: read" in registry.approval_of_run("production", REVIEWS_REPO, "12", "").problem
+
+
+def test_an_approval_comment_is_inert_in_tags_history_and_summary():
+    comment = HOSTILE + "\n\x1b[31mred\x1b[0m\r\n::warning::x"
+    approval = registry.approval_from("production", [
+        {"state": "approved", "comment": comment, "user": {"login": "dana"}, "environments": [{"name": "production"}]}])
+    entry = history.move("champion", "2", "1", "promotion", approved_by=approval.logins, approval=approval.text())
+    assert "\n" not in entry.approval and "\x1b" not in entry.approval and "\r" not in entry.approval
+    back = history.parse(entry.key, entry.value(), "2")
+    assert back == entry
+    text = history.render_text("clf", [back])
+    assert "approved by dana: @octocat" in text and "\x1b" not in text
+    markdown = history.render_markdown("clf", [back])
+    assert "approved by dana" in markdown and "@octocat" not in markdown and "<img" not in markdown and "](" not in markdown
+    result = registry.Promotion("clf", "champion", "2", "1", True, [], "a" * 40, approval)
+    summary = registry.promotion_summary(result)
+    assert "✅ approved by dana: " in summary
+    assert "@octocat" not in summary and "<img" not in summary and "](" not in summary
+    assert not any(line.lstrip().startswith("::") for line in summary.splitlines())
+
+
+def _promotable(bed):
+    """A version as a rebuild with `--promote false` leaves it: lineage tags, candidate alias, no
+    champion (registered directly: what promote reads is the registry, not the build)."""
+    from mlflow import MlflowClient
+
+    bed.use_mlflow()
+    client = MlflowClient(bed.tracking_uri)
+    client.create_registered_model("breast-cancer-classifier")
+    run = client.create_run(client.create_experiment("ci"))
+    tags = {**{tag: "a" * 40 for tag in lineage.REQUIRED},
+            **{lineage.METRIC_PREFIX + name: "0.97" for name in ("accuracy", "f1", "roc_auc")}}
+    version = client.create_model_version("breast-cancer-classifier", f"{run.info.artifact_uri}/model", run.info.run_id, tags=tags)
+    client.set_registered_model_alias("breast-cancer-classifier", "candidate", version.version)
+    return str(version.version)
+
+
+def _actions_env(api, run_id: int, token: str) -> dict[str, str]:
+    return {"GITHUB_API_URL": api.url, "GITHUB_REPOSITORY": REVIEWS_REPO, "GITHUB_RUN_ID": str(run_id),
+            "GITHUB_TOKEN": token, "GITHUB_ACTOR": "github-actions[bot]"}
+
+
+@pytest.mark.unit
+def test_promote_records_who_approved_the_environment(bed, api):
+    from mlflow import MlflowClient
+
+    from github_api import TOKEN
+
+    version = _promotable(bed)
+    api.review(REVIEWS_REPO, 4242, "dana", "looks good")
+    api.review(REVIEWS_REPO, 4242, "mallory", "not this one", environment="staging")
+    run = bed.cli("promote", "--working-directory", str(bed.project), "--environment", "production", "--reason", "merge of #3",
+                  env=_actions_env(api, 4242, TOKEN))
+    assert run.code == EXIT_OK, run.stdout + run.stderr
+    client = MlflowClient(bed.tracking_uri)
+    model = run.outputs["model-name"]
+    assert str(client.get_model_version_by_alias(model, "champion").version) == version
+    tags = client.get_model_version(model, version).tags
+    assert tags["lockstep.promotion.approved_by"] == "dana"
+    assert tags["lockstep.promotion.approval"] == "approved by dana: looks good"
+    assert tags["lockstep.promotion.environment"] == "production"
+    (move,) = registry.read_history(_tracker(), model, "champion")
+    assert (move.approved_by, move.approval) == ("dana", "approved by dana: looks good")
+    assert run.outputs["approved-by"] == "dana"
+    assert "✅ approved by dana: looks good" in run.summary
+    (request,) = [r for r in api.requests if r.path.endswith("/approvals")]
+    assert request.path == f"/repos/{REVIEWS_REPO}/actions/runs/4242/approvals"
+    assert request.headers["Authorization"] == f"Bearer {TOKEN}"
+    assert run.stdout.count(TOKEN) == run.stdout.count(f"::add-mask::{TOKEN}") == 1  # masked before any use
+    assert TOKEN not in run.stderr + run.summary
+
+
+@pytest.mark.unit
+def test_promote_goes_on_with_a_warning_when_the_approval_cannot_be_read(bed, api):
+    """The environment already held the job until its reviewers approved: a token without
+    `actions: read` loses the record, not the promotion, and says what to grant."""
+    from mlflow import MlflowClient
+
+    from github_api import TOKEN
+
+    version = _promotable(bed)
+    api.fault("GET", r"/approvals$", 403, message="Resource not accessible by integration")
+    run = bed.cli("promote", "--working-directory", str(bed.project), "--environment", "production",
+                  env=_actions_env(api, 4242, TOKEN))
+    assert run.code == EXIT_OK, run.stdout + run.stderr
+    assert "::warning title=lockstep promote%3A approval not recorded::" in run.stdout
+    assert "403 Resource not accessible by integration" in run.stdout and "actions: read" in run.stdout
+    client = MlflowClient(bed.tracking_uri)
+    model = run.outputs["model-name"]
+    assert str(client.get_model_version_by_alias(model, "champion").version) == version
+    tags = client.get_model_version(model, version).tags
+    assert tags["lockstep.promotion.approved_by"] == ""
+    assert tags["lockstep.promotion.approval"].startswith("approval not recorded: GET /repos/octo/ml/actions/runs/4242/approvals: 403")
+    assert run.outputs["approved-by"] == "" and "⚠️ approval not recorded" in run.summary

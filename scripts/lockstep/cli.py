@@ -293,6 +293,15 @@ def cmd_promote(inputs: Inputs) -> int:
 
     model, cfg = _model_of(inputs)
     tracker = tracking.Tracker()
+    environment = inputs.get("environment")
+    token = inputs.get("github-token", os.environ.get("GITHUB_TOKEN", ""))
+    gha.mask(token)
+    # who approved the environment: a record only (GitHub held this job until they did), so a
+    # token without `actions: read` or an API failure is a warning and the promotion goes on
+    approval = registry.approval_of_run(environment, inputs.get("repository", os.environ.get("GITHUB_REPOSITORY", "")),
+                                        inputs.get("run-id", os.environ.get("GITHUB_RUN_ID", "")), token)
+    if approval is not None and not approval.reviewers:
+        gha.warning(f"who approved this promotion is not recorded: {approval.problem}", title="lockstep promote: approval not recorded")
     result = registry.promote(
         tracker,
         model=model,
@@ -302,12 +311,15 @@ def cmd_promote(inputs: Inputs) -> int:
         gates=cfg.gates,
         actor=inputs.get("actor", os.environ.get("GITHUB_ACTOR", "")),
         reason=inputs.get("reason"),
-        environment=inputs.get("environment"),
+        environment=environment,
         run_url=inputs.get("workflow-run-url", gha.run_url()),
+        approval=approval,
     )
     gha.set_outputs({"promoted": result.promoted, "model-name": result.model, "model-version": result.version,
-                     "alias": result.alias, "previous-version": result.previous, "lock-commit": result.lock_commit})
-    gha.info(f"{result.model}@{result.alias}: version {result.previous or '(none)'} -> {result.version}")
+                     "alias": result.alias, "previous-version": result.previous, "lock-commit": result.lock_commit,
+                     "approved-by": approval.logins if approval else ""})
+    gha.info(f"{result.model}@{result.alias}: version {result.previous or '(none)'} -> {result.version}"
+             + (f"; {approval.text()}" if approval else ""))
     gha.add_summary(registry.promotion_summary(result) + "\n" + registry.history_section(tracker, model, [result.alias]))
     return EXIT_OK
 
@@ -448,7 +460,7 @@ COMMANDS: dict[str, tuple[Callable[[Inputs], int], str, Sequence[str]]] = {
                  ("working-directory", "config", "model", "alias", "version", "reason", "actor")),
     "promote": (cmd_promote, "move the promotion alias to a CI-built version that passes the gates; record who, when, why",
                 ("working-directory", "config", "model", "version", "from", "to", "reason", "actor", "environment",
-                 "workflow-run-url")),
+                 "workflow-run-url", "github-token", "repository", "run-id")),
     "history": (cmd_history, "list which version each alias pointed to, when, from which commit and run, moved by what",
                 ("working-directory", "config", "model", "alias")),
     "verify": (cmd_verify, "check a model file against the SHA-256 the registry recorded for NAME@ALIAS",
@@ -474,7 +486,8 @@ POSITIONAL: dict[str, str] = {"verify": "model-file"}
 OPTION_HELP: dict[str, str] = {
     "comment-author": "login whose comments lockstep may update (default: github-actions[bot]); a marker in anyone else's comment is ignored",
     "dispatch-payload": "a repository_dispatch client_payload as JSON, validated; its keys replace stages, force-all, set-params, reason",
-    "environment": "the GitHub Environment whose reviewers approved this promotion (recorded on the version)",
+    "environment": "the GitHub Environment whose reviewers approved this promotion (recorded on the version, with who approved)",
+    "run-id": "the workflow run whose review history names who approved the environment (default: $GITHUB_RUN_ID)",
     "force": "overwrite files that already exist (lockstep.yaml, the consumer workflows)",
     "from": "the alias whose version is promoted (default: registry.alias)",
     "to": "the alias moved to it (default: registry.promote-to)",

@@ -209,6 +209,16 @@ class GitHub:
             response = self.request("GET", f"/repos/{repository}/actions/runs/{run_id}", params={"exclude_pull_requests": "true"})
         return dict(response.json())
 
+    def run_reviews(self, repository: str, run_id: int | str) -> list[dict[str, Any]]:
+        """The review history of a workflow run: who approved or rejected which environment, with
+        their comment (GET .../actions/runs/{run_id}/approvals; a token with `actions: read`)."""
+        with _ActionsHint(repository, f"run {run_id}", "read"):
+            response = self.request("GET", f"/repos/{repository}/actions/runs/{run_id}/approvals")
+        items = response.json()
+        if not isinstance(items, list):
+            raise GitHubError(f"GET {_path(response.url)}: expected a list, got {type(items).__name__}")
+        return [item for item in items if isinstance(item, dict)]
+
 
 class _ActionsHint:
     """Replace the comment-oriented hint of a 403/404 with what an Actions call needs."""

@@ -6,11 +6,14 @@ One tag per move, on the version the alias moved TO:
     lockstep.alias_history.<alias>.<UTC time, 20261201T101500.123456Z>
         = {"alias": "champion", "version": "7", "previous": "5", "by": "promotion",
            "at": "2026-12-01T10:15:00.123456+00:00", "commit": "<lock commit>", "run": "<workflow run URL>",
-           "mlflow_run": "<run id>", "actor": "<login>", "reason": "<one line>"}
+           "mlflow_run": "<run id>", "actor": "<login>", "reason": "<one line>",
+           "approved_by": "<logins of the environment's reviewers who approved, a promotion only>",
+           "approval": "<`approved by dana: looks good`, or why no approval is known>"}
 
 A move never rewrites an earlier tag (no read-modify-write race between two jobs), and each value
 stays far below MLflow's tag value limit (5,000 characters): text fields are cut to
-`FIELD_LIMIT`. This module builds and reads the entries and renders them; tracking.py writes them.
+`FIELD_LIMIT`, on one line, without control characters (a reviewer's comment is anyone's text, and
+`lockstep history` prints it to a terminal). This module builds and reads the entries and renders them; tracking.py writes them.
 """
 
 from __future__ import annotations
@@ -38,6 +41,8 @@ class Move:
     mlflow_run: str = ""
     actor: str = ""
     reason: str = ""
+    approved_by: str = ""
+    approval: str = ""
 
     @property
     def key(self) -> str:
@@ -49,16 +54,21 @@ class Move:
 
 
 def move(alias: str, version: str, previous: str | None, by: str, *, commit: str = "", run: str = "",
-         mlflow_run: str = "", actor: str = "", reason: str = "", at: dt.datetime | None = None) -> Move:
+         mlflow_run: str = "", actor: str = "", reason: str = "", approved_by: str = "", approval: str = "",
+         at: dt.datetime | None = None) -> Move:
     if by not in MOVES:
         raise ValueError(f"unknown alias move {by!r}")
     when = (at or dt.datetime.now(dt.timezone.utc)).astimezone(dt.timezone.utc)
-
-    def cut(text: str) -> str:
-        return " ".join(str(text or "").split())[:FIELD_LIMIT]
-
     return Move(alias, str(version), str(previous or ""), by, when.isoformat(timespec="microseconds"),
-                cut(commit), cut(run), cut(mlflow_run), cut(actor), cut(reason))
+                one_line(commit), one_line(run), one_line(mlflow_run), one_line(actor), one_line(reason),
+                one_line(approved_by), one_line(approval))
+
+
+def one_line(text: str, limit: int = FIELD_LIMIT) -> str:
+    """Text for a tag: printable characters only (no terminal escapes), whitespace runs as one
+    space, at most `limit` characters."""
+    printable = "".join(ch if ch.isprintable() else " " for ch in str(text or ""))
+    return " ".join(printable.split())[:limit]
 
 
 def parse(key: str, value: str, version: str) -> Move | None:
@@ -71,7 +81,7 @@ def parse(key: str, value: str, version: str) -> Move | None:
         return None
     if not isinstance(data, dict):
         return None
-    fields = {name: str(data.get(name) or "") for name in Move.__dataclass_fields__}
+    fields = {name: one_line(data.get(name) or "") for name in Move.__dataclass_fields__}
     fields["version"] = fields["version"] or str(version)
     if not fields["alias"] or not fields["at"]:
         return None
@@ -111,13 +121,22 @@ def render_markdown(model: str, moves: list[Move], *, limit: int = 20) -> str:
         for m in shown:
             parts.append(
                 f"| {inert(m.at[:19].replace('T', ' '))} | {inert(m.version)} | {inert(m.previous or '-')} | {m.by} "
-                f"| {('`' + inert(m.commit[:12]) + '`') if m.commit else '-'} | {_run(m)} | {inert(m.actor or '-')} "
+                f"| {('`' + inert(m.commit[:12]) + '`') if m.commit else '-'} | {_run(m)} | {_who(m)} "
                 f"| {inert(m.reason or '-', 120)} |"
             )
         if len(items) > limit:
             parts.append(f"\n{len(items) - limit} earlier move(s) not shown: `lockstep history --model NAME --alias {inert(alias)}`")
         parts.append("")
     return "\n".join(parts) + "\n"
+
+
+def _who(m: Move) -> str:
+    from .report import inert
+
+    who = inert(m.actor or "-")
+    if m.approval:
+        who += f"; {inert(m.approval, 200)}"
+    return who
 
 
 def _run(m: Move) -> str:
@@ -137,7 +156,8 @@ def render_text(model: str, moves: list[Move]) -> str:
         lines.append(f"{model}@{alias} (now version {items[-1].version}):")
         for m in items:
             details = [f"commit {m.commit[:12]}" if m.commit else "", f"run {m.run or m.mlflow_run}" if (m.run or m.mlflow_run) else "",
-                       f"by {m.actor}" if m.actor else "", f"reason: {m.reason}" if m.reason else ""]
+                       f"by {m.actor}" if m.actor else "", m.approval,
+                       f"reason: {m.reason}" if m.reason else ""]
             lines.append(f"  {m.at[:19].replace('T', ' ')}Z  {m.previous or '-':>4} -> {m.version:<4} {m.by:<9} "
                          + "; ".join(d for d in details if d))
     return "\n".join(lines)

@@ -1,6 +1,6 @@
 """What lockstep keeps on registered versions besides the lineage tags, and the registry commands
 built on it: the model card, the alias history, approved promotion and digest verification.
-MLflow is reached through tracking.Tracker only."""
+MLflow is reached through tracking.Tracker only, GitHub (who approved a promotion) through github.py."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__, gha, history, lineage, modelcard, provenance
-from .errors import ChecksFailed, InputError, MlflowError
+from .errors import ChecksFailed, GitHubError, InputError, MlflowError
 from .metrics import GateResult, check_gates
 
 # --- metrics and gates from version tags --------------------------------------------------------
@@ -142,6 +142,79 @@ def publish_card(tracker, card: modelcard.Card) -> str:
     return text
 
 
+# --- who approved a promotion ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Approval:
+    """Who approved the promotion's GitHub Environment in this workflow run, and what they said;
+    or, with no reviewer, why it is not known. Only a record: GitHub itself held the job until the
+    environment's rules passed, so an approval that cannot be read never stops the promotion."""
+
+    environment: str
+    reviewers: tuple[tuple[str, str], ...] = ()  # (login, comment), in the order GitHub lists them
+    problem: str = ""
+
+    @property
+    def logins(self) -> str:
+        return ", ".join(dict.fromkeys(login for login, _comment in self.reviewers))
+
+    def text(self) -> str:
+        """One line: `approved by dana: looks good`, or `approval not recorded: <why>`."""
+        if self.reviewers:
+            return "approved by " + "; ".join(f"{login}: {comment}" if comment else login for login, comment in self.reviewers)
+        return f"approval not recorded: {self.problem}"
+
+    def markdown(self) -> str:
+        """text() for a summary: the logins and comments (anyone's text) inert."""
+        from .report import inert
+
+        if not self.reviewers:
+            return f"⚠️ approval not recorded: {inert(self.problem, 600)}"
+        return "✅ approved by " + "; ".join(
+            f"{inert(login)}: {inert(comment, 300)}" if comment else inert(login) for login, comment in self.reviewers)
+
+
+_WITHOUT_CREDENTIAL = "no GitHub token was given (the promote job passes `github.token`; it needs `permissions: actions: read`)"
+
+
+def approval_of_run(environment: str, repository: str, run_id: str, token: str, api_url: str | None = None) -> Approval | None:
+    """Read the run's review history (GET .../actions/runs/{run_id}/approvals) for `environment`.
+    None when there is nothing to look up: no environment, or not inside a workflow run."""
+    if not environment or not repository or not run_id:
+        return None
+    if not token:
+        return Approval(environment, problem=_WITHOUT_CREDENTIAL)
+    from . import github
+
+    try:
+        reviews = github.GitHub(token, api_url, max_retries=2).run_reviews(repository, run_id)
+    except (GitHubError, ValueError) as exc:  # ValueError: an answer that is not JSON
+        why = exc.message if isinstance(exc, GitHubError) else f"GitHub's answer was not JSON ({exc})"
+        if ": 403 " in why or ": 404 " in why:
+            why += " (grant the promote job `permissions: actions: read`)"
+        return Approval(environment, problem=why)
+    return approval_from(environment, reviews)
+
+
+def approval_from(environment: str, reviews: list[dict[str, Any]]) -> Approval:
+    """The approvals of `environment` among a run's reviews (GitHub's environment names ignore case)."""
+    found: list[tuple[str, str]] = []
+    for review in reviews:
+        names = {str(env.get("name") or "").lower() for env in review.get("environments") or [] if isinstance(env, dict)}
+        if review.get("state") != "approved" or environment.lower() not in names:
+            continue
+        user = review.get("user")
+        login = history.one_line(str(user.get("login") or "") if isinstance(user, dict) else "", 100) or "unknown"
+        entry = (login, history.one_line(review.get("comment") or "", 300))
+        if entry not in found:
+            found.append(entry)
+    if not found:
+        return Approval(environment, problem=(f"the run's review history holds no approval of environment '{environment}' "
+                                              "(an environment without required reviewers passes without one)"))
+    return Approval(environment, tuple(found))
+
+
 # --- promotion ----------------------------------------------------------------------------------
 
 
@@ -154,13 +227,16 @@ class Promotion:
     promoted: bool
     gates: list[GateResult]
     lock_commit: str
+    approval: Approval | None = None
 
 
 def promote(tracker, *, model: str, version: str | None, source_alias: str, target_alias: str, gates,
-            actor: str, reason: str, environment: str = "", run_url: str = "") -> Promotion:
+            actor: str, reason: str, environment: str = "", run_url: str = "",
+            approval: Approval | None = None) -> Promotion:
     """Move `target_alias` to `version` (default: the holder of `source_alias`) when the version
     is CI-built and passes the gates against the current holder of `target_alias`; record who,
-    when, why and the move in the alias history. Raises ChecksFailed (exit 1) when a gate fails."""
+    when, why, who approved (`approval`, when the promotion ran in an environment) and the move in
+    the alias history. Raises ChecksFailed (exit 1) when a gate fails."""
     if not target_alias:
         raise InputError("no alias to promote to", hint="set registry.promote-to in lockstep.yaml or pass --to")
     if version:
@@ -189,7 +265,7 @@ def promote(tracker, *, model: str, version: str | None, source_alias: str, targ
     # a gate's metric name as lockstep.yaml spells it; the tags hold MLflow-safe names
     named = {g.metric: metrics.get(g.metric, tagged_metrics(tags, [g.metric]).get(g.metric)) for g in gates}
     results = check_gates(gates, {**metrics, **{k: v for k, v in named.items() if v is not None}}, base)
-    result = Promotion(model, target_alias, version, previous, False, results, tags.get(lineage.LOCK_COMMIT, ""))
+    result = Promotion(model, target_alias, version, previous, False, results, tags.get(lineage.LOCK_COMMIT, ""), approval)
     if previous == version:
         result.promoted = True
         return result
@@ -203,16 +279,21 @@ def promote(tracker, *, model: str, version: str | None, source_alias: str, targ
         )
     tracker.set_alias(model, target_alias, version)
     now = dt.datetime.now(dt.timezone.utc)
-    tracker.set_version_tags(model, version, {
+    record = {
         lineage.PROMOTED_FROM: previous,
         lineage.PROMOTION_PREFIX + "by": actor or "unknown",
         lineage.PROMOTION_PREFIX + "at": now.isoformat(timespec="seconds"),
-        lineage.PROMOTION_PREFIX + "reason": " ".join(reason.split())[:500],
+        lineage.PROMOTION_PREFIX + "reason": history.one_line(reason),
         lineage.PROMOTION_PREFIX + "environment": environment,
         lineage.PROMOTION_PREFIX + "run": run_url,
-    })
+    }
+    if approval is not None:
+        record[lineage.PROMOTION_PREFIX + "approved_by"] = approval.logins
+        record[lineage.PROMOTION_PREFIX + "approval"] = history.one_line(approval.text())
+    tracker.set_version_tags(model, version, record)
     record_move(tracker, model, target_alias, version, previous, "promotion", commit=result.lock_commit, run=run_url,
-                actor=actor, reason=reason + (f" (environment {environment})" if environment else ""))
+                actor=actor, reason=reason + (f" (environment {environment})" if environment else ""),
+                approved_by=approval.logins if approval else "", approval=approval.text() if approval else "")
     result.promoted = True
     return result
 
@@ -225,7 +306,10 @@ def promotion_summary(result: Promotion) -> str:
         f"{inert(result.model)} version {inert(result.version)} already holds {inert(result.alias)}")
     rows = ["| gate | result | why |", "| --- | --- | --- |",
             *(f"| {inert(g.metric)} | {'✅' if g.passed else '❌'} | {inert('; '.join(g.reasons)) or '-'} |" for g in result.gates)]
-    return f"## lockstep promote\n\n{head}.\n\n" + ("\n".join(rows) + "\n" if result.gates else "")
+    approval = ""
+    if result.approval is not None and result.promoted and result.previous != result.version:
+        approval = result.approval.markdown() + "\n\n"
+    return f"## lockstep promote\n\n{head}.\n\n{approval}" + ("\n".join(rows) + "\n" if result.gates else "")
 
 
 # --- verification -------------------------------------------------------------------------------
