@@ -114,7 +114,7 @@ def _readme_section(title: str) -> str:
     return text[start : end if end != -1 else None]
 
 
-@pytest.mark.parametrize("name", ["pr-validate.yml", "main-rebuild.yml", "attest.yml"])
+@pytest.mark.parametrize("name", ["pr-validate.yml", "main-rebuild.yml", "attest.yml", "promote.yml"])
 def test_readme_tables_match_the_workflow_yaml(name):
     doc = yaml.safe_load((ROOT / ".github" / "workflows" / name).read_text())
     call = doc[True]["workflow_call"]
@@ -203,26 +203,33 @@ def test_callers_grant_what_called_workflows_ask(path):
                     f"but {ref} job {callee_name} asks for {level}")
 
 
-def test_promotion_waits_in_its_own_job_in_the_named_environment():
+def test_promotion_waits_in_its_own_workflow_in_the_named_environment():
+    """main-rebuild.yml never promotes with `promote: false` and never asks for `actions: read`
+    (GitHub checks a called workflow's permissions before its conditions, so every caller would
+    have to grant it); promote.yml, called after it, runs in the environment and reads who approved."""
     doc = yaml.safe_load((ROOT / ".github" / "workflows" / "main-rebuild.yml").read_text())
     inputs = doc[True]["workflow_call"]["inputs"]
-    assert inputs["promotion-environment"]["default"] == ""
-    rebuild, promote = doc["jobs"]["rebuild"], doc["jobs"]["promote"]
-    (step,) = [s for s in rebuild["steps"] if str(s.get("uses", "")).endswith("/actions/rebuild")]
-    # with an environment the rebuild registers and sets the candidate alias, and never promotes
-    assert step["with"]["promote"] == "${{ inputs.promotion-environment == '' }}"
-    assert promote["needs"] == "rebuild"
-    assert promote["environment"] == "${{ inputs.promotion-environment }}"
-    assert "inputs.promotion-environment != ''" in promote["if"] and "needs.rebuild.outputs.model-version" in promote["if"]
-    assert promote["permissions"] == {"contents": "read"}
+    assert inputs["promote"] == {**inputs["promote"], "type": "boolean", "default": True}
+    (step,) = [s for s in doc["jobs"]["rebuild"]["steps"] if str(s.get("uses", "")).endswith("/actions/rebuild")]
+    assert step["with"]["promote"] == "${{ inputs.promote }}"
+    assert set(doc["jobs"]) == {"rebuild"}
+    assert "actions" not in doc["jobs"]["rebuild"]["permissions"]
+
+    doc = yaml.safe_load((ROOT / ".github" / "workflows" / "promote.yml").read_text())
+    call = doc[True]["workflow_call"]
+    assert {name for name, spec in call["inputs"].items() if spec.get("required")} == {"environment", "version", "lock-commit"}
+    (promote,) = doc["jobs"].values()
+    assert promote["environment"] == "${{ inputs.environment }}"
+    assert promote["permissions"] == {"contents": "read", "actions": "read"}
     uses = [str(s.get("uses", "")) for s in promote["steps"]]
     assert uses[0].startswith("actions/checkout@") and uses[-1] == "$/actions/promote"
+    assert promote["steps"][0]["with"]["ref"] == "${{ inputs.lock-commit }}"
     (last,) = [s for s in promote["steps"] if s.get("uses") == "$/actions/promote"]
-    assert last["with"]["version"] == "${{ needs.rebuild.outputs.model-version }}"
+    assert last["with"]["version"] == "${{ inputs.version }}" and last["with"]["github-token"] == "${{ github.token }}"
     assert set(last["env"]) == {"MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN"}
     action = yaml.safe_load((ROOT / "actions" / "promote" / "action.yml").read_text())
     assert [s["run"] for s in action["runs"]["steps"]] == ["lockstep promote"]
-    assert "jobs.promote.outputs.promoted" in doc[True]["workflow_call"]["outputs"]["promoted"]["value"]
+    assert {"promoted", "approved-by"} <= set(call["outputs"])
 
 
 ATTEST_PIN = "actions/attest-build-provenance@a2bbfa25375fe432b6a289bc6b6cd05ecd0c4c32"
@@ -306,17 +313,21 @@ def test_self_test_calls_the_library_through_self_references():
     assert set(doc[True]) == {"pull_request", "push", "workflow_dispatch"}
     called = {name: job["uses"] for name, job in doc["jobs"].items() if "uses" in job}
     assert called == {"validate": "$/.github/workflows/pr-validate.yml", "rebuild": "$/.github/workflows/main-rebuild.yml",
-                      "attest": "$/.github/workflows/attest.yml"}
+                      "promote": "$/.github/workflows/promote.yml", "attest": "$/.github/workflows/attest.yml"}
     for name in called:
         job = doc["jobs"][name]
         callee = _callee(job["uses"])
         assert set(job["with"]) <= set(callee[True]["workflow_call"]["inputs"]), name
         assert set(job.get("secrets", {})) <= set(callee[True]["workflow_call"].get("secrets") or {}), name
-        if name == "attest":
+        if name in ("attest", "promote"):
             continue
         assert job["with"]["working-directory"] == "example-project"
         assert "needs.configured.outputs.ready == 'true'" in job["if"]
-    assert doc["jobs"]["rebuild"]["with"]["promotion-environment"]
+    # promotion through the lockstep-self-test environment, by promote.yml after the rebuild
+    assert doc["jobs"]["rebuild"]["with"]["promote"] is False
+    promote = doc["jobs"]["promote"]
+    assert promote["needs"] == "rebuild" and promote["with"]["environment"] == "lockstep-self-test"
+    assert promote["with"]["version"] == "${{ needs.rebuild.outputs.model-version }}"
     # the rebuilt model's provenance, attested by a job of its own after the rebuild
     attest = doc["jobs"]["attest"]
     assert attest["needs"] == "rebuild" and "needs.rebuild.outputs.model-sha256 != ''" in attest["if"]
