@@ -308,6 +308,22 @@ def test_readme_attest_job_calls_attest_yml_with_the_rebuild_outputs():
     assert "attestations" not in jobs["rebuild"]["permissions"]
 
 
+def test_readme_promote_job_calls_promote_yml_with_the_rebuild_outputs():
+    """The consumer jobs the README shows: the rebuild leaves the alias alone, the promote job
+    grants exactly what promote.yml asks and passes the rebuild's version and lock commit."""
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("### Promotion that waits for a human"):]
+    block = section[section.index("```yaml\n") + len("```yaml\n"):]
+    jobs = yaml.safe_load(block[: block.index("```")])["jobs"]
+    assert jobs["rebuild"]["with"]["promote"] is False
+    job = jobs["promote"]
+    assert job["needs"] == "rebuild" and job["uses"].split("@")[0] == "OWNER/lockstep/.github/workflows/promote.yml"
+    (callee_job,) = _callee(job["uses"])["jobs"].values()
+    assert job["permissions"] == callee_job["permissions"]
+    assert job["with"]["version"] == "${{ needs.rebuild.outputs.model-version }}"
+    assert job["with"]["lock-commit"] == "${{ needs.rebuild.outputs.lock-commit }}"
+
+
 def test_self_test_calls_the_library_through_self_references():
     doc = yaml.safe_load((ROOT / ".github" / "workflows" / "self-test.yml").read_text())
     assert set(doc[True]) == {"pull_request", "push", "workflow_dispatch"}
