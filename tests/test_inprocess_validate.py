@@ -49,6 +49,12 @@ def test_happy_path_reports_and_logs_to_mlflow(bed):
     assert mlflow_run.data.tags["lockstep.head_sha"] == bed.sha("feature")
     assert mlflow_run.data.params["train.n_estimators"] == "150"
     assert mlflow_run.info.status == "FINISHED"
+    # the wall time of every step, in order, for a phase breakdown (the job log and results.json)
+    from lockstep.validate import STEPS, step_id
+
+    assert [step["id"] for step in run.results["steps"]] == ["open", *(step_id(s) for s in STEPS)]
+    assert all(isinstance(step["seconds"], float) and step["seconds"] >= 0 for step in run.results["steps"])
+    assert "time per step: open " in run.stdout and " · mlflow " in run.stdout
 
 
 def test_stale_lock_names_the_stage_the_param_and_the_fix(bed):

@@ -96,7 +96,7 @@ def _guess_model(repo, eval_stages: list[str]) -> str | None:
     inputs = dvcrepo.evaluation_inputs(repo, eval_stages)
     candidates = list(inputs)
     for name in eval_stages:
-        for path in dvcrepo.cached_outputs(repo, [dvcrepo.stage_named(repo, name)]):
+        for path in dvcrepo.cached_outputs(repo, [name]):
             candidates.append(path)
     metrics = set(dvcrepo.all_metrics_files(repo))
     candidates = [c for c in candidates if not any(m == c or m.startswith(c.rstrip("/") + "/") for m in metrics)]

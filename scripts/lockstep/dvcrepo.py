@@ -70,6 +70,26 @@ class StaleStage:
         return f"stage '{self.name}' would re-run because {reasons}"
 
 
+@dataclass(frozen=True)
+class Stage:
+    """A stage of dvc.yaml, as lockstep sees it (DVC's own stage objects stay in this module)."""
+
+    name: str
+    address: str  # how `dvc repro` run in the project names it: `train`, or `sub/dvc.yaml:train`
+    cmd: str | list[str]
+
+
+@dataclass(frozen=True)
+class Output:
+    """An output DVC tracks, as dvc.lock records it."""
+
+    path: str  # relative to the project
+    stage: str  # the name of the stage that produces it ('' for a `dvc add`-ed file)
+    md5: str  # the hash dvc.lock records ('' when none yet)
+    remote: str | None  # the output's own `remote:` (None: the default remote)
+    cached: bool  # False for `cache: false` (git carries it)
+
+
 @dataclass
 class MissingObject:
     output: str  # the output's path in the project
@@ -232,8 +252,17 @@ def lock_digest(project_dir: str | Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def pipeline_stages(repo) -> list:
+def pipeline_stages(repo) -> list[Stage]:
     """Stages from dvc.yaml files (not .dvc files), in dependency order."""
+    return [_info(repo, stage) for stage in _pipeline_stages(repo)]
+
+
+def _info(repo, stage) -> Stage:
+    return Stage(stage.name, _address(repo, stage), stage.cmd)
+
+
+def _pipeline_stages(repo) -> list:
+    """DVC's own stage objects of dvc.yaml files, in dependency order."""
     from dvc.stage import PipelineStage
 
     graph_order = _topological(repo)
@@ -248,11 +277,16 @@ def _topological(repo) -> list:
     return list(reversed(list(nx.topological_sort(graph))))
 
 
-def stage_named(repo, name: str):
-    for stage in pipeline_stages(repo):
-        if stage.name == name or address(repo, stage) == name:
+def stage_named(repo, name: str) -> Stage:
+    """The stage `name` (or its address), or a DvcError that lists the known stages."""
+    return _info(repo, _stage(repo, name))
+
+
+def _stage(repo, name: str):
+    for stage in _pipeline_stages(repo):
+        if stage.name == name or _address(repo, stage) == name:
             return stage
-    names = ", ".join(address(repo, stage) for stage in pipeline_stages(repo)) or "(none)"
+    names = ", ".join(_address(repo, stage) for stage in _pipeline_stages(repo)) or "(none)"
     raise DvcError(
         f"stage '{name}' not found in dvc.yaml",
         hint=f"known stages: {names}; fix lockstep.yaml or the `stages` input",
@@ -260,26 +294,40 @@ def stage_named(repo, name: str):
     )
 
 
-def address(repo, stage) -> str:
+def _address(repo, stage) -> str:
     """How `dvc repro` run in the project names a stage: `train`, or `sub/dvc.yaml:train`."""
     dvcfile = os.path.relpath(stage.dvcfile.path, repo.root_dir).replace(os.sep, "/")
     return stage.name if dvcfile == "dvc.yaml" else f"{dvcfile}:{stage.name}"
 
 
-def downstream(repo, names: Iterable[str]) -> list:
+def downstream(repo, names: Iterable[str]) -> list[Stage]:
     """The named stages and every pipeline stage that depends on them, in run order."""
     import networkx as nx
 
     graph = repo.index.graph
-    chosen = {stage_named(repo, name) for name in names}
+    chosen = {_stage(repo, name) for name in names}
     closure = set(chosen)
     for stage in chosen:
         closure |= set(nx.ancestors(graph, stage))  # edges point to dependencies
-    return [stage for stage in pipeline_stages(repo) if stage in closure]
+    return [_info(repo, stage) for stage in _pipeline_stages(repo) if stage in closure]
 
 
-def output_owner(repo, path: str):
-    """(stage, out) producing `path` (relative to the project), or (None, None)."""
+def output_owner(repo, path: str) -> Output | None:
+    """The output at `path` (relative to the project), with the stage that produces it, or None."""
+    stage, out = _owner(repo, path)
+    if out is None:
+        return None
+    return Output(
+        path=os.path.relpath(out.fs_path, repo.root_dir).replace(os.sep, "/"),
+        stage=stage.name if hasattr(stage, "name") else "",  # a `dvc add`-ed file has no stage name
+        md5=out.hash_info.value if out.hash_info else "",
+        remote=out.remote,
+        cached=bool(out.use_cache),
+    )
+
+
+def _owner(repo, path: str):
+    """DVC's (stage, out) producing `path` (relative to the project), or (None, None)."""
     target = os.path.normpath(path)
     for stage in repo.index.stages:
         for out in stage.outs:
@@ -312,7 +360,7 @@ def stale_stages(repo, only: Iterable[str] | None = None) -> list[StaleStage]:
     locked = lock_entries(lock_path.read_text("utf-8") if lock_path.is_file() else None)
     wanted = set(only) if only else None
     result = []
-    for stage in pipeline_stages(repo):
+    for stage in _pipeline_stages(repo):
         if wanted is not None and stage.name not in wanted:
             continue
         if stage.frozen:
@@ -337,7 +385,7 @@ def stale_stages(repo, only: Iterable[str] | None = None) -> list[StaleStage]:
             if producer is not None and producer[0] is not stage:
                 upstream_stage, upstream_out = producer
                 if upstream_out.hash_info != dep.hash_info:
-                    name = address(repo, upstream_stage) if hasattr(upstream_stage, "name") else upstream_stage.addressing
+                    name = _address(repo, upstream_stage) if hasattr(upstream_stage, "name") else upstream_stage.addressing
                     changes.append(Change("upstream", path=rel, key=name))
                 continue
             status = dep.status()
@@ -416,7 +464,7 @@ def object_path(repo, oid: str, remote: str | None = None) -> str:
     return f"{base}/files/md5/{oid[:2]}/{oid[2:]}"
 
 
-def verify_remote(repo, stages: Sequence | None = None) -> RemoteCheck:
+def verify_remote(repo, stages: Sequence[str] | None = None) -> RemoteCheck:
     """Check that every object of every cached output in the lock is in its remote.
 
     Directory listings (`.dir` objects) are read from the remote itself, so the check works with
@@ -424,11 +472,11 @@ def verify_remote(repo, stages: Sequence | None = None) -> RemoteCheck:
     """
     from dvc_data.hashfile.tree import Tree
 
-    stages = list(stages) if stages is not None else list(repo.index.stages)
+    chosen = [_stage(repo, name) for name in stages] if stages is not None else list(repo.index.stages)
     check = RemoteCheck(remote=remote_url(repo) or "(default)")
     # (remote name, hash name) -> {oid: [MissingObject candidates]}
     wanted: dict[tuple[str | None, str], dict[str, list[MissingObject]]] = {}
-    for stage in stages:
+    for stage in chosen:
         for out in stage.outs:
             if not out.use_cache or not out.can_push or not out.hash_info:
                 continue
@@ -546,8 +594,9 @@ def reproduce(project_dir: str | Path, stage_names: Sequence[str], *, env: Mappi
         )
 
 
-def dep_outputs(repo, stages: Sequence) -> list[str]:
-    """Dependencies of `stages` that are DVC-tracked outputs of OTHER stages (what to pull)."""
+def dep_outputs(repo, stage_names: Sequence[str]) -> list[str]:
+    """Dependencies of these stages that are DVC-tracked outputs of OTHER stages (what to pull)."""
+    stages = [_stage(repo, name) for name in stage_names]
     producers = _producers(repo)
     chosen = set(stages)
     targets: list[str] = []
@@ -565,11 +614,12 @@ def dep_outputs(repo, stages: Sequence) -> list[str]:
     return targets
 
 
-def input_paths(repo, stages: Sequence) -> tuple[set[str], dict[str, set[str]]]:
-    """The git-tracked inputs of `stages`: file paths (relative to the project) and, per params
-    file, the param keys they read. Used to tell whether new commits on main touched them."""
+def input_paths(repo, stage_names: Sequence[str]) -> tuple[set[str], dict[str, set[str]]]:
+    """The git-tracked inputs of these stages: file paths (relative to the project) and, per
+    params file, the param keys they read. Used to tell whether new commits on main touched them."""
     from dvc.dependency.param import ParamsDependency
 
+    stages = [_stage(repo, name) for name in stage_names]
     producers = _producers(repo)
     files: set[str] = {"dvc.yaml"}
     params: dict[str, set[str]] = {}
@@ -587,25 +637,40 @@ def input_paths(repo, stages: Sequence) -> tuple[set[str], dict[str, set[str]]]:
 
 def metrics_files(repo) -> list[str]:
     files = []
-    for stage in pipeline_stages(repo):
+    for stage in _pipeline_stages(repo):
         for out in stage.outs:
             if out.metric:
                 files.append(os.path.relpath(out.fs_path, repo.root_dir))
     return files
 
 
-def _outputs(repo, stages: Sequence, *, cached: bool) -> list[str]:
+def _outputs(repo, stage_names: Sequence[str], *, cached: bool) -> list[str]:
+    stages = [_stage(repo, name) for name in stage_names]
     return [os.path.relpath(out.fs_path, repo.root_dir) for stage in stages for out in stage.outs if out.use_cache is cached]
 
 
-def git_tracked_outputs(repo, stages: Sequence) -> list[str]:
+def git_tracked_outputs(repo, stage_names: Sequence[str]) -> list[str]:
     """Outputs with `cache: false` (metrics, plots) of these stages: git carries them."""
-    return _outputs(repo, stages, cached=False)
+    return _outputs(repo, stage_names, cached=False)
 
 
-def cached_outputs(repo, stages: Sequence) -> list[str]:
+def cached_outputs(repo, stage_names: Sequence[str]) -> list[str]:
     """Outputs of these stages that DVC caches and pushes."""
-    return _outputs(repo, stages, cached=True)
+    return _outputs(repo, stage_names, cached=True)
+
+
+def params_files(repo) -> list[str]:
+    """The params files the pipeline's stages read (relative to the project), in pipeline order."""
+    from dvc.dependency.param import ParamsDependency
+
+    files: list[str] = []
+    for stage in _pipeline_stages(repo):
+        for dep in stage.deps:
+            if isinstance(dep, ParamsDependency):
+                rel = os.path.relpath(dep.fs_path, repo.root_dir)
+                if rel not in files:
+                    files.append(rel)
+    return files
 
 
 def set_params(project_dir: str | Path, assignments: Sequence[str], params_file: str = "params.yaml") -> dict[str, Any]:
@@ -798,8 +863,8 @@ def _unreadable_metrics(repo, name: str, error: Any, rev: str | None) -> str:
     from . import gitrepo
 
     root = Path(repo.root_dir)
-    _stage, out = output_owner(repo, name)
-    if out is not None and not out.use_cache:
+    owned = output_owner(repo, name)
+    if owned is not None and not owned.cached:
         ignored = gitrepo.ignored_by(root, name)
         if ignored:
             return (
@@ -814,17 +879,39 @@ def _unreadable_metrics(repo, name: str, error: Any, rev: str | None) -> str:
 def all_metrics_files(repo) -> list[str]:
     """Every metrics file DVC knows: stage `metrics:` and top-level `metrics:` (folders expanded)."""
     files = metrics_files(repo)
-    for dvcfile, entries in repo.index._metrics.items():  # DVC keeps top-level metrics here
+    for dvcfile, entries in _top_level_metrics(repo).items():
         wdir = os.path.relpath(os.path.dirname(dvcfile), repo.root_dir)
         for entry in entries:
             files.append(os.path.normpath(os.path.join(wdir, entry)).replace(os.sep, "/"))
     return list(dict.fromkeys(files))
 
 
+def _top_level_metrics(repo) -> dict[str, list[str]]:
+    """The top-level `metrics:` of each dvc.yaml, {dvc.yaml path: [entries]}. DVC keeps them in
+    the private `Index._metrics` and offers no public reader: read strictly, so that a DVC that
+    changes it stops lockstep with this message instead of silently dropping metrics files
+    (tests/test_boundaries.py guards it against the installed DVC)."""
+    found = getattr(repo.index, "_metrics", _MISSING)
+    entries = found.values() if isinstance(found, dict) else ()
+    if not isinstance(found, dict) or not all(isinstance(e, list) and all(isinstance(i, str) for i in e) for e in entries):
+        raise DvcError(
+            f"this DVC ({_dvc_version()}) keeps the top-level `metrics:` of dvc.yaml in a form lockstep does not know, "
+            "so lockstep cannot tell which metrics files to check",
+            hint="install the DVC version lockstep was released with (constraints.txt), or report the DVC version in an issue",
+        )
+    return found
+
+
+def _dvc_version() -> str:
+    from dvc import __version__ as version
+
+    return f"dvc {version}"
+
+
 def output_digest(repo, path: str) -> str:
     """The hash dvc.lock records for the output at `path` ('' when none)."""
-    _stage, out = output_owner(repo, path)
-    return out.hash_info.value if out is not None and out.hash_info else ""
+    owned = output_owner(repo, path)
+    return owned.md5 if owned is not None else ""
 
 
 def upstream_of(repo, names: Iterable[str]) -> set[str]:
@@ -832,7 +919,7 @@ def upstream_of(repo, names: Iterable[str]) -> set[str]:
     import networkx as nx
 
     graph = repo.index.graph
-    chosen = {stage_named(repo, name) for name in names}
+    chosen = {_stage(repo, name) for name in names}
     closure = set(chosen)
     for stage in chosen:
         closure |= set(nx.descendants(graph, stage))  # edges point to dependencies
@@ -848,7 +935,7 @@ def evaluation_signature(repo, stage_names: Sequence[str]) -> dict[str, Any]:
     producers = _producers(repo)
     signature: dict[str, Any] = {"metrics": sorted(all_metrics_files(repo))}
     for name in stage_names:
-        stage = stage_named(repo, name)
+        stage = _stage(repo, name)
         entry: dict[str, Any] = {"cmd": stage.cmd, "params": {}, "code": {}}
         for dep in stage.deps:
             rel = os.path.relpath(dep.fs_path, repo.root_dir).replace(os.sep, "/")
@@ -877,14 +964,14 @@ def _content_digest(path: Path) -> str:
 
 def evaluation_inputs(repo, stage_names: Sequence[str]) -> list[str]:
     """Paths the stages read that other stages produce (the model and the data), relative to the project."""
-    return dep_outputs(repo, [stage_named(repo, name) for name in stage_names])
+    return dep_outputs(repo, stage_names)
 
 
 def metrics_stages(repo) -> list[str]:
     """Stages that write a metrics file DVC knows, in pipeline order."""
     owners: list[str] = []
     files = all_metrics_files(repo)
-    for stage in pipeline_stages(repo):
+    for stage in _pipeline_stages(repo):
         for out in stage.outs:
             rel = os.path.normpath(os.path.relpath(out.fs_path, repo.root_dir))
             if out.metric or any(os.path.normpath(f) == rel or os.path.normpath(f).startswith(rel + os.sep) for f in files):
@@ -1066,15 +1153,15 @@ def data_diff(repo, base_rev: str, head_rev: str = "HEAD") -> list[DataChange]:
     return sorted(changes.values(), key=lambda c: c.path)
 
 
-def stage_inputs(repo, stages: Sequence) -> tuple[dict[str, str], dict[str, Any]]:
-    """What `stages` read, as dvc.lock records it (for the model card): each file or folder
+def stage_inputs(repo, stage_names: Sequence[str]) -> tuple[dict[str, str], dict[str, Any]]:
+    """What these stages read, as dvc.lock records it (for the model card): each file or folder
     dependency with its digest (`md5:<hex>`, a folder's ends in `.dir`), and the values of the params
     they read (named `section.key` for params.yaml, `file.yaml:section.key` for other files)."""
     from dvc.dependency.param import ParamsDependency
 
     deps: dict[str, str] = {}
     params: dict[str, Any] = {}
-    for stage in stages:
+    for stage in (_stage(repo, name) for name in stage_names):
         for dep in stage.deps:
             rel = os.path.relpath(dep.fs_path, repo.root_dir).replace(os.sep, "/")
             info = dep.hash_info

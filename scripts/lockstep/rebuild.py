@@ -95,8 +95,8 @@ def model_stage(repo, cfg: configmod.Config) -> str:
             hint="add a `model:` section with `name` and `path` (the model file, an output in dvc.yaml)",
             file=cfg.source,
         )
-    stage, out = dvcrepo.output_owner(repo, cfg.model_path)
-    if stage is None:
+    owner = dvcrepo.output_owner(repo, cfg.model_path)
+    if owner is None:
         line = cfg.line_of("model", "path")
         raise ConfigError(
             f"{cfg.source}:{line}: model.path: {cfg.model_path!r} is not an output of any stage in dvc.yaml",
@@ -104,15 +104,15 @@ def model_stage(repo, cfg: configmod.Config) -> str:
             file=cfg.source,
             line=line,
         )
-    if cfg.model_stage and stage.name != cfg.model_stage:
+    if cfg.model_stage and owner.stage != cfg.model_stage:
         line = cfg.line_of("model", "stage")
         raise ConfigError(
-            f"{cfg.source}:{line}: model.stage: {cfg.model_path!r} is produced by stage '{stage.name}', not '{cfg.model_stage}'",
-            hint=f"set model.stage to '{stage.name}' or remove it",
+            f"{cfg.source}:{line}: model.stage: {cfg.model_path!r} is produced by stage '{owner.stage}', not '{cfg.model_stage}'",
+            hint=f"set model.stage to '{owner.stage}' or remove it",
             file=cfg.source,
             line=line,
         )
-    return stage.name
+    return owner.stage
 
 
 def plan(repo, cfg: configmod.Config, inputs: RebuildInputs) -> list[str]:
@@ -139,7 +139,6 @@ def run(inputs: RebuildInputs) -> RebuildResult:
             gha.info(f"set {key}: {old!r} -> {new!r}")
     repo = dvcrepo.open_repo(project)
     stage_names = plan(repo, cfg, inputs)
-    stages = [dvcrepo.stage_named(repo, name) for name in stage_names]
     result = RebuildResult(stages=stage_names)
     start_sha = gitrepo.head(project)
     result.start_commit = start_sha
@@ -149,12 +148,12 @@ def run(inputs: RebuildInputs) -> RebuildResult:
 
     # Decide what the commit will hold before anything is pushed: outputs that git carries, except
     # those the project's .gitignore keeps out of git (dvc.lock records their hashes all the same).
-    commit_paths, ignored = _commit_plan(project, repo, stages, changed_params)
+    commit_paths, ignored = _commit_plan(project, repo, stage_names, changed_params)
     for path, rule in ignored.items():
         gha.info(f"{path} is not committed: {rule} ignores it (dvc.lock records its hash)")
 
     with gha.group("1. pull the inputs of the rebuilt stages"):
-        targets = dvcrepo.dep_outputs(repo, stages)
+        targets = dvcrepo.dep_outputs(repo, stage_names)
         fetched = dvcrepo.pull(repo, targets)
         gha.info(f"pulled {', '.join(targets) or 'nothing'} ({fetched} file(s)); outputs being rebuilt were not downloaded")
 
@@ -196,7 +195,6 @@ def _build_and_publish(inputs: RebuildInputs, cfg: configmod.Config, project: Pa
             exc.hint = f"nothing was pushed, committed or registered; {exc.hint}"
             raise
         repo = dvcrepo.open_repo(project)
-        stages = [dvcrepo.stage_named(repo, name) for name in stage_names]
 
     result.metrics = dvcrepo.read_metrics(repo, files=cfg.metrics_files).values
     lock_digest = dvcrepo.lock_digest(project)
@@ -210,7 +208,7 @@ def _build_and_publish(inputs: RebuildInputs, cfg: configmod.Config, project: Pa
 
     if inputs.push:
         with gha.group("3. dvc push and verify the remote"):
-            pushed = dvcrepo.push(repo, dvcrepo.cached_outputs(repo, stages))
+            pushed = dvcrepo.push(repo, dvcrepo.cached_outputs(repo, stage_names))
             check = dvcrepo.verify_remote(repo)
             if not check.ok:
                 missing = check.missing_outputs()
@@ -230,7 +228,7 @@ def _build_and_publish(inputs: RebuildInputs, cfg: configmod.Config, project: Pa
                 author_email=cfg.author_email,
                 branch=inputs.branch,
                 max_attempts=cfg.max_attempts,
-                moved_check=lambda old, new: moved_reasons(project, repo, stages, old, new),
+                moved_check=lambda old, new: moved_reasons(project, repo, stage_names, old, new),
             )
             result.committed = pushed_commit.sha is not None
             result.lock_commit = pushed_commit.sha or gitrepo.head(project)
@@ -248,12 +246,12 @@ def _build_and_publish(inputs: RebuildInputs, cfg: configmod.Config, project: Pa
         gha.warning("MLFLOW_TRACKING_URI is not set: the model was rebuilt and committed but not registered")
 
 
-def _commit_plan(project: Path, repo, stages, changed_params) -> tuple[list[str], dict[str, str]]:
+def _commit_plan(project: Path, repo, stage_names: list[str], changed_params) -> tuple[list[str], dict[str, str]]:
     """The paths the lock commit will hold, and the git-carried outputs left out because the
     project's own .gitignore ignores them (with the rule that does)."""
     paths = [dvcrepo.LOCK_FILE]
     ignored: dict[str, str] = {}
-    for path in dvcrepo.git_tracked_outputs(repo, stages):
+    for path in dvcrepo.git_tracked_outputs(repo, stage_names):
         rule = gitrepo.ignored_by(project, path)
         if rule:
             ignored[path] = rule
@@ -297,10 +295,10 @@ def _message(stages: list[str], start_sha: str, inputs: RebuildInputs,
     return "\n".join(lines) + "\n"
 
 
-def moved_reasons(project: Path, repo, stages: list, old: str, new: str) -> list[str]:
+def moved_reasons(project: Path, repo, stage_names: list[str], old: str, new: str) -> list[str]:
     """Why the commits old..new invalidate a lock built from `old` (empty when they do not)."""
     prefix = gitrepo.prefix_of(project)
-    files, params = dvcrepo.input_paths(repo, stages)
+    files, params = dvcrepo.input_paths(repo, stage_names)
     changed = [path[len(prefix):] for path in gitrepo.changed_files(project, old, new) if path.startswith(prefix)]
     reasons = [f"{path} changed" for path in changed if path in files or path.endswith(".dvc")]
     for params_file, keys in params.items():
@@ -312,7 +310,7 @@ def moved_reasons(project: Path, repo, stages: list, old: str, new: str) -> list
             if before.get(key) != after.get(key) and any(key == k or key.startswith(k + ".") or k == "*" for k in keys):
                 reasons.append(f"{params_file}:{key} changed ({before.get(key)!r} -> {after.get(key)!r})")
     if "dvc.lock" in changed:
-        upstream = {s.name for s in dvcrepo.pipeline_stages(repo)} - {s.name for s in stages}  # lock keys
+        upstream = {s.name for s in dvcrepo.pipeline_stages(repo)} - set(stage_names)  # lock keys
         before = dvcrepo.lock_entries(gitrepo.show(project, old, prefix + "dvc.lock"))
         after = dvcrepo.lock_entries(gitrepo.show(project, new, prefix + "dvc.lock"))
         for name in sorted(upstream):
@@ -340,15 +338,16 @@ def _register(tracker, result: RebuildResult, cfg, repo, project: Path, lock_dig
         tracker.end_run(result.mlflow_run_id, "FINISHED")
         return
     stage_name = model_stage(repo, cfg)
-    _stage, out = dvcrepo.output_owner(repo, cfg.model_path)
-    model_md5 = out.hash_info.value if out.hash_info else ""
+    model = dvcrepo.output_owner(repo, cfg.model_path)
+    assert model is not None  # noqa: S101 - model_stage() above raised a ConfigError otherwise
+    model_md5 = model.md5
     tags = {
         lineage.LOCK_COMMIT: result.lock_commit,
         lineage.DVC_LOCK_SHA256: lock_digest,
         lineage.STAGE: stage_name,
         lineage.MODEL_PATH: cfg.model_path,
-        lineage.DVC_REMOTE: dvcrepo.remote_url(repo, out.remote),
-        lineage.DVC_OBJECT: dvcrepo.object_path(repo, model_md5, out.remote) if model_md5 else "",
+        lineage.DVC_REMOTE: dvcrepo.remote_url(repo, model.remote),
+        lineage.DVC_OBJECT: dvcrepo.object_path(repo, model_md5, model.remote) if model_md5 else "",
         lineage.MODEL_MD5: model_md5,
         lineage.PROJECT: label,
         lineage.REPOSITORY: repository,
@@ -459,10 +458,9 @@ def _card(tracker, result: RebuildResult, cfg, repo, project: Path, lock_digest:
           repository: str, label: str, previous, model_md5: str) -> None:
     """The model card on the version (description), on the run (model_card.md) and in the job
     summary, and the alias history for the summary."""
-    rebuilt = [dvcrepo.stage_named(repo, name) for name in result.stages]
-    deps, params = dvcrepo.stage_inputs(repo, rebuilt)
+    deps, params = dvcrepo.stage_inputs(repo, result.stages)
     evaluation = list(cfg.evaluation_stages or dvcrepo.metrics_stages(repo))
-    eval_deps, _ = dvcrepo.stage_inputs(repo, [dvcrepo.stage_named(repo, name) for name in evaluation])
+    eval_deps, _ = dvcrepo.stage_inputs(repo, evaluation)
     data = set(dvcrepo.evaluation_inputs(repo, evaluation))
     start = result.start_commit
     card = registry.card_of(registry.CardInputs(

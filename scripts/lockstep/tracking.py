@@ -30,6 +30,32 @@ def configured() -> bool:
     return bool(os.environ.get("MLFLOW_TRACKING_URI"))
 
 
+@contextlib.contextmanager
+def imported_meanwhile() -> Iterator[None]:
+    """Import MLflow (2-3 s of CPU on a runner) in a thread while the body waits on a child
+    process, and wait for the import to end before going on, so that this process never imports
+    two things at once. Does nothing when MLflow is not configured or already imported."""
+    import sys
+    import threading
+
+    if not configured() or "mlflow" in sys.modules:
+        yield
+        return
+
+    def load() -> None:
+        try:
+            import mlflow  # noqa: F401
+        except Exception:  # noqa: BLE001, S110 - the import is tried again where it is used, and fails there, named
+            pass
+
+    thread = threading.Thread(target=load, name="lockstep-import-mlflow", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        thread.join()
+
+
 def safe_name(name: str, limit: int = 250) -> str:
     """A name MLflow accepts for a metric, param or tag: letters, digits and `_-. /:` (anything
     else becomes `_`), at most `limit` characters, and no path trick (MLflow refuses names that
@@ -105,6 +131,11 @@ class Version:
         return f"models:/{self.name}/{self.version}"
 
 
+def _version(model: str, found: Any) -> Version:
+    """lockstep's Version of an MLflow ModelVersion (MLflow's entities stay in this module)."""
+    return Version(model, str(found.version), found.run_id, dict(found.tags or {}), created=False)
+
+
 class Tracker:
     """A thin, error-translating wrapper around `MlflowClient`."""
 
@@ -128,7 +159,8 @@ class Tracker:
 
     # --- runs ---------------------------------------------------------------------------------
 
-    def experiment_id(self, name: str) -> str:
+    def experiment_id(self, name: str, artifact_location: str | None = None) -> str:
+        """The experiment `name` (restored when deleted), created with `artifact_location` when missing."""
         with self._call(f"lookup of experiment {name!r}"):
             experiment = self.client.get_experiment_by_name(name)
             if experiment is not None:
@@ -136,7 +168,7 @@ class Tracker:
                     self.client.restore_experiment(experiment.experiment_id)
                 return experiment.experiment_id
             try:
-                return self.client.create_experiment(name)
+                return self.client.create_experiment(name, artifact_location=artifact_location)
             except Exception:  # another job created it meanwhile
                 experiment = self.client.get_experiment_by_name(name)
                 if experiment is None:
@@ -253,8 +285,7 @@ class Tracker:
             found = self.client.search_model_versions(" and ".join(clauses), order_by=["version_number ASC"])
         if not found:
             return None
-        first = found[0]
-        return Version(model, str(first.version), first.run_id, dict(first.tags), created=False)
+        return _version(model, found[0])
 
     def register(
         self,
@@ -332,20 +363,20 @@ class Tracker:
         with self._call(f"alias {alias!r} on {model!r}"):
             self.client.set_registered_model_alias(model, alias, version)
 
-    def version_by_alias(self, model: str, alias: str):
+    def version_by_alias(self, model: str, alias: str) -> Version | None:
         from mlflow.exceptions import MlflowException
 
         with self._call(f"alias {alias!r} lookup on {model!r}"):
             try:
-                return self.client.get_model_version_by_alias(model, alias)
+                return _version(model, self.client.get_model_version_by_alias(model, alias))
             except MlflowException as exc:
                 if "RESOURCE_DOES_NOT_EXIST" in str(exc.error_code) or "INVALID_PARAMETER_VALUE" in str(exc.error_code):
                     return None
                 raise
 
-    def get_version(self, model: str, version: str):
+    def get_version(self, model: str, version: str) -> Version:
         with self._call(f"lookup of {model!r} version {version}"):
-            return self.client.get_model_version(model, version)
+            return _version(model, self.client.get_model_version(model, version))
 
     def set_version_tags(self, model: str, version: str, tags: Mapping[str, str]) -> None:
         with self._call(f"tagging {model!r} version {version}"):
@@ -356,9 +387,10 @@ class Tracker:
         with self._call(f"description of {model!r} version {version}"):
             self.client.update_model_version(model, version, description=text)
 
-    def versions(self, model: str) -> list:
+    def versions(self, model: str) -> list[Version]:
         with self._call(f"listing versions of {model!r}"):
-            return list(self.client.search_model_versions(f"name='{_quote(model)}'", order_by=["version_number DESC"]))
+            found = self.client.search_model_versions(f"name='{_quote(model)}'", order_by=["version_number DESC"])
+        return [_version(model, item) for item in found]
 
     def aliases(self, model: str) -> dict[str, str]:
         with self._call(f"aliases of {model!r}"):

@@ -23,6 +23,7 @@ Checks, in order, each a named result in the report:
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import shutil
@@ -33,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import __version__, config as configmod, dvcrepo, gha, gitrepo, lineage, procenv, review
+from . import __version__, config as configmod, dvcrepo, gha, gitrepo, lineage, procenv, review, tracking
 from .errors import ConfigError, DvcError, LockstepError
 from .metrics import check_gates, diff, disagreements, format_value, parse_file
 from .report import PLOTS_FILE, Check, Report, Timing, metric_rows, render
@@ -59,6 +60,7 @@ class ValidateResult:
     report: Report
     report_path: Path
     results_path: Path
+    steps: list[tuple[str, float]] = field(default_factory=list)  # (step, wall seconds), in order
 
 
 @dataclass
@@ -113,15 +115,25 @@ def run(inputs: ValidateInputs) -> ValidateResult:
         price_per_minute=inputs.runner_price_per_minute,
     )
     started = time.monotonic()
+    steps: list[tuple[str, float]] = []
     with tempfile.TemporaryDirectory(prefix="lockstep-validate-") as scratch:
         ctx = Context(inputs, project, prefix, report, head_cfg, dvcrepo.open_repo(project), Path(scratch))
         ctx.local_mlflow = (Path(scratch) / "mlruns").as_uri()
+        steps.append(("open", round(time.monotonic() - started, 3)))
         for step in STEPS:
+            began = time.monotonic()
             step(ctx)
+            steps.append((step_id(step), round(time.monotonic() - began, 3)))
         plots_html = ctx.plots_html
     report.times.append(Timing("validation", round(time.monotonic() - started, 3)))
+    gha.info("time per step: " + " · ".join(f"{name} {seconds:.2f} s" for name, seconds in steps))
     report_dir = inputs.report_dir if inputs.report_dir.is_absolute() else project / inputs.report_dir
-    return _write(report, report_dir, plots_html)
+    return _write(report, report_dir, plots_html, steps)
+
+
+def step_id(step) -> str:
+    """How the job log and results.json's `steps` name a step: `step_lock_vs_remote` -> `lock-vs-remote`."""
+    return step.__name__.removeprefix("step_").replace("_", "-")
 
 
 # --- the steps ----------------------------------------------------------------------------------
@@ -267,7 +279,8 @@ def step_reevaluate(ctx: Context) -> None:
         committed_model = dvcrepo.output_digest(ctx.repo, ctx.cfg.model_path or "") if retrains else ""
         started = time.monotonic()
         try:
-            dvcrepo.reproduce(ctx.project, ctx.eval_stages, env=ctx.stage_env(), force=True)
+            with tracking.imported_meanwhile():  # the MLflow step's import, while the stages run
+                dvcrepo.reproduce(ctx.project, ctx.eval_stages, env=ctx.stage_env(), force=True)
         except LockstepError as exc:
             ctx.report.add(Check("re-evaluation", "Re-evaluation", "fail", exc.message, [exc.hint]))
             return
@@ -507,8 +520,6 @@ def step_review_view(ctx: Context) -> None:
 
 
 def step_mlflow(ctx: Context) -> None:
-    from . import tracking
-
     with gha.group("MLflow"):
         if not tracking.configured():
             ctx.report.add(Check("mlflow", "MLflow", "skip", "MLFLOW_TRACKING_URI is not set: no run was logged"))
@@ -590,8 +601,8 @@ def _passed(ctx: Context, *ids: str, missing_ok: bool = False) -> bool:
 def _model_stage(ctx: Context) -> str:
     if not ctx.cfg.model_path:
         return ""
-    stage, _out = dvcrepo.output_owner(ctx.repo, ctx.cfg.model_path)
-    return stage.name if stage is not None and hasattr(stage, "name") else ""
+    owner = dvcrepo.output_owner(ctx.repo, ctx.cfg.model_path)
+    return owner.stage if owner is not None else ""
 
 
 def _evaluation_stages(repo, cfg: configmod.Config) -> list[str]:
@@ -616,19 +627,6 @@ def _parse_or_empty(text: str, name: str) -> dict[str, Any]:
         return {}
 
 
-def _params_files(repo) -> list[str]:
-    from dvc.dependency.param import ParamsDependency
-
-    files = []
-    for stage in dvcrepo.pipeline_stages(repo):
-        for dep in stage.deps:
-            if isinstance(dep, ParamsDependency):
-                rel = os.path.relpath(dep.fs_path, repo.root_dir)
-                if rel not in files:
-                    files.append(rel)
-    return files
-
-
 def _params_keys(text: str, name: str) -> dict[str, Any]:
     """Flattened params, keyed `train.seed` for params.yaml and `file.yaml:train.seed` otherwise."""
     return {(k if name == "params.yaml" else f"{name}:{k}"): v for k, v in _parse_or_empty(text, name).items()}
@@ -636,7 +634,7 @@ def _params_keys(text: str, name: str) -> dict[str, Any]:
 
 def _read_params(project: Path, repo) -> dict[str, Any]:
     params: dict[str, Any] = {}
-    for name in _params_files(repo):
+    for name in dvcrepo.params_files(repo):
         path = project / name
         if path.is_file():
             params.update(_params_keys(path.read_text("utf-8", errors="replace"), name))
@@ -647,22 +645,34 @@ def _base_params(ctx: Context) -> dict[str, Any]:
     if not ctx.base_available:
         return {}
     params: dict[str, Any] = {}
-    for name in _params_files(ctx.repo):
+    for name in dvcrepo.params_files(ctx.repo):
         text = gitrepo.show(ctx.project, ctx.inputs.base_sha, ctx.prefix + name)
         if text is not None:
             params.update(_params_keys(text, name))
     return params
 
 
-def _write(report: Report, report_dir: Path, plots_html: str = "") -> ValidateResult:
+def _write(report: Report, report_dir: Path, plots_html: str = "", steps: list[tuple[str, float]] | None = None) -> ValidateResult:
     report_dir.mkdir(parents=True, exist_ok=True)
     report_path = report_dir / "report.md"
     results_path = report_dir / "results.json"
     report_path.write_text(render(report), "utf-8")
-    results_path.write_text(report.to_json(), "utf-8")
+    results_path.write_text(_with_steps(report.to_json(), steps or []), "utf-8")
     plots_path = report_dir / PLOTS_FILE
     if plots_html:
         plots_path.write_text(plots_html, "utf-8")
     elif plots_path.exists():
         plots_path.unlink()  # a page from an earlier run would show other plots
-    return ValidateResult(report, report_path, results_path)
+    return ValidateResult(report, report_path, results_path, list(steps or []))
+
+
+def _with_steps(results: str, steps: list[tuple[str, float]]) -> str:
+    """results.json with `steps`: the wall seconds of each validation step, in order, on one line
+    (for a phase breakdown; the comment does not show them, and reading a report back ignores them)."""
+    if not steps:
+        return results
+    body = results.rstrip()
+    if not body.endswith("}"):
+        raise ValueError("the report's JSON is not an object")
+    entries = json.dumps([{"id": name, "seconds": seconds} for name, seconds in steps])
+    return f'{body[:-1].rstrip()},\n  "steps": {entries}\n}}\n'
