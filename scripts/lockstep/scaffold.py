@@ -22,6 +22,7 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TypeVar
 
 from .errors import LockstepError
 
@@ -107,6 +108,9 @@ def run(*argv: str, cwd: Path, env: Mapping[str, str] | None = None, mlflow: boo
     return proc.stdout
 
 
+R = TypeVar("R", bound="Repo")
+
+
 @dataclass
 class Repo:
     """A consumer repository: a bare origin, and a developer's clone holding a DVC project."""
@@ -118,10 +122,11 @@ class Repo:
     env: dict[str, str] = field(default_factory=dict)  # over os.environ for every command
 
     @classmethod
-    def create(cls, root: Path, *, dev: str = "dev", folder: str = EXAMPLE, env: Mapping[str, str] | None = None) -> Repo:
-        """An empty bare origin with `main`, and the developer's clone of it (`root/dev`)."""
+    def create(cls: type[R], root: Path, *, dev: str = "dev", folder: str = EXAMPLE, env: Mapping[str, str] | None = None, **fields: Any) -> R:
+        """An empty bare origin with `main`, and the developer's clone of it (`root/dev`);
+        `fields` are a subclass's own."""
         root.mkdir(parents=True, exist_ok=True)
-        repo = cls(root, root / "origin.git", root / dev, folder, dict(env or {}))
+        repo = cls(root, root / "origin.git", root / dev, folder, dict(env or {}), **fields)
         repo.run("git", "init", "-q", "--bare", "-b", "main", str(repo.origin), cwd=root)
         repo.run("git", "init", "-q", "-b", "main", str(repo.dev), cwd=root)
         repo.git("remote", "add", "origin", f"file://{repo.origin}")
@@ -194,13 +199,11 @@ class Repo:
         return self.git("log", "--format=%H %an <%ae> %s", branch, cwd=self.origin).splitlines()
 
 
-def consumer(root: Path, *, remote: str, endpoint: str | None = None, trained: Path | None = None, model: str | None = None,
-             dev: str = "dev", env: Mapping[str, str] | None = None) -> Repo:
-    """The example project in a consumer repository at `root`, the developer's first model on main:
-    the example copied (or `trained`, a copy of it after `dvc repro` with its outputs and cache,
-    which saves the training), `remote` made its DVC remote, trained, pushed, and committed and
-    pushed to origin's main as "First model". `model` renames the registered model."""
-    repo = Repo.create(root, dev=dev, env=env)
+def first_model(repo: Repo, *, remote: str, endpoint: str | None = None, trained: Path | None = None, model: str | None = None) -> str:
+    """The developer's first model on main, in a new repository (`Repo.create`): the example
+    project copied (or `trained`, a copy of it after `dvc repro` with its outputs and cache, which
+    saves the training), `remote` made its DVC remote, trained, pushed, and committed and pushed to
+    origin's main as "First model". `model` renames the registered model. Returns the commit."""
     if trained is not None:
         shutil.copytree(trained, repo.project)
     else:
@@ -212,8 +215,7 @@ def consumer(root: Path, *, remote: str, endpoint: str | None = None, trained: P
     if trained is None:
         repo.train()
     repo.push_data()
-    repo.commit("First model")
-    return repo
+    return repo.commit("First model")
 
 
 def open_pr(repo: Repo, branch: str, old: str, new: str, message: str) -> tuple[str, str]:
