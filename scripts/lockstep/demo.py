@@ -22,9 +22,9 @@ from .errors import InputError, LockstepError
 
 PROJECT = scaffold.EXAMPLE
 REPOSITORY = "example/ml-repo"
-# what the demo needs beyond lockstep's own dependencies: MLflow's SQLite registry, and the
-# libraries the example's stages import (example-project/requirements.txt)
-NEEDS = {"sqlalchemy": "mlflow", "alembic": "mlflow", "sklearn": "scikit-learn", "pandas": "pandas"}
+# what the demo needs beyond lockstep's own dependencies (module: package), its `demo` extra:
+# MLflow's SQLite registry, and the libraries the example's stages import
+NEEDS = {"sqlalchemy": "sqlalchemy", "alembic": "alembic", "sklearn": "scikit-learn", "pandas": "pandas"}
 
 
 def _check_environment() -> None:
