@@ -191,10 +191,6 @@ class Repo:
                  cwd=self.root)
         return target
 
-    def sha(self, ref: str) -> str:
-        """A ref's commit on origin."""
-        return self.git("rev-parse", ref, cwd=self.origin)
-
     def origin_log(self, branch: str = "main") -> list[str]:
         return self.git("log", "--format=%H %an <%ae> %s", branch, cwd=self.origin).splitlines()
 
@@ -211,7 +207,10 @@ def first_model(repo: Repo, *, remote: str, endpoint: str | None = None, trained
     repo.set_remote(remote, endpoint=endpoint)
     if model:
         config = repo.project / "lockstep.yaml"
-        config.write_text(config.read_text().replace(f"name: {example_model()}", f"name: {model}"))
+        text, line = config.read_text(), f"name: {example_model()}"
+        if line not in text:
+            raise LockstepError(f"{config} has no {line!r} to rename", hint="`model` renames the example's model; name none for another project")
+        config.write_text(text.replace(line, f"name: {model}"))
     if trained is None:
         repo.train()
     repo.push_data()
