@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import uuid
@@ -12,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from lockstep import scaffold
+
 import servers
 
 # the unit tier's bed: local DVC remote, bare origin and SQLite MLflow store, no servers
@@ -19,7 +20,7 @@ pytest_plugins = ("localbed",)
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "example-project"
-PROJECT = "example-project"
+PROJECT = scaffold.EXAMPLE
 BIN = Path(sys.executable).parent
 
 
@@ -126,82 +127,32 @@ def mlflow_env(mlflow_server, monkeypatch):
 
 @pytest.fixture(scope="session")
 def trained_example(tmp_path_factory) -> Path:
-    """The example project after `dvc repro` from clean, once per session (outputs and cache)."""
-    base = tmp_path_factory.mktemp("trained")
-    project = base / PROJECT
-    shutil.copytree(EXAMPLE, project, ignore=shutil.ignore_patterns(".lockstep", "__pycache__"))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
-    env["PATH"] = f"{BIN}{os.pathsep}{env['PATH']}"
-    subprocess.run(["git", "init", "-q", "-b", "main"], cwd=base, check=True)
-    proc = subprocess.run([str(BIN / "dvc"), "repro"], cwd=project, capture_output=True, text=True, env=env)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    shutil.rmtree(base / ".git")
-    return project
+    """The example project (as the package ships it) after `dvc repro` from clean, once per
+    session: its outputs and cache, which a consumer repository copies instead of training."""
+    repo = scaffold.Repo.create(tmp_path_factory.mktemp("trained"))
+    scaffold.copy_example(repo.project)
+    repo.train()
+    return repo.project
 
 
-@dataclass
-class Consumer:
-    """A consumer repository: a bare origin, and a developer's clone holding example-project."""
+@dataclass(kw_only=True)
+class Consumer(scaffold.Repo):
+    """A consumer repository (lockstep.scaffold): a bare origin, and a developer's clone holding
+    example-project, its DVC remote a bucket on the S3 server."""
 
-    root: Path
-    origin: Path
-    dev: Path
     bucket: Bucket
-
-    @property
-    def project(self) -> Path:
-        return self.dev / PROJECT
 
     @property
     def model(self) -> str:
         return f"classifier-{self.bucket.name}"
 
-    def dvc(self, *args: str, cwd: Path | None = None) -> str:
-        return run(str(BIN / "dvc"), *args, cwd=cwd or self.project, env={"MLFLOW_TRACKING_URI": ""}).stdout
-
-    def commit(self, message: str, *, push: str | None = "main") -> str:
-        git("add", "-A", cwd=self.dev)
-        git("commit", "-q", "-m", message, cwd=self.dev)
-        if push:
-            git("push", "-q", "origin", f"HEAD:{push}", cwd=self.dev)
-        return git("rev-parse", "HEAD", cwd=self.dev)
-
-    def set_param(self, old: str, new: str) -> None:
-        params = self.project / "params.yaml"
-        text = params.read_text()
-        assert old in text
-        params.write_text(text.replace(old, new))
-
-    def clone(self, name: str, branch: str = "main", depth: int | None = None) -> Path:
-        target = self.root / name
-        args = ["clone", "-q", "-b", branch]
-        if depth:
-            args += ["--depth", str(depth)]
-        git(*args, f"file://{self.origin}", str(target), cwd=self.root)
-        return target
-
-    def origin_log(self, branch: str = "main") -> list[str]:
-        return git("log", "--format=%H %an <%ae> %s", branch, cwd=self.origin).splitlines()
-
 
 @pytest.fixture
 def consumer(tmp_path, bucket, trained_example) -> Consumer:
     """The example project trained by a developer, pushed to the bucket, committed on main."""
-    root = tmp_path / "consumer"
-    root.mkdir()
-    origin = root / "origin.git"
-    dev = root / "dev"
-    git("init", "-q", "--bare", "-b", "main", str(origin), cwd=root)
-    git("init", "-q", "-b", "main", str(dev), cwd=root)
-    git("remote", "add", "origin", f"file://{origin}", cwd=dev)
-    shutil.copytree(trained_example, dev / PROJECT)
-    result = Consumer(root, origin, dev, bucket)
-    result.dvc("remote", "modify", "storage", "url", f"s3://{bucket.name}/dvc")
+    result = Consumer.create(tmp_path / "consumer", bucket=bucket)
     # each test its own registered model on the shared MLflow server
-    config = result.project / "lockstep.yaml"
-    config.write_text(config.read_text().replace("name: breast-cancer-classifier", f"name: {result.model}"))
-    result.dvc("push")
-    result.commit("First model")
+    scaffold.first_model(result, remote=f"s3://{bucket.name}/dvc", trained=trained_example, model=result.model)
     return result
 
 

@@ -25,6 +25,8 @@ from pathlib import Path
 
 import pytest
 
+from lockstep import scaffold
+
 from conftest import BIN, PROJECT, git
 
 # relative to example-project/.dvc/: a clone at <bed>/<name>/example-project reaches <bed>/remote
@@ -73,40 +75,39 @@ def _mlflow_schema(tmp_path_factory):
     return ready
 
 
+class _InProcess(scaffold.Repo):
+    """The scaffold's repository with the developer's DVC commands run in this process."""
+
+    def set_remote(self, url: str, *, endpoint: str | None = None) -> None:
+        config = self.project / ".dvc" / "config"
+        text = config.read_text()
+        assert endpoint is None and "s3://lockstep-example/dvc" in text, text
+        config.write_text(text.replace("s3://lockstep-example/dvc", url))
+
+    def train(self) -> None:
+        with _dvc_repo(self.project) as repo:
+            repo.reproduce()
+
+    def push_data(self) -> None:
+        with _dvc_repo(self.project) as repo:
+            repo.push()
+
+
 @pytest.fixture(scope="session")
 def local_template(tmp_path_factory, _mlflow_schema, trained_example) -> Path:
-    """The consumer repository, built once: main holds the first model, `feature` a PR that
-    re-trained with 150 trees; both are pushed to the local remote and the bare origin."""
-    root = tmp_path_factory.mktemp("localbed")
-    origin, dev = root / "origin.git", root / "dev"
-    git("init", "-q", "--bare", "-b", "main", str(origin), cwd=root)
-    git("init", "-q", "-b", "main", str(dev), cwd=root)
-    git("config", "user.name", "Dana Developer", cwd=dev)
-    git("config", "user.email", "dana@example.com", cwd=dev)
-    git("remote", "add", "origin", f"file://{origin}", cwd=dev)
-    project = dev / PROJECT
-    shutil.copytree(trained_example, project)
-    config = project / ".dvc" / "config"
-    config.write_text(config.read_text().replace("s3://lockstep-example/dvc", REMOTE_URL))
-    with _dvc_repo(project) as repo:
-        repo.push()
-    git("add", "-A", cwd=dev)
-    git("commit", "-q", "-m", "First model", cwd=dev)
-    git("push", "-q", "origin", "HEAD:main", cwd=dev)
-    git("checkout", "-q", "-b", "feature", cwd=dev)
-    params = project / "params.yaml"
-    params.write_text(params.read_text().replace("n_estimators: 100", "n_estimators: 150"))
-    with _dvc_repo(project) as repo:
-        repo.reproduce()
-        repo.push()
-    git("add", "-A", cwd=dev)
-    git("commit", "-q", "-m", "More trees", cwd=dev)
-    git("push", "-q", "origin", "HEAD:feature", cwd=dev)
-    git("checkout", "-q", "main", cwd=dev)
-    with _dvc_repo(project) as repo:
-        repo.checkout(force=True)
-    shutil.copy(_mlflow_schema(), root / "mlflow.db")
-    return root
+    """The consumer repository (lockstep.scaffold), built once: main holds the first model,
+    `feature` a PR that re-trained with 150 trees; both are pushed to the local remote and the
+    bare origin."""
+    repo = _InProcess.create(tmp_path_factory.mktemp("localbed"))
+    repo.git("config", "user.name", "Dana Developer")
+    repo.git("config", "user.email", "dana@example.com")
+    scaffold.first_model(repo, remote=REMOTE_URL, trained=trained_example)
+    scaffold.open_pr(repo, "feature", "n_estimators: 100", "n_estimators: 150", "More trees")
+    repo.checkout("main")
+    with _dvc_repo(repo.project) as dvc:
+        dvc.checkout(force=True)
+    shutil.copy(_mlflow_schema(), repo.root / "mlflow.db")
+    return repo.root
 
 
 @dataclass

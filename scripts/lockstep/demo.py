@@ -2,45 +2,50 @@
 with embedded defaults: a local folder as the DVC remote, a local MLflow store with the registry
 (sqlite), and a local bare git repository as `origin`. No account, no network.
 
-Each CI step runs in a fresh clone of origin with an empty DVC cache, as a runner would.
+The example project is lockstep's package data and the repository is lockstep.scaffold's, so the
+demo runs from an installed package as from a checkout; the model, the aliases and the MLflow
+experiment are the ones the example's lockstep.yaml names. Each CI step runs in a fresh clone of
+origin with an empty DVC cache, as a runner would.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
-import shutil
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from . import gha
-from .errors import LockstepError
+from . import config, gha, lineage, scaffold
+from .errors import InputError, LockstepError
 
-PROJECT = "example-project"
+PROJECT = scaffold.EXAMPLE
+REPOSITORY = "example/ml-repo"
+# what the demo needs beyond lockstep's own dependencies (module: package), its `demo` extra:
+# MLflow's SQLite registry, and the libraries the example's stages import
+NEEDS = {"sqlalchemy": "sqlalchemy", "alembic": "alembic", "sklearn": "scikit-learn", "pandas": "pandas"}
 
 
-def _example_source() -> Path:
-    env = os.environ.get("LOCKSTEP_EXAMPLE")
-    candidates = [Path(env)] if env else []
-    here = Path(__file__).resolve()
-    candidates += [here.parents[2] / PROJECT, Path.cwd() / PROJECT]
-    for candidate in candidates:
-        if (candidate / "dvc.yaml").is_file():
-            return candidate
-    raise LockstepError(
-        "the example project was not found",
-        hint="run the demo from a checkout of lockstep, or set LOCKSTEP_EXAMPLE to the example-project folder",
-    )
+def _check_environment() -> None:
+    missing = sorted({package for module, package in NEEDS.items() if importlib.util.find_spec(module) is None})
+    if missing:
+        raise InputError(
+            f"the demo needs {', '.join(missing)} in lockstep's environment ({sys.prefix}), which has not got them",
+            hint='install lockstep with its demo extra, `pip install "lockstep[demo]"` (in a checkout of lockstep: `bash .ci/run demo`)',
+        )
 
 
 class Demo:
     def __init__(self, root: Path) -> None:
         self.root = root
-        self.origin = root / "origin.git"
-        self.dev = root / "developer"
         self.remote = root / "dvc-remote"
+        self.cfg = config.load(scaffold.example_project(), required=True)
+        self.model = self.cfg.model_name or ""
+        self.champion = self.cfg.promote_to or ""
+        if not self.model or not self.champion:
+            raise LockstepError("the example's lockstep.yaml names no model or no promote-to alias", hint="this is a packaging bug: please report it")
+        self.experiment = lineage.experiment_name(self.cfg.experiment, REPOSITORY, lineage.project_label(PROJECT, REPOSITORY))
         self.step = 0
         self.started = time.monotonic()
         self.rows: list[tuple[str, str]] = []
@@ -50,11 +55,8 @@ class Demo:
         self.artifacts = tracking / "artifacts"
         self.env = {
             "MLFLOW_TRACKING_URI": self.tracking_uri,
-            "GIT_AUTHOR_NAME": "Dana Developer",
-            "GIT_AUTHOR_EMAIL": "dana@example.com",
-            "GIT_COMMITTER_NAME": "Dana Developer",
-            "GIT_COMMITTER_EMAIL": "dana@example.com",
-            "GITHUB_REPOSITORY": "example/ml-repo",
+            **scaffold.DEVELOPER,
+            "GITHUB_REPOSITORY": REPOSITORY,
             "MLFLOW_DISABLE_TELEMETRY": "true",
             "DO_NOT_TRACK": "true",
         }
@@ -68,28 +70,6 @@ class Demo:
         self.step += 1
         print(f"\n[{self.step}/8] {title}  (+{time.monotonic() - self.started:.0f}s)", flush=True)
 
-    def sh(self, *argv: str, cwd: Path, quiet: bool = True) -> str:
-        proc = subprocess.run(list(argv), cwd=cwd, capture_output=True, text=True)  # noqa: S603 - the demo's own fixed commands
-        if proc.returncode != 0:
-            raise LockstepError(
-                f"demo step failed: `{' '.join(argv)}` in {cwd} exited {proc.returncode}:\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}",
-                hint=f"everything the demo made so far is in {self.root}",
-            )
-        if not quiet:
-            print(proc.stdout, end="")
-        return proc.stdout
-
-    def dvc(self, *args: str, cwd: Path) -> str:
-        return self.sh(sys.executable, "-m", "dvc", *args, cwd=cwd)
-
-    def clone(self, name: str, branch: str = "main", depth: int | None = None) -> Path:
-        target = self.root / name
-        args = ["git", "clone", "-q", "-b", branch]
-        if depth:
-            args += ["--depth", str(depth)]
-        self.sh(*args, f"file://{self.origin}", str(target), cwd=self.root)
-        return target
-
     def in_project(self, checkout: Path):
         return _chdir(checkout / PROJECT)
 
@@ -97,42 +77,33 @@ class Demo:
 
     def setup(self) -> None:
         self.say("A repository: the example project, a bare origin, a DVC remote and an MLflow store")
-        self.sh("git", "init", "-q", "--bare", "-b", "main", str(self.origin), cwd=self.root)
-        self.sh("git", "init", "-q", "-b", "main", str(self.dev), cwd=self.root)
-        self.sh("git", "remote", "add", "origin", f"file://{self.origin}", cwd=self.dev)
-        shutil.copytree(_example_source(), self.dev / PROJECT, ignore=shutil.ignore_patterns(".lockstep", "__pycache__", "cache", "tmp"))
+        self.repo = scaffold.Repo.create(self.root, dev="developer", env=self.env)
+        scaffold.copy_example(self.repo.project)
         self.remote.mkdir()
-        self.dvc("remote", "add", "-f", "-d", "storage", str(self.remote), cwd=self.dev / PROJECT)
+        self.repo.set_remote(str(self.remote))
         from mlflow import MlflowClient
 
-        MlflowClient().create_experiment("lockstep/example/ml-repo/example-project", artifact_location=self.artifacts.as_uri())
-        print(f"    origin {self.origin}\n    DVC remote {self.remote}\n    MLflow {self.tracking_uri}")
+        MlflowClient().create_experiment(self.experiment, artifact_location=self.artifacts.as_uri())
+        print(f"    origin {self.repo.origin}\n    DVC remote {self.remote}\n    MLflow {self.tracking_uri}")
 
     def developer_trains(self, message: str) -> str:
-        project = self.dev / PROJECT
-        saved = os.environ.pop("MLFLOW_TRACKING_URI")  # a laptop run, not logged
-        try:
-            self.dvc("repro", cwd=project)
-        finally:
-            os.environ["MLFLOW_TRACKING_URI"] = saved
-        self.dvc("push", cwd=project)
-        self.sh("git", "add", "-A", cwd=self.dev)
-        self.sh("git", "commit", "-q", "-m", message, cwd=self.dev)
-        return self.sh("git", "rev-parse", "HEAD", cwd=self.dev).strip()
+        self.repo.train()  # a laptop run, not logged to MLflow
+        self.repo.push_data()
+        return self.repo.commit(message, push=None)
 
     def rebuild(self, name: str, **kwargs) -> "object":
         from . import rebuild
 
-        checkout = self.clone(name)
+        checkout = self.repo.clone(name)
         with self.in_project(checkout):
-            result = rebuild.run(rebuild.RebuildInputs(project_dir=Path("."), repository="example/ml-repo", actor="lockstep-demo", **kwargs))
-        self.sh("git", "pull", "-q", "--rebase", "origin", "main", cwd=self.dev)
+            result = rebuild.run(rebuild.RebuildInputs(project_dir=Path("."), repository=REPOSITORY, actor="lockstep-demo", **kwargs))
+        self.repo.git("pull", "-q", "--rebase", "origin", "main")
         print(
             f"    stages {', '.join(result.stages)}; "
             f"{'committed ' + result.lock_commit[:12] if result.committed else 'dvc.lock unchanged, no commit'}; "
-            f"{result.model_name} v{result.model_version} @{result.model_alias}{' + champion' if result.promoted else ''}"
+            f"{result.model_name} v{result.model_version} @{result.model_alias}{' + ' + self.champion if result.promoted else ''}"
         )
-        self.rows.append((name, f"v{result.model_version}" + (" (champion)" if result.promoted else "")))
+        self.rows.append((name, f"v{result.model_version}" + (f" ({self.champion})" if result.promoted else "")))
         return result
 
     def run(self) -> None:
@@ -142,26 +113,21 @@ class Demo:
 
         self.say("The developer trains the first model on a laptop, pushes data and model, commits dvc.lock")
         first = self.developer_trains("First model")
-        self.sh("git", "push", "-q", "origin", "main", cwd=self.dev)
+        self.repo.git("push", "-q", "origin", "main")
         print(f"    main at {first[:12]}")
 
         self.say("Main rebuild: CI retrains from the inputs, pushes, commits back, registers")
         self.rebuild("ci-main-1", trigger="push")
 
         self.say("A pull request: more trees (train.n_estimators 100 -> 200), trained and pushed by the developer")
-        base = self.sh("git", "rev-parse", "HEAD", cwd=self.dev).strip()
-        self.sh("git", "checkout", "-q", "-b", "more-trees", cwd=self.dev)
-        params = self.dev / PROJECT / "params.yaml"
-        params.write_text(params.read_text().replace("n_estimators: 100", "n_estimators: 200"))
-        head = self.developer_trains("More trees")
-        self.sh("git", "push", "-q", "origin", "more-trees", cwd=self.dev)
+        base, head = scaffold.open_pr(self.repo, "more-trees", "n_estimators: 100", "n_estimators: 200", "More trees")
 
         self.say("PR validation in a fresh shallow clone: lock vs code, lock vs remote, re-evaluation, gates, MLflow")
-        checkout = self.clone("ci-pr", branch="more-trees", depth=1)
+        checkout = self.repo.clone("ci-pr", branch="more-trees", depth=1)
         with self.in_project(checkout):
             result = validate.run(validate.ValidateInputs(
                 project_dir=Path("."), base_sha=base, head_sha=head, pr_number="1",
-                repository="example/ml-repo", report_dir=self.root / "pr-report",
+                repository=REPOSITORY, report_dir=self.root / "pr-report",
             ))
         comment = reportmod.fit(result.report)
         (self.root / "pr-comment.md").write_text(comment, "utf-8")
@@ -173,23 +139,23 @@ class Demo:
         self.rows.append(("PR #1 validation", "passed"))
 
         self.say("Merge, then the main rebuild for the merge")
-        self.sh("git", "checkout", "-q", "main", cwd=self.dev)
-        self.sh("git", "merge", "-q", "--no-ff", "-m", "Merge pull request #1 from more-trees", "more-trees", cwd=self.dev)
-        self.sh("git", "push", "-q", "origin", "main", cwd=self.dev)
+        self.repo.checkout("main")
+        self.repo.git("merge", "-q", "--no-ff", "-m", "Merge pull request #1 from more-trees", "more-trees")
+        self.repo.git("push", "-q", "origin", "main")
         self.rebuild("ci-main-2", trigger="push")
 
         self.say("workflow_dispatch retrain with a changed param (train.max_depth=4): a [skip ci] commit and a new version")
         self.rebuild("ci-dispatch", trigger="workflow_dispatch", set_params=["train.max_depth=4"], reason="try shallower trees")
 
-        self.say("Rollback: move 'champion' back to version 2 and say how to restore it")
+        self.say(f"Rollback: move '{self.champion}' back to version 2 and say how to restore it")
         tracker = tracking.Tracker()
-        back = rollback.rollback(tracker, "breast-cancer-classifier", "champion", "2", actor="lockstep-demo", reason="demo rollback")
-        print(f"    champion: v{back.previous} -> v{back.version}; restore with: {back.restore}")
-        self.rows.append(("rollback", f"champion v{back.previous} -> v{back.version}"))
+        back = rollback.rollback(tracker, self.model, self.champion, "2", actor="lockstep-demo", reason="demo rollback")
+        print(f"    {self.champion}: v{back.previous} -> v{back.version}; restore with: {back.restore}")
+        self.rows.append(("rollback", f"{self.champion} v{back.previous} -> v{back.version}"))
         self.summary(tracker)
 
     def summary(self, tracker) -> None:
-        model = "breast-cancer-classifier"
+        model = self.model
         aliases = tracker.aliases(model)
         by_version: dict[str, list[str]] = {}
         for alias, version in aliases.items():
@@ -204,7 +170,7 @@ class Demo:
                 f"| {tags.get('lockstep.metric.accuracy', '-')} | {tags.get('lockstep.metric.f1', '-')} "
                 f"| {tags.get('lockstep.lock_commit', '')[:12]} | {tags.get('lockstep.trigger', '-')} |"
             )
-        log = self.sh("git", "log", "--format=%h %an: %s", "-8", "origin/main", cwd=self.dev)
+        log = self.repo.git("log", "--format=%h %an: %s", "-8", "origin/main")
         print("\nCommits on origin/main:\n" + "\n".join(f"    {line}" for line in log.splitlines()))
         print(f"\nDone in {time.monotonic() - self.started:.0f}s. Everything is in {self.root}")
         print(f"Open the MLflow UI: mlflow ui --backend-store-uri {self.tracking_uri}")
@@ -223,6 +189,7 @@ class _chdir:
 
 
 def main(workdir: Path | None = None) -> int:
+    _check_environment()
     root = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="lockstep-demo-"))
     root.mkdir(parents=True, exist_ok=True)
     if any(root.iterdir()):
