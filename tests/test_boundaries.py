@@ -22,9 +22,7 @@ pytestmark = pytest.mark.unit
 PACKAGE = Path(dvcrepo.__file__).parent
 # The one module allowed to import each outside system's packages.
 OWNERS = {"dvc": "dvcrepo.py", "mlflow": "tracking.py"}
-# demo.py still creates the story's experiment through MlflowClient (with its own artifact
-# location); `tracking.Tracker.experiment_id(name, artifact_location)` is its replacement.
-EXCEPTIONS = {("mlflow", "demo.py")}
+EXCEPTIONS: set[tuple[str, str]] = set()
 
 
 def _system(module: str) -> str | None:

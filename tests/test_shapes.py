@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from lockstep import scaffold
 from lockstep.errors import EXIT_CHECKS_FAILED, EXIT_DVC, EXIT_OK
 
 from conftest import BIN, git, lockstep, run
@@ -48,37 +49,22 @@ SHAPES = [
 
 
 @dataclass
-class Repo:
-    shape: Shape
-    root: Path
-    origin: Path
-    dev: Path
-    remote: Path
-    model_name: str
+class Repo(scaffold.Repo):
+    """The consumer-repository scaffold with a shape's project, its local-folder DVC remote and
+    its model's name in the registry."""
 
-    @property
-    def project(self) -> Path:
-        return self.dev / self.shape.folder
+    shape: Shape = SHAPES[0]
+    remote: Path = Path()
+    model_name: str = ""
 
-    def dvc(self, *args: str) -> str:
-        return run(str(BIN / "dvc"), *args, cwd=self.project, env={"MLFLOW_TRACKING_URI": ""}).stdout
+    def commit(self, message: str, branch: str = "main") -> str:  # type: ignore[override]
+        return super().commit(message, push=branch)
 
-    def commit(self, message: str, branch: str = "main") -> str:
-        git("add", "-A", cwd=self.dev)
-        git("commit", "-q", "-m", message, cwd=self.dev)
-        git("push", "-q", "origin", f"HEAD:{branch}", cwd=self.dev)
-        return git("rev-parse", "HEAD", cwd=self.dev)
-
-    def clone(self, name: str, branch: str = "main") -> Path:
-        target = self.root / name
-        git("clone", "-q", "--depth", "1", "-b", branch, f"file://{self.origin}", str(target), cwd=self.root)
-        return target
+    def clone(self, name: str, branch: str = "main", depth: int | None = 1) -> Path:
+        return super().clone(name, branch, depth)
 
     def set_steps(self, steps: int) -> None:
-        path = self.project / self.shape.params
-        text = path.read_text()
-        assert "steps: 1" in text
-        path.write_text(text.replace("steps: 1", f"steps: {steps}"))
+        self.set_param("steps: 1", f"steps: {steps}", self.shape.params)
 
     def origin_files(self, branch: str = "main") -> list[str]:
         return git("ls-tree", "-r", "--name-only", branch, cwd=self.origin).splitlines()
@@ -89,12 +75,8 @@ def make_repo(shape: Shape, tmp_path: Path, *, init: bool = False, remote: str |
     """The shape in a repository with a bare origin, trained and pushed by a developer. The DVC
     remote is a local folder unless `remote` (and an S3-compatible `endpoint`) is given."""
     root = tmp_path / "repo"
-    root.mkdir()
-    origin, dev, folder = root / "origin.git", root / "dev", root / "dvc-remote"
-    git("init", "-q", "--bare", "-b", "main", str(origin), cwd=root)
-    git("init", "-q", "-b", "main", str(dev), cwd=root)
-    git("remote", "add", "origin", f"file://{origin}", cwd=dev)
-    repo = Repo(shape, root, origin, dev, folder, f"shape-{shape.name}-{tmp_path.name[-12:]}")
+    repo = Repo.create(root, folder=shape.folder, shape=shape, remote=root / "dvc-remote",
+                       model_name=f"shape-{shape.name}-{tmp_path.name[-12:]}")
     shutil.copytree(PROJECTS / shape.name, repo.project, dirs_exist_ok=True)
     config = repo.project / "lockstep.yaml"
     if init:
@@ -102,16 +84,14 @@ def make_repo(shape: Shape, tmp_path: Path, *, init: bool = False, remote: str |
     else:
         config.write_text(config.read_text().replace("MODEL", repo.model_name))
     repo.dvc("init", "-q", *([] if shape.root else ["--subdir"]))
-    repo.dvc("remote", "add", "-d", "storage", remote or str(repo.remote))
-    if endpoint:
-        repo.dvc("remote", "modify", "storage", "endpointurl", endpoint)
+    repo.set_remote(remote or str(repo.remote), endpoint=endpoint)
     env = {"PYTHONPATH": "."} if shape.root else {}  # the developer's shell has what the stages need
     for command in shape.setup:
         run(*(str(BIN / command[0]) if command[0] == "dvc" else command[0], *command[1:]), cwd=repo.project, env=env)
     run(str(BIN / "dvc"), "repro", cwd=repo.project, env=env)
     repo.dvc("push")
     if init:
-        proc = lockstep("init", "--working-directory", shape.folder, "--repository", "acme/churn-model", cwd=dev)
+        proc = lockstep("init", "--working-directory", shape.folder, "--repository", "acme/churn-model", cwd=repo.dev)
         assert proc.returncode == EXIT_OK, proc.stdout + proc.stderr
     repo.commit("First model")
     return repo

@@ -81,9 +81,9 @@ class Demo:
         scaffold.copy_example(self.repo.project)
         self.remote.mkdir()
         self.repo.set_remote(str(self.remote))
-        from mlflow import MlflowClient
+        from . import tracking
 
-        MlflowClient().create_experiment(self.experiment, artifact_location=self.artifacts.as_uri())
+        tracking.Tracker().experiment_id(self.experiment, artifact_location=self.artifacts.as_uri())
         print(f"    origin {self.repo.origin}\n    DVC remote {self.remote}\n    MLflow {self.tracking_uri}")
 
     def developer_trains(self, message: str) -> str:
