@@ -4,10 +4,13 @@ tests: its `$/` self-references resolve to this working tree (tests/actrunner.py
 `$/` and `queue: max` in a copy), its secrets are the LOCKSTEP_SELF_TEST_* names a maintainer sets,
 and example-project/ sits at the repository root as it does here. Assertions are on the world
 afterwards: the comment the API received, the registry, the commits on the bare origin, the
-attestation the stand-in wrote."""
+attestation the stand-in wrote. The push path is also the consumer's pattern for approved
+promotions (main-rebuild.yml with `promote: false`, then promote.yml and attest.yml as jobs of its
+own), so no second act run repeats it."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 
@@ -116,7 +119,18 @@ def test_self_test_pull_request_and_push_paths_under_act(consumer, act, api, mlf
     moves = registry.read_history(tracking.Tracker(), consumer.model)
     assert [(m.alias, m.by) for m in moves] == [("candidate", "rebuild"), ("champion", "promotion")]
     assert moves[1].reason == "lockstep self-test (environment lockstep-self-test)"
-    assert moves[1].approval == "approved by dana: looks good"
+    assert (moves[1].approved_by, moves[1].approval) == ("dana", "approved by dana: looks good")
+    assert moves[1].commit == version.tags["lockstep.lock_commit"]
+    assert version.tags["lockstep.promotion.environment"] == "lockstep-self-test"
+    assert version.tags["lockstep.promotion.approved_by"] == "dana"
+    assert "promotion to `champion` waits for approval" in version.description
+    # the promote job's token read the review history of its own run
+    (reviews,) = [r for r in api.requests if r.path.endswith("/approvals")]
+    assert reviews.path == f"/repos/{REPOSITORY}/actions/runs/{ACT_RUN_ID}/approvals"
     (bundle,) = (act.artifacts / "attestations").iterdir()
     assert yaml.safe_load(bundle.read_text())["subject"] == {
         "name": f"{PROJECT}/models/model.pkl", "digest": "sha256:" + version.tags["lockstep.model_sha256"]}
+    # the attested digest is the one of the model CI pushed to the DVC remote
+    git("pull", "-q", "origin", "main", cwd=consumer.dev)
+    consumer.dvc("pull", "models/model.pkl")
+    assert hashlib.sha256((consumer.project / "models" / "model.pkl").read_bytes()).hexdigest() == version.tags["lockstep.model_sha256"]
