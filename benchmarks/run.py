@@ -10,8 +10,10 @@ same machine:
   rebuild-bytes   bytes a main rebuild downloads from and uploads to S3 vs `dvc pull` of everything
   setup           installing lockstep's environment with uv, cold (empty cache) and warm
   pr-feedback     workflow start to comment posted, lockstep's pr-validate.yml vs the hand-written
-                  recipe (pip install dvc[s3] mlflow, dvc pull, dvc repro, dvc metrics diff, curl),
-                  both under act, cold and warm
+                  uv recipe (setup-uv with its cache, uv pip install dvc[s3] + requirements, dvc pull,
+                  dvc repro, dvc metrics diff --md, one comment call) and the older pip recipe, all
+                  under act in one run, cold (empty caches) and warm (the caches of the cold run),
+                  with a phase breakdown from act's per-step timestamps
 """
 
 from __future__ import annotations
@@ -216,6 +218,13 @@ def bench_setup() -> dict:
     return results
 
 
+WORKFLOWS = {  # file in the consumer repository: label
+    "ml-pr-uv.yml": "uv recipe",
+    "ml-pr-pip.yml": "pip recipe",
+    "ml-pr.yml": "lockstep pr-validate.yml",
+}
+
+
 def consumer_repo(base: Path, env: dict, bucket: str) -> tuple[Path, str, str]:
     """A consumer repository: the example trained on main, and a PR branch trained and pushed."""
     _origin, dev, run_env = trained_repo(base, env, bucket)
@@ -223,7 +232,8 @@ def consumer_repo(base: Path, env: dict, bucket: str) -> tuple[Path, str, str]:
     workflows = dev / ".github" / "workflows"
     workflows.mkdir(parents=True)
     (workflows / "ml-pr.yml").write_text((ROOT / "example-project/workflows/ml-pr.yml").read_text().replace("OWNER/lockstep/", "lockstep-dev/lockstep/"))
-    shutil.copy(ROOT / "benchmarks/baseline/ml-pr-baseline.yml", workflows)
+    for baseline in ("ml-pr-uv.yml", "ml-pr-pip.yml"):
+        shutil.copy(ROOT / "benchmarks/baseline" / baseline, workflows)
 
     def sh(*argv, cwd=project):
         subprocess.run(list(argv), cwd=cwd, check=True, env=run_env, capture_output=True)
@@ -244,40 +254,193 @@ def consumer_repo(base: Path, env: dict, bucket: str) -> tuple[Path, str, str]:
     return dev, base_sha, head_sha
 
 
-def bench_pr_feedback() -> dict:
+# act with `--json`, each line prefixed with the wall time it arrived (act's own `time` field has
+# one-second resolution): the phases below are computed from these timestamps
+TIMED_ACT = """#!{python}
+import subprocess, sys, time
+proc = subprocess.Popen([{act!r}, "--json", *sys.argv[1:]], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+for line in proc.stdout:
+    sys.stdout.write(f"{{time.time():.3f}} {{line}}")
+    sys.stdout.flush()
+sys.exit(proc.wait())
+"""
+
+PHASES = ("job set-up, checkout", "cache restore", "install", "checks before evaluation", "pull", "evaluation",
+          "compare with base, gates", "MLflow", "report + comment", "cache save")
+
+
+def act_events(log: str) -> list[dict]:
+    events = []
+    for line in log.splitlines():
+        stamp, _, rest = line.partition(" ")
+        try:
+            record = json.loads(rest)
+            record["t"] = float(stamp)
+        except ValueError:
+            continue
+        if isinstance(record, dict):
+            events.append(record)
+    return events
+
+
+def act_steps(events: list[dict]) -> list[dict]:
+    """Every step act ran: its stage (Main/Post), name, id path, start and end (wall time)."""
+    steps: dict[tuple, dict] = {}
+    for event in events:
+        msg = event.get("msg", "")
+        key = (event.get("stage", ""), tuple(event.get("stepID") or event.get("stepid") or ()))
+        if msg.startswith("⭐ Run "):
+            steps[key] = {"stage": key[0], "id": "/".join(key[1]), "name": event.get("step", ""), "start": event["t"], "end": event["t"]}
+        elif "stepResult" in event and key in steps:
+            steps[key]["end"] = event["t"]
+    return sorted(steps.values(), key=lambda s: s["start"])
+
+
+# lockstep's own log groups (scripts/lockstep/validate.py, gha.group) that open each phase
+LOCKSTEP_GROUPS = (
+    ("which lockstep.yaml judges this PR", "checks before evaluation"),
+    ("pull what evaluation needs", "pull"),
+    ("project tests", "evaluation"),
+    ("re-evaluate in CI", "evaluation"),
+    ("did this PR change its evaluation?", "compare with base, gates"),
+    ("MLflow", "MLflow"),
+)
+
+
+def phases(workflow: str, log: str) -> dict:
+    """Seconds per phase, from act's per-step timestamps (and, inside `lockstep validate`, from the
+    timestamps of the log groups it opens). Also time to the comment and to the end of the job."""
+    events = act_events(log)
+    steps = act_steps(events)
+    if not steps:
+        raise RuntimeError(f"{workflow}: no step found in act's output")
+    job_start = steps[0]["start"]
+    out = dict.fromkeys(PHASES, 0.0)
+
+    def add(phase: str, seconds: float) -> None:
+        out[phase] += max(0.0, seconds)
+
+    comment_end = None
+    for step in steps:
+        name, seconds = step["name"], step["end"] - step["start"]
+        if step["stage"] == "Post":
+            add("cache save" if ("cache" in name or "setup-uv" in name) else "report + comment", seconds)
+        elif "actions/cache@" in name or "setup-uv@" in name:
+            add("cache restore", seconds)
+        elif "lockstep validate" in name or name == "validate":
+            cuts = [(step["start"], "checks before evaluation")]
+            for event in events:
+                msg = event.get("msg", "")
+                if step["start"] <= event["t"] <= step["end"] and ("::group::" in msg or msg.startswith("== ") or "group" in event.get("command", "")):
+                    title = event.get("arg") or msg.split("::group::")[-1].removeprefix("== ")
+                    for prefix, phase in LOCKSTEP_GROUPS:
+                        if title.strip().startswith(prefix):
+                            cuts.append((event["t"], phase))
+            cuts.append((step["end"], ""))
+            for (at, phase), (until, _) in zip(cuts, cuts[1:], strict=False):
+                add(phase, until - at)
+        elif workflow == "ml-pr.yml":
+            if "setup.sh" in name or "setup-python@" in name or name in ("plan", "key", "install"):
+                add("install", seconds)
+            elif "upload-artifact" in name or "comment" in name:
+                add("report + comment", seconds)
+                comment_end = step["end"] if "comment" in name else comment_end
+            else:
+                add("job set-up, checkout", seconds)
+        else:
+            phase = {"install": "install", "pull": "pull", "reproduce": "evaluation", "diff": "compare with base, gates",
+                     "comment": "report + comment", "reproduce and diff": "evaluation"}.get(name, "job set-up, checkout")
+            add(phase, seconds)
+            if name == "comment":
+                comment_end = step["end"]
+    out = {phase: round(seconds, 1) for phase, seconds in out.items()}
+    out["to comment"] = round((comment_end or steps[-1]["end"]) - job_start, 1)
+    out["job"] = round(steps[-1]["end"] - job_start, 1)
+    out["steps"] = [{"stage": s["stage"], "name": s["name"][:60], "s": round(s["end"] - s["start"], 2)} for s in steps]
+    return out
+
+
+def bench_pr_feedback(repeat: int = 3, pip_repeat: int = 1) -> dict:
+    """Cold (empty cache store, empty uv cache) then warm (the caches the cold run saved) for each
+    workflow, `repeat` times (the pip recipe `pip_repeat` times); medians."""
     from actrunner import Act, pr_payload
     from github_api import TOKEN, GitHubAPI
 
-    results: dict[str, float] = {}
-    with tempfile.TemporaryDirectory() as tmp, s3(Path(tmp)) as (_server, env):
+    samples: dict[str, dict[str, list[dict]]] = {wf: {"cold": [], "warm": []} for wf in WORKFLOWS}
+    with tempfile.TemporaryDirectory() as tmp, s3(Path(tmp)) as (server, env):
         base = Path(tmp)
         make_bucket(env, "pr-feedback")
+        make_bucket(env, "mlflow")
+        mlflow = servers.start_mlflow(base, server.url, "mlflow")
         dev, base_sha, head_sha = consumer_repo(base, env, "pr-feedback")
         api = GitHubAPI()
+        proxy = FaultProxy(server.url, lambda method, path: None)  # counts the bytes the jobs move to and from S3
         act = Act(base / "act")
+        wrapper = base / "act-timed"
+        wrapper.write_text(TIMED_ACT.format(python=sys.executable, act=act.binary))
+        wrapper.chmod(0o755)
+        act.binary = str(wrapper)
         payload = pr_payload(3, base_sha, head_sha)
-        common = {**env, "GITHUB_API_URL": api.url, "GITHUB_REPOSITORY": "octo/ml"}
-        secrets = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "GITHUB_TOKEN": TOKEN}
+        common = {**env, "AWS_ENDPOINT_URL": proxy.url, "GITHUB_API_URL": api.url, "GITHUB_REPOSITORY": "octo/ml",
+                  "MLFLOW_ENABLE_PROXY_MULTIPART_DOWNLOAD": "false"}
+        secrets = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "GITHUB_TOKEN": TOKEN,
+                   "MLFLOW_TRACKING_URI": mlflow.url}
+        # GitHub's runners do not set PYTHONDONTWRITEBYTECODE; this machine does: jobs run without it
+        saved = os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
         try:
-            for workflow, cache_var in (("ml-pr-baseline.yml", "PIP_CACHE_DIR"), ("ml-pr.yml", "UV_CACHE_DIR")):
-                cache = base / f"cache-{workflow}"
-                for label in ("cold", "warm"):  # the first run fills an empty cache, the second reuses it
-                    before = len(api.requests)
-                    start = time.perf_counter()
-                    result = act.run(dev, "pull_request", workflow, payload=payload, secrets=secrets,
-                                     env={**common, cache_var: str(cache)}, timeout=1800)
-                    elapsed = time.perf_counter() - start
-                    posted = any(r.method in ("POST", "PATCH") for r in api.requests[before:])
-                    if result.returncode != 0 or not posted:
-                        raise RuntimeError(f"{workflow} {label} failed:\n{result.log[-4000:]}")
-                    results[f"{workflow.split('.')[0]}_{label}_s"] = round(elapsed, 1)
-                    print(f"  {workflow} {label}: {elapsed:.1f}s to the comment", flush=True)
+            for rep in range(repeat):
+                for workflow in WORKFLOWS:
+                    if workflow == "ml-pr-pip.yml" and rep >= pip_repeat:
+                        continue
+                    cache = base / f"cache-{workflow}-{rep}"  # empty: the cold run fills it, the warm run reuses it
+                    for label in ("cold", "warm"):
+                        before = len(api.requests)
+                        proxy.reset()
+                        start = time.perf_counter()
+                        result = act.run(dev, "pull_request", workflow, payload=payload, secrets=secrets,
+                                         env={**common, "LOCKSTEP_TEST_CACHE": str(cache)}, timeout=1800)
+                        elapsed = time.perf_counter() - start
+                        posted = any(r.method in ("POST", "PATCH") for r in api.requests[before:])
+                        if result.returncode != 0 or not posted:
+                            raise RuntimeError(f"{workflow} {label} failed:\n{result.log[-6000:]}")
+                        row = phases(workflow, result.log)
+                        row.update(act_s=round(elapsed, 1), s3_down_bytes=proxy.down, s3_up_bytes=proxy.up,
+                                   cache_store_bytes=sum(p.stat().st_size for p in cache.glob("*") if p.is_file()))
+                        samples[workflow][label].append(row)
+                        RESULTS.mkdir(parents=True, exist_ok=True)
+                        (RESULTS / f"act-{workflow}-{label}-{rep}.log").write_text(result.log)
+                        print(f"  [{rep + 1}/{repeat}] {WORKFLOWS[workflow]:<26} {label}: {row['to comment']:6.1f}s to the comment, "
+                              f"job {row['job']:.1f}s, S3 down {proxy.down:,} B, cache store {row['cache_store_bytes'] / 1e6:.1f} MB", flush=True)
         finally:
+            if saved is not None:
+                os.environ["PYTHONDONTWRITEBYTECODE"] = saved
+            proxy.close()
             api.close()
-    results["ratio_cold"] = round(results["ml-pr_cold_s"] / results["ml-pr-baseline_cold_s"], 2)
-    results["ratio_warm"] = round(results["ml-pr_warm_s"] / results["ml-pr-baseline_warm_s"], 2)
-    print(f"  lockstep / baseline: cold {results['ratio_cold']}, warm {results['ratio_warm']}")
+            mlflow.stop()
+    results: dict = {"repeat": repeat, "pip_repeat": pip_repeat, "medians": {}, "samples": samples}
+    for workflow, labels in samples.items():
+        for label, rows in labels.items():
+            if not rows:
+                continue
+            keys = [k for k in rows[0] if k != "steps"]
+            results["medians"][f"{workflow}:{label}"] = {k: round(statistics.median(r[k] for r in rows), 1) for k in keys}
+    med = results["medians"]
+    for label in ("cold", "warm"):
+        lock = med[f"ml-pr.yml:{label}"]["to comment"]
+        for baseline in ("ml-pr-uv.yml", "ml-pr-pip.yml"):
+            if f"{baseline}:{label}" in med:
+                results[f"ratio_{label}_vs_{baseline.removesuffix('.yml').removeprefix('ml-pr-')}"] = round(lock / med[f"{baseline}:{label}"]["to comment"], 2)
+    print_phase_table(med)
+    print("  ratios (lockstep / recipe, time to comment): " + ", ".join(f"{k} {v}" for k, v in results.items() if k.startswith("ratio")))
     return results
+
+
+def print_phase_table(med: dict) -> None:
+    columns = [c for c in (f"{wf}:{label}" for label in ("cold", "warm") for wf in ("ml-pr-uv.yml", "ml-pr.yml", "ml-pr-pip.yml")) if c in med]
+    heads = [f"{WORKFLOWS[c.split(':')[0]].split()[0]} {c.split(':')[1]}" for c in columns]
+    print("  " + f"{'phase (median s)':<28}" + "".join(f"{h:>16}" for h in heads))
+    for phase in (*PHASES, "to comment", "job", "s3_down_bytes", "cache_store_bytes"):
+        print("  " + f"{phase:<28}" + "".join(f"{med[c][phase]:>16,}" if "bytes" in phase else f"{med[c][phase]:>16.1f}" for c in columns))
 
 
 BENCHES = {"verify-scaling": None, "overhead": bench_overhead, "rebuild-bytes": bench_rebuild_bytes, "setup": bench_setup,
@@ -288,13 +451,20 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--only", nargs="*", choices=list(BENCHES))
     parser.add_argument("--full", action="store_true", help="include the 1 GB case")
+    parser.add_argument("--repeat", type=int, default=3, help="pr-feedback: cold+warm pairs per workflow (medians)")
+    parser.add_argument("--pip-repeat", type=int, default=1, help="pr-feedback: pairs for the (slow) pip recipe")
     args = parser.parse_args()
     chosen = args.only or list(BENCHES)
     report = {"date": time.strftime("%Y-%m-%d"), "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
-              "command": "python benchmarks/run.py" + (" --full" if args.full else "")}
+              "command": " ".join(["python", "benchmarks/run.py", *sys.argv[1:]]), "load_before": os.getloadavg()}
     for name in chosen:
         print(f"== {name}", flush=True)
-        report[name] = bench_verify_scaling(args.full) if name == "verify-scaling" else BENCHES[name]()
+        if name == "verify-scaling":
+            report[name] = bench_verify_scaling(args.full)
+        elif name == "pr-feedback":
+            report[name] = bench_pr_feedback(args.repeat, args.pip_repeat)
+        else:
+            report[name] = BENCHES[name]()
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "latest.json").write_text(json.dumps(report, indent=2))
     print(json.dumps(report, indent=2))
