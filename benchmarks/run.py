@@ -284,16 +284,29 @@ def act_events(log: str) -> list[dict]:
 
 
 def act_steps(events: list[dict]) -> list[dict]:
-    """Every step act ran: its stage (Main/Post), name, id path, start and end (wall time)."""
+    """The steps act ran that do work (the innermost of composite actions; not act's own set-up,
+    Pre and clean-up steps): stage (Main/Post), name, the name of the workflow step it belongs to,
+    start and end (wall time)."""
     steps: dict[tuple, dict] = {}
     for event in events:
         msg = event.get("msg", "")
         key = (event.get("stage", ""), tuple(event.get("stepID") or event.get("stepid") or ()))
         if msg.startswith("⭐ Run "):
-            steps[key] = {"stage": key[0], "id": "/".join(key[1]), "name": event.get("step", ""), "start": event["t"], "end": event["t"]}
+            # `step` names the workflow step; the message names the step itself (inside a composite action)
+            name = msg.removeprefix("⭐ Run ").removeprefix(f"{key[0]} ").strip()
+            steps[key] = {"stage": key[0], "id": key[1], "name": name, "start": event["t"], "end": event["t"]}
         elif "stepResult" in event and key in steps:
             steps[key]["end"] = event["t"]
-    return sorted(steps.values(), key=lambda s: s["start"])
+    work = []
+    for (stage, ids), step in steps.items():
+        # act numbers a composite action's post steps as if nested in one another: there, only the
+        # composite itself (a one-part id) wraps the others
+        wraps = any(other[0] == stage and len(other[1]) > len(ids) and other[1][:len(ids)] == ids for other in steps)
+        if stage not in ("Main", "Post") or (wraps and (stage == "Main" or len(ids) == 1)):
+            continue
+        top = steps.get((stage, ids[:1]), step)
+        work.append({**step, "top": top["name"]})
+    return sorted(work, key=lambda s: s["start"])
 
 
 # lockstep's own log groups (scripts/lockstep/validate.py, gha.group) that open each phase
@@ -314,7 +327,7 @@ def phases(workflow: str, log: str) -> dict:
     steps = act_steps(events)
     if not steps:
         raise RuntimeError(f"{workflow}: no step found in act's output")
-    job_start = steps[0]["start"]
+    job_start = min(e["t"] for e in events if e.get("msg", "").startswith("⭐ Run Set up job"))
     out = dict.fromkeys(PHASES, 0.0)
 
     def add(phase: str, seconds: float) -> None:
@@ -322,41 +335,40 @@ def phases(workflow: str, log: str) -> dict:
 
     comment_end = None
     for step in steps:
-        name, seconds = step["name"], step["end"] - step["start"]
-        if step["stage"] == "Post":
-            add("cache save" if ("cache" in name or "setup-uv" in name) else "report + comment", seconds)
-        elif "actions/cache@" in name or "setup-uv@" in name:
-            add("cache restore", seconds)
-        elif "lockstep validate" in name or name == "validate":
+        name, top, seconds = step["name"], step["top"], step["end"] - step["start"]
+        if "actions/cache@" in name or "setup-uv@" in name:
+            add("cache save" if step["stage"] == "Post" else "cache restore", seconds)
+        elif step["stage"] == "Post":
+            add("report + comment", seconds)
+        elif name == "lockstep validate":
             cuts = [(step["start"], "checks before evaluation")]
             for event in events:
-                msg = event.get("msg", "")
-                if step["start"] <= event["t"] <= step["end"] and ("::group::" in msg or msg.startswith("== ") or "group" in event.get("command", "")):
-                    title = event.get("arg") or msg.split("::group::")[-1].removeprefix("== ")
+                if step["start"] <= event["t"] <= step["end"] and event.get("command") == "group":
                     for prefix, phase in LOCKSTEP_GROUPS:
-                        if title.strip().startswith(prefix):
+                        if event.get("arg", "").startswith(prefix):
                             cuts.append((event["t"], phase))
             cuts.append((step["end"], ""))
             for (at, phase), (until, _) in zip(cuts, cuts[1:], strict=False):
                 add(phase, until - at)
+        elif "/actions/setup@" in top:
+            add("install", seconds)
+        elif "/actions/comment@" in top or "upload-artifact@" in top:
+            add("report + comment", seconds)
+            if "/actions/comment@" in top:
+                comment_end = step["end"]
         elif workflow == "ml-pr.yml":
-            if "setup.sh" in name or "setup-python@" in name or name in ("plan", "key", "install"):
-                add("install", seconds)
-            elif "upload-artifact" in name or "comment" in name:
-                add("report + comment", seconds)
-                comment_end = step["end"] if "comment" in name else comment_end
-            else:
-                add("job set-up, checkout", seconds)
+            add("job set-up, checkout", seconds)
         else:
             phase = {"install": "install", "pull": "pull", "reproduce": "evaluation", "diff": "compare with base, gates",
                      "comment": "report + comment", "reproduce and diff": "evaluation"}.get(name, "job set-up, checkout")
             add(phase, seconds)
             if name == "comment":
                 comment_end = step["end"]
+    job_end = max(step["end"] for step in steps)
     out = {phase: round(seconds, 1) for phase, seconds in out.items()}
-    out["to comment"] = round((comment_end or steps[-1]["end"]) - job_start, 1)
-    out["job"] = round(steps[-1]["end"] - job_start, 1)
-    out["steps"] = [{"stage": s["stage"], "name": s["name"][:60], "s": round(s["end"] - s["start"], 2)} for s in steps]
+    out["to comment"] = round((comment_end or job_end) - job_start, 1)
+    out["job"] = round(job_end - job_start, 1)  # to the end of the last post step (act's own clean-up excluded)
+    out["steps"] = [{"stage": s["stage"], "name": s["name"][:60], "top": s["top"][:60], "s": round(s["end"] - s["start"], 2)} for s in steps]
     return out
 
 
