@@ -14,6 +14,8 @@ same machine:
                   dvc repro, dvc metrics diff --md, one comment call) and the older pip recipe, all
                   under act in one run, cold (empty caches) and warm (the caches of the cold run),
                   with a phase breakdown from act's per-step timestamps
+  main-rebuild    job time of lockstep's main-rebuild.yml vs the uv rebuild recipe (pull, repro -f,
+                  push, commit), both under act, cold and warm
 """
 
 from __future__ import annotations
@@ -455,8 +457,94 @@ def print_phase_table(med: dict) -> None:
         print("  " + f"{phase:<28}" + "".join(f"{med[c][phase]:>16,}" if "bytes" in phase else f"{med[c][phase]:>16.1f}" for c in columns))
 
 
+def bench_main_rebuild(repeat: int = 1) -> dict:
+    """Job time of lockstep's main-rebuild.yml vs the uv rebuild recipe (pull, repro -f, push,
+    commit), after a merge that changed params without retraining; origin's main is reset to the
+    merge before every run, so each run retrains and commits. Cold then warm caches, `repeat` times."""
+    from actrunner import Act, push_payload
+    from github_api import TOKEN, GitHubAPI
+
+    workflows = {"main-uv.yml": "uv rebuild recipe", "ml-main.yml": "lockstep main-rebuild.yml"}
+    samples: dict[str, dict[str, list[dict]]] = {wf: {"cold": [], "warm": []} for wf in workflows}
+    with tempfile.TemporaryDirectory() as tmp, s3(Path(tmp)) as (server, env):
+        base = Path(tmp)
+        make_bucket(env, "main-rebuild")
+        make_bucket(env, "mlflow")
+        mlflow = servers.start_mlflow(base, server.url, "mlflow")
+        origin, dev, run_env = trained_repo(base, env, "main-rebuild")
+        target = dev / ".github" / "workflows"
+        target.mkdir(parents=True)
+        (target / "ml-main.yml").write_text((ROOT / "example-project/workflows/ml-main.yml").read_text().replace("OWNER/lockstep/", "lockstep-dev/lockstep/"))
+        shutil.copy(ROOT / "benchmarks/baseline/main-uv.yml", target)
+        for argv in (["git", "add", "-A"], ["git", "commit", "-qm", "main"], ["git", "push", "-q", "origin", "HEAD:main"]):
+            subprocess.run(argv, cwd=dev, check=True, env=run_env, capture_output=True)
+        params = dev / "example-project" / "params.yaml"
+        params.write_text(params.read_text().replace("max_depth: 6", "max_depth: 5"))
+        for argv in (["git", "commit", "-qam", "Merge pull request #8"], ["git", "push", "-q", "origin", "HEAD:main"]):
+            subprocess.run(argv, cwd=dev, check=True, env=run_env, capture_output=True)
+        merged = subprocess.run(["git", "rev-parse", "HEAD"], cwd=dev, capture_output=True, text=True).stdout.strip()
+        api = GitHubAPI()
+        proxy = FaultProxy(server.url, lambda method, path: None)
+        act = Act(base / "act")
+        wrapper = base / "act-timed"
+        wrapper.write_text(TIMED_ACT.format(python=sys.executable, act=act.binary))
+        wrapper.chmod(0o755)
+        act.binary = str(wrapper)
+        common = {**env, "AWS_ENDPOINT_URL": proxy.url, "GITHUB_API_URL": api.url, "GITHUB_REPOSITORY": "octo/ml",
+                  "MLFLOW_ENABLE_PROXY_MULTIPART_DOWNLOAD": "false", "LOCKSTEP_TEST_ORIGIN": f"file://{origin}"}
+        secrets = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "GITHUB_TOKEN": TOKEN,
+                   "MLFLOW_TRACKING_URI": mlflow.url}
+        saved = os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+        try:
+            for rep in range(repeat):
+                for workflow in workflows:
+                    cache = base / f"cache-{workflow}-{rep}"
+                    for label in ("cold", "warm"):
+                        subprocess.run(["git", "push", "-q", "-f", "origin", f"{merged}:main"], cwd=dev, check=True, capture_output=True)
+                        proxy.reset()
+                        result = act.run(dev, "push", workflow, payload=push_payload(merged), secrets=secrets,
+                                         env={**common, "LOCKSTEP_TEST_CACHE": str(cache)}, timeout=1800)
+                        head = subprocess.run(["git", "log", "-1", "--format=%s", "main"], cwd=origin, capture_output=True, text=True).stdout
+                        if result.returncode != 0 or "[skip ci]" not in head:
+                            raise RuntimeError(f"{workflow} {label} failed ({head!r}):\n{result.log[-6000:]}")
+                        steps = act_steps(act_events(result.log))
+                        start = min(e["t"] for e in act_events(result.log) if e.get("msg", "").startswith("⭐ Run Set up job"))
+                        def total(stage, test, steps=steps):
+                            return round(sum(st["end"] - st["start"] for st in steps if st["stage"] == stage and test(st)), 1)
+
+                        def cached(st):
+                            return "actions/cache@" in st["name"] or "setup-uv@" in st["name"]
+
+                        def installing(st):
+                            return st["name"] == "install" or ("/actions/setup@" in st["top"] and "@" not in st["name"])
+
+                        row = {"job": round(max(st["end"] for st in steps) - start, 1), "cache restore": total("Main", cached),
+                               "cache save": total("Post", cached), "install": total("Main", installing),
+                               "s3_down_bytes": proxy.down, "s3_up_bytes": proxy.up}
+                        row["to push (job - cache save)"] = round(row["job"] - row["cache save"], 1)
+                        samples[workflow][label].append(row)
+                        RESULTS.mkdir(parents=True, exist_ok=True)
+                        (RESULTS / f"act-{workflow}-{label}-{rep}.log").write_text(result.log)
+                        print(f"  [{rep + 1}/{repeat}] {workflows[workflow]:<26} {label}: job {row['job']:.1f}s (cache restore {row['cache restore']}s, "
+                              f"install {row['install']}s, cache save {row['cache save']}s), S3 down {proxy.down:,} B up {proxy.up:,} B", flush=True)
+        finally:
+            if saved is not None:
+                os.environ["PYTHONDONTWRITEBYTECODE"] = saved
+            proxy.close()
+            api.close()
+            mlflow.stop()
+    results: dict = {"repeat": repeat, "medians": {}, "samples": samples}
+    for workflow, labels in samples.items():
+        for label, rows in labels.items():
+            results["medians"][f"{workflow}:{label}"] = {k: round(statistics.median(r[k] for r in rows), 1) for k in rows[0]}
+    for label in ("cold", "warm"):
+        results[f"ratio_{label}"] = round(results["medians"][f"ml-main.yml:{label}"]["job"] / results["medians"][f"main-uv.yml:{label}"]["job"], 2)
+    print(f"  lockstep / uv rebuild recipe (job time): cold {results['ratio_cold']}, warm {results['ratio_warm']}")
+    return results
+
+
 BENCHES = {"verify-scaling": None, "overhead": bench_overhead, "rebuild-bytes": bench_rebuild_bytes, "setup": bench_setup,
-           "pr-feedback": bench_pr_feedback}
+           "pr-feedback": bench_pr_feedback, "main-rebuild": bench_main_rebuild}
 
 
 def main() -> int:
@@ -465,6 +553,7 @@ def main() -> int:
     parser.add_argument("--full", action="store_true", help="include the 1 GB case")
     parser.add_argument("--repeat", type=int, default=3, help="pr-feedback: cold+warm pairs per workflow (medians)")
     parser.add_argument("--pip-repeat", type=int, default=1, help="pr-feedback: pairs for the (slow) pip recipe")
+    parser.add_argument("--main-repeat", type=int, default=1, help="main-rebuild: cold+warm pairs per workflow")
     args = parser.parse_args()
     chosen = args.only or list(BENCHES)
     report = {"date": time.strftime("%Y-%m-%d"), "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
@@ -475,6 +564,8 @@ def main() -> int:
             report[name] = bench_verify_scaling(args.full)
         elif name == "pr-feedback":
             report[name] = bench_pr_feedback(args.repeat, args.pip_repeat)
+        elif name == "main-rebuild":
+            report[name] = bench_main_rebuild(args.main_repeat)
         else:
             report[name] = BENCHES[name]()
     RESULTS.mkdir(parents=True, exist_ok=True)
