@@ -10,8 +10,12 @@ same machine:
   rebuild-bytes   bytes a main rebuild downloads from and uploads to S3 vs `dvc pull` of everything
   setup           installing lockstep's environment with uv, cold (empty cache) and warm
   pr-feedback     workflow start to comment posted, lockstep's pr-validate.yml vs the hand-written
-                  recipe (pip install dvc[s3] mlflow, dvc pull, dvc repro, dvc metrics diff, curl),
-                  both under act, cold and warm
+                  uv recipe (setup-uv with its cache, uv pip install dvc[s3] + requirements, dvc pull,
+                  dvc repro, dvc metrics diff --md, one comment call) and the older pip recipe, all
+                  under act in one run, cold (empty caches) and warm (the caches of the cold run),
+                  with a phase breakdown from act's per-step timestamps
+  main-rebuild    job time of lockstep's main-rebuild.yml vs the uv rebuild recipe (pull, repro -f,
+                  push, commit), both under act, cold and warm
 """
 
 from __future__ import annotations
@@ -201,19 +205,30 @@ def bench_rebuild_bytes() -> dict:
 
 
 def bench_setup() -> dict:
+    """Installing lockstep's environment with uv: cold (empty uv cache) and warm, without bytecode
+    (what the setup action does: Python writes it on first import) and with --compile-bytecode."""
     uv = shutil.which("uv")
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
-        cache = Path(tmp) / "uv-cache"
-        for label in ("cold", "warm"):
-            venv = Path(tmp) / f"venv-{label}"
-            subprocess.run([uv, "venv", "-q", "--python", sys.executable, str(venv)], check=True)
-            start = time.perf_counter()
-            subprocess.run([uv, "pip", "install", "-q", "--python", str(venv / "bin" / "python"), "--compile-bytecode", str(ROOT)],
-                           check=True, env={**os.environ, "UV_CACHE_DIR": str(cache)})
-            results[f"{label}_s"] = round(time.perf_counter() - start, 1)
-    print(f"  setup (lockstep + dvc[s3] + mlflow-skinny with uv, bytecode compiled): cold {results['cold_s']}s, warm {results['warm_s']}s")
+        for compiled in (False, True):
+            cache = Path(tmp) / f"uv-cache-{compiled}"
+            for label in ("cold", "warm"):
+                venv = Path(tmp) / f"venv-{label}-{compiled}"
+                subprocess.run([uv, "venv", "-q", "--python", sys.executable, str(venv)], check=True)
+                start = time.perf_counter()
+                subprocess.run([uv, "pip", "install", "-q", "--python", str(venv / "bin" / "python"), *(["--compile-bytecode"] if compiled else []),
+                                "-c", str(ROOT / "constraints.txt"), str(ROOT)], check=True, env={**os.environ, "UV_CACHE_DIR": str(cache)})
+                results[f"{label}{'_compiled' if compiled else ''}_s"] = round(time.perf_counter() - start, 1)
+    print(f"  setup (lockstep + dvc[s3] + mlflow-skinny with uv): cold {results['cold_s']}s, warm {results['warm_s']}s; "
+          f"with --compile-bytecode cold {results['cold_compiled_s']}s, warm {results['warm_compiled_s']}s")
     return results
+
+
+WORKFLOWS = {  # file in the consumer repository: label
+    "ml-pr-uv.yml": "uv recipe",
+    "ml-pr-pip.yml": "pip recipe",
+    "ml-pr.yml": "lockstep pr-validate.yml",
+}
 
 
 def consumer_repo(base: Path, env: dict, bucket: str) -> tuple[Path, str, str]:
@@ -223,7 +238,8 @@ def consumer_repo(base: Path, env: dict, bucket: str) -> tuple[Path, str, str]:
     workflows = dev / ".github" / "workflows"
     workflows.mkdir(parents=True)
     (workflows / "ml-pr.yml").write_text((ROOT / "example-project/workflows/ml-pr.yml").read_text().replace("OWNER/lockstep/", "lockstep-dev/lockstep/"))
-    shutil.copy(ROOT / "benchmarks/baseline/ml-pr-baseline.yml", workflows)
+    for baseline in ("ml-pr-uv.yml", "ml-pr-pip.yml"):
+        shutil.copy(ROOT / "benchmarks/baseline" / baseline, workflows)
 
     def sh(*argv, cwd=project):
         subprocess.run(list(argv), cwd=cwd, check=True, env=run_env, capture_output=True)
@@ -244,57 +260,318 @@ def consumer_repo(base: Path, env: dict, bucket: str) -> tuple[Path, str, str]:
     return dev, base_sha, head_sha
 
 
-def bench_pr_feedback() -> dict:
+# act with `--json`, each line prefixed with the wall time it arrived (act's own `time` field has
+# one-second resolution): the phases below are computed from these timestamps
+TIMED_ACT = """#!{python}
+import subprocess, sys, time
+proc = subprocess.Popen([{act!r}, "--json", *sys.argv[1:]], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+for line in proc.stdout:
+    sys.stdout.write(f"{{time.time():.3f}} {{line}}")
+    sys.stdout.flush()
+sys.exit(proc.wait())
+"""
+
+PHASES = ("job set-up, checkout", "cache restore", "install", "checks before evaluation", "pull", "evaluation",
+          "compare with base, gates", "MLflow", "report + comment", "cache save")
+
+
+def act_events(log: str) -> list[dict]:
+    events = []
+    for line in log.splitlines():
+        stamp, _, rest = line.partition(" ")
+        try:
+            record = json.loads(rest)
+            record["t"] = float(stamp)
+        except ValueError:
+            continue
+        if isinstance(record, dict):
+            events.append(record)
+    return events
+
+
+def act_steps(events: list[dict]) -> list[dict]:
+    """The steps act ran that do work (the innermost of composite actions; not act's own set-up,
+    Pre and clean-up steps): stage (Main/Post), name, the name of the workflow step it belongs to,
+    start and end (wall time)."""
+    steps: dict[tuple, dict] = {}
+    for event in events:
+        msg = event.get("msg", "")
+        key = (event.get("stage", ""), tuple(event.get("stepID") or event.get("stepid") or ()))
+        if msg.startswith("⭐ Run "):
+            # `step` names the workflow step; the message names the step itself (inside a composite action)
+            name = msg.removeprefix("⭐ Run ").removeprefix(f"{key[0]} ").strip()
+            steps[key] = {"stage": key[0], "id": key[1], "name": name, "start": event["t"], "end": event["t"]}
+        elif "stepResult" in event and key in steps:
+            steps[key]["end"] = event["t"]
+    work = []
+    for (stage, ids), step in steps.items():
+        # act numbers a composite action's post steps as if nested in one another: there, only the
+        # composite itself (a one-part id) wraps the others
+        wraps = any(other[0] == stage and len(other[1]) > len(ids) and other[1][:len(ids)] == ids for other in steps)
+        if stage not in ("Main", "Post") or (wraps and (stage == "Main" or len(ids) == 1)):
+            continue
+        top = steps.get((stage, ids[:1]), step)
+        work.append({**step, "top": top["name"]})
+    return sorted(work, key=lambda s: s["start"])
+
+
+# lockstep's own log groups (scripts/lockstep/validate.py, gha.group) that open each phase
+LOCKSTEP_GROUPS = (
+    ("which lockstep.yaml judges this PR", "checks before evaluation"),
+    ("pull what evaluation needs", "pull"),
+    ("project tests", "evaluation"),
+    ("re-evaluate in CI", "evaluation"),
+    ("did this PR change its evaluation?", "compare with base, gates"),
+    ("MLflow", "MLflow"),
+)
+
+
+def phases(workflow: str, log: str) -> dict:
+    """Seconds per phase, from act's per-step timestamps (and, inside `lockstep validate`, from the
+    timestamps of the log groups it opens). Also time to the comment and to the end of the job."""
+    events = act_events(log)
+    steps = act_steps(events)
+    if not steps:
+        raise RuntimeError(f"{workflow}: no step found in act's output")
+    job_start = min(e["t"] for e in events if e.get("msg", "").startswith("⭐ Run Set up job"))
+    out = dict.fromkeys(PHASES, 0.0)
+
+    def add(phase: str, seconds: float) -> None:
+        out[phase] += max(0.0, seconds)
+
+    comment_end = None
+    for step in steps:
+        name, top, seconds = step["name"], step["top"], step["end"] - step["start"]
+        if "actions/cache@" in name or "setup-uv@" in name:
+            add("cache save" if step["stage"] == "Post" else "cache restore", seconds)
+        elif step["stage"] == "Post":
+            add("report + comment", seconds)
+        elif name == "lockstep validate":
+            cuts = [(step["start"], "checks before evaluation")]
+            for event in events:
+                if step["start"] <= event["t"] <= step["end"] and event.get("command") == "group":
+                    for prefix, phase in LOCKSTEP_GROUPS:
+                        if event.get("arg", "").startswith(prefix):
+                            cuts.append((event["t"], phase))
+            cuts.append((step["end"], ""))
+            for (at, phase), (until, _) in zip(cuts, cuts[1:], strict=False):
+                add(phase, until - at)
+        elif "/actions/setup@" in top:
+            add("install", seconds)
+        elif "/actions/comment@" in top or "upload-artifact@" in top:
+            add("report + comment", seconds)
+            if "/actions/comment@" in top:
+                comment_end = step["end"]
+        elif workflow == "ml-pr.yml":
+            add("job set-up, checkout", seconds)
+        else:
+            phase = {"install": "install", "pull": "pull", "reproduce": "evaluation", "diff": "compare with base, gates",
+                     "comment": "report + comment", "reproduce and diff": "evaluation"}.get(name, "job set-up, checkout")
+            add(phase, seconds)
+            if name == "comment":
+                comment_end = step["end"]
+    job_end = max(step["end"] for step in steps)
+    out = {phase: round(seconds, 1) for phase, seconds in out.items()}
+    out["to comment"] = round((comment_end or job_end) - job_start, 1)
+    out["job"] = round(job_end - job_start, 1)  # to the end of the last post step (act's own clean-up excluded)
+    out["steps"] = [{"stage": s["stage"], "name": s["name"][:60], "top": s["top"][:60], "s": round(s["end"] - s["start"], 2)} for s in steps]
+    return out
+
+
+def bench_pr_feedback(repeat: int = 3, pip_repeat: int = 1) -> dict:
+    """Cold (empty cache store, empty uv cache) then warm (the caches the cold run saved) for each
+    workflow, `repeat` times (the pip recipe `pip_repeat` times); medians."""
     from actrunner import Act, pr_payload
     from github_api import TOKEN, GitHubAPI
 
-    results: dict[str, float] = {}
-    with tempfile.TemporaryDirectory() as tmp, s3(Path(tmp)) as (_server, env):
+    samples: dict[str, dict[str, list[dict]]] = {wf: {"cold": [], "warm": []} for wf in WORKFLOWS}
+    with tempfile.TemporaryDirectory() as tmp, s3(Path(tmp)) as (server, env):
         base = Path(tmp)
         make_bucket(env, "pr-feedback")
+        make_bucket(env, "mlflow")
+        mlflow = servers.start_mlflow(base, server.url, "mlflow")
         dev, base_sha, head_sha = consumer_repo(base, env, "pr-feedback")
         api = GitHubAPI()
+        proxy = FaultProxy(server.url, lambda method, path: None)  # counts the bytes the jobs move to and from S3
         act = Act(base / "act")
+        wrapper = base / "act-timed"
+        wrapper.write_text(TIMED_ACT.format(python=sys.executable, act=act.binary))
+        wrapper.chmod(0o755)
+        act.binary = str(wrapper)
         payload = pr_payload(3, base_sha, head_sha)
-        common = {**env, "GITHUB_API_URL": api.url, "GITHUB_REPOSITORY": "octo/ml"}
-        secrets = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "GITHUB_TOKEN": TOKEN}
+        common = {**env, "AWS_ENDPOINT_URL": proxy.url, "GITHUB_API_URL": api.url, "GITHUB_REPOSITORY": "octo/ml",
+                  "MLFLOW_ENABLE_PROXY_MULTIPART_DOWNLOAD": "false"}
+        secrets = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "GITHUB_TOKEN": TOKEN,
+                   "MLFLOW_TRACKING_URI": mlflow.url}
+        # GitHub's runners do not set PYTHONDONTWRITEBYTECODE; this machine does: jobs run without it
+        saved = os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
         try:
-            for workflow, cache_var in (("ml-pr-baseline.yml", "PIP_CACHE_DIR"), ("ml-pr.yml", "UV_CACHE_DIR")):
-                cache = base / f"cache-{workflow}"
-                for label in ("cold", "warm"):  # the first run fills an empty cache, the second reuses it
-                    before = len(api.requests)
-                    start = time.perf_counter()
-                    result = act.run(dev, "pull_request", workflow, payload=payload, secrets=secrets,
-                                     env={**common, cache_var: str(cache)}, timeout=1800)
-                    elapsed = time.perf_counter() - start
-                    posted = any(r.method in ("POST", "PATCH") for r in api.requests[before:])
-                    if result.returncode != 0 or not posted:
-                        raise RuntimeError(f"{workflow} {label} failed:\n{result.log[-4000:]}")
-                    results[f"{workflow.split('.')[0]}_{label}_s"] = round(elapsed, 1)
-                    print(f"  {workflow} {label}: {elapsed:.1f}s to the comment", flush=True)
+            for rep in range(repeat):
+                for workflow in WORKFLOWS:
+                    if workflow == "ml-pr-pip.yml" and rep >= pip_repeat:
+                        continue
+                    cache = base / f"cache-{workflow}-{rep}"  # empty: the cold run fills it, the warm run reuses it
+                    for label in ("cold", "warm"):
+                        before = len(api.requests)
+                        proxy.reset()
+                        start = time.perf_counter()
+                        result = act.run(dev, "pull_request", workflow, payload=payload, secrets=secrets,
+                                         env={**common, "LOCKSTEP_TEST_CACHE": str(cache)}, timeout=1800)
+                        elapsed = time.perf_counter() - start
+                        posted = any(r.method in ("POST", "PATCH") for r in api.requests[before:])
+                        if result.returncode != 0 or not posted:
+                            raise RuntimeError(f"{workflow} {label} failed:\n{result.log[-6000:]}")
+                        row = phases(workflow, result.log)
+                        row.update(act_s=round(elapsed, 1), s3_down_bytes=proxy.down, s3_up_bytes=proxy.up,
+                                   cache_store_bytes=sum(p.stat().st_size for p in cache.glob("*") if p.is_file()))
+                        samples[workflow][label].append(row)
+                        RESULTS.mkdir(parents=True, exist_ok=True)
+                        (RESULTS / f"act-{workflow}-{label}-{rep}.log").write_text(result.log)
+                        print(f"  [{rep + 1}/{repeat}] {WORKFLOWS[workflow]:<26} {label}: {row['to comment']:6.1f}s to the comment, "
+                              f"job {row['job']:.1f}s, S3 down {proxy.down:,} B, cache store {row['cache_store_bytes'] / 1e6:.1f} MB", flush=True)
         finally:
+            if saved is not None:
+                os.environ["PYTHONDONTWRITEBYTECODE"] = saved
+            proxy.close()
             api.close()
-    results["ratio_cold"] = round(results["ml-pr_cold_s"] / results["ml-pr-baseline_cold_s"], 2)
-    results["ratio_warm"] = round(results["ml-pr_warm_s"] / results["ml-pr-baseline_warm_s"], 2)
-    print(f"  lockstep / baseline: cold {results['ratio_cold']}, warm {results['ratio_warm']}")
+            mlflow.stop()
+    results: dict = {"repeat": repeat, "pip_repeat": pip_repeat, "medians": {}, "samples": samples}
+    for workflow, labels in samples.items():
+        for label, rows in labels.items():
+            if not rows:
+                continue
+            keys = [k for k in rows[0] if k != "steps"]
+            results["medians"][f"{workflow}:{label}"] = {k: round(statistics.median(r[k] for r in rows), 1) for k in keys}
+    med = results["medians"]
+    for label in ("cold", "warm"):
+        lock = med[f"ml-pr.yml:{label}"]["to comment"]
+        for baseline in ("ml-pr-uv.yml", "ml-pr-pip.yml"):
+            if f"{baseline}:{label}" in med:
+                results[f"ratio_{label}_vs_{baseline.removesuffix('.yml').removeprefix('ml-pr-')}"] = round(lock / med[f"{baseline}:{label}"]["to comment"], 2)
+    print_phase_table(med)
+    print("  ratios (lockstep / recipe, time to comment): " + ", ".join(f"{k} {v}" for k, v in results.items() if k.startswith("ratio")))
+    return results
+
+
+def print_phase_table(med: dict) -> None:
+    columns = [c for c in (f"{wf}:{label}" for label in ("cold", "warm") for wf in ("ml-pr-uv.yml", "ml-pr.yml", "ml-pr-pip.yml")) if c in med]
+    heads = [f"{WORKFLOWS[c.split(':')[0]].split()[0]} {c.split(':')[1]}" for c in columns]
+    print("  " + f"{'phase (median s)':<28}" + "".join(f"{h:>16}" for h in heads))
+    for phase in (*PHASES, "to comment", "job", "s3_down_bytes", "cache_store_bytes"):
+        print("  " + f"{phase:<28}" + "".join(f"{med[c][phase]:>16,}" if "bytes" in phase else f"{med[c][phase]:>16.1f}" for c in columns))
+
+
+def bench_main_rebuild(repeat: int = 1) -> dict:
+    """Job time of lockstep's main-rebuild.yml vs the uv rebuild recipe (pull, repro -f, push,
+    commit), after a merge that changed params without retraining; origin's main is reset to the
+    merge before every run, so each run retrains and commits. Cold then warm caches, `repeat` times."""
+    from actrunner import Act, push_payload
+    from github_api import TOKEN, GitHubAPI
+
+    workflows = {"main-uv.yml": "uv rebuild recipe", "ml-main.yml": "lockstep main-rebuild.yml"}
+    samples: dict[str, dict[str, list[dict]]] = {wf: {"cold": [], "warm": []} for wf in workflows}
+    with tempfile.TemporaryDirectory() as tmp, s3(Path(tmp)) as (server, env):
+        base = Path(tmp)
+        make_bucket(env, "main-rebuild")
+        make_bucket(env, "mlflow")
+        mlflow = servers.start_mlflow(base, server.url, "mlflow")
+        origin, dev, run_env = trained_repo(base, env, "main-rebuild")
+        target = dev / ".github" / "workflows"
+        target.mkdir(parents=True)
+        (target / "ml-main.yml").write_text((ROOT / "example-project/workflows/ml-main.yml").read_text().replace("OWNER/lockstep/", "lockstep-dev/lockstep/"))
+        shutil.copy(ROOT / "benchmarks/baseline/main-uv.yml", target)
+        for argv in (["git", "add", "-A"], ["git", "commit", "-qm", "main"], ["git", "push", "-q", "origin", "HEAD:main"]):
+            subprocess.run(argv, cwd=dev, check=True, env=run_env, capture_output=True)
+        params = dev / "example-project" / "params.yaml"
+        params.write_text(params.read_text().replace("max_depth: 6", "max_depth: 5"))
+        for argv in (["git", "commit", "-qam", "Merge pull request #8"], ["git", "push", "-q", "origin", "HEAD:main"]):
+            subprocess.run(argv, cwd=dev, check=True, env=run_env, capture_output=True)
+        merged = subprocess.run(["git", "rev-parse", "HEAD"], cwd=dev, capture_output=True, text=True).stdout.strip()
+        api = GitHubAPI()
+        proxy = FaultProxy(server.url, lambda method, path: None)
+        act = Act(base / "act")
+        wrapper = base / "act-timed"
+        wrapper.write_text(TIMED_ACT.format(python=sys.executable, act=act.binary))
+        wrapper.chmod(0o755)
+        act.binary = str(wrapper)
+        common = {**env, "AWS_ENDPOINT_URL": proxy.url, "GITHUB_API_URL": api.url, "GITHUB_REPOSITORY": "octo/ml",
+                  "MLFLOW_ENABLE_PROXY_MULTIPART_DOWNLOAD": "false", "LOCKSTEP_TEST_ORIGIN": f"file://{origin}"}
+        secrets = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "GITHUB_TOKEN": TOKEN,
+                   "MLFLOW_TRACKING_URI": mlflow.url}
+        saved = os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+        try:
+            for rep in range(repeat):
+                for workflow in workflows:
+                    cache = base / f"cache-{workflow}-{rep}"
+                    for label in ("cold", "warm"):
+                        subprocess.run(["git", "push", "-q", "-f", "origin", f"{merged}:main"], cwd=dev, check=True, capture_output=True)
+                        proxy.reset()
+                        result = act.run(dev, "push", workflow, payload=push_payload(merged), secrets=secrets,
+                                         env={**common, "LOCKSTEP_TEST_CACHE": str(cache)}, timeout=1800)
+                        head = subprocess.run(["git", "log", "-1", "--format=%s", "main"], cwd=origin, capture_output=True, text=True).stdout
+                        if result.returncode != 0 or "[skip ci]" not in head:
+                            raise RuntimeError(f"{workflow} {label} failed ({head!r}):\n{result.log[-6000:]}")
+                        steps = act_steps(act_events(result.log))
+                        start = min(e["t"] for e in act_events(result.log) if e.get("msg", "").startswith("⭐ Run Set up job"))
+                        def total(stage, test, steps=steps):
+                            return round(sum(st["end"] - st["start"] for st in steps if st["stage"] == stage and test(st)), 1)
+
+                        def cached(st):
+                            return "actions/cache@" in st["name"] or "setup-uv@" in st["name"]
+
+                        def installing(st):
+                            return st["name"] == "install" or ("/actions/setup@" in st["top"] and "@" not in st["name"])
+
+                        row = {"job": round(max(st["end"] for st in steps) - start, 1), "cache restore": total("Main", cached),
+                               "cache save": total("Post", cached), "install": total("Main", installing),
+                               "s3_down_bytes": proxy.down, "s3_up_bytes": proxy.up}
+                        row["to push (job - cache save)"] = round(row["job"] - row["cache save"], 1)
+                        samples[workflow][label].append(row)
+                        RESULTS.mkdir(parents=True, exist_ok=True)
+                        (RESULTS / f"act-{workflow}-{label}-{rep}.log").write_text(result.log)
+                        print(f"  [{rep + 1}/{repeat}] {workflows[workflow]:<26} {label}: job {row['job']:.1f}s (cache restore {row['cache restore']}s, "
+                              f"install {row['install']}s, cache save {row['cache save']}s), S3 down {proxy.down:,} B up {proxy.up:,} B", flush=True)
+        finally:
+            if saved is not None:
+                os.environ["PYTHONDONTWRITEBYTECODE"] = saved
+            proxy.close()
+            api.close()
+            mlflow.stop()
+    results: dict = {"repeat": repeat, "medians": {}, "samples": samples}
+    for workflow, labels in samples.items():
+        for label, rows in labels.items():
+            results["medians"][f"{workflow}:{label}"] = {k: round(statistics.median(r[k] for r in rows), 1) for k in rows[0]}
+    for label in ("cold", "warm"):
+        results[f"ratio_{label}"] = round(results["medians"][f"ml-main.yml:{label}"]["job"] / results["medians"][f"main-uv.yml:{label}"]["job"], 2)
+    print(f"  lockstep / uv rebuild recipe (job time): cold {results['ratio_cold']}, warm {results['ratio_warm']}")
     return results
 
 
 BENCHES = {"verify-scaling": None, "overhead": bench_overhead, "rebuild-bytes": bench_rebuild_bytes, "setup": bench_setup,
-           "pr-feedback": bench_pr_feedback}
+           "pr-feedback": bench_pr_feedback, "main-rebuild": bench_main_rebuild}
 
 
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--only", nargs="*", choices=list(BENCHES))
     parser.add_argument("--full", action="store_true", help="include the 1 GB case")
+    parser.add_argument("--repeat", type=int, default=3, help="pr-feedback: cold+warm pairs per workflow (medians)")
+    parser.add_argument("--pip-repeat", type=int, default=1, help="pr-feedback: pairs for the (slow) pip recipe")
+    parser.add_argument("--main-repeat", type=int, default=1, help="main-rebuild: cold+warm pairs per workflow")
     args = parser.parse_args()
     chosen = args.only or list(BENCHES)
     report = {"date": time.strftime("%Y-%m-%d"), "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
-              "command": "python benchmarks/run.py" + (" --full" if args.full else "")}
+              "command": " ".join(["python", "benchmarks/run.py", *sys.argv[1:]]), "load_before": os.getloadavg()}
     for name in chosen:
         print(f"== {name}", flush=True)
-        report[name] = bench_verify_scaling(args.full) if name == "verify-scaling" else BENCHES[name]()
+        if name == "verify-scaling":
+            report[name] = bench_verify_scaling(args.full)
+        elif name == "pr-feedback":
+            report[name] = bench_pr_feedback(args.repeat, args.pip_repeat)
+        elif name == "main-rebuild":
+            report[name] = bench_main_rebuild(args.main_repeat)
+        else:
+            report[name] = BENCHES[name]()
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "latest.json").write_text(json.dumps(report, indent=2))
     print(json.dumps(report, indent=2))

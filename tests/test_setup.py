@@ -127,3 +127,31 @@ def test_the_projects_install_runs_without_the_runners_tokens(tmp_path):
                     ACTIONS_RUNTIME_TOKEN="rt", GITHUB_TOKEN="gh", UV_NO_CACHE="1")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert probe.read_text() == ""
+
+
+def test_install_builds_both_environments_side_by_side_and_a_restored_cache_skips_it(tmp_path):
+    """No bytecode is compiled at install time; the `lockstep` and `dvc` commands write it on first
+    import even where PYTHONDONTWRITEBYTECODE is set, so the cache saved after the job holds it."""
+    folder = project(tmp_path, {"requirements.txt": "pyyaml\n"})
+    proc, values = setup("install", folder, tmp_path, PYTHONDONTWRITEBYTECODE="1")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    root = tmp_path / "runner" / "lockstep"
+    assert values["python-path"] == str(root / "project" / "bin" / "python")
+    assert installed(tmp_path, "yaml")
+    version = subprocess.run([str(root / "bin" / "lockstep"), "--version"], capture_output=True, text=True,
+                             env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
+    assert version.stdout.split()[1] == values["lockstep-version"]
+    site = next((root / "tool" / "lib").glob("python3*/site-packages"))
+    assert list((site / "lockstep" / "__pycache__").glob("cli.*.pyc"))  # imported: written
+    assert not list((site / "botocore").glob("**/*.pyc"))  # not imported: not compiled
+    assert (root / "bin" / "dvc").exists() and (root / ".key").exists()
+
+    again, _ = setup("install", folder, tmp_path)
+    assert again.returncode == 0 and "environments restored from the cache" in again.stdout
+
+
+def test_a_failed_project_install_fails_the_install_and_caches_nothing(tmp_path):
+    folder = project(tmp_path, {"dvc.yaml": "stages: {}\n"})
+    proc, _ = setup("install", folder, tmp_path, SETUP_REQUIREMENTS="nope/requirements.txt")
+    assert proc.returncode == 2 and "nope/requirements.txt does not exist" in proc.stderr
+    assert not (tmp_path / "runner" / "lockstep" / ".key").exists()

@@ -6,7 +6,10 @@
 #   setup.sh key       print the cache key and folder (to GITHUB_OUTPUT)
 #   setup.sh install   install both unless the restored cache already holds this key
 #   setup.sh project   install only the project's environment (the tests use it)
-# The environments are relocatable (uv venv --relocatable), so a cache restores anywhere.
+# The environments are relocatable (uv venv --relocatable), so a cache restores anywhere. The two
+# installs run side by side. No bytecode is compiled at install time: Python writes it on first
+# import, for what is imported only (the `lockstep` and `dvc` commands clear PYTHONDONTWRITEBYTECODE
+# for themselves and the stages they run), and the cache, saved after the job, keeps it.
 # The project's install runs code the pull request controls (build backends): it runs without the
 # runner's OIDC, cache and artifact tokens.
 set -euo pipefail
@@ -84,10 +87,10 @@ install_project() {
     echo "installing the project's requirements from $wd/$entry"
     case "$file" in
       *uv.lock)
-        UV_PROJECT_ENVIRONMENT="$root/project" "${clean[@]}" uv sync --quiet --frozen --no-editable --compile-bytecode \
+        UV_PROJECT_ENVIRONMENT="$root/project" "${clean[@]}" uv sync --quiet --frozen --no-editable \
           --python "$root/project/bin/python" --project "$(dirname "$wd/$file")" "${extras[@]}" ;;
       *)
-        "${clean[@]}" uv pip install --quiet --python "$root/project/bin/python" --compile-bytecode -r "$wd/$file" "${extras[@]}" ;;
+        "${clean[@]}" uv pip install --quiet --python "$root/project/bin/python" -r "$wd/$file" "${extras[@]}" ;;
     esac
   done <<< "$entries"
 }
@@ -119,20 +122,32 @@ case "${1:-install}" in
       echo "environments restored from the cache ($key)"
     else
       rm -rf "$root"
+      mkdir -p "$root"
+      # the project's environment installs in the background while lockstep's installs here
+      install_project > "$root/project-install.log" 2>&1 &
+      project_pid=$!
       uv venv --quiet --relocatable --python "$python" "$root/tool"
-      uv pip install --quiet --python "$root/tool/bin/python" --compile-bytecode -c "$source_dir/constraints.txt" "$source_dir"
+      uv pip install --quiet --python "$root/tool/bin/python" -c "$source_dir/constraints.txt" "$source_dir"
       extras="$(dvc_extras)"
       if [ -n "$extras" ]; then
         dvc_version="$("$root/tool/bin/python" -c 'import dvc; print(dvc.__version__)')"
         echo "installing dvc[$extras] for the project's remotes"
-        uv pip install --quiet --python "$root/tool/bin/python" --compile-bytecode "dvc[$extras]==$dvc_version"
+        uv pip install --quiet --python "$root/tool/bin/python" "dvc[$extras]==$dvc_version"
       fi
-      install_project
+      status=0
+      wait "$project_pid" || status=$?
+      if [ "$status" -ne 0 ]; then cat "$root/project-install.log" >&2; exit "$status"; fi
+      cat "$root/project-install.log"
+      rm -f "$root/project-install.log"
       echo "$key" > "$root/.key"
     fi
     mkdir -p "$root/bin"
-    ln -sf "$root/tool/bin/lockstep" "$root/bin/lockstep"
-    ln -sf "$root/tool/bin/dvc" "$root/bin/dvc"
+    for command in lockstep dvc; do
+      rm -f "$root/bin/$command"
+      printf '#!/bin/sh\n# bytecode is written on first import (setup.sh)\nPYTHONDONTWRITEBYTECODE= exec "%s" "$@"\n' \
+        "$root/tool/bin/$command" > "$root/bin/$command"
+      chmod +x "$root/bin/$command"
+    done
     # GITHUB_PATH lines are prepended in order: the project's python first, then lockstep and dvc.
     echo "$root/bin" >> "$GITHUB_PATH"
     echo "$root/project/bin" >> "$GITHUB_PATH"

@@ -1,12 +1,16 @@
-// After the job: save the folder under its key on a miss (stand-in for actions/cache).
+// After the job: on a miss, archive the paths under the key (stand-in for actions/cache, which
+// saves only when the exact key was not restored and no entry for it exists yet).
 const fs = require("fs");
 const path = require("path");
+const { archiveOf, create } = require("./archive");
 const hit = process.env.STATE_hit === "true";
-const store = process.env.STATE_store;
-const target = process.env.STATE_target;
-if (!hit && target && fs.existsSync(target)) {
-  fs.cpSync(target, store, { recursive: true, verbatimSymlinks: true, preserveTimestamps: true });
-  console.log(`cache saved: ${store}`);
+const key = process.env.STATE_key;
+if (key && !hit) {
+  if (fs.existsSync(archiveOf(key))) {
+    console.log(`Cache entry for key ${key} already exists: not saved`);
+  } else {
+    create(key, JSON.parse(process.env.STATE_paths || '""'));
+  }
 }
 
 // For the tests only: keep the git and DVC config files the job leaves in its workspace. Post
