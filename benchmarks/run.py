@@ -33,8 +33,10 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+from lockstep import scaffold
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "tests"))  # the test bed's servers: moto, the fault proxy, act, the GitHub API
 import servers  # noqa: E402
 from faultproxy import FaultProxy  # noqa: E402
 
@@ -136,7 +138,7 @@ def bench_overhead() -> dict:
     version = timed([str(BIN / "lockstep"), "--version"], ROOT, repeat=5)
     imports = timed([sys.executable, "-c", "import lockstep.validate, lockstep.rebuild, lockstep.dvcrepo"], ROOT, repeat=5)
     with tempfile.TemporaryDirectory() as tmp:
-        shutil.copytree(ROOT / "example-project", Path(tmp) / "p")
+        scaffold.copy_example(Path(tmp) / "p")
         config = timed([str(BIN / "lockstep"), "check-config", "--working-directory", "p"], Path(tmp), repeat=5)
     row = {"python_s": round(python, 3), "lockstep_version_s": round(version, 3), "import_modules_s": round(imports, 3),
            "check_config_s": round(config, 3), "beyond_interpreter_s": round(version - python, 3)}
@@ -150,42 +152,29 @@ def bench_overhead() -> dict:
 IDENTITY = {"GIT_AUTHOR_NAME": "b", "GIT_AUTHOR_EMAIL": "b@x", "GIT_COMMITTER_NAME": "b", "GIT_COMMITTER_EMAIL": "b@x"}
 
 
-def trained_repo(base: Path, env: dict, bucket: str) -> tuple[Path, Path, dict]:
-    """A bare origin and a clone holding the example project, trained and pushed to `bucket`.
-    Returns (origin, developer clone, environment for commands in it)."""
-    origin, dev = base / "origin.git", base / "dev"
-    git("init", "-q", "--bare", "-b", "main", str(origin), cwd=base)
-    git("init", "-q", "-b", "main", str(dev), cwd=base)
-    git("remote", "add", "origin", f"file://{origin}", cwd=dev)
-    shutil.copytree(ROOT / "example-project", dev / "example-project", ignore=shutil.ignore_patterns(".lockstep", "cache", "tmp"))
-    run_env = {**os.environ, **env, **IDENTITY, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
-    run_env.pop("MLFLOW_TRACKING_URI", None)
-    project = dev / "example-project"
-    for argv in (("remote", "modify", "storage", "url", f"s3://{bucket}/dvc"), ("repro", "-q"), ("push", "-q")):
-        subprocess.run([str(BIN / "dvc"), *argv], cwd=project, check=True, env=run_env, capture_output=True)
-    return origin, dev, run_env
+def trained_repo(base: Path, env: dict, bucket: str) -> tuple[scaffold.Repo, dict]:
+    """A consumer repository (lockstep.scaffold): the example project trained, pushed to `bucket`
+    and committed on main. Returns the repository and the environment for commands in it."""
+    repo = scaffold.Repo.create(base, env={**env, **IDENTITY})
+    scaffold.first_model(repo, remote=f"s3://{bucket}/dvc")
+    return repo, scaffold.subprocess_env(repo.env, mlflow=False)
 
 
 def bench_rebuild_bytes() -> dict:
     with tempfile.TemporaryDirectory() as tmp, s3(Path(tmp)) as (server, env):
         make_bucket(env, "rebuild-bytes")
         base = Path(tmp)
-        origin, dev, run_env = trained_repo(base, env, "rebuild-bytes")
-        params = dev / "example-project" / "params.yaml"
-        params.write_text(params.read_text().replace("max_depth: 6", "max_depth: 5"))
-        subprocess.run(["git", "add", "-A"], cwd=dev, check=True)
-        subprocess.run(["git", "commit", "-qm", "m"], cwd=dev, check=True, env=run_env)
-        subprocess.run(["git", "push", "-q", "origin", "HEAD:main"], cwd=dev, check=True)
+        repo, run_env = trained_repo(base, env, "rebuild-bytes")
+        repo.set_param("max_depth: 6", "max_depth: 5")
+        repo.commit("m")  # a param change merged without its lock: the rebuild retrains
         proxy = FaultProxy(server.url, lambda method, path: None)  # counts bytes, injects nothing
         try:
             counted = {**run_env, "AWS_ENDPOINT_URL": proxy.url}
-            everything = base / "everything"
-            git("clone", "-q", f"file://{origin}", str(everything), cwd=base)
+            everything = repo.clone("everything")
             subprocess.run([str(BIN / "dvc"), "pull", "-q"], cwd=everything / "example-project", env=counted, capture_output=True)
             pull_all = proxy.down
             proxy.reset()
-            ci = base / "ci"
-            git("clone", "-q", f"file://{origin}", str(ci), cwd=base)
+            ci = repo.clone("ci")
             proc = subprocess.run([str(BIN / "lockstep"), "rebuild", "--working-directory", "example-project", "--register", "false"],
                                   cwd=ci, env=counted, capture_output=True, text=True)
             if proc.returncode != 0:
@@ -232,32 +221,17 @@ WORKFLOWS = {  # file in the consumer repository: label
 
 
 def consumer_repo(base: Path, env: dict, bucket: str) -> tuple[Path, str, str]:
-    """A consumer repository: the example trained on main, and a PR branch trained and pushed."""
-    _origin, dev, run_env = trained_repo(base, env, bucket)
-    project = dev / "example-project"
-    workflows = dev / ".github" / "workflows"
+    """A consumer repository (lockstep.scaffold): the example trained on main with the PR
+    workflows, and a PR branch (`feature`, 150 trees) trained and pushed; the clone is left on it."""
+    repo, _run_env = trained_repo(base, env, bucket)
+    workflows = repo.dev / ".github" / "workflows"
     workflows.mkdir(parents=True)
-    (workflows / "ml-pr.yml").write_text((ROOT / "example-project/workflows/ml-pr.yml").read_text().replace("OWNER/lockstep/", "lockstep-dev/lockstep/"))
+    (workflows / "ml-pr.yml").write_text((scaffold.example_project() / "workflows/ml-pr.yml").read_text().replace("OWNER/lockstep/", "lockstep-dev/lockstep/"))
     for baseline in ("ml-pr-uv.yml", "ml-pr-pip.yml"):
         shutil.copy(ROOT / "benchmarks/baseline" / baseline, workflows)
-
-    def sh(*argv, cwd=project):
-        subprocess.run(list(argv), cwd=cwd, check=True, env=run_env, capture_output=True)
-
-    sh("git", "add", "-A", cwd=dev)
-    sh("git", "commit", "-qm", "main", cwd=dev)
-    sh("git", "push", "-q", "origin", "HEAD:main", cwd=dev)
-    base_sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=dev, capture_output=True, text=True).stdout.strip()
-    sh("git", "checkout", "-q", "-b", "feature", cwd=dev)
-    params = project / "params.yaml"
-    params.write_text(params.read_text().replace("n_estimators: 100", "n_estimators: 150"))
-    sh(str(BIN / "dvc"), "repro")
-    sh(str(BIN / "dvc"), "push")
-    sh("git", "add", "-A", cwd=dev)
-    sh("git", "commit", "-qm", "pr", cwd=dev)
-    sh("git", "push", "-q", "origin", "HEAD:feature", cwd=dev)
-    head_sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=dev, capture_output=True, text=True).stdout.strip()
-    return dev, base_sha, head_sha
+    repo.commit("main")
+    base_sha, head_sha = scaffold.open_pr(repo, "feature", "n_estimators: 100", "n_estimators: 150", "pr")
+    return repo.dev, base_sha, head_sha
 
 
 # act with `--json`, each line prefixed with the wall time it arrived (act's own `time` field has
@@ -475,18 +449,16 @@ def bench_main_rebuild(repeat: int = 1) -> dict:
         make_bucket(env, "main-rebuild")
         make_bucket(env, "mlflow")
         mlflow = servers.start_mlflow(base, server.url, "mlflow")
-        origin, dev, run_env = trained_repo(base, env, "main-rebuild")
+        repo, _run_env = trained_repo(base, env, "main-rebuild")
+        origin, dev = repo.origin, repo.dev
         target = dev / ".github" / "workflows"
         target.mkdir(parents=True)
-        (target / "ml-main.yml").write_text((ROOT / "example-project/workflows/ml-main.yml").read_text().replace("OWNER/lockstep/", "lockstep-dev/lockstep/"))
+        consumer_workflow = (scaffold.example_project() / "workflows/ml-main.yml").read_text()
+        (target / "ml-main.yml").write_text(consumer_workflow.replace("OWNER/lockstep/", "lockstep-dev/lockstep/"))
         shutil.copy(ROOT / "benchmarks/baseline/main-uv.yml", target)
-        for argv in (["git", "add", "-A"], ["git", "commit", "-qm", "main"], ["git", "push", "-q", "origin", "HEAD:main"]):
-            subprocess.run(argv, cwd=dev, check=True, env=run_env, capture_output=True)
-        params = dev / "example-project" / "params.yaml"
-        params.write_text(params.read_text().replace("max_depth: 6", "max_depth: 5"))
-        for argv in (["git", "commit", "-qam", "Merge pull request #8"], ["git", "push", "-q", "origin", "HEAD:main"]):
-            subprocess.run(argv, cwd=dev, check=True, env=run_env, capture_output=True)
-        merged = subprocess.run(["git", "rev-parse", "HEAD"], cwd=dev, capture_output=True, text=True).stdout.strip()
+        repo.commit("main")
+        repo.set_param("max_depth: 6", "max_depth: 5")
+        merged = repo.commit("Merge pull request #8")
         api = GitHubAPI()
         proxy = FaultProxy(server.url, lambda method, path: None)
         act = Act(base / "act")
