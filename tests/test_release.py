@@ -56,3 +56,10 @@ def test_changelog_follows_keep_a_changelog():
         version, rest = heading
         assert version == "Unreleased" or re.fullmatch(r"\d+\.\d+\.\d+", version)
         assert version == "Unreleased" or re.fullmatch(r" - \d{4}-\d{2}-\d{2}", rest)
+
+
+def test_this_checkout_passes_its_own_release_check():
+    """What the tag `v<pyproject version>` would run: the version in pyproject.toml has its dated
+    CHANGELOG entry, so tagging this commit releases it."""
+    declared = re.search(r'^version = "([^"]+)"', (ROOT / "pyproject.toml").read_text(), re.M).group(1)
+    assert release.check(f"v{declared}", ROOT) == f"v{declared.split('.')[0]}"
