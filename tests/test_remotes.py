@@ -10,7 +10,7 @@ import pytest
 
 from lockstep.errors import EXIT_CHECKS_FAILED, EXIT_OK
 
-from conftest import BIN, git, lockstep, run
+from conftest import BIN, lockstep, run
 from httpremote import HttpRemote
 from test_shapes import SHAPES, Repo, open_pr
 
@@ -32,13 +32,8 @@ def http_repo(tmp_path, http_remote) -> Repo:
     from test_shapes import PROJECTS
 
     shape = next(s for s in SHAPES if s.name == "cached-stage-metrics")
-    root = tmp_path / "repo"
-    root.mkdir()
-    origin, dev = root / "origin.git", root / "dev"
-    git("init", "-q", "--bare", "-b", "main", str(origin), cwd=root)
-    git("init", "-q", "-b", "main", str(dev), cwd=root)
-    git("remote", "add", "origin", f"file://{origin}", cwd=dev)
-    repo = Repo(shape, root, origin, dev, tmp_path / "unused", "http-remote-model")
+    repo = Repo.create(tmp_path / "repo", folder=shape.folder, shape=shape, remote=tmp_path / "unused",
+                       model_name="http-remote-model")
     shutil.copytree(PROJECTS / shape.name, repo.project)
     config = repo.project / "lockstep.yaml"
     config.write_text(config.read_text().replace("MODEL", repo.model_name))

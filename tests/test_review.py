@@ -14,7 +14,7 @@ from pathlib import Path
 import cmarkgfm
 import pytest
 
-from lockstep import comment, report as reportmod, review
+from lockstep import comment, report as reportmod, review, scaffold
 from lockstep.dvcrepo import PlotRead
 from lockstep.errors import EXIT_OK, EXIT_USAGE, ArtifactError
 from lockstep.report import COMMENT_LIMIT, ConfusionCell, DataRow, Plot, PlotSeries, Report, Timing
@@ -258,10 +258,8 @@ def test_readme_sample_comment_is_what_the_renderer_makes():
 def _project_with_many_plots(root: Path, count: int) -> tuple[Path, str, str, Path]:
     """A DVC project whose evaluation writes `count` plots (lines, confusion matrices, images),
     a base commit and a PR that changes the evaluation's param; the CI clone of the PR."""
-    origin, dev = root / "origin.git", root / "dev"
-    git("init", "-q", "--bare", "-b", "main", str(origin), cwd=root)
-    git("init", "-q", "-b", "main", str(dev), cwd=root)
-    git("remote", "add", "origin", f"file://{origin}", cwd=dev)
+    repo = scaffold.Repo.create(root, folder=".")
+    origin, dev = repo.origin, repo.dev
     (dev / "evaluate.py").write_text(
         "import base64, json, os, yaml\n"
         "p = yaml.safe_load(open('params.yaml'))['evaluate']\n"
