@@ -53,7 +53,7 @@ def test_command_help_lists_each_option_with_its_text(capsys):
 # --- composite actions vs the CLI ---------------------------------------------------------------
 
 ACTIONS = sorted((ROOT / "actions").glob("*/action.yml"))
-RUN = re.compile(r"^\s*lockstep\s+([a-z-]+)\b", re.MULTILINE)
+RUN = re.compile(r"^\s*(?:exec\s+)?lockstep\s+([a-z-]+)\b", re.MULTILINE)
 STEP_OUTPUT = re.compile(r"steps\.([A-Za-z0-9_-]+)\.outputs\.([A-Za-z0-9_-]+)")
 
 

@@ -39,18 +39,20 @@ def looks_secret(name: str) -> bool:
     return bool(_SECRET_WORD.search(name) or _KEY_NAME.search(name))
 
 
+def withheld_from_untrusted(name: str) -> bool:
+    """Whether a pull request's code must not see this variable (sandbox.py also blanks these in
+    lockstep's own /proc/<pid>/environ)."""
+    return (name in _ALWAYS_DROP or name.startswith(_UNTRUSTED_DROP_PREFIXES)
+            or name.startswith(_ALWAYS_DROP_PREFIXES) or looks_secret(name))
+
+
 def for_untrusted_code(environ: Mapping[str, str], extra: Mapping[str, str] | None = None, *,
                        mlflow_uri: str | None = None) -> dict[str, str]:
     """The environment of a pull request's code: nothing that grants access to anything."""
-    env = {
-        name: value
-        for name, value in environ.items()
-        if name not in _ALWAYS_DROP
-        and not name.startswith(_UNTRUSTED_DROP_PREFIXES)
-        and not name.startswith(_ALWAYS_DROP_PREFIXES)
-        and not looks_secret(name)
-    }
+    env = {name: value for name, value in environ.items() if not withheld_from_untrusted(name)}
     env.update(dict(extra or {}))
+    # DVC's usage report is a daemon that would outlive the stage (and be killed as one, with a warning)
+    env.setdefault("DVC_NO_ANALYTICS", "true")
     if mlflow_uri:
         env["MLFLOW_TRACKING_URI"] = mlflow_uri
         env["MLFLOW_ALLOW_FILE_STORE"] = "true"  # MLflow 3 refuses a file store unless told; skinny has no SQL store

@@ -27,14 +27,13 @@ import json
 import os
 import shlex
 import shutil
-import subprocess
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import __version__, config as configmod, dvcrepo, gha, gitrepo, lineage, procenv, review, tracking
+from . import __version__, config as configmod, dvcrepo, gha, gitrepo, lineage, procenv, review, sandbox, tracking
 from .errors import ConfigError, DvcError, LockstepError
 from .metrics import check_gates, diff, disagreements, format_value, parse_file
 from .report import PLOTS_FILE, Check, Report, Timing, metric_rows, render
@@ -96,6 +95,7 @@ class Context:
 
 
 def run(inputs: ValidateInputs) -> ValidateResult:
+    sandbox.harden()  # before any of the PR's code runs: no secret in /proc/<pid>/environ, no orphan escapes
     project = inputs.project_dir.resolve()
     if not project.is_dir():
         from .errors import InputError
@@ -253,13 +253,12 @@ def step_tests(ctx: Context) -> None:
             return
         gha.info(f"$ {command}")
         try:
-            with gha.commands_paused():
-                proc = subprocess.run(argv, cwd=ctx.project, env=ctx.stage_env())  # noqa: S603 - the workflow's own input
+            returncode = sandbox.run(argv, cwd=ctx.project, env=ctx.stage_env(), what="the test command")
         except FileNotFoundError:
             ctx.report.add(Check("tests", "Project tests", "fail", f"the test command was not found: {argv[0]}", ["check the `test-command` input"]))
             return
-        if proc.returncode != 0:
-            ctx.report.add(Check("tests", "Project tests", "fail", f"`{command}` exited with {proc.returncode}; see its output in the log"))
+        if returncode != 0:
+            ctx.report.add(Check("tests", "Project tests", "fail", f"`{command}` exited with {returncode}; see its output in the log"))
             return
         ctx.report.add(Check("tests", "Project tests", "pass", f"`{command}` passed"))
 
@@ -279,7 +278,7 @@ def step_reevaluate(ctx: Context) -> None:
         committed_model = dvcrepo.output_digest(ctx.repo, ctx.cfg.model_path or "") if retrains else ""
         started = time.monotonic()
         try:
-            with tracking.imported_meanwhile():  # the MLflow step's import, while the stages run
+            with tracking.imported_meanwhile(), sandbox.contained("re-evaluation"):  # MLflow imported meanwhile
                 dvcrepo.reproduce(ctx.project, ctx.eval_stages, env=ctx.stage_env(), force=True)
         except LockstepError as exc:
             ctx.report.add(Check("re-evaluation", "Re-evaluation", "fail", exc.message, [exc.hint]))
@@ -396,7 +395,8 @@ def _compare_evaluations(ctx: Context, base_project: Path) -> None:
     started = time.monotonic()
     try:
         with gha.group(f"the base's evaluation on this PR's model: {', '.join(base_stages)}"):
-            dvcrepo.reproduce(base_project, base_stages, env=ctx.stage_env(), force=True, no_commit=True)
+            with sandbox.contained("the base's evaluation"):
+                dvcrepo.reproduce(base_project, base_stages, env=ctx.stage_env(), force=True, no_commit=True)
     except LockstepError as exc:
         ctx.report.add(Check("trusted-evaluation", title, "fail",
                              f"{review} ({'; '.join(changed[:3])}), and the base's evaluation cannot run on this PR's "
