@@ -49,3 +49,10 @@ def test_readme_snippets_are_the_files_the_e2e_tests_run():
     readme = (ROOT / "README.md").read_text()
     for path in sorted((ROOT / "example-project" / "workflows").glob("*.yml")):
         assert path.read_text() in readme, f"README does not show {path.name} as it is"
+
+
+def test_the_two_archive_stand_ins_are_one_file():
+    """act copies each stand-in folder on its own, so setup-uv's stand-in carries a copy of the
+    cache stand-in's archive code: the two must not drift apart (one cost model for both)."""
+    standins = ROOT / "tests" / "standins"
+    assert (standins / "setup-uv" / "archive.js").read_bytes() == (standins / "cache" / "archive.js").read_bytes()

@@ -1,5 +1,5 @@
-// The one definition of the stand-ins' cache store; tests/standins/setup-uv/archive.js is a copy
-// (act copies each stand-in folder on its own). Keep the two files identical.
+// The stand-ins' cache store, in tests/standins/cache/ and tests/standins/setup-uv/ alike: act
+// copies each stand-in folder on its own, so each holds this file (tests/test_actrunner.py keeps them identical).
 // Shared by restore.js and save.js: the cache store is $LOCKSTEP_TEST_CACHE, one archive per key,
 // made and read the way actions/cache does it: tar of the paths, compressed with zstd when the
 // `zstd` binary exists (actions/cache: `zstd -T0 --long=30`), else gzip. Restoring extracts the
