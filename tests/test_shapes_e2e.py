@@ -23,7 +23,9 @@ def env_for(repo, api) -> dict[str, str]:
     return {"GITHUB_API_URL": api.url, "GITHUB_REPOSITORY": REPOSITORY, "LOCKSTEP_TEST_ORIGIN": f"file://{repo.origin}"}
 
 
-@pytest.mark.parametrize("name", ["dvclive-layout", "ignored-results", "root-env"])
+# A project in a folder and one at the repository's root: the two wirings `lockstep init` writes.
+# Every shape goes through the CLI in test_shapes.py; what a workflow run adds is the wiring.
+@pytest.mark.parametrize("name", ["ignored-results", "root-env"])
 def test_shape_through_the_real_workflows(name, tmp_path, act, api):
     shape = BY_NAME[name]
     repo = make_repo(shape, tmp_path, init=True)  # lockstep init wrote lockstep.yaml and .github/workflows
