@@ -10,9 +10,9 @@ import pytest
 
 from lockstep.errors import EXIT_CHECKS_FAILED, EXIT_OK
 
-from conftest import BIN, lockstep, run
+from conftest import lockstep
 from httpremote import HttpRemote
-from test_shapes import SHAPES, Repo, open_pr
+from test_shapes import SHAPES, Repo, make_repo, open_pr
 
 pytestmark = pytest.mark.integration
 PASSWORD = "s3cret-remote-password"
@@ -27,25 +27,11 @@ def http_remote(tmp_path):
 
 def http_repo(tmp_path, http_remote) -> Repo:
     """The cached-stage-metrics shape, pushed by a developer whose password is in config.local."""
-    import shutil
-
-    from test_shapes import PROJECTS
-
     shape = next(s for s in SHAPES if s.name == "cached-stage-metrics")
-    repo = Repo.create(tmp_path / "repo", folder=shape.folder, shape=shape, remote=tmp_path / "unused",
-                       model_name="http-remote-model")
-    shutil.copytree(PROJECTS / shape.name, repo.project)
-    config = repo.project / "lockstep.yaml"
-    config.write_text(config.read_text().replace("MODEL", repo.model_name))
-    repo.dvc("init", "-q", "--subdir")
-    repo.dvc("remote", "add", "-d", "storage", f"{http_remote.url}/dvc")
-    repo.dvc("remote", "modify", "storage", "auth", "basic")
-    repo.dvc("remote", "modify", "storage", "user", "ci")
-    repo.dvc("remote", "modify", "--local", "storage", "password", PASSWORD)  # the developer's machine only
-    run(str(BIN / "dvc"), "repro", cwd=repo.project)
-    repo.dvc("push")
-    repo.commit("First model")
-    return repo
+    return make_repo(shape, tmp_path, remote=f"{http_remote.url}/dvc", remote_options=(
+        ("storage", "auth", "basic"), ("storage", "user", "ci"),
+        ("--local", "storage", "password", PASSWORD),  # the developer's machine only
+    ))
 
 
 def test_an_authenticated_http_remote_validates_and_rebuilds_with_the_secret_in_memory_only(tmp_path, http_remote):
@@ -97,8 +83,6 @@ def test_an_s3_compatible_endpoint_with_its_own_url_and_authentication(tmp_path,
     """MinIO, R2 or DagsHub's S3: `s3://` with `endpointurl` in .dvc/config, keys from the secrets.
     The endpoint here checks the access key on every request."""
     from faultproxy import FaultProxy
-    from test_shapes import make_repo
-
     proxy = FaultProxy(bucket.endpoint, lambda method, path: None, access_key="ci-key")
     try:
         monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)  # the endpoint comes from .dvc/config

@@ -71,9 +71,10 @@ class Repo(scaffold.Repo):
 
 
 def make_repo(shape: Shape, tmp_path: Path, *, init: bool = False, remote: str | None = None,
-              endpoint: str | None = None) -> Repo:
+              endpoint: str | None = None, remote_options: tuple[tuple[str, ...], ...] = ()) -> Repo:
     """The shape in a repository with a bare origin, trained and pushed by a developer. The DVC
-    remote is a local folder unless `remote` (and an S3-compatible `endpoint`) is given."""
+    remote is a local folder unless `remote` (and an S3-compatible `endpoint`) is given;
+    `remote_options` are `dvc remote modify` arguments for it (e.g. credentials in config.local)."""
     root = tmp_path / "repo"
     repo = Repo.create(root, folder=shape.folder, shape=shape, remote=root / "dvc-remote",
                        model_name=f"shape-{shape.name}-{tmp_path.name[-12:]}")
@@ -85,6 +86,8 @@ def make_repo(shape: Shape, tmp_path: Path, *, init: bool = False, remote: str |
         config.write_text(config.read_text().replace("MODEL", repo.model_name))
     repo.dvc("init", "-q", *([] if shape.root else ["--subdir"]))
     repo.set_remote(remote or str(repo.remote), endpoint=endpoint)
+    for options in remote_options:
+        repo.dvc("remote", "modify", *options)
     env = {"PYTHONPATH": "."} if shape.root else {}  # the developer's shell has what the stages need
     for command in shape.setup:
         run(*(str(BIN / command[0]) if command[0] == "dvc" else command[0], *command[1:]), cwd=repo.project, env=env)

@@ -36,10 +36,11 @@ def _linux() -> bool:
     return sys.platform.startswith("linux") and Path("/proc/self/stat").is_file()
 
 
-def _stat_fields(pid: int | str) -> list[str]:
-    """The fields of /proc/<pid>/stat after the command name (which may hold spaces and parentheses)."""
+def _stat(pid: int | str) -> tuple[str, list[str]]:
+    """The command name in /proc/<pid>/stat (which may hold spaces and parentheses), and the fields
+    after it."""
     text = Path(f"/proc/{pid}/stat").read_text("utf-8", "replace")
-    return text[text.rindex(")") + 2:].split()
+    return text[text.index("(") + 1:text.rindex(")")], text[text.rindex(")") + 2:].split()
 
 
 def scrub_environ() -> int:
@@ -47,7 +48,7 @@ def scrub_environ() -> int:
     block (what /proc/<pid>/environ shows); return how many were overwritten."""
     if not _linux():
         return 0
-    fields = _stat_fields("self")
+    _name, fields = _stat("self")
     # fields[0] is field 3 (state) of proc(5): env_start and env_end are fields 50 and 51
     env_start, env_end = int(fields[47]), int(fields[48])
     block = ctypes.string_at(env_start, env_end - env_start)
@@ -92,15 +93,14 @@ def descendants(root: int | None = None) -> dict[int, str]:
         if not entry.name.isdigit():
             continue
         try:
-            text = (entry / "stat").read_text("utf-8", "replace")
+            name, after = _stat(entry.name)
         except OSError:
             continue  # gone meanwhile
-        after = text[text.rindex(")") + 2:].split()
         if after[0] in ("Z", "X"):
             continue  # dead: only its reaping is left
         pid = int(entry.name)
         parents[pid] = int(after[1])
-        names[pid] = text[text.index("(") + 1:text.rindex(")")]
+        names[pid] = name
     found: dict[int, str] = {}
     for pid in parents:
         seen: set[int] = set()
