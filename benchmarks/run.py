@@ -320,7 +320,7 @@ def phases(workflow: str, log: str) -> dict:
             add("cache save" if step["stage"] == "Post" else "cache restore", seconds)
         elif step["stage"] == "Post":
             add("report + comment", seconds)
-        elif name == "lockstep validate":
+        elif name.endswith("lockstep validate"):  # the action runs `exec lockstep validate`
             cuts = [(step["start"], "checks before evaluation")]
             for event in events:
                 if step["start"] <= event["t"] <= step["end"] and event.get("command") == "group":

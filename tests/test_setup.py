@@ -9,6 +9,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
 SETUP = ROOT / "actions" / "setup" / "setup.sh"
@@ -129,29 +130,42 @@ def test_the_projects_install_runs_without_the_runners_tokens(tmp_path):
     assert probe.read_text() == ""
 
 
-def test_install_builds_both_environments_side_by_side_and_a_restored_cache_skips_it(tmp_path):
-    """No bytecode is compiled at install time; the `lockstep` and `dvc` commands write it on first
-    import even where PYTHONDONTWRITEBYTECODE is set, so the cache saved after the job holds it."""
+def test_install_builds_both_environments_and_runs_lockstep_from_its_source(tmp_path):
+    """Nothing is built (a .pth file points at the action's scripts/), no bytecode is compiled at
+    install time, and the `lockstep` and `dvc` commands write it on first import even where
+    PYTHONDONTWRITEBYTECODE is set."""
     folder = project(tmp_path, {"requirements.txt": "pyyaml\n"})
     proc, values = setup("install", folder, tmp_path, PYTHONDONTWRITEBYTECODE="1")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     root = tmp_path / "runner" / "lockstep"
     assert values["python-path"] == str(root / "project" / "bin" / "python")
     assert installed(tmp_path, "yaml")
+    site = next((root / "tool" / "lib").glob("python3*/site-packages"))
+    assert [p.name for p in site.glob("lockstep*")] == ["lockstep-source.pth"] and (site / "lockstep-source.pth").read_text().strip() == str(ROOT / "scripts")
     version = subprocess.run([str(root / "bin" / "lockstep"), "--version"], capture_output=True, text=True,
                              env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
-    assert version.stdout.split()[1] == values["lockstep-version"]
-    site = next((root / "tool" / "lib").glob("python3*/site-packages"))
-    assert list((site / "lockstep" / "__pycache__").glob("cli.*.pyc"))  # imported: written
+    assert version.stdout.split()[1] == values["lockstep-version"] == tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    dvc = subprocess.run([str(root / "bin" / "dvc"), "version"], capture_output=True, text=True, env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
+    assert dvc.returncode == 0, dvc.stderr
+    assert list((site / "dvc" / "__pycache__").glob("__init__.*.pyc"))  # imported: written
     assert not list((site / "botocore").glob("**/*.pyc"))  # not imported: not compiled
-    assert (root / "bin" / "dvc").exists() and (root / ".key").exists()
-
-    again, _ = setup("install", folder, tmp_path)
-    assert again.returncode == 0 and "environments restored from the cache" in again.stdout
 
 
-def test_a_failed_project_install_fails_the_install_and_caches_nothing(tmp_path):
+def test_in_the_background_the_project_installs_after_the_step_and_lockstep_waits_for_it(tmp_path):
+    env_file = tmp_path / "github-env.txt"
+    folder = project(tmp_path, {"requirements.txt": "six\n"})
+    proc, _ = setup("install", folder, tmp_path, SETUP_BACKGROUND="true", GITHUB_ENV=str(env_file))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    status = tmp_path / "runner" / "lockstep" / "project.status"
+    assert f"LOCKSTEP_PROJECT_ENV_STATUS={status}" in env_file.read_text().splitlines()
+    from lockstep import projectenv
+
+    projectenv.wait_until_installed({"LOCKSTEP_PROJECT_ENV_STATUS": str(status)}, timeout=300)
+    assert status.read_text().strip() == "0" and installed(tmp_path, "six")
+
+
+def test_a_failed_project_install_fails_the_install(tmp_path):
     folder = project(tmp_path, {"dvc.yaml": "stages: {}\n"})
     proc, _ = setup("install", folder, tmp_path, SETUP_REQUIREMENTS="nope/requirements.txt")
     assert proc.returncode == 2 and "nope/requirements.txt does not exist" in proc.stderr
-    assert not (tmp_path / "runner" / "lockstep" / ".key").exists()
+    assert "lockstep-version" not in (tmp_path / "outputs.txt").read_text()

@@ -3,17 +3,22 @@
 # and the project's stage requirements into another, so neither can break the other. Called by
 # actions/setup/action.yml:
 #   setup.sh plan      which Python, which requirement files, which DVC extras (to GITHUB_OUTPUT)
-#   setup.sh key       print the cache key and folder (to GITHUB_OUTPUT)
-#   setup.sh install   install both unless the restored cache already holds this key
+#   setup.sh key       the bytecode cache's key and folder (to GITHUB_OUTPUT)
+#   setup.sh install   install both environments
 #   setup.sh project   install only the project's environment (the tests use it)
-# The environments are relocatable (uv venv --relocatable), so a cache restores anywhere. The two
-# installs run side by side. No bytecode is compiled at install time: Python writes it on first
-# import, for what is imported only (the `lockstep` and `dvc` commands clear PYTHONDONTWRITEBYTECODE
-# for themselves and the stages they run), and the cache, saved after the job, keeps it.
+# lockstep runs from the action's own source (a .pth file), so nothing is built. The two installs
+# run side by side; with SETUP_BACKGROUND=true the project's goes on after this step, and
+# `lockstep validate` / `lockstep rebuild` wait for it (LOCKSTEP_PROJECT_ENV_STATUS) before they run
+# any of the project's code, so lockstep's first checks overlap it. No bytecode is compiled at
+# install time: Python writes it on first import, for what is imported only (the `lockstep` and
+# `dvc` commands clear PYTHONDONTWRITEBYTECODE for themselves and the stages they run).
 # The project's install runs code the pull request controls (build backends): it runs without the
 # runner's OIDC, cache and artifact tokens.
 set -euo pipefail
 root="${RUNNER_TEMP:?}/lockstep"
+# the bytecode cache (lockstep/bytecode.py): restored here by actions/cache, filled by lockstep at the
+# end of a job whose cache missed, linked into the fresh environments
+bytecode="${RUNNER_TEMP:?}/lockstep-bytecode"
 source_dir="$(cd "${GITHUB_ACTION_PATH:?}/../.." && pwd)"
 python="${SETUP_PYTHON:-python3}"
 wd="${SETUP_WORKING_DIRECTORY:-.}"
@@ -61,7 +66,6 @@ cache_key() {
     "$python" -c 'import platform, sys; print(platform.machine(), sys.version, sys.base_prefix)'
     uv --version
     cat "$source_dir/pyproject.toml" "$source_dir/constraints.txt"
-    find "$source_dir/scripts" -type f \( -name '*.py' -o -name '*.json' \) | LC_ALL=C sort | xargs cat
     dvc_extras
     requirements | while read -r entry; do echo "$entry"; cat "$wd/${entry%%\[*}" 2>/dev/null || true; done
   } | sha256sum | cut -c1-32
@@ -95,6 +99,13 @@ install_project() {
   done <<< "$entries"
 }
 
+# Link the restored bytecode of an environment into it (lockstep/bytecode.py: checked-hash files,
+# which Python compiles again, into a new file, when their source differs).
+link_bytecode() {
+  [ -d "$bytecode/$1" ] || return 0
+  PYTHONPATH="$source_dir/scripts" "$python" -m lockstep.bytecode link "$bytecode/$1" "$root/$1"
+}
+
 case "${1:-install}" in
   plan)
     version="$(python_version)"
@@ -108,8 +119,8 @@ case "${1:-install}" in
     ;;
   key)
     {
-      echo "key=lockstep-env-$(uname -s)-$(cache_key)"
-      echo "dir=$root"
+      echo "key=lockstep-bytecode-$(uname -s)-$(cache_key)"
+      echo "dir=$bytecode"
     } >> "$GITHUB_OUTPUT"
     ;;
   project)
@@ -117,37 +128,41 @@ case "${1:-install}" in
     install_project
     ;;
   install)
-    key="lockstep-env-$(uname -s)-$(cache_key)"
-    if [ "$(cat "$root/.key" 2>/dev/null)" = "$key" ]; then
-      echo "environments restored from the cache ($key)"
+    rm -rf "$root"
+    mkdir -p "$root"
+    status="$root/project.status"
+    # the project's environment installs in the background while lockstep's installs here
+    ( set +e; ( install_project && link_bytecode project ) > "$root/project-install.log" 2>&1; echo "$?" > "$status.part"; mv "$status.part" "$status" ) \
+      < /dev/null > /dev/null 2>&1 &
+    project_pid=$!
+    uv venv --quiet --relocatable --python "$python" "$root/tool"
+    extras="$(dvc_extras)"
+    [ -z "$extras" ] || echo "installing dvc[$extras] for the project's remotes"
+    uv pip install --quiet --python "$root/tool/bin/python" -c "$source_dir/constraints.txt" \
+      -r "$source_dir/pyproject.toml" ${extras:+"dvc[$extras]"}
+    site="$("$root/tool/bin/python" -c 'import sysconfig; print(sysconfig.get_path("purelib"))')"
+    echo "$source_dir/scripts" > "$site/lockstep-source.pth"
+    link_bytecode tool
+    if [ "${SETUP_CACHE:-false}" = true ] && [ "${SETUP_CACHE_HIT:-}" != true ]; then
+      printf 'LOCKSTEP_BYTECODE_SAVE=%s\nLOCKSTEP_ENVIRONMENTS=%s\n' "$bytecode" "$root" >> "$GITHUB_ENV"
+    fi
+    if [ "${SETUP_BACKGROUND:-false}" = true ]; then
+      disown "$project_pid"
+      echo "LOCKSTEP_PROJECT_ENV_STATUS=$status" >> "$GITHUB_ENV"
+      echo "the project's requirements go on installing in the background; lockstep waits for them before running the project's code"
     else
-      rm -rf "$root"
-      mkdir -p "$root"
-      # the project's environment installs in the background while lockstep's installs here
-      install_project > "$root/project-install.log" 2>&1 &
-      project_pid=$!
-      uv venv --quiet --relocatable --python "$python" "$root/tool"
-      uv pip install --quiet --python "$root/tool/bin/python" -c "$source_dir/constraints.txt" "$source_dir"
-      extras="$(dvc_extras)"
-      if [ -n "$extras" ]; then
-        dvc_version="$("$root/tool/bin/python" -c 'import dvc; print(dvc.__version__)')"
-        echo "installing dvc[$extras] for the project's remotes"
-        uv pip install --quiet --python "$root/tool/bin/python" "dvc[$extras]==$dvc_version"
-      fi
-      status=0
-      wait "$project_pid" || status=$?
-      if [ "$status" -ne 0 ]; then cat "$root/project-install.log" >&2; exit "$status"; fi
+      wait "$project_pid" || true
+      code="$(cat "$status")"
+      if [ "$code" -ne 0 ]; then cat "$root/project-install.log" >&2; exit "$code"; fi
       cat "$root/project-install.log"
-      rm -f "$root/project-install.log"
-      echo "$key" > "$root/.key"
     fi
     mkdir -p "$root/bin"
-    for command in lockstep dvc; do
-      rm -f "$root/bin/$command"
-      printf '#!/bin/sh\n# bytecode is written on first import (setup.sh)\nPYTHONDONTWRITEBYTECODE= exec "%s" "$@"\n' \
-        "$root/tool/bin/$command" > "$root/bin/$command"
-      chmod +x "$root/bin/$command"
-    done
+    wrapper() {
+      printf '#!/bin/sh\n# bytecode is written on first import (setup.sh)\nPYTHONDONTWRITEBYTECODE= exec %s "$@"\n' "$2" > "$root/bin/$1"
+      chmod +x "$root/bin/$1"
+    }
+    wrapper lockstep "\"$root/tool/bin/python\" -m lockstep"
+    wrapper dvc "\"$root/tool/bin/dvc\""
     # GITHUB_PATH lines are prepended in order: the project's python first, then lockstep and dvc.
     echo "$root/bin" >> "$GITHUB_PATH"
     echo "$root/project/bin" >> "$GITHUB_PATH"

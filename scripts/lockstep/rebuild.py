@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from . import __version__, config as configmod, dvcrepo, gha, gitrepo, lineage, procenv, provenance, registry
+from . import __version__, bytecode, config as configmod, dvcrepo, gha, gitrepo, lineage, procenv, projectenv, provenance, registry
 from .errors import ConfigError, DvcError, InputError, LockstepError
 from .metrics import check_gates, parse_file
 
@@ -181,6 +181,7 @@ def run(inputs: RebuildInputs) -> RebuildResult:
         if tracker and result.mlflow_run_id:
             tracker.end_run_quietly(result.mlflow_run_id, "FAILED")
         raise
+    bytecode.keep_for_cache()
     return result
 
 
@@ -189,6 +190,7 @@ def _build_and_publish(inputs: RebuildInputs, cfg: configmod.Config, project: Pa
                        repository: str, label: str) -> None:
     with gha.group(f"2. dvc repro -f {' '.join(stage_names)}"):
         env = procenv.for_reviewed_code(os.environ, cfg.env, mlflow_run_id=result.mlflow_run_id or None)
+        projectenv.wait_until_installed()
         try:
             dvcrepo.reproduce(project, stage_names, env=env, force=True)
         except LockstepError as exc:

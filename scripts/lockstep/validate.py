@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import __version__, config as configmod, dvcrepo, gha, gitrepo, lineage, procenv, review, sandbox, tracking
+from . import __version__, bytecode, config as configmod, dvcrepo, gha, gitrepo, lineage, procenv, projectenv, review, sandbox, tracking
 from .errors import ConfigError, DvcError, LockstepError
 from .metrics import check_gates, diff, disagreements, format_value, parse_file
 from .report import PLOTS_FILE, Check, Report, Timing, metric_rows, render
@@ -85,7 +85,9 @@ class Context:
     plots_html: str = ""  # every plot base vs PR, for the report folder (review.plots_html)
 
     def stage_env(self) -> dict[str, str]:
-        """The environment of the PR's own code: no secret, the trusted config's `env:`."""
+        """The environment of the PR's own code: no secret, the trusted config's `env:`. Called
+        right before that code runs, so it first waits for the project's environment."""
+        projectenv.wait_until_installed()
         return procenv.for_untrusted_code(os.environ, self.cfg.env, mlflow_uri=self.local_mlflow)
 
     @property
@@ -128,7 +130,9 @@ def run(inputs: ValidateInputs) -> ValidateResult:
     report.times.append(Timing("validation", round(time.monotonic() - started, 3)))
     gha.info("time per step: " + " · ".join(f"{name} {seconds:.2f} s" for name, seconds in steps))
     report_dir = inputs.report_dir if inputs.report_dir.is_absolute() else project / inputs.report_dir
-    return _write(report, report_dir, plots_html, steps)
+    result = _write(report, report_dir, plots_html, steps)
+    bytecode.keep_for_cache()
+    return result
 
 
 def step_id(step) -> str:

@@ -1,0 +1,153 @@
+"""The setup action's bytecode cache (lockstep.bytecode) and the wait for an environment installed
+in the background (lockstep.projectenv), on real interpreters and files."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from lockstep import bytecode, projectenv
+from lockstep.errors import InputError
+
+
+def environment(root: Path, name: str, source: str = "VALUE = 1\n") -> Path:
+    """A folder shaped like a venv with one package in it, as a fresh install leaves it."""
+    env = root / name
+    (env / "lib" / "pkg").mkdir(parents=True)
+    (env / "pyvenv.cfg").write_text("home = /usr\n")
+    (env / "lib" / "pkg" / "__init__.py").write_text("")
+    (env / "lib" / "pkg" / "mod.py").write_text(source)
+    return env
+
+
+def imports(env: Path) -> str:
+    """Import pkg.mod with the environment's lib on the path, writing bytecode; its VALUE."""
+    proc = subprocess.run([sys.executable, "-c", "import pkg.mod; print(pkg.mod.VALUE)"], capture_output=True, text=True, check=True,
+                          env={**{k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}, "PYTHONPATH": str(env / "lib")})
+    return proc.stdout.strip()
+
+
+def pyc_of(env: Path) -> Path:
+    return next((env / "lib" / "pkg" / "__pycache__").glob("mod.*.pyc"))
+
+
+def test_kept_bytecode_is_checked_hash_and_serves_a_fresh_install_of_the_same_source(tmp_path):
+    job1 = tmp_path / "job1"
+    env = environment(job1, "tool")
+    assert imports(env) == "1"
+    saved = tmp_path / "cache"
+    assert bytecode.keep(saved, job1) == 2  # pkg/__init__ and pkg/mod
+    kept = saved / "tool" / pyc_of(env).relative_to(env)
+    data = kept.read_bytes()
+    assert int.from_bytes(data[4:8], "little") == 0b11  # hash-based, checked
+    assert data[8:16] == importlib.util.source_hash(b"VALUE = 1\n")
+
+    # the next job: the same source installed afresh (a new mtime), the kept bytecode linked in
+    job2 = tmp_path / "job2"
+    fresh = environment(job2, "tool")
+    os.utime(fresh / "lib" / "pkg" / "mod.py", (time.time() + 100, time.time() + 100))
+    assert bytecode.link(saved / "tool", fresh) == 2
+    linked = pyc_of(fresh)
+    assert linked.stat().st_ino == kept.stat().st_ino
+    assert imports(fresh) == "1"
+    assert pyc_of(fresh).read_bytes() == data  # used as it is: not compiled again
+
+
+def test_a_changed_source_is_compiled_again_and_the_cache_is_untouched(tmp_path):
+    job1 = tmp_path / "job1"
+    imports(environment(job1, "project"))
+    saved = tmp_path / "cache"
+    bytecode.keep(saved, job1)
+    kept = next((saved / "project").rglob("mod.*.pyc"))
+    before = kept.read_bytes()
+
+    fresh = environment(tmp_path / "job2", "project", source="VALUE = 2\n")  # a newer release in range
+    bytecode.link(saved / "project", fresh)
+    assert imports(fresh) == "2"
+    assert kept.read_bytes() == before
+    assert pyc_of(fresh).read_bytes() != before
+
+
+def test_stale_bytecode_and_packages_no_longer_installed_are_not_carried(tmp_path):
+    job1 = tmp_path / "job1"
+    env = environment(job1, "tool")
+    imports(env)
+    (env / "lib" / "pkg" / "mod.py").write_text("VALUE = 3  # edited after it was compiled\n")
+    saved = tmp_path / "cache"
+    assert bytecode.keep(saved, job1) == 1  # only pkg/__init__: mod's bytecode is stale
+
+    fresh = environment(tmp_path / "job2", "tool")
+    shutil.rmtree(fresh / "lib" / "pkg")
+    (fresh / "lib" / "other").mkdir()
+    assert bytecode.link(saved / "tool", fresh) == 0
+    assert not (fresh / "lib" / "pkg").exists()  # no folder of bytecode that would import as a namespace package
+
+
+def test_keep_for_cache_runs_only_when_the_setup_action_asks_and_once(tmp_path):
+    job = tmp_path / "job"
+    imports(environment(job, "tool"))
+    saved = tmp_path / "cache"
+    bytecode.keep_for_cache({})
+    bytecode.keep_for_cache({"LOCKSTEP_BYTECODE_SAVE": str(saved)})
+    assert not saved.exists()
+    bytecode.keep_for_cache({"LOCKSTEP_BYTECODE_SAVE": str(saved), "LOCKSTEP_ENVIRONMENTS": str(job)})
+    assert len(list(saved.rglob("*.pyc"))) == 2
+    (job / "tool" / "lib" / "pkg" / "extra.py").write_text("")
+    bytecode.keep_for_cache({"LOCKSTEP_BYTECODE_SAVE": str(saved), "LOCKSTEP_ENVIRONMENTS": str(job)})
+    assert len(list(saved.rglob("*.pyc"))) == 2
+
+
+def test_setup_links_the_bytecode_with_the_base_interpreter(tmp_path):
+    """setup.sh runs `python -m lockstep.bytecode link` with the job's Python, before lockstep's
+    environment has anything in it."""
+    job1 = tmp_path / "job1"
+    imports(environment(job1, "tool"))
+    bytecode.keep(tmp_path / "cache", job1)
+    fresh = environment(tmp_path / "job2", "tool")
+    scripts = Path(bytecode.__file__).resolve().parents[1]
+    proc = subprocess.run([sys.executable, "-m", "lockstep.bytecode", "link", str(tmp_path / "cache" / "tool"), str(fresh)],
+                          capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(scripts)})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "2 bytecode file(s) of tool restored from the cache"
+
+
+# --- the project's environment installed in the background ----------------------------------------
+
+
+def test_waiting_returns_at_once_without_a_background_install():
+    projectenv.wait_until_installed({})
+
+
+def test_waiting_follows_the_install_to_its_end(tmp_path, capsys):
+    status = tmp_path / "project.status"
+    (tmp_path / "project-install.log").write_text("installing the project's requirements\n::warning::forged\n")
+    writer = subprocess.Popen([sys.executable, "-c", f"import time; time.sleep(0.3); open({str(status)!r}, 'w').write('0')"])
+    started = time.monotonic()
+    projectenv.wait_until_installed({"LOCKSTEP_PROJECT_ENV_STATUS": str(status)}, timeout=30)
+    writer.wait()
+    assert time.monotonic() - started >= 0.25
+    out = capsys.readouterr().out
+    assert "installing the project's requirements" in out
+    assert "\n::warning::forged" not in out  # the install ran the PR's build code: its workflow commands are inert
+
+
+def test_a_failed_background_install_stops_lockstep_with_its_log(tmp_path):
+    status = tmp_path / "project.status"
+    (tmp_path / "project-install.log").write_text("  × No solution found when resolving dependencies:\n  ╰─▶ no-such-package was not found\n")
+    status.write_text("1\n")
+    with pytest.raises(InputError) as failed:
+        projectenv.wait_until_installed({"LOCKSTEP_PROJECT_ENV_STATUS": str(status)})
+    assert "did not install (exit 1)" in failed.value.message and "no-such-package was not found" in failed.value.message
+    assert failed.value.exit_code == 2
+
+
+def test_an_install_that_never_ends_is_named_after_the_timeout(tmp_path):
+    with pytest.raises(InputError, match="still installing after 0 s"):
+        projectenv.wait_until_installed({"LOCKSTEP_PROJECT_ENV_STATUS": str(tmp_path / "project.status")}, timeout=0.2)
