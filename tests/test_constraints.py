@@ -73,9 +73,9 @@ def test_the_tests_run_with_the_pinned_versions():
 
 
 def test_the_setup_action_installs_lockstep_with_the_constraints():
-    setup = (ROOT / "actions" / "setup" / "setup.sh").read_text()
-    install = [line for line in setup.splitlines() if '"$source_dir"' in line and "pip install" in line]
+    setup = (ROOT / "actions" / "setup" / "setup.sh").read_text().replace("\\\n", " ")
+    install = [line for line in setup.splitlines() if '"$source_dir/pyproject.toml"' in line and "pip install" in line]
     assert install and all('-c "$source_dir/constraints.txt"' in line for line in install)
     key = setup[setup.index("cache_key() {"):setup.index("\n}\n", setup.index("cache_key() {"))]
-    assert '"$source_dir/constraints.txt"' in key  # a new pin is a new cached environment
+    assert '"$source_dir/constraints.txt"' in key  # a new pin is a new bytecode cache
     assert "-c constraints.txt" in (ROOT / ".ci" / "run").read_text()

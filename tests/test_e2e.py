@@ -62,7 +62,7 @@ def test_pr_validation_under_act_posts_one_comment(consumer, act, api, mlflow_en
     result = act.run(consumer.dev, "pull_request", "ml-pr.yml", payload=pr_payload(7, base, head),
                      secrets=secrets(mlflow_env.url), env=run_env(consumer, api))
     assert result.returncode == 0, result.log[-6000:]
-    assert "environments restored from the cache" in result.log  # the setup cache served the re-run
+    assert "bytecode file(s) of tool restored from the cache" in result.log  # the setup cache served the re-run
     assert len(api.comment_objects(REPOSITORY, 7)) == 1
     assert [r.method for r in api.requests if "/comments" in r.path][-1] == "PATCH"
 

@@ -147,6 +147,8 @@ def test_install_builds_both_environments_and_runs_lockstep_from_its_source(tmp_
     assert version.stdout.split()[1] == values["lockstep-version"] == tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
     dvc = subprocess.run([str(root / "bin" / "dvc"), "version"], capture_output=True, text=True, env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
     assert dvc.returncode == 0, dvc.stderr
+    pinned = next(line.split("==")[1].split()[0] for line in (ROOT / "constraints.txt").read_text().splitlines() if line.startswith("dvc=="))
+    assert f"DVC version: {pinned}" in dvc.stdout  # lockstep's dependencies at the versions constraints.txt pins
     assert list((site / "dvc" / "__pycache__").glob("__init__.*.pyc"))  # imported: written
     assert not list((site / "botocore").glob("**/*.pyc"))  # not imported: not compiled
 
