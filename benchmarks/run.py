@@ -194,7 +194,8 @@ def bench_rebuild_bytes() -> dict:
 
 
 def bench_setup() -> dict:
-    """Installing lockstep's environment with uv: cold (empty uv cache) and warm, without bytecode
+    """Installing lockstep's environment with uv as the setup action does (its dependencies; lockstep
+    itself runs from its source): cold (empty uv cache) and warm, without bytecode
     (what the setup action does: Python writes it on first import) and with --compile-bytecode."""
     uv = shutil.which("uv")
     results = {}
@@ -206,7 +207,8 @@ def bench_setup() -> dict:
                 subprocess.run([uv, "venv", "-q", "--python", sys.executable, str(venv)], check=True)
                 start = time.perf_counter()
                 subprocess.run([uv, "pip", "install", "-q", "--python", str(venv / "bin" / "python"), *(["--compile-bytecode"] if compiled else []),
-                                "-c", str(ROOT / "constraints.txt"), str(ROOT)], check=True, env={**os.environ, "UV_CACHE_DIR": str(cache)})
+                                "-c", str(ROOT / "constraints.txt"), "-r", str(ROOT / "pyproject.toml")],
+                               check=True, env={**os.environ, "UV_CACHE_DIR": str(cache)})
                 results[f"{label}{'_compiled' if compiled else ''}_s"] = round(time.perf_counter() - start, 1)
     print(f"  setup (lockstep + dvc[s3] + mlflow-skinny with uv): cold {results['cold_s']}s, warm {results['warm_s']}s; "
           f"with --compile-bytecode cold {results['cold_compiled_s']}s, warm {results['warm_compiled_s']}s")

@@ -148,6 +148,17 @@ def test_a_failed_background_install_stops_lockstep_with_its_log(tmp_path):
     assert failed.value.exit_code == 2
 
 
+def test_an_install_that_was_killed_is_named_at_once(tmp_path):
+    (tmp_path / "project-install.log").write_text("installing the project's requirements\n")
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    (tmp_path / "project.pid").write_text(f"{gone.pid}\n")
+    started = time.monotonic()
+    with pytest.raises(InputError, match="stopped without finishing"):
+        projectenv.wait_until_installed({"LOCKSTEP_PROJECT_ENV_STATUS": str(tmp_path / "project.status")}, timeout=60)
+    assert time.monotonic() - started < 5
+
+
 def test_an_install_that_never_ends_is_named_after_the_timeout(tmp_path):
     with pytest.raises(InputError, match="still installing after 0 s"):
         projectenv.wait_until_installed({"LOCKSTEP_PROJECT_ENV_STATUS": str(tmp_path / "project.status")}, timeout=0.2)

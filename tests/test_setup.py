@@ -4,7 +4,9 @@ project's requirements (code the pull request controls) runs without the runner'
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 from pathlib import Path
 
@@ -15,7 +17,9 @@ ROOT = Path(__file__).resolve().parents[1]
 SETUP = ROOT / "actions" / "setup" / "setup.sh"
 
 
-def setup(command: str, project: Path, tmp_path: Path, **env: str) -> tuple[subprocess.CompletedProcess, dict[str, str]]:
+def setup(command: str, project: Path, tmp_path: Path, *, end_group: bool = False, **env: str) -> tuple[subprocess.CompletedProcess, dict[str, str]]:
+    """Run setup.sh as the action's step would; `end_group` then kills what is left in the step's
+    process group, as a runner may when a step ends."""
     outputs = tmp_path / "outputs.txt"
     outputs.write_text("")
     variables = {
@@ -27,7 +31,13 @@ def setup(command: str, project: Path, tmp_path: Path, **env: str) -> tuple[subp
         "SETUP_WORKING_DIRECTORY": str(project),
         **env,
     }
-    proc = subprocess.run(["bash", str(SETUP), command], cwd=tmp_path, capture_output=True, text=True, env=variables)
+    with subprocess.Popen(["bash", str(SETUP), command], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True, env=variables, start_new_session=end_group) as step:
+        stdout, stderr = step.communicate()
+    if end_group:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(step.pid, signal.SIGKILL)
+    proc = subprocess.CompletedProcess(step.args, step.returncode, stdout, stderr)
     values, lines = {}, iter(outputs.read_text().splitlines())
     for line in lines:
         if "<<" in line:
@@ -153,17 +163,22 @@ def test_install_builds_both_environments_and_runs_lockstep_from_its_source(tmp_
     assert not list((site / "botocore").glob("**/*.pyc"))  # not imported: not compiled
 
 
+@pytest.mark.integration  # two real installs and a package build: about 15 s
 def test_in_the_background_the_project_installs_after_the_step_and_lockstep_waits_for_it(tmp_path):
     env_file = tmp_path / "github-env.txt"
-    folder = project(tmp_path, {"requirements.txt": "six\n"})
-    proc, _ = setup("install", folder, tmp_path, SETUP_BACKGROUND="true", GITHUB_ENV=str(env_file))
+    folder = project(tmp_path, {  # a package that builds for longer than lockstep's environment installs
+        "requirements.txt": f"{tmp_path}/project/pkg\n",
+        "pkg/setup.py": "import time\nfrom setuptools import setup\ntime.sleep(4)\nsetup(name='slowpkg', version='0', py_modules=['slowpkg'])\n",
+        "pkg/slowpkg.py": "",
+    })
+    proc, _ = setup("install", folder, tmp_path, end_group=True, SETUP_BACKGROUND="true", GITHUB_ENV=str(env_file))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     status = tmp_path / "runner" / "lockstep" / "project.status"
     assert f"LOCKSTEP_PROJECT_ENV_STATUS={status}" in env_file.read_text().splitlines()
     from lockstep import projectenv
 
     projectenv.wait_until_installed({"LOCKSTEP_PROJECT_ENV_STATUS": str(status)}, timeout=300)
-    assert status.read_text().strip() == "0" and installed(tmp_path, "six")
+    assert status.read_text().strip() == "0" and installed(tmp_path, "slowpkg")
 
 
 def test_a_failed_project_install_fails_the_install(tmp_path):

@@ -6,6 +6,7 @@
 #   setup.sh key       the bytecode cache's key and folder (to GITHUB_OUTPUT)
 #   setup.sh install   install both environments
 #   setup.sh project   install only the project's environment (the tests use it)
+#   setup.sh project-background   what `install` starts for the project's environment
 # lockstep runs from the action's own source (a .pth file), so nothing is built. The two installs
 # run side by side; with SETUP_BACKGROUND=true the project's goes on after this step, and
 # `lockstep validate` / `lockstep rebuild` wait for it (LOCKSTEP_PROJECT_ENV_STATUS) before they run
@@ -127,14 +128,22 @@ case "${1:-install}" in
     rm -rf "$root/project"
     install_project
     ;;
+  project-background)
+    # started by `install`: the exit code lands in project.status (lockstep/projectenv.py waits for it)
+    set +e
+    ( install_project && link_bytecode project ) > "$root/project-install.log" 2>&1
+    echo "$?" > "$root/project.status.part"
+    mv "$root/project.status.part" "$root/project.status"
+    ;;
   install)
     rm -rf "$root"
     mkdir -p "$root"
     status="$root/project.status"
-    # the project's environment installs in the background while lockstep's installs here
-    ( set +e; ( install_project && link_bytecode project ) > "$root/project-install.log" 2>&1; echo "$?" > "$status.part"; mv "$status.part" "$status" ) \
-      < /dev/null > /dev/null 2>&1 &
-    project_pid=$!
+    # the project's environment installs in its own session (a runner may end a step's process
+    # group with the step), at a lower priority: lockstep's, installed here meanwhile, is needed first
+    detach=(); if command -v setsid > /dev/null; then detach=(setsid); fi
+    "${detach[@]}" nice -n 10 bash "$0" project-background < /dev/null > /dev/null 2>&1 &
+    echo "$!" > "$root/project.pid"
     uv venv --quiet --relocatable --python "$python" "$root/tool"
     extras="$(dvc_extras)"
     [ -z "$extras" ] || echo "installing dvc[$extras] for the project's remotes"
@@ -147,12 +156,11 @@ case "${1:-install}" in
       printf 'LOCKSTEP_BYTECODE_SAVE=%s\nLOCKSTEP_ENVIRONMENTS=%s\n' "$bytecode" "$root" >> "$GITHUB_ENV"
     fi
     if [ "${SETUP_BACKGROUND:-false}" = true ]; then
-      disown "$project_pid"
       echo "LOCKSTEP_PROJECT_ENV_STATUS=$status" >> "$GITHUB_ENV"
       echo "the project's requirements go on installing in the background; lockstep waits for them before running the project's code"
     else
-      wait "$project_pid" || true
-      code="$(cat "$status")"
+      while [ ! -f "$status" ] && kill -0 "$(cat "$root/project.pid")" 2>/dev/null; do sleep 0.1; done
+      code="$(cat "$status" 2>/dev/null || echo 1)"
       if [ "$code" -ne 0 ]; then cat "$root/project-install.log" >&2; exit "$code"; fi
       cat "$root/project-install.log"
     fi

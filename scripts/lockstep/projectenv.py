@@ -25,6 +25,9 @@ def wait_until_installed(environ: Mapping[str, str] = os.environ, *, timeout: fl
     log = path.with_name("project-install.log")
     started = time.monotonic()
     while not path.is_file():
+        if not _installing(path.with_name("project.pid")) and not path.is_file():
+            raise InputError(f"the install of the project's requirements stopped without finishing ({log})",
+                             hint="its process was ended from outside (out of memory, or the runner); re-run the job")
         if time.monotonic() - started > timeout:
             raise InputError(f"the project's requirements were still installing after {timeout:.0f} s ({log})",
                              hint="the install's progress is in that log; check the requirements for a package that builds for long")
@@ -42,3 +45,14 @@ def wait_until_installed(environ: Mapping[str, str] = os.environ, *, timeout: fl
         raise InputError(f"the project's requirements did not install (exit {code or '?'}): {last}",
                          hint="the whole install log is in the group above; fix the requirements file or the `requirements` input")
     _ready.add(status)
+
+
+def _installing(pid_file: Path) -> bool:
+    """Whether the install named by the setup action's pid file still runs (no file: assume so)."""
+    try:
+        os.kill(int(pid_file.read_text().strip()), 0)
+    except PermissionError:
+        return True  # it runs, as someone else
+    except (OSError, ValueError):
+        return not pid_file.is_file()
+    return True
