@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import py_compile
 import shutil
 import subprocess
 import sys
 import time
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -39,80 +41,87 @@ def pyc_of(env: Path) -> Path:
 
 
 def test_kept_bytecode_is_checked_hash_and_serves_a_fresh_install_of_the_same_source(tmp_path):
-    job1 = tmp_path / "job1"
-    env = environment(job1, "tool")
+    env = environment(tmp_path / "job1", "tool")
     assert imports(env) == "1"
-    saved = tmp_path / "cache"
-    assert bytecode.keep(saved, job1) == 2  # pkg/__init__ and pkg/mod
-    kept = saved / "tool" / pyc_of(env).relative_to(env)
-    data = kept.read_bytes()
+    archive = tmp_path / "tool.zip"
+    assert bytecode.keep(archive, env) == 2  # pkg/__init__ and pkg/mod
+    with zipfile.ZipFile(archive) as kept:
+        data = kept.read(pyc_of(env).relative_to(env).as_posix())
     assert int.from_bytes(data[4:8], "little") == 0b11  # hash-based, checked
     assert data[8:16] == importlib.util.source_hash(b"VALUE = 1\n")
 
-    # the next job: the same source installed afresh (a new mtime), the kept bytecode linked in
-    job2 = tmp_path / "job2"
-    fresh = environment(job2, "tool")
+    # the next job: the same source installed afresh (a new mtime), the kept bytecode extracted into it
+    fresh = environment(tmp_path / "job2", "tool")
     os.utime(fresh / "lib" / "pkg" / "mod.py", (time.time() + 100, time.time() + 100))
-    assert bytecode.link(saved / "tool", fresh) == 2
-    linked = pyc_of(fresh)
-    assert linked.stat().st_ino == kept.stat().st_ino
+    assert bytecode.link(archive, fresh) == 2
     assert imports(fresh) == "1"
     assert pyc_of(fresh).read_bytes() == data  # used as it is: not compiled again
 
 
-def test_a_changed_source_is_compiled_again_and_the_cache_is_untouched(tmp_path):
-    job1 = tmp_path / "job1"
-    imports(environment(job1, "project"))
-    saved = tmp_path / "cache"
-    bytecode.keep(saved, job1)
-    kept = next((saved / "project").rglob("mod.*.pyc"))
-    before = kept.read_bytes()
-
+def test_a_changed_source_is_compiled_again(tmp_path):
+    env = environment(tmp_path / "job1", "project")
+    imports(env)
+    archive = tmp_path / "project.zip"
+    bytecode.keep(archive, env)
     fresh = environment(tmp_path / "job2", "project", source="VALUE = 2\n")  # a newer release in range
-    bytecode.link(saved / "project", fresh)
+    bytecode.link(archive, fresh)
+    linked = pyc_of(fresh).read_bytes()
     assert imports(fresh) == "2"
-    assert kept.read_bytes() == before
-    assert pyc_of(fresh).read_bytes() != before
+    assert pyc_of(fresh).read_bytes() != linked
 
 
-def test_stale_bytecode_and_packages_no_longer_installed_are_not_carried(tmp_path):
-    job1 = tmp_path / "job1"
-    env = environment(job1, "tool")
+def test_stale_bytecode_packages_no_longer_installed_and_paths_out_of_the_tree_are_not_carried(tmp_path):
+    env = environment(tmp_path / "job1", "tool")
     imports(env)
     (env / "lib" / "pkg" / "mod.py").write_text("VALUE = 3  # edited after it was compiled\n")
-    saved = tmp_path / "cache"
-    assert bytecode.keep(saved, job1) == 1  # only pkg/__init__: mod's bytecode is stale
+    archive = tmp_path / "tool.zip"
+    assert bytecode.keep(archive, env) == 1  # only pkg/__init__: mod's bytecode is stale
 
     fresh = environment(tmp_path / "job2", "tool")
     shutil.rmtree(fresh / "lib" / "pkg")
     (fresh / "lib" / "other").mkdir()
-    assert bytecode.link(saved / "tool", fresh) == 0
+    assert bytecode.link(archive, fresh) == 0
     assert not (fresh / "lib" / "pkg").exists()  # no folder of bytecode that would import as a namespace package
 
+    with zipfile.ZipFile(tmp_path / "evil.zip", "w") as evil:
+        evil.writestr("../outside/__pycache__/x.cpython-311.pyc", b"x")
+    (tmp_path / "outside" / "__pycache__").mkdir(parents=True)
+    (tmp_path / "outside" / "x.py").write_text("")
+    assert bytecode.link(tmp_path / "evil.zip", fresh) == 0
+    assert not (tmp_path / "outside" / "__pycache__" / "x.cpython-311.pyc").exists()
 
-def test_keep_for_cache_runs_only_when_the_setup_action_asks_and_once(tmp_path):
+
+def test_keep_for_cache_keeps_each_environment_and_lockstep_itself_once(tmp_path):
     job = tmp_path / "job"
     imports(environment(job, "tool"))
+    imports(environment(job, "project"))
     saved = tmp_path / "cache"
     bytecode.keep_for_cache({})
     bytecode.keep_for_cache({"LOCKSTEP_BYTECODE_SAVE": str(saved)})
     assert not saved.exists()
-    bytecode.keep_for_cache({"LOCKSTEP_BYTECODE_SAVE": str(saved), "LOCKSTEP_ENVIRONMENTS": str(job)})
-    assert len(list(saved.rglob("*.pyc"))) == 2
+    asked = {"LOCKSTEP_BYTECODE_SAVE": str(saved), "LOCKSTEP_ENVIRONMENTS": str(job)}
+    assert set(bytecode.trees(asked)) == {"tool", "project", bytecode.SOURCE_TREE}  # the tests run lockstep from its source
+    py_compile.compile(bytecode.__file__)  # as its first import writes it where bytecode is written
+    bytecode.keep_for_cache(asked)
+    assert sorted(p.name for p in saved.iterdir()) == ["lockstep-source.zip", "project.zip", "tool.zip"]
+    with zipfile.ZipFile(saved / "lockstep-source.zip") as kept:
+        assert "lockstep/__pycache__/bytecode.cpython-%d%d.pyc" % sys.version_info[:2] in kept.namelist()
+    before = (saved / "tool.zip").read_bytes()
     (job / "tool" / "lib" / "pkg" / "extra.py").write_text("")
-    bytecode.keep_for_cache({"LOCKSTEP_BYTECODE_SAVE": str(saved), "LOCKSTEP_ENVIRONMENTS": str(job)})
-    assert len(list(saved.rglob("*.pyc"))) == 2
+    imports(job / "tool")
+    bytecode.keep_for_cache(asked)
+    assert (saved / "tool.zip").read_bytes() == before
 
 
-def test_setup_links_the_bytecode_with_the_base_interpreter(tmp_path):
+def test_setup_extracts_the_bytecode_with_the_base_interpreter(tmp_path):
     """setup.sh runs `python -m lockstep.bytecode link` with the job's Python, before lockstep's
     environment has anything in it."""
-    job1 = tmp_path / "job1"
-    imports(environment(job1, "tool"))
-    bytecode.keep(tmp_path / "cache", job1)
+    env = environment(tmp_path / "job1", "tool")
+    imports(env)
+    bytecode.keep(tmp_path / "tool.zip", env)
     fresh = environment(tmp_path / "job2", "tool")
     scripts = Path(bytecode.__file__).resolve().parents[1]
-    proc = subprocess.run([sys.executable, "-m", "lockstep.bytecode", "link", str(tmp_path / "cache" / "tool"), str(fresh)],
+    proc = subprocess.run([sys.executable, "-m", "lockstep.bytecode", "link", str(tmp_path / "tool.zip"), str(fresh)],
                           capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(scripts)})
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "2 bytecode file(s) of tool restored from the cache"

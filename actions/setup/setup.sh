@@ -100,11 +100,11 @@ install_project() {
   done <<< "$entries"
 }
 
-# Link the restored bytecode of an environment into it (lockstep/bytecode.py: checked-hash files,
-# which Python compiles again, into a new file, when their source differs).
+# Extract the restored bytecode of a tree (tool, project, lockstep-source) into it
+# (lockstep/bytecode.py: checked-hash files, which Python compiles again when their source differs).
 link_bytecode() {
-  [ -d "$bytecode/$1" ] || return 0
-  PYTHONPATH="$source_dir/scripts" "$python" -m lockstep.bytecode link "$bytecode/$1" "$root/$1"
+  [ -f "$bytecode/$1.zip" ] || return 0
+  PYTHONPATH="$source_dir/scripts" "$python" -m lockstep.bytecode link "$bytecode/$1.zip" "${2:-$root/$1}"
 }
 
 case "${1:-install}" in
@@ -152,6 +152,7 @@ case "${1:-install}" in
     site="$("$root/tool/bin/python" -c 'import sysconfig; print(sysconfig.get_path("purelib"))')"
     echo "$source_dir/scripts" > "$site/lockstep-source.pth"
     link_bytecode tool
+    link_bytecode lockstep-source "$source_dir/scripts"
     if [ "${SETUP_CACHE:-false}" = true ] && [ "${SETUP_CACHE_HIT:-}" != true ]; then
       printf 'LOCKSTEP_BYTECODE_SAVE=%s\nLOCKSTEP_ENVIRONMENTS=%s\n' "$bytecode" "$root" >> "$GITHUB_ENV"
     fi

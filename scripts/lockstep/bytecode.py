@@ -4,10 +4,11 @@ The setup action installs both environments afresh in every job (restoring finis
 from a cache costs more than installing them: tens of thousands of files to create either way),
 but compiling what is imported is a large part of a cold job. Python writes that bytecode on
 first import with the source's modification time in it, and a fresh install gives every source a
-new one, so those files would be stale in the next job. At the end of a job lockstep copies them,
+new one, so those files would be stale in the next job. At the end of a job lockstep keeps them,
 rewritten as *checked-hash* bytecode (PEP 552: the header holds a hash of the source, which
-Python checks on every import), into the folder the cache saves; the next job's setup links them
-into its new environments. A source that changed since (a newer release within the project's
+Python checks on every import), in one archive per tree (each environment, and lockstep's own
+source) in the folder the cache saves: one file to restore, not thousands. The next job's setup
+extracts them into its new environments. A source that changed since (a newer release within the project's
 requirement ranges) fails the check and is compiled again, so a stale cache costs time, never
 correctness.
 """
@@ -16,37 +17,44 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import shutil
 import sys
+import zipfile
+from collections.abc import Mapping
 from pathlib import Path
 
 from . import gha
 
 # PEP 552 flags: bit 0 hash-based, bit 1 check the source
 _CHECKED_HASH = (0b11).to_bytes(4, "little")
+SOURCE_TREE = "lockstep-source"  # the archive of lockstep's own modules (the action's scripts/)
 
 
-def keep(save_dir: Path, environments: Path) -> int:
-    """Copy the bytecode of every environment folder under `environments` (the setup action's
-    `tool` and `project`) into `save_dir/<environment>/<same path>`, as checked-hash files. Only
-    files that are current for their source are kept. Returns how many."""
+def keep(archive: Path, tree: Path) -> int:
+    """Write the bytecode under `tree` that is current for its source into `archive` (a zip of
+    paths relative to `tree`), as checked-hash files. Returns how many."""
     kept = 0
-    for environment in sorted(p for p in environments.iterdir() if (p / "pyvenv.cfg").is_file()):
-        for folder, _dirs, files in os.walk(environment):
+    partial = archive.with_name(archive.name + ".part")
+    with zipfile.ZipFile(partial, "w", zipfile.ZIP_STORED) as out:  # the cache compresses the folder
+        for folder, _dirs, files in os.walk(tree):
             if not folder.endswith("__pycache__"):
                 continue
             for name in files:
-                if name.endswith(".pyc") and _keep_one(Path(folder) / name, environment, save_dir / environment.name):
+                pyc = Path(folder) / name
+                data = _checked_hash(pyc) if name.endswith(".pyc") else None
+                if data is not None:
+                    out.writestr(pyc.relative_to(tree).as_posix(), data)
                     kept += 1
+    partial.replace(archive)
     return kept
 
 
-def _keep_one(pyc: Path, environment: Path, target_root: Path) -> bool:
+def _checked_hash(pyc: Path) -> bytes | None:
+    """The file as checked-hash bytecode, or None when it is not current for its source."""
     try:
         data = pyc.read_bytes()
         source = pyc.parent.parent / f"{pyc.name.split('.', 1)[0]}.py"
         if len(data) < 16 or data[:4] != importlib.util.MAGIC_NUMBER or source.is_symlink():
-            return False
+            return None
         text = source.read_bytes()
         digest = importlib.util.source_hash(text)
         flags = int.from_bytes(data[4:8], "little")
@@ -56,54 +64,57 @@ def _keep_one(pyc: Path, environment: Path, target_root: Path) -> bool:
             stat = source.stat()
             current = (int.from_bytes(data[8:12], "little") == int(stat.st_mtime) & 0xFFFFFFFF
                        and int.from_bytes(data[12:16], "little") == len(text) & 0xFFFFFFFF)
-        if not current:
-            return False
-        target = target_root / pyc.relative_to(environment)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(data[:4] + _CHECKED_HASH + digest + data[16:])
-        return True
+        return data[:4] + _CHECKED_HASH + digest + data[16:] if current else None
     except OSError:
-        return False  # a file that went away or cannot be read is only a missed speed-up
+        return None  # a file that went away or cannot be read is only a missed speed-up
 
 
-def keep_for_cache(environ: os._Environ[str] | dict[str, str] = os.environ) -> None:
+def trees(environ: Mapping[str, str]) -> dict[str, Path]:
+    """What a job's bytecode is kept for: each environment the setup action made (LOCKSTEP_ENVIRONMENTS
+    holds `tool` and `project`), and lockstep's own source when it runs from a source tree."""
+    found: dict[str, Path] = {}
+    root = Path(environ.get("LOCKSTEP_ENVIRONMENTS") or "/nonexistent")
+    if root.is_dir():
+        found = {p.name: p for p in sorted(root.iterdir()) if (p / "pyvenv.cfg").is_file()}
+    source = Path(__file__).resolve().parents[1]
+    if not source.is_relative_to(Path(sys.prefix).resolve()):
+        found[SOURCE_TREE] = source
+    return found
+
+
+def keep_for_cache(environ: Mapping[str, str] = os.environ) -> None:
     """At the end of `lockstep validate` or `lockstep rebuild`: when the setup action asked for
     it (its cache missed), keep this job's bytecode for the cache to save."""
-    save_dir, environments = environ.get("LOCKSTEP_BYTECODE_SAVE"), environ.get("LOCKSTEP_ENVIRONMENTS")
-    if not save_dir or not environments or not Path(environments).is_dir():
+    save_dir = environ.get("LOCKSTEP_BYTECODE_SAVE")
+    if not save_dir or not environ.get("LOCKSTEP_ENVIRONMENTS"):
         return
     target = Path(save_dir)
     if target.exists():
         return  # kept already (a second lockstep command in the same job)
-    kept = keep(target, Path(environments))
+    target.mkdir(parents=True)
+    kept = sum(keep(target / f"{name}.zip", tree) for name, tree in trees(environ).items())
     gha.info(f"kept {kept} bytecode file(s) for the setup action's cache")
 
 
-def link(saved: Path, environment: Path) -> int:
-    """Link the kept bytecode of one environment into its fresh install (the setup action, before
-    anything runs): only files whose source is installed, so that a package no longer installed
-    does not come back as a folder of bytecode. Returns how many."""
-    linked = 0
-    for folder, _dirs, files in os.walk(saved):
-        target = environment / Path(folder).relative_to(saved)
-        if target.name != "__pycache__" or not target.parent.is_dir():
-            continue
-        for name in files:
-            if not (target.parent / f"{name.split('.', 1)[0]}.py").is_file():
+def link(archive: Path, tree: Path) -> int:
+    """Extract a kept archive into a fresh install of its tree (the setup action, before anything
+    runs): only files whose source is installed, so that a package no longer installed does not
+    come back as a folder of bytecode. Returns how many."""
+    written = 0
+    with zipfile.ZipFile(archive) as kept:
+        for name in kept.namelist():
+            target = tree / name
+            if (".." in Path(name).parts or Path(name).is_absolute() or target.parent.name != "__pycache__"
+                    or not (target.parent.parent / f"{target.name.split('.', 1)[0]}.py").is_file() or target.exists()):
                 continue
-            target.mkdir(exist_ok=True)
-            try:
-                os.link(Path(folder) / name, target / name)
-            except FileExistsError:
-                continue
-            except OSError:
-                shutil.copyfile(Path(folder) / name, target / name)
-            linked += 1
-    return linked
+            target.parent.mkdir(exist_ok=True)
+            target.write_bytes(kept.read(name))
+            written += 1
+    return written
 
 
-if __name__ == "__main__":  # setup.sh: python -m lockstep.bytecode link SAVED ENVIRONMENT
+if __name__ == "__main__":  # setup.sh: python -m lockstep.bytecode link ARCHIVE TREE
     if len(sys.argv) != 4 or sys.argv[1] != "link":
-        sys.exit("usage: python -m lockstep.bytecode link SAVED ENVIRONMENT")
+        sys.exit("usage: python -m lockstep.bytecode link ARCHIVE TREE")
     count = link(Path(sys.argv[2]), Path(sys.argv[3]))
-    print(f"{count} bytecode file(s) of {Path(sys.argv[3]).name} restored from the cache")
+    print(f"{count} bytecode file(s) of {Path(sys.argv[2]).stem} restored from the cache")
