@@ -369,7 +369,7 @@ def bench_pr_feedback(repeat: int = 3, pip_repeat: int = 1) -> dict:
         dev, base_sha, head_sha = consumer_repo(base, env, "pr-feedback")
         api = GitHubAPI()
         proxy = FaultProxy(server.url, lambda method, path: None)  # counts the bytes the jobs move to and from S3
-        act = Act(base / "act")
+        act = Act(base / "act", shared_uv_cache=False)  # setup-uv restores and saves its own cache, as on GitHub
         wrapper = base / "act-timed"
         wrapper.write_text(TIMED_ACT.format(python=sys.executable, act=act.binary))
         wrapper.chmod(0o755)
@@ -463,7 +463,7 @@ def bench_main_rebuild(repeat: int = 1) -> dict:
         merged = repo.commit("Merge pull request #8")
         api = GitHubAPI()
         proxy = FaultProxy(server.url, lambda method, path: None)
-        act = Act(base / "act")
+        act = Act(base / "act", shared_uv_cache=False)  # setup-uv restores and saves its own cache, as on GitHub
         wrapper = base / "act-timed"
         wrapper.write_text(TIMED_ACT.format(python=sys.executable, act=act.binary))
         wrapper.chmod(0o755)

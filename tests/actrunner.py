@@ -75,9 +75,12 @@ class ActResult:
 
 
 class Act:
-    def __init__(self, workdir: Path, cache: Path | None = None) -> None:
+    def __init__(self, workdir: Path, cache: Path | None = None, *, shared_uv_cache: bool = True) -> None:
         """`cache` is where the actions/cache stand-in keeps what it saves (share it across runs
-        to see warm runs, as a repository's cache is shared across its workflow runs)."""
+        to see warm runs, as a repository's cache is shared across its workflow runs).
+        `shared_uv_cache`: the setup-uv stand-in uses the machine's uv cache as it is, instead of
+        restoring and saving its own as setup-uv does (the benchmarks turn it off)."""
+        self.shared_uv_cache = shared_uv_cache
         self.workdir = workdir
         self.cache = cache or workdir / "actions-cache"
         self.cache.mkdir(parents=True, exist_ok=True)
@@ -120,6 +123,8 @@ class Act:
         host = {key: value for key, value in os.environ.items() if not key.startswith(TEST_ENV) and key != "CI"}
         # uv's download cache stays the machine's, as a runner's tool cache would
         uv_cache = os.environ.get("UV_CACHE_DIR") or str(Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "uv")
+        if self.shared_uv_cache:
+            argv += ["--env", f"LOCKSTEP_TEST_UV_CACHE={uv_cache}"]
         host.update(ACT_CACHE_DIR=str(self.workdir / "act-cache"), XDG_CACHE_HOME=str(self.runner_home), UV_CACHE_DIR=uv_cache,
                     MLFLOW_DISABLE_TELEMETRY="true", DO_NOT_TRACK="true")
         proc = subprocess.run(argv, cwd=repo, capture_output=True, text=True, timeout=timeout, env=host)
