@@ -44,6 +44,13 @@ BIN = Path(sys.executable).parent
 RESULTS = ROOT / "benchmarks" / "results"
 
 
+def settle(seconds: float = 3.0) -> None:
+    """Before each act run, on both sides: flush what the previous run wrote (two environments are
+    about 500 MB) and let the disk go quiet, so that a run does not pay for its predecessor."""
+    os.sync()
+    time.sleep(seconds)
+
+
 def timed(argv, cwd, env=None, repeat=3) -> float:
     """Median wall time of a command, in seconds."""
     samples = []
@@ -391,6 +398,7 @@ def bench_pr_feedback(repeat: int = 3, pip_repeat: int = 1) -> dict:
                         before = len(api.requests)
                         proxy.reset()
                         start = time.perf_counter()
+                        settle()
                         result = act.run(dev, "pull_request", workflow, payload=payload, secrets=secrets,
                                          env={**common, "LOCKSTEP_TEST_CACHE": str(cache)}, timeout=1800)
                         elapsed = time.perf_counter() - start
@@ -480,6 +488,7 @@ def bench_main_rebuild(repeat: int = 1) -> dict:
                     for label in ("cold", "warm"):
                         subprocess.run(["git", "push", "-q", "-f", "origin", f"{merged}:main"], cwd=dev, check=True, capture_output=True)
                         proxy.reset()
+                        settle()
                         result = act.run(dev, "push", workflow, payload=push_payload(merged), secrets=secrets,
                                          env={**common, "LOCKSTEP_TEST_CACHE": str(cache)}, timeout=1800)
                         head = subprocess.run(["git", "log", "-1", "--format=%s", "main"], cwd=origin, capture_output=True, text=True).stdout
