@@ -142,7 +142,7 @@ case "${1:-install}" in
     # the project's environment installs in its own session (a runner may end a step's process
     # group with the step), at a lower priority: lockstep's, installed here meanwhile, is needed first
     detach=(); if command -v setsid > /dev/null; then detach=(setsid); fi
-    "${detach[@]}" nice -n 10 bash "$0" project-background < /dev/null > /dev/null 2>&1 &
+    ${detach[@]+"${detach[@]}"} nice -n 10 bash "$0" project-background < /dev/null > /dev/null 2>&1 &
     echo "$!" > "$root/project.pid"
     uv venv --quiet --relocatable --python "$python" "$root/tool"
     extras="$(dvc_extras)"
