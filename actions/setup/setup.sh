@@ -143,7 +143,8 @@ case "${1:-install}" in
     # group with the step), at a lower priority: lockstep's, installed here meanwhile, is needed first
     detach=(); if command -v setsid > /dev/null; then detach=(setsid); fi
     ${detach[@]+"${detach[@]}"} nice -n 10 bash "$0" project-background < /dev/null > /dev/null 2>&1 &
-    echo "$!" > "$root/project.pid"
+    project_pid=$!
+    echo "$project_pid" > "$root/project.pid"
     uv venv --quiet --relocatable --python "$python" "$root/tool"
     extras="$(dvc_extras)"
     [ -z "$extras" ] || echo "installing dvc[$extras] for the project's remotes"
@@ -160,7 +161,7 @@ case "${1:-install}" in
       echo "LOCKSTEP_PROJECT_ENV_STATUS=$status" >> "$GITHUB_ENV"
       echo "the project's requirements go on installing in the background; lockstep waits for them before running the project's code"
     else
-      while [ ! -f "$status" ] && kill -0 "$(cat "$root/project.pid")" 2>/dev/null; do sleep 0.1; done
+      wait "$project_pid" || true  # still this shell's child (setsid execs): its exit code is in $status
       code="$(cat "$status" 2>/dev/null || echo 1)"
       if [ "$code" -ne 0 ]; then cat "$root/project-install.log" >&2; exit "$code"; fi
       cat "$root/project-install.log"
