@@ -15,12 +15,12 @@ from test_cli_contract import action_outputs
 pytestmark = pytest.mark.unit
 
 
-def validate(bed, checkout, *extra, base=None, head=None):
+def validate(bed, checkout, *extra, base=None, head=None, env=None):
     report = bed.root / f"{checkout.name}-report"
     run = bed.cli(
         "validate", "--working-directory", str(checkout / PROJECT), "--base-sha", base or bed.sha("main"),
         "--head-sha", head or bed.sha("feature"), "--pr-number", "12", "--report-dir", str(report), *extra,
-        report_dir=report,
+        report_dir=report, env=env,
     )
     return run
 
@@ -55,6 +55,10 @@ def test_happy_path_reports_and_logs_to_mlflow(bed):
     assert [step["id"] for step in run.results["steps"]] == ["open", *(step_id(s) for s in STEPS)]
     assert all(isinstance(step["seconds"], float) and step["seconds"] >= 0 for step in run.results["steps"])
     assert "time per step: open " in run.stdout and " · mlflow " in run.stdout
+    # the re-evaluation (the PR's code) was checked for changes to what lockstep runs after it
+    guard = next(line for line in run.stdout.splitlines() if "guard: " in line)
+    assert "unchanged by the pull request's code" in guard, guard
+    print(guard)
 
 
 def test_stale_lock_names_the_stage_the_param_and_the_fix(bed):
@@ -134,6 +138,26 @@ def test_failing_project_tests_stop_before_evaluation(bed):
     assert run.code == EXIT_CHECKS_FAILED
     assert run.checks["tests"]["status"] == "fail" and "exited with 3" in run.checks["tests"]["summary"]
     assert "re-evaluation" not in run.checks
+
+
+def test_a_test_command_writing_the_jobs_env_file_and_a_git_hook_gets_no_verdict(bed):
+    """What the PR's code changes for the job's later steps (GITHUB_ENV) or for lockstep's own git
+    calls (a hook) stops the validation: the env file is put back, no report is left to upload."""
+    checkout = bed.clone("ci", "feature", depth=1)
+    env_file = bed.root / "set_env_step"
+    env_file.write_text("KEPT=1\n")
+    hook = checkout / ".git" / "hooks" / "post-checkout"
+    command = ("python -c \"import sys; open(sys.argv[1], 'a').write('LD_PRELOAD=/tmp/evil.so\\n'); "
+               "open(sys.argv[2], 'w').write('#!/bin/sh')\" " + f"{env_file} {hook}")
+    run = validate(bed, checkout, "--test-command", command, env={"GITHUB_ENV": str(env_file)})
+    assert run.code == EXIT_CHECKS_FAILED, run.stdout[-3000:]
+    assert env_file.read_text() == "KEPT=1\n"  # the runner will read what lockstep's step had, nothing more
+    assert hook.is_file()  # the proof stays; nothing after the check runs git
+    error = next(line for line in run.stdout.splitlines() if line.startswith("::error"))
+    assert "while the test command ran, the pull request's code changed files" in error
+    assert "GITHUB_ENV" in error and "post-checkout (added)" in error and "no verdict" in error
+    assert run.results == {} and "report-dir" not in run.outputs  # nothing for the upload and comment steps
+    assert "stops here with no verdict" in run.outputs["error"]
 
 
 def test_passing_project_tests_and_a_missing_base(bed):

@@ -101,6 +101,8 @@ def test_a_pr_whose_evaluation_code_inflates_its_score_is_judged_by_the_base_eva
     side = next(d for d in trusted["details"] if d.startswith("accuracy:"))
     assert "base's evaluation 0.65" in side and "this PR's evaluation 0.95" in side
     assert checks["gates"]["status"] == "fail"  # by the base's evaluation: 0.65 < 0.9
+    # the base's evaluation ran before any of the PR's code could change what it runs with
+    assert proc.stdout.index("::group::the base's evaluation on this PR's model") < proc.stdout.index("::group::re-evaluate in CI")
     accuracy = next(row for row in results["metrics"] if row["name"] == "accuracy")
     assert accuracy["pr"] == pytest.approx(0.65)
 

@@ -66,6 +66,11 @@ def toplevel(path: str | Path) -> Path:
     return Path(run(["rev-parse", "--show-toplevel"], path).stdout.strip())
 
 
+def common_dir(path: str | Path) -> Path:
+    """The git folder shared by every worktree of the checkout (config, hooks, refs, objects)."""
+    return (Path(path) / run(["rev-parse", "--git-common-dir"], path).stdout.strip()).resolve()
+
+
 def head(path: str | Path) -> str:
     return run(["rev-parse", "HEAD"], path).stdout.strip()
 

@@ -28,6 +28,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 from . import gha, procenv
+from .guard import Guard
 
 _PR_SET_CHILD_SUBREAPER = 36
 
@@ -147,9 +148,12 @@ def kill_new(before: Mapping[int, str], *, deadline: float = 10.0) -> dict[int, 
 
 
 @contextlib.contextmanager
-def contained(what: str) -> Iterator[None]:
-    """Run untrusted code in the body; when it ends, nothing it started is left running."""
+def contained(what: str, guard: Guard | None = None) -> Iterator[None]:
+    """Run untrusted code in the body; when it ends, nothing it started is left running, and (with
+    a guard) nothing it changed that lockstep or the job's later steps run goes unnoticed."""
     before = descendants()
+    if guard is not None:
+        guard.before_command()
     try:
         yield
     finally:
@@ -160,10 +164,12 @@ def contained(what: str) -> Iterator[None]:
                 f"{what} left {len(killed)} process(es) running after it ended ({names}); "
                 "lockstep killed them so that nothing of the pull request's code outlives its step"
             ))
+        if guard is not None:
+            guard.verify(what)  # only now: nothing of the PR's code is left to write meanwhile
 
 
-def run(argv: Sequence[str], *, cwd: str | Path, env: Mapping[str, str], what: str) -> int:
+def run(argv: Sequence[str], *, cwd: str | Path, env: Mapping[str, str], what: str, guard: Guard | None = None) -> int:
     """Run a pull request's command with exactly `env`, its output to the log with workflow commands
     switched off, nothing it starts left running; its exit code."""
-    with contained(what), gha.commands_paused():
+    with contained(what, guard), gha.commands_paused():
         return subprocess.run(list(argv), cwd=cwd, env=dict(env), check=False).returncode  # noqa: S603 - the caller's argv

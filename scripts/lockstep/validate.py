@@ -10,11 +10,15 @@ Checks, in order, each a named result in the report:
   lock-vs-code        dvc.lock matches dvc.yaml, the code, the params and the upstream lock entries
   lock-vs-remote      every object the lock references is in the remote, object by object
   pull                only the outputs the evaluation stages read
+  (before the PR's code runs: the base's evaluation and the base's metrics and params are read)
   tests               the project's own test command (optional)
   re-evaluation       the evaluation stages re-run in CI agree with the committed metrics, and
                       re-running them evaluated the committed model (not a retrained one)
   trusted-evaluation  when the PR changed its evaluation: the base's evaluation on the PR's model
   base                metrics and params of the PR's base commit
+
+Everything the verdict trusts is read or run before the first command of the PR's code, and after
+each such command `guard` checks that it changed nothing lockstep runs later (else: no verdict).
   gates               thresholds of the trusted lockstep.yaml
   (review view)       no check: plots and DVC-tracked data base vs PR, training time where
                       dvclive recorded it (the reviewer's view; plots.html in the report folder)
@@ -33,7 +37,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import __version__, bytecode, config as configmod, dvcrepo, gha, gitrepo, lineage, procenv, projectenv, review, sandbox, tracking
+from . import (
+    __version__,
+    bytecode,
+    config as configmod,
+    dvcrepo,
+    gha,
+    gitrepo,
+    guard as guardmod,
+    lineage,
+    procenv,
+    projectenv,
+    review,
+    sandbox,
+    tracking,
+)
 from .errors import ConfigError, DvcError, LockstepError
 from .metrics import check_gates, diff, disagreements, format_value, parse_file
 from .report import PLOTS_FILE, Check, Report, Timing, metric_rows, render
@@ -82,6 +100,10 @@ class Context:
     base_metrics: dvcrepo.MetricsRead = field(default_factory=dvcrepo.MetricsRead)
     local_mlflow: str = ""
     retrains: bool = False  # the evaluation stages also (re)train the model
+    guard: guardmod.Guard | None = None  # what the PR's code must not change (None: not watched)
+    pending_trusted: Check | None = None  # the base's evaluation, reported once the PR's has run
+    base_params: dict[str, Any] = field(default_factory=dict)
+    pr_params: dict[str, Any] = field(default_factory=dict)
     plots_html: str = ""  # every plot base vs PR, for the report folder (review.plots_html)
 
     def stage_env(self) -> dict[str, str]:
@@ -120,6 +142,7 @@ def run(inputs: ValidateInputs) -> ValidateResult:
     steps: list[tuple[str, float]] = []
     with tempfile.TemporaryDirectory(prefix="lockstep-validate-") as scratch:
         ctx = Context(inputs, project, prefix, report, head_cfg, dvcrepo.open_repo(project), Path(scratch))
+        ctx.guard = guardmod.for_job(project, gitrepo.common_dir(project))
         ctx.local_mlflow = (Path(scratch) / "mlruns").as_uri()
         steps.append(("open", round(time.monotonic() - started, 3)))
         for step in STEPS:
@@ -129,6 +152,8 @@ def run(inputs: ValidateInputs) -> ValidateResult:
         plots_html = ctx.plots_html
     report.times.append(Timing("validation", round(time.monotonic() - started, 3)))
     gha.info("time per step: " + " · ".join(f"{name} {seconds:.2f} s" for name, seconds in steps))
+    if ctx.guard is not None and ctx.guard.seconds:
+        gha.info(f"guard: {ctx.guard.describe()}")
     report_dir = inputs.report_dir if inputs.report_dir.is_absolute() else project / inputs.report_dir
     result = _write(report, report_dir, plots_html, steps)
     bytecode.keep_for_cache()
@@ -236,9 +261,14 @@ def step_pull(ctx: Context) -> None:
         ctx.report.add(Check("pull", "Pull", "skip", reason))
         return
     with gha.group("pull what evaluation needs"):
+        model_stage = _model_stage(ctx)
+        ctx.retrains = bool(model_stage) and bool(set(ctx.eval_stages) & dvcrepo.upstream_of(ctx.repo, [model_stage]))
         targets = dvcrepo.evaluation_inputs(ctx.repo, ctx.eval_stages)
         try:
-            fetched = dvcrepo.pull(ctx.repo, targets)
+            # MLflow is imported meanwhile, and so before any of the PR's code runs: a module imported
+            # later could be one the PR's code rewrote (guard.py checks the files after each command)
+            with tracking.imported_meanwhile():
+                fetched = dvcrepo.pull(ctx.repo, targets)
         except LockstepError as exc:
             ctx.report.add(Check("pull", "Pull", "fail", exc.message, [exc.hint] if exc.hint else []))
             return
@@ -257,7 +287,7 @@ def step_tests(ctx: Context) -> None:
             return
         gha.info(f"$ {command}")
         try:
-            returncode = sandbox.run(argv, cwd=ctx.project, env=ctx.stage_env(), what="the test command")
+            returncode = sandbox.run(argv, cwd=ctx.project, env=ctx.stage_env(), what="the test command", guard=ctx.guard)
         except FileNotFoundError:
             ctx.report.add(Check("tests", "Project tests", "fail", f"the test command was not found: {argv[0]}", ["check the `test-command` input"]))
             return
@@ -271,28 +301,52 @@ def step_reevaluate(ctx: Context) -> None:
     """Re-run the evaluation stages in CI, without secrets, and compare with what was committed.
     When they also (re)train the model, the re-run evaluates a model CI just trained, so its
     digest must match the committed one for the verdict to be about the developer's model."""
+    agreement = _reevaluate(ctx)
+    if agreement is not None:
+        ctx.report.add(agreement)
+    _report_trusted_evaluation(ctx, agreement)
+
+
+def _reevaluate(ctx: Context) -> Check | None:
     if not _passed(ctx, "pull") or not _passed(ctx, "tests", missing_ok=True):
         pull = ctx.report.check("pull")
         if pull is not None and pull.status == "skip":
-            ctx.report.add(Check("re-evaluation", "Re-evaluation", "skip", pull.summary))
-        return
+            return Check("re-evaluation", "Re-evaluation", "skip", pull.summary)
+        return None
     with gha.group(f"re-evaluate in CI: {', '.join(ctx.eval_stages)}"):
-        model_stage = _model_stage(ctx)
-        retrains = ctx.retrains = bool(model_stage) and bool(set(ctx.eval_stages) & dvcrepo.upstream_of(ctx.repo, [model_stage]))
+        retrains = ctx.retrains
         committed_model = dvcrepo.output_digest(ctx.repo, ctx.cfg.model_path or "") if retrains else ""
         started = time.monotonic()
         try:
-            with tracking.imported_meanwhile(), sandbox.contained("re-evaluation"):  # MLflow imported meanwhile
+            with sandbox.contained("the re-evaluation", ctx.guard):
                 dvcrepo.reproduce(ctx.project, ctx.eval_stages, env=ctx.stage_env(), force=True)
+        except guardmod.Tampered:
+            raise
         except LockstepError as exc:
-            ctx.report.add(Check("re-evaluation", "Re-evaluation", "fail", exc.message, [exc.hint]))
-            return
+            return Check("re-evaluation", "Re-evaluation", "fail", exc.message, [exc.hint])
         finally:
             ctx.report.times.append(Timing("evaluation", round(time.monotonic() - started, 3), source=(
                 f"dvc repro of {', '.join(ctx.eval_stages)}" + (", which also trains the model" if retrains else ""))))
         ctx.repo = dvcrepo.open_repo(ctx.project)  # the lock entries of the re-run stages were rewritten
         ctx.recomputed = dvcrepo.read_metrics(ctx.repo, files=ctx.cfg.metrics_files)
-        ctx.report.add(_agreement(ctx, retrains, committed_model))
+        return _agreement(ctx, retrains, committed_model)
+
+
+def _report_trusted_evaluation(ctx: Context, agreement: Check | None) -> None:
+    """The base's evaluation ran before the PR's code; it is reported, and judges, when the PR's own
+    re-evaluation ran and did not fail (the side by side needs both)."""
+    pending, ctx.pending_trusted = ctx.pending_trusted, None
+    if pending is None or agreement is None or agreement.status in ("fail", "skip"):
+        ctx.trusted = None
+        return
+    if ctx.trusted is not None:
+        recomputed = ctx.recomputed or dvcrepo.MetricsRead()
+        pending.details[:0] = [
+            f"{name}: base's evaluation {format_value(ctx.trusted.values.get(name))} · this PR's evaluation "
+            f"{format_value(recomputed.values.get(name))}"
+            for name in sorted(set(ctx.trusted.values) | set(recomputed.values))
+        ]
+    ctx.report.add(pending)
 
 
 def _agreement(ctx: Context, retrains: bool, committed_model: str) -> Check:
@@ -339,17 +393,18 @@ def _agreement(ctx: Context, retrains: bool, committed_model: str) -> Check:
 
 def step_trusted_evaluation(ctx: Context) -> None:
     """When the PR changed how it evaluates (command, code, params, metrics files), evaluate its
-    model with the base's evaluation too; the gates judge those metrics."""
-    reevaluation = ctx.report.check("re-evaluation")
-    if not ctx.base_available or ctx.recomputed is None or reevaluation is None or reevaluation.status == "fail":
+    model with the base's evaluation too; the gates judge those metrics. This runs before any of
+    the PR's own code, so that code cannot have changed the environment the base's evaluation runs
+    in; it is reported after the PR's re-evaluation (`_report_trusted_evaluation`)."""
+    if not ctx.base_available or not _passed(ctx, "pull") or not _passed(ctx, "model-load", missing_ok=True):
         return
     with gha.group("did this PR change its evaluation?"):
         worktree = ctx.scratch / "base"
         try:
             gitrepo.add_worktree(ctx.project, ctx.inputs.base_sha, worktree)
         except LockstepError as exc:
-            ctx.report.add(Check("trusted-evaluation", "Trusted evaluation", "fail",
-                                 f"the base commit could not be checked out to compare evaluations: {exc.message}"))
+            ctx.pending_trusted = Check("trusted-evaluation", "Trusted evaluation", "fail",
+                                        f"the base commit could not be checked out to compare evaluations: {exc.message}")
             return
         try:
             _compare_evaluations(ctx, worktree / ctx.prefix)
@@ -379,19 +434,19 @@ def _compare_evaluations(ctx: Context, base_project: Path) -> None:
         # cannot be told apart from an evaluation change, so it is marked for review.
         code = [change for change in changed if "(stage '" in change or "command of stage" in change or "metrics files" in change]
         if code:
-            ctx.report.add(Check(
+            ctx.pending_trusted = Check(
                 "trusted-evaluation", title, "warn",
                 f"{', '.join(ctx.eval_stages)} trains and evaluates in one stage, and this PR changes its code "
                 f"({'; '.join(code[:3])}): the base's evaluation cannot be run without retraining, so review how "
                 "the metrics are computed before merging",
                 code,
-            ))
+            )
         return
     missing = [p for p in dvcrepo.evaluation_inputs(base_repo, base_stages) if not (ctx.project / p).exists()]
     if missing:
-        ctx.report.add(Check("trusted-evaluation", title, "fail",
-                             f"{review} ({'; '.join(changed[:3])}), and the base's evaluation reads "
-                             f"{', '.join(missing)}, which this PR does not provide", changed))
+        ctx.pending_trusted = Check("trusted-evaluation", title, "fail",
+                                    f"{review} ({'; '.join(changed[:3])}), and the base's evaluation reads "
+                                    f"{', '.join(missing)}, which this PR does not provide", changed)
         return
     for path in dvcrepo.evaluation_inputs(base_repo, base_stages):
         _copy(ctx.project / path, base_project / path)
@@ -399,27 +454,23 @@ def _compare_evaluations(ctx: Context, base_project: Path) -> None:
     started = time.monotonic()
     try:
         with gha.group(f"the base's evaluation on this PR's model: {', '.join(base_stages)}"):
-            with sandbox.contained("the base's evaluation"):
+            with sandbox.contained("the base's evaluation of this PR's model", ctx.guard):
                 dvcrepo.reproduce(base_project, base_stages, env=ctx.stage_env(), force=True, no_commit=True)
+    except guardmod.Tampered:
+        raise
     except LockstepError as exc:
-        ctx.report.add(Check("trusted-evaluation", title, "fail",
-                             f"{review} ({'; '.join(changed[:3])}), and the base's evaluation cannot run on this PR's "
-                             f"model: {exc.message}", changed))
+        ctx.pending_trusted = Check("trusted-evaluation", title, "fail",
+                                    f"{review} ({'; '.join(changed[:3])}), and the base's evaluation cannot run on this "
+                                    f"PR's model: {exc.message}", changed)
         return
     ctx.report.times.append(Timing("trusted-evaluation", round(time.monotonic() - started, 3)))
     ctx.trusted = dvcrepo.read_metrics(dvcrepo.open_repo(base_project), files=ctx.cfg.metrics_files)
-    recomputed = ctx.recomputed or dvcrepo.MetricsRead()
-    side_by_side = [
-        f"{name}: base's evaluation {format_value(ctx.trusted.values.get(name))} · this PR's evaluation "
-        f"{format_value(recomputed.values.get(name))}"
-        for name in sorted(set(ctx.trusted.values) | set(recomputed.values))
-    ]
-    ctx.report.add(Check(
+    ctx.pending_trusted = Check(
         "trusted-evaluation", title, "warn",
         f"{review} ({'; '.join(changed[:3])}). The gates judge this PR's model by the base's evaluation; "
         "its own evaluation applies to the PRs after it is merged",
-        side_by_side + changed,
-    ))
+        list(changed),  # the side by side goes first once the PR's own evaluation has run
+    )
 
 
 def _signature_changes(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
@@ -452,6 +503,15 @@ def _copy(source: Path, target: Path) -> None:
         shutil.copy2(source, target)
 
 
+def step_read_before(ctx: Context) -> None:
+    """What the comparison with the base reads from git, read before the PR's code runs (it could
+    otherwise rewrite git's objects or the params files in the workspace)."""
+    ctx.pr_params = _read_params(ctx.project, ctx.repo)
+    if ctx.inputs.base_sha and ctx.base_available:
+        ctx.base_metrics = dvcrepo.read_metrics(ctx.repo, rev=ctx.inputs.base_sha, files=ctx.cfg.metrics_files)
+        ctx.base_params = _base_params(ctx)
+
+
 def step_base(ctx: Context) -> None:
     with gha.group("compare with the base branch"):
         base_sha = ctx.inputs.base_sha
@@ -462,7 +522,6 @@ def step_base(ctx: Context) -> None:
             ctx.report.add(Check("base", "Base comparison", "fail",
                                  f"the base commit {base_sha[:12]} cannot be read: nothing to compare with, so no verdict"))
             return
-        ctx.base_metrics = dvcrepo.read_metrics(ctx.repo, rev=base_sha, files=ctx.cfg.metrics_files)
         where = "; ".join(f"{name} from {source}" for name, source in ctx.base_metrics.sources.items())
         notes = [f"{name}: {why}" for name, why in ctx.base_metrics.problems.items()]
         if not ctx.base_metrics.values:
@@ -477,7 +536,7 @@ def step_gates(ctx: Context) -> None:
     with gha.group("gates"):
         base = ctx.base_metrics.values
         pr = ctx.pr_metrics
-        ctx.report.params = [(d.name, d.base, d.new) for d in diff(_base_params(ctx), _read_params(ctx.project, ctx.repo)) if d.changed]
+        ctx.report.params = [(d.name, d.base, d.new) for d in diff(ctx.base_params, ctx.pr_params) if d.changed]
         gates = check_gates(ctx.cfg.gates, pr, base)
         ctx.report.metrics = metric_rows(diff(base, pr), gates, {g.metric: g.direction for g in ctx.cfg.gates})
         if not gates:
@@ -546,7 +605,7 @@ def step_mlflow(ctx: Context) -> None:
             tracker = tracking.Tracker(retries=1, timeout=10)
             run_id = tracker.start_run(experiment, f"pr-{report.pr_number or 'local'}-{report.head_sha[:8]}", tags)
             try:
-                tracker.log(run_id, params=_read_params(ctx.project, ctx.repo), metrics=ctx.pr_metrics)
+                tracker.log(run_id, params=ctx.pr_params, metrics=ctx.pr_metrics)
                 if ctx.trusted is not None and ctx.recomputed is not None:  # the PR's own evaluation, beside
                     own = {f"{PR_EVALUATION_PREFIX}{name}": value for name, value in ctx.recomputed.values.items()}
                     tracker.log(run_id, metrics=own)
@@ -577,9 +636,13 @@ STEPS = (
     step_lock_vs_code,
     step_lock_vs_remote,
     step_pull,
+    # before the PR's code: what the verdict trusts
+    step_trusted_evaluation,
+    step_read_before,
+    # the PR's code, each command checked by the guard when it ends
     step_tests,
     step_reevaluate,
-    step_trusted_evaluation,
+    # after
     step_base,
     step_gates,
     step_review_view,

@@ -1,0 +1,159 @@
+"""The guard sees what a pull request's code changed among the files lockstep and the job's later
+steps run: real files, real change times (no clock is mocked)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lockstep import guard, sandbox
+from lockstep.errors import EXIT_CHECKS_FAILED
+
+pytestmark = pytest.mark.unit
+
+
+def tool_tree(root: Path) -> Path:
+    package = root / "lib" / "site-packages" / "pkg"
+    (package / "__pycache__").mkdir(parents=True)
+    (package / "__init__.py").write_text("VALUE = 1\n")
+    (package / "__pycache__" / "__init__.cpython-311.pyc").write_bytes(b"old bytecode")
+    return root
+
+
+def watching(tmp_path: Path, **files: Path) -> guard.Guard:
+    watch = guard.Guard([guard.Tree(tool_tree(tmp_path / "env"))], step_files=dict(files))
+    watch.snapshot()
+    return watch
+
+
+def test_nothing_changed_passes_and_says_what_it_watched(tmp_path):
+    watch = watching(tmp_path)
+    watch.verify("the test command")
+    assert watch.findings == []
+    assert "file(s) in 1 folder(s)" in watch.describe()
+
+
+def test_a_source_rewritten_with_its_old_times_and_size_is_still_seen(tmp_path):
+    watch = watching(tmp_path)
+    module = tmp_path / "env" / "lib" / "site-packages" / "pkg" / "__init__.py"
+    stat = module.stat()
+    module.write_text("VALUE = 2\n")  # same size
+    os.utime(module, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # the modification time put back: the change time cannot be
+    with pytest.raises(guard.Tampered) as caught:
+        watch.verify("the test command")
+    assert f"{module} (changed)" in caught.value.message
+    assert caught.value.exit_code == EXIT_CHECKS_FAILED
+    assert "lockstep stops here with no verdict" in caught.value.message
+
+
+def test_an_added_file_and_a_removed_one_are_seen(tmp_path):
+    watch = watching(tmp_path)
+    site = tmp_path / "env" / "lib" / "site-packages"
+    (site / "evil.pth").write_text("import os\n")
+    (site / "pkg" / "__init__.py").unlink()
+    with pytest.raises(guard.Tampered) as caught:
+        watch.verify("the re-evaluation")
+    assert f"{site / 'evil.pth'} (added)" in caught.value.message
+    assert f"{site / 'pkg' / '__init__.py'} (removed)" in caught.value.message
+    assert caught.value.message.startswith("while the re-evaluation ran")
+
+
+def test_bytecode_written_meanwhile_is_deleted_never_trusted_and_not_called_tampering(tmp_path):
+    watch = watching(tmp_path)
+    cache = tmp_path / "env" / "lib" / "site-packages" / "pkg" / "__pycache__"
+    (cache / "__init__.cpython-311.pyc").write_bytes(b"bytecode that claims the source's times")
+    fresh = tmp_path / "env" / "lib" / "site-packages" / "fresh" / "__pycache__"
+    fresh.mkdir(parents=True)
+    (fresh / "x.cpython-311.pyc").write_bytes(b"new")
+    with pytest.raises(guard.Tampered):  # the new package folder itself is not bytecode
+        watch.verify("the test command")
+    assert not (cache / "__init__.cpython-311.pyc").exists()
+    assert not (fresh / "x.cpython-311.pyc").exists()
+
+    watch = watching(tmp_path / "second")
+    cache = tmp_path / "second" / "env" / "lib" / "site-packages" / "pkg" / "__pycache__"
+    (cache / "other.cpython-311.pyc").write_bytes(b"compiled on first import")
+    watch.verify("the test command")  # only bytecode: deleted, no finding
+    assert not (cache / "other.cpython-311.pyc").exists()
+    assert watch.removed_bytecode == 1 and watch.findings == []
+    assert "1 bytecode file(s) written meanwhile deleted" in watch.describe()
+
+
+def test_a_write_to_the_steps_command_files_is_undone_and_reported(tmp_path):
+    github_env = tmp_path / "set_env_1234"
+    github_env.write_text("KEPT=1\n")
+    summary = tmp_path / "step_summary_1234"  # not created yet: a file the PR creates is removed
+    watch = watching(tmp_path, GITHUB_ENV=github_env, GITHUB_STEP_SUMMARY=summary)
+    with github_env.open("a") as handle:
+        handle.write("LD_PRELOAD=/tmp/evil.so\n")
+    summary.write_text("# passed\n")
+    with pytest.raises(guard.Tampered) as caught:
+        watch.verify("the test command")
+    assert github_env.read_text() == "KEPT=1\n"
+    assert not summary.exists()
+    assert "GITHUB_ENV (the step's command file" in caught.value.message
+    assert "GITHUB_STEP_SUMMARY" in caught.value.message
+
+
+def git(cwd: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout.strip()
+
+
+def test_git_metadata_new_objects_are_fine_hooks_and_config_are_not(tmp_path):
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git(repo, "init", "-q")
+    git(repo, "-c", "user.name=a", "-c", "user.email=a@b", "commit", "-q", "--allow-empty", "-m", "one")
+    git_dir = Path(git(repo, "rev-parse", "--absolute-git-dir"))
+    watch = guard.Guard([guard.Tree(git_dir, only=guard._GIT_WATCHED, new_ok=guard._GIT_NEW_OK, by_content=True,
+                                    by_stamp=("objects/",))])
+    watch.snapshot()
+    git(repo, "-c", "user.name=a", "-c", "user.email=a@b", "commit", "-q", "--allow-empty", "-m", "two")  # new objects, a moved ref
+    git(repo, "update-ref", "refs/exps/x", "HEAD")  # a new ref, as `dvc exp run` writes
+    (git_dir / "index").write_bytes(b"an index rewritten")  # not watched: git and DVC refresh it
+    head = (git_dir / "HEAD").read_bytes()
+    (git_dir / "HEAD").write_bytes(head)  # rewritten with the same content
+    with pytest.raises(guard.Tampered) as caught:
+        watch.verify("the test command")
+    branch = head.decode().split("/", 2)[-1].strip()
+    assert caught.value.message.count("(changed)") == 1 and f"refs/heads/{branch} (changed)" in caught.value.message
+
+    watch.snapshot()
+    (git_dir / "hooks" / "post-checkout").write_text("#!/bin/sh\ntouch pwned\n")
+    with (git_dir / "config").open("a") as handle:
+        handle.write("[core]\n\tfsmonitor = touch pwned\n")
+    with pytest.raises(guard.Tampered) as caught:
+        watch.verify("the test command")
+    assert "hooks/post-checkout (added)" in caught.value.message
+    assert f"{git_dir / 'config'} (changed)" in caught.value.message
+
+
+def test_for_job_watches_locksteps_python_source_git_and_command_files(tmp_path, monkeypatch):
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git(repo, "init", "-q")
+    github_env = tmp_path / "env-file"
+    github_env.write_text("")
+    monkeypatch.setenv("GITHUB_ENV", str(github_env))
+    watch = guard.for_job(repo, Path(git(repo, "rev-parse", "--absolute-git-dir")))
+    roots = [tree.root for tree in watch.trees]
+    assert Path(sys.prefix).resolve() in roots or any(Path(guard.__file__).resolve().is_relative_to(r) for r in roots)
+    assert any(Path(guard.__file__).resolve().is_relative_to(root) for root in roots)  # lockstep's own source
+    assert (repo / ".git").resolve() in roots
+    assert watch.step_files == {"GITHUB_ENV": github_env}
+    assert not any(a != b and a.is_relative_to(b) for a in roots for b in roots)  # no folder walked twice
+
+
+def test_contained_checks_after_the_command_and_its_leftovers_are_gone(tmp_path):
+    watch = watching(tmp_path)
+    target = tmp_path / "env" / "lib" / "site-packages" / "pkg" / "__init__.py"
+    with pytest.raises(guard.Tampered):
+        sandbox.run([sys.executable, "-c", f"open({str(target)!r}, 'a').write('# more')"], cwd=tmp_path,
+                    env=dict(os.environ), what="the test command", guard=watch)
+    watch.snapshot()
+    assert sandbox.run([sys.executable, "-c", "pass"], cwd=tmp_path, env=dict(os.environ), what="the test command",
+                       guard=watch) == 0
