@@ -3,6 +3,8 @@ steps run: real files, real change times (no clock is mocked)."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import os
 import subprocess
 import sys
@@ -17,15 +19,20 @@ pytestmark = pytest.mark.unit
 
 
 def tool_tree(root: Path) -> Path:
-    package = root / "lib" / "site-packages" / "pkg"
+    """A small environment as uv leaves one: a package, its bytecode, its wheel's RECORD."""
+    site = root / "lib" / "site-packages"
+    package = site / "pkg"
     (package / "__pycache__").mkdir(parents=True)
     (package / "__init__.py").write_text("VALUE = 1\n")
     (package / "__pycache__" / "__init__.cpython-311.pyc").write_bytes(b"old bytecode")
+    digest = base64.urlsafe_b64encode(hashlib.sha256(b"VALUE = 1\n").digest()).rstrip(b"=").decode()
+    (site / "pkg-1.0.dist-info").mkdir()
+    (site / "pkg-1.0.dist-info" / "RECORD").write_text(f"pkg/__init__.py,sha256={digest},10\npkg-1.0.dist-info/RECORD,,\n")
     return root
 
 
 def watching(tmp_path: Path, **files: Path) -> guard.Guard:
-    watch = guard.Guard([guard.Tree(tool_tree(tmp_path / "env"))], step_files=dict(files))
+    watch = guard.Guard([guard.Tree(tool_tree(tmp_path / "env"), records=True)], step_files=dict(files))
     watch.snapshot()
     return watch
 
@@ -48,6 +55,56 @@ def test_a_source_rewritten_with_its_old_times_and_size_is_still_seen(tmp_path):
     assert f"{module} (changed)" in caught.value.message
     assert caught.value.exit_code == EXIT_CHECKS_FAILED
     assert "lockstep stops here with no verdict" in caught.value.message
+
+
+def test_another_hard_link_to_an_installed_file_is_not_a_change_while_its_content_is_as_recorded(tmp_path):
+    """uv installs by hard-linking its cache: a PR's `uv sync` linking (or a build environment
+    linking then removing) the same cache file moves the change time of lockstep's copy. The
+    wheel's RECORD digest, read before the PR's code ran, decides."""
+    watch = watching(tmp_path)
+    module = tmp_path / "env" / "lib" / "site-packages" / "pkg" / "__init__.py"
+    os.link(module, tmp_path / "cache-entry")
+    watch.verify("the test command")
+    (tmp_path / "cache-entry").unlink()  # linked and unlinked: the link count is back, the change time is not
+    watch.verify("the test command")
+    assert watch.findings == []
+
+    # the same size, the modification time set back, another link: the content gives it away
+    stat = module.stat()
+    os.link(module, tmp_path / "cache-entry")
+    module.write_text("VALUE = 9\n")
+    os.utime(module, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    with pytest.raises(guard.Tampered) as caught:
+        watch.verify("the test command")
+    assert f"{module} (changed)" in caught.value.message
+
+
+def test_a_change_time_that_moved_on_a_file_no_record_knows_is_a_change(tmp_path):
+    watch = watching(tmp_path)
+    loose = tmp_path / "env" / "lib" / "site-packages" / "lockstep-source.pth"
+    watch.verify("nothing")  # (the file does not exist yet: nothing to see)
+    loose.write_text("/opt/lockstep/scripts\n")
+    watch.snapshot()
+    stat = loose.stat()
+    os.link(loose, tmp_path / "other-link")
+    loose.write_text("/opt/evilstep/scripts\n")  # the same size
+    os.utime(loose, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    with pytest.raises(guard.Tampered):
+        watch.verify("the test command")
+
+
+def test_skipped_folders_by_name_and_by_suffix(tmp_path):
+    root = tool_tree(tmp_path / "env")
+    (root / "lockstep.egg-info").mkdir()
+    (root / "test").mkdir()
+    watch = guard.Guard([guard.Tree(root, skip=frozenset({"test", "*.egg-info"}))])
+    watch.snapshot()
+    (root / "lockstep.egg-info" / "PKG-INFO").write_text("a build wrote this")
+    (root / "test" / "x.py").write_text("")
+    watch.verify("the test command")
+    (root / "lockstep.egg-info-not").mkdir()
+    with pytest.raises(guard.Tampered):
+        watch.verify("the test command")
 
 
 def test_an_added_file_and_a_removed_one_are_seen(tmp_path):

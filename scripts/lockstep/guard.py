@@ -15,15 +15,20 @@ something trusted reads them after the PR's code has run:
   would reach every later step (`LD_PRELOAD`, `BASH_ENV`). Their content is put back as it was
   and the write is reported as tampering.
 
-Detection compares each file's inode, size and change time (`st_ctime`, which a process cannot set
-back), so a file rewritten and given its old modification time is still seen. Only running the
+Detection compares each file's inode, size, modification and change time (`st_ctime`, which a
+process cannot set back), so a file rewritten and given its old modification time is still seen;
+a change time that moved alone is not a change when the file still has the digest its wheel's
+RECORD gives (uv installs by hard-linking its cache, and linking the same file elsewhere moves it). Only running the
 PR's code as another user would prevent the writes instead of seeing them; what is not watched
 (the runner's own installation, Docker) is named in the README.
 """
 
 from __future__ import annotations
 
+import base64
+import csv
 import hashlib
+import io
 import os
 import sys
 import sysconfig
@@ -40,7 +45,7 @@ _STDLIB_SKIP = frozenset({"site-packages", "dist-packages", "test", "tests", "id
 _GIT_WATCHED = ("config", "HEAD", "packed-refs", "hooks", "info", "refs", "objects")
 _GIT_NEW_OK = ("refs/", "objects/")  # a new ref or object is harmless; a changed one is not
 
-Stamp = tuple[int, int, int]  # inode, size, ctime_ns (a folder: 0, 0, 0; only that it exists)
+Stamp = tuple[int, ...]  # inode, size, mtime_ns, ctime_ns, link count (a folder: (); only that it exists)
 
 
 class Tampered(ChecksFailed):
@@ -52,11 +57,12 @@ class Tree:
     """A folder whose files must not change while the PR's code runs."""
 
     root: Path
-    skip: frozenset[str] = frozenset()  # names of sub-folders not walked
+    skip: frozenset[str] = frozenset()  # names of sub-folders not walked ("*.x": names ending in .x)
     only: tuple[str, ...] = ()  # when set: only these entries of the root are walked
     new_ok: tuple[str, ...] = ()  # path prefixes (relative) under which new files are allowed
     by_content: bool = False  # compare small files by digest (git rewrites HEAD and config in place)
     by_stamp: tuple[str, ...] = ()  # path prefixes compared by stamp even so (git's objects never change in place)
+    records: bool = False  # an environment: its wheels' RECORD files give each installed file's digest
 
     def walk(self) -> dict[str, Stamp | str]:
         """Every entry under the root by relative path: a file's stamp (or digest), a folder's
@@ -75,15 +81,37 @@ class Tree:
             except OSError:
                 continue  # absent, or gone meanwhile: seen as removed
             if folder != root:
-                found[folder[cut:]] = (0, 0, 0)
+                found[folder[cut:]] = ()
             with entries:
                 for entry in entries:
                     if entry.is_dir(follow_symlinks=False):
-                        if entry.name not in self.skip:
+                        if not self._skipped(entry.name):
                             stack.append(entry.path)
                     else:
                         self._file(entry.path, entry.path[cut:], found)
         return found
+
+    def recorded(self, files: dict[str, Stamp | str]) -> dict[str, str]:
+        """The digest each installed file had when its wheel was installed, from the RECORD files
+        of the environment (read once, before any of the PR's code runs), by path under the root."""
+        found: dict[str, str] = {}
+        for rel in files:
+            if not rel.endswith(".dist-info/RECORD"):
+                continue
+            folder = (self.root / rel).parent.parent  # site-packages: RECORD paths are relative to it
+            try:
+                rows = list(csv.reader(io.StringIO((self.root / rel).read_text("utf-8"))))
+            except (OSError, UnicodeDecodeError, csv.Error):
+                continue
+            for row in rows:
+                if len(row) >= 2 and row[1]:
+                    target = os.path.normpath(folder / row[0])
+                    if target.startswith(str(self.root) + os.sep):
+                        found[target[len(str(self.root)) + 1:]] = row[1]
+        return found
+
+    def _skipped(self, name: str) -> bool:
+        return name in self.skip or any(name.endswith(pattern[1:]) for pattern in self.skip if pattern.startswith("*"))
 
     def _file(self, path: str, rel: str, found: dict[str, Stamp | str]) -> None:
         try:
@@ -97,7 +125,7 @@ class Tree:
                 return
             except OSError:
                 pass
-        found[rel] = (stat.st_ino, stat.st_size, stat.st_ctime_ns)
+        found[rel] = (stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_nlink)
 
 
 @dataclass
@@ -112,6 +140,7 @@ class Guard:
     _before: list[dict[str, Stamp | str]] = field(default_factory=list)
     _contents: dict[str, bytes | None] = field(default_factory=dict)
     _taken: bool = False
+    _records: list[dict[str, str]] = field(default_factory=list)  # per tree: file -> "sha256=<urlsafe b64>"
 
     def before_command(self) -> None:
         """The baseline for the next command: the last check's view when there was one (lockstep
@@ -122,6 +151,8 @@ class Guard:
     def snapshot(self) -> None:
         started = time.monotonic()
         self._before = [tree.walk() for tree in self.trees]
+        if not self._records:
+            self._records = [tree.recorded(before) if tree.records else {} for tree, before in zip(self.trees, self._before, strict=True)]
         self._contents = {name: _read(path) for name, path in self.step_files.items()}
         self._taken = True
         self.seconds += time.monotonic() - started
@@ -143,12 +174,12 @@ class Guard:
                 _restore(path, kept)
                 found.append(f"{name} (the step's command file {path}: put back as it was)")
         afters = []
-        for tree, before in zip(self.trees, self._before, strict=True):
+        for tree, before, records in zip(self.trees, self._before, self._records, strict=True):
             after = tree.walk()
             afters.append(after)
             for rel in sorted(set(before) | set(after)):
                 old, new = before.get(rel), after.get(rel)
-                if old == new:
+                if old == new or _only_change_time(old, new) and (rel.startswith(tree.by_stamp) or _as_recorded(tree.root / rel, records.get(rel))):
                     continue
                 if _is_bytecode(rel):
                     if new is not None:
@@ -177,6 +208,27 @@ class Guard:
             self.removed_bytecode += 1
         except FileNotFoundError:
             pass
+
+
+def _only_change_time(old: Stamp | str | None, new: Stamp | str | None) -> bool:
+    """Same inode, size and modification time; only the change time (and maybe the link count)
+    moved. uv installs by hard-linking its cache, so a PR's own `uv sync`, or a build environment it
+    makes and removes, moves the change time of files lockstep's environment shares: the content
+    decides then, against the digest the wheel's RECORD gave (`_as_recorded`)."""
+    return isinstance(old, tuple) and isinstance(new, tuple) and len(old) == len(new) == 5 and old[:3] == new[:3]
+
+
+def _as_recorded(path: Path, recorded: str | None) -> bool:
+    if not recorded or "=" not in recorded:
+        return False
+    algorithm, _, expected = recorded.partition("=")
+    if algorithm not in hashlib.algorithms_guaranteed:
+        return False
+    try:
+        digest = hashlib.new(algorithm, path.read_bytes()).digest()
+    except OSError:
+        return False
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode() == expected
 
 
 def _is_bytecode(rel: str) -> bool:
@@ -213,23 +265,25 @@ def for_job(project: Path, git_dir: Path | None) -> Guard:
         if not root.is_dir() or any(root == seen or root.is_relative_to(seen) for seen in roots):
             return
         roots.append(root)
-        trees.append(Tree(root, tree.skip, tree.only, tree.new_ok, tree.by_content, tree.by_stamp))
+        trees.append(Tree(root, tree.skip, tree.only, tree.new_ok, tree.by_content, tree.by_stamp, tree.records))
 
     source = Path(__file__).resolve().parent  # lockstep itself
     actions = next((parent for parent in source.parents if parent.name == "_actions"), None)
     if actions is not None:
         add(Tree(actions))  # the runner's copies of every action of the job, lockstep's included
     if sys.prefix != sys.base_prefix:
-        add(Tree(Path(sys.prefix)))  # lockstep's virtual environment
+        add(Tree(Path(sys.prefix), records=True))  # lockstep's virtual environment
     else:
         for key in ("purelib", "platlib"):
-            add(Tree(Path(sysconfig.get_paths()[key])))
+            add(Tree(Path(sysconfig.get_paths()[key]), records=True))
     for key in ("stdlib", "platstdlib"):
         add(Tree(Path(sysconfig.get_paths()[key]), skip=_STDLIB_SKIP))
     checkout = source.parents[1]
     if (checkout / "pyproject.toml").is_file() and (checkout / "actions").is_dir():
-        for name in ("scripts", "actions"):  # lockstep run from its source (the setup action's way)
-            add(Tree(checkout / name))
+        # lockstep run from its source (the setup action's way); a build's metadata beside it is not
+        # read when lockstep runs (a development checkout has one)
+        for name in ("scripts", "actions"):
+            add(Tree(checkout / name, skip=frozenset({"*.egg-info"})))
     else:
         add(Tree(source))
     if git_dir is not None:
