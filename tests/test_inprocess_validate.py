@@ -15,13 +15,15 @@ from test_cli_contract import action_outputs
 pytestmark = pytest.mark.unit
 
 
-def validate(bed, checkout, *extra, base=None, head=None, env=None):
+def validate(bed, checkout, *extra, base=None, head=None, env=None, tampering=False):
     report = bed.root / f"{checkout.name}-report"
     run = bed.cli(
         "validate", "--working-directory", str(checkout / PROJECT), "--base-sha", base or bed.sha("main"),
         "--head-sha", head or bed.sha("feature"), "--pr-number", "12", "--report-dir", str(report), *extra,
         report_dir=report, env=env,
     )
+    if "stops here with no verdict" in run.outputs.get("error", "") and not tampering:
+        pytest.fail(f"the guard stopped a validation that changes nothing it watches: {run.outputs['error']}")
     return run
 
 
@@ -34,6 +36,10 @@ def test_happy_path_reports_and_logs_to_mlflow(bed):
     statuses = [run.checks[k]["status"] for k in ("lock-vs-code", "lock-vs-remote", "pull", "re-evaluation", "base", "gates", "mlflow")]
     assert statuses == ["pass"] * 7
     assert run.outputs["passed"] == "true"
+    # the PR's model (a pickle) loads only what the base's CI-built model loads
+    print(run.checks["model-load"])
+    assert run.checks["model-load"]["status"] == "pass"
+    assert run.checks["model-load"]["summary"] == "models/model.pkl: loading it runs only what the base's version loads"
     assert action_outputs("validate") <= set(run.outputs)  # what actions/validate/action.yml reads
     assert run.outputs["report-dir"] == str(bed.root / "ci-report")
     assert run.outputs["mlflow-run-id"] == run.results["mlflow_run_id"] != ""
@@ -149,7 +155,7 @@ def test_a_test_command_writing_the_jobs_env_file_and_a_git_hook_gets_no_verdict
     hook = checkout / ".git" / "hooks" / "post-checkout"
     command = ("python -c \"import sys; open(sys.argv[1], 'a').write('LD_PRELOAD=/tmp/evil.so\\n'); "
                "open(sys.argv[2], 'w').write('#!/bin/sh')\" " + f"{env_file} {hook}")
-    run = validate(bed, checkout, "--test-command", command, env={"GITHUB_ENV": str(env_file)})
+    run = validate(bed, checkout, "--test-command", command, env={"GITHUB_ENV": str(env_file)}, tampering=True)
     assert run.code == EXIT_CHECKS_FAILED, run.stdout[-3000:]
     assert env_file.read_text() == "KEPT=1\n"  # the runner will read what lockstep's step had, nothing more
     assert hook.is_file()  # the proof stays; nothing after the check runs git
@@ -208,3 +214,70 @@ def test_mlflow_down_is_a_warning_and_the_report_is_complete(bed):
     assert run.checks["mlflow"]["summary"].startswith("the run was not logged: MLflow")
     assert "hunter2" not in json.dumps(run.results) and "hunter2" not in run.stdout
     assert run.results["mlflow_run_id"] == "" and run.outputs["mlflow-run-id"] == ""
+
+
+class _RunsACommand:
+    """What a malicious model file holds: loading it calls os.system."""
+
+    def __init__(self, command: str):
+        self.command = command
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (self.command,))
+
+
+def _replace_model(project, model_bytes: bytes, *, reevaluate: bool) -> None:
+    """As a developer would: a new models/model.pkl, its lock entries updated, pushed."""
+    from localbed import _dvc_repo
+
+    (project / "models" / "model.pkl").write_bytes(model_bytes)
+    with _dvc_repo(project) as repo:
+        if reevaluate:
+            repo.reproduce("evaluate", force=True, single_item=True)
+        repo.commit(force=True)
+        repo.push()
+
+
+def test_a_model_file_that_runs_a_command_when_loaded_fails_and_is_never_loaded(bed):
+    import pickle
+
+    canary = bed.root / "model-ran-code"
+    head = bed.commit_on("feature", "A model that runs a command",
+                         lambda project: _replace_model(project, pickle.dumps(_RunsACommand(f"touch {canary}")), reevaluate=False))
+    checkout = bed.clone("ci", "feature", depth=1)
+    run = validate(bed, checkout, head=head)
+    assert run.code == EXIT_CHECKS_FAILED, run.stdout[-3000:]
+    check = run.checks["model-load"]
+    assert check["status"] == "fail"
+    assert "loading models/model.pkl would run code" in check["summary"] and "posix.system" in check["summary"]
+    assert "lockstep did not load it, and no evaluation ran" in check["summary"]
+    assert run.checks["re-evaluation"]["status"] == "skip"
+    assert not canary.exists()  # nothing loaded the file: neither the re-evaluation nor the base's
+    assert run.checks["lock-vs-code"]["status"] == run.checks["pull"]["status"] == "pass"  # an honest lock otherwise
+
+
+def test_a_model_of_a_new_kind_is_evaluated_and_marked_for_review(bed):
+    """A model class the base's CI-built model does not use: a legitimate change, or a way to run
+    code no list knows about; either way a maintainer sees what loading it calls."""
+    import pickle
+
+    import pandas as pd
+    from sklearn.ensemble import ExtraTreesClassifier
+
+    def new_kind(project):
+        train = pd.read_csv(project / "data" / "prepared" / "train.csv")
+        model = ExtraTreesClassifier(n_estimators=20, random_state=0).fit(train.drop(columns=["target"]), train["target"])
+        _replace_model(project, pickle.dumps(model, protocol=5), reevaluate=True)
+
+    head = bed.commit_on("feature", "Extra trees", new_kind)
+    checkout = bed.clone("ci", "feature", depth=1)
+    run = validate(bed, checkout, head=head)
+    check = run.checks["model-load"]
+    assert check["status"] == "warn", check
+    assert check["summary"].startswith("needs a maintainer's review: it loads 2 function(s) or class(es) the base's version does not")
+    assert "new: sklearn.ensemble._forest.ExtraTreesClassifier" in check["details"]
+    assert "new: sklearn.tree._classes.ExtraTreeClassifier" in check["details"]
+    assert run.checks["re-evaluation"]["status"] == "pass"  # it was evaluated: a warning, not a failure
+    assert run.code == EXIT_OK, run.stdout[-3000:]

@@ -540,6 +540,52 @@ def pull(repo, targets: Sequence[str]) -> int:
     return int(stats.get("fetched", 0) or 0)
 
 
+def fetch_at(repo, lock_text: str | None, path: str, target: Path, *, limit: int = 1 << 30) -> bool:
+    """Copy the stage output `path` as another commit's dvc.lock (`lock_text`) records it to
+    `target`: from the cache, else from the remote this checkout is configured with (the
+    workspace is not touched). False when that lock has no such output, or its files are over
+    `limit` bytes in all."""
+    import json
+
+    entry = next((out for stage in lock_entries(lock_text).values() if isinstance(stage, dict)
+                  for out in stage.get("outs") or [] if isinstance(out, dict) and out.get("path") == path), None)
+    oid = str((entry or {}).get("md5") or "")
+    if not re.fullmatch(r"[0-9a-f]{32}(\.dir)?", oid) or int((entry or {}).get("size") or 0) > limit:
+        return False
+    cache = repo.cache.local
+    try:
+        if oid.endswith(".dir"):
+            _copy_object(repo, cache, oid, target.with_name(target.name + ".dir"))
+            listing = json.loads(target.with_name(target.name + ".dir").read_text("utf-8"))
+            target.mkdir(parents=True, exist_ok=True)
+            for item in listing:
+                relpath, child = str(item.get("relpath", "")), str(item.get("md5", ""))
+                parts = Path(relpath).parts
+                if not relpath or Path(relpath).is_absolute() or ".." in parts or not re.fullmatch(r"[0-9a-f]{32}", child):
+                    continue  # a listing naming paths outside its folder is not followed
+                _copy_object(repo, cache, child, target / relpath)
+        else:
+            _copy_object(repo, cache, oid, target)
+    except DvcError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the remote's backends raise many kinds
+        raise DvcError(f"{path} as the base's dvc.lock records it ({oid[:12]}) could not be read: {_short_error(exc)}",
+                       hint="check that the base commit's outputs were pushed (`dvc push`)") from None
+    return True
+
+
+def _copy_object(repo, cache, oid: str, target: Path) -> None:
+    """One object, from the cache when it has it, else streamed from the remote."""
+    import shutil
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if cache.exists(oid):
+        shutil.copyfile(cache.oid_to_path(oid), target)
+        return
+    odb = _remote_odb(repo, None, "md5")
+    odb.fs.get_file(odb.oid_to_path(oid), str(target))
+
+
 def push(repo, targets: Sequence[str] | None = None) -> int:
     try:
         paths = [os.path.join(repo.root_dir, t) for t in targets] if targets else None

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import _compat_pickle
 import bz2
+import contextlib
 import importlib
 import io
 import lzma
@@ -36,7 +37,7 @@ import struct
 import tarfile
 import zipfile
 import zlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import IO, Any, ClassVar, Protocol
@@ -57,7 +58,7 @@ TORCH_LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 TORCH_LEGACY_PICKLES = 5
 
 _CHUNK = 1 << 20  # how much is read or decompressed at a time
-_SMALL_READ = 1 << 16  # reads up to this size are served short at the end of the data, as files do
+_SMALL_READ = 1 << 16  # a read past the end up to this size is tried (and found truncated); a bigger one is refused unread
 _HEAD = 512  # enough for every magic number, including a tar header
 _MAX_DEPTH = 8  # pickles inside pickles (joblib object arrays, torch storages as bytes)
 _MAX_REASON = 300
@@ -283,7 +284,13 @@ class _Source:
     def read(self, n: int) -> bytes:
         if n > self.left() and (n > _SMALL_READ or self.pos + n > self._budget):
             raise self.refuse(n, "a length")
-        return self._take(n)
+        data = self._take(n)
+        if len(data) < n:  # the unpickler never expects a short read
+            raise self.truncated()
+        return data
+
+    def truncated(self) -> _Unreadable:
+        return _Unreadable(f"truncated: the {self._what} ends at byte {self.pos}, inside a pickle stream")
 
     def readline(self) -> bytes:
         parts: list[bytes] = []
@@ -306,8 +313,8 @@ class _Source:
             parts.append(chunk)
             self.pos += len(chunk)
             if chunk.endswith(b"\n"):
-                break
-        return b"".join(parts)
+                return b"".join(parts)
+        raise self.truncated()  # every line of a protocol 0 stream ends with a newline
 
     def peek(self, n: int) -> bytes:
         if len(self._ahead) < n:
@@ -325,7 +332,7 @@ class _Source:
         while n > 0:
             chunk = self._take(min(n, _CHUNK))
             if not chunk:
-                raise _Unreadable(f"{what} ends early at byte {self.pos}: the file is truncated")
+                raise self.truncated()
             n -= len(chunk)
 
     def _take(self, n: int) -> bytes:
@@ -430,29 +437,33 @@ class _Walk:
             self._classes[name] = type("_StubOf", (_Stub,), attributes)
         return self._classes[name]
 
-    def nested(self) -> _Walk:
-        """Entered before reading a pickle inside a pickle."""
+    @contextlib.contextmanager
+    def deeper(self) -> Iterator[None]:
+        """Around reading a pickle inside a pickle."""
         if self.depth >= _MAX_DEPTH:
             raise _Unreadable(f"pickles nested more than {_MAX_DEPTH} deep")
         self.depth += 1
-        return self
+        try:
+            yield
+        finally:
+            self.depth -= 1
 
     def _scan_nested(self, loader: str, args: tuple[Any, ...]) -> None:
         data = args[0] if args else None
         if not isinstance(data, (bytes, bytearray)):
             raise _Unreadable(f"passes data built while loading to {loader}, which cannot be checked without running the file")
-        self.nested()
-        kind = self.kind
+        torch = _NESTED_LOADERS[loader] == "torch"
+        kind = self.kind  # what the file is does not change with what it carries
         try:
-            source = _Source(io.BytesIO(data), size=len(data), budget=self.budget, what=f"data given to {loader}")
-            if _NESTED_LOADERS[loader] == "torch" and data.startswith(b"PK\x03\x04"):
-                _read_zip(io.BytesIO(data), self)
-            else:
-                _read_pickles(source, self, joblib=False, limit=TORCH_LEGACY_PICKLES if _NESTED_LOADERS[loader] == "torch" else 1)
+            with self.deeper():
+                if torch and data.startswith(b"PK\x03\x04"):
+                    _read_zip(io.BytesIO(data), self)
+                else:
+                    source = _Source(io.BytesIO(data), size=len(data), budget=self.budget, what=f"data given to {loader}")
+                    _read_pickles(source, self, joblib=False, limit=TORCH_LEGACY_PICKLES if torch else 1)
         except _Unreadable as problem:
             raise _Unreadable(f"in the data given to {loader}: {problem}") from None
         finally:
-            self.depth -= 1
             self.kind = kind
 
 
@@ -540,11 +551,8 @@ class _Scanner(pickle._Unpickler):
             raise _Unreadable("a joblib array wrapper without a numpy dtype and shape: joblib cannot read past it")
         self._walk.skipped_arrays += 1
         if _has_object(dtype, 0):
-            walk = self._walk.nested()
-            try:
-                _Scanner(self._source, walk, joblib=False).load()  # joblib reads these with the plain unpickler
-            finally:
-                walk.depth -= 1
+            with self._walk.deeper():
+                _Scanner(self._source, self._walk, joblib=False).load()  # joblib reads these with the plain unpickler
             return
         count = 1
         for length in shape:
@@ -806,12 +814,11 @@ def _read_tar(handle: IO[bytes], walk: _Walk) -> None:
     """torch's oldest format (before 0.4): a tar with `pickle`, `storages` and `tensors` members."""
     try:
         archive = tarfile.open(fileobj=handle, mode="r:")
-    except (tarfile.TarError, OSError, EOFError):
+        members = [member for member in archive.getmembers() if member.isfile()]
+    except (tarfile.TarError, OSError, EOFError):  # torch too takes a broken tar for something else
         raise _NotPickle from None
     with archive:
-        members = [member for member in archive.getmembers() if member.isfile()]
-        named = {member.name: member for member in members}
-        if "pickle" not in named:
+        if not any(member.name == "pickle" for member in members):
             raise _NotPickle
         walk.kind = "torch-legacy"
         problems: list[str] = []

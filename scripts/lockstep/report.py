@@ -26,6 +26,7 @@ STATUS_ICON = {"pass": "✅", "fail": "❌", "skip": "⏭️", "warn": "⚠️"}
 CHECK_TITLES = {
     "config": "Config",
     "pull": "Pull",
+    "model-load": "Model loading",
     "lock-vs-code": "dvc.lock vs code",
     "lock-vs-remote": "dvc.lock vs remote",
     "tests": "Project tests",

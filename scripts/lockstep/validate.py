@@ -10,6 +10,9 @@ Checks, in order, each a named result in the report:
   lock-vs-code        dvc.lock matches dvc.yaml, the code, the params and the upstream lock entries
   lock-vs-remote      every object the lock references is in the remote, object by object
   pull                only the outputs the evaluation stages read
+  model-load          what loading the PR's pickle-family files would run, told from their bytes:
+                      a call a model has no reason to make fails, one the base's model does not
+                      make is marked for review (no check when nothing the evaluation reads is one)
   (before the PR's code runs: the base's evaluation and the base's metrics and params are read)
   tests               the project's own test command (optional)
   re-evaluation       the evaluation stages re-run in CI agree with the committed metrics, and
@@ -313,6 +316,8 @@ def _reevaluate(ctx: Context) -> Check | None:
         if pull is not None and pull.status == "skip":
             return Check("re-evaluation", "Re-evaluation", "skip", pull.summary)
         return None
+    if not _passed(ctx, "model-load", missing_ok=True):
+        return Check("re-evaluation", "Re-evaluation", "skip", "skipped: the model file would run code when loaded (Model loading)")
     with gha.group(f"re-evaluate in CI: {', '.join(ctx.eval_stages)}"):
         retrains = ctx.retrains
         committed_model = dvcrepo.output_digest(ctx.repo, ctx.cfg.model_path or "") if retrains else ""
@@ -389,6 +394,76 @@ def _agreement(ctx: Context, retrains: bool, committed_model: str) -> Check:
         f"run `dvc repro` and commit the metrics it writes."
     )
     return Check("re-evaluation", "Re-evaluation", "fail", summary, details + notes)
+
+
+def step_model_load(ctx: Context) -> None:
+    """What loading the PR's artifacts would run, told from their bytes before anything loads them.
+    A pickle-family file (pickle, joblib, a torch archive) calls the functions it names when it is
+    loaded, and the evaluation, the base's included, loads it: a model that calls `os.system` or
+    `exec` could write its own metrics. Such a file fails the validation and is never loaded; a file
+    that names functions the base's version of it does not is marked for a maintainer's review."""
+    if not _passed(ctx, "pull"):
+        return
+    from . import modelscan
+
+    with gha.group("what loading the PR's model runs"):
+        scans = {path: modelscan.scan(ctx.project / path) for path in dvcrepo.evaluation_inputs(ctx.repo, ctx.eval_stages)
+                 if (ctx.project / path).exists()}
+        scans = {path: scan for path, scan in scans.items() if scan.files}
+        if not scans:
+            return  # nothing the evaluation reads runs code when loaded
+        title = "Model loading"
+        dangerous = [f"{path}/{entry}" if entry else path for path, scan in scans.items() for entry in scan.dangerous()]
+        if dangerous:
+            ctx.report.add(Check(
+                "model-load", title, "fail",
+                f"loading {', '.join(scans)} would run code that a model has no reason to run "
+                f"({'; '.join(dangerous[:3])}): lockstep did not load it, and no evaluation ran. A model file "
+                "must hold the model, not a program; save it again from the training code",
+                dangerous,
+            ))
+            return
+        unreadable = [f"{path}: {entry}" for path, scan in scans.items() for entry in scan.unreadable()]
+        base = modelscan.ModelScan(())
+        compared = ""
+        if ctx.base_available:
+            base, compared = _base_scans(ctx, list(scans))
+        found = frozenset().union(*(scan.globals() for scan in scans.values()))
+        new = sorted(found - base.globals()) if compared == "compared" else []
+        details = [f"{path} loads {len(scan.globals())} function(s) and class(es): {', '.join(sorted(scan.globals())[:20])}"
+                   for path, scan in scans.items()]
+        if unreadable or new:
+            reasons = ([f"lockstep cannot tell everything loading it runs ({'; '.join(unreadable[:2])})"] if unreadable else []) + (
+                [f"it loads {len(new)} function(s) or class(es) the base's version does not: {', '.join(new[:8])}"] if new else [])
+            ctx.report.add(Check(
+                "model-load", title, "warn",
+                f"needs a maintainer's review: {'; and '.join(reasons)}. Loading a model runs what it names, "
+                "so check these before merging", [*(f"new: {name}" for name in new), *unreadable, *details],
+            ))
+            return
+        how = ("only what the base's version loads" if compared == "compared" else
+               f"nothing known to run code ({compared})")
+        ctx.report.add(Check("model-load", title, "pass", f"{', '.join(scans)}: loading it runs {how}", details))
+
+
+def _base_scans(ctx: Context, paths: list[str]) -> tuple[Any, str]:
+    """The base's versions of these files, scanned: what a model built by trusted code loads."""
+    from . import modelscan
+
+    scans = []
+    lock = gitrepo.show(ctx.project, ctx.inputs.base_sha, ctx.prefix + "dvc.lock")
+    for index, path in enumerate(paths):
+        target = ctx.scratch / "base-artifacts" / str(index) / Path(path).name
+        try:
+            if not dvcrepo.fetch_at(ctx.repo, lock, path, target):
+                continue
+        except LockstepError as exc:
+            return modelscan.ModelScan(()), f"the base's version could not be read: {exc.message}"
+        scans.append(modelscan.scan(target))
+    files = tuple(entry for scan in scans for entry in scan.files)
+    if not files:
+        return modelscan.ModelScan(()), "the base has no version of it to compare with"
+    return modelscan.ModelScan(files), "compared"
 
 
 def step_trusted_evaluation(ctx: Context) -> None:
@@ -637,6 +712,7 @@ STEPS = (
     step_lock_vs_remote,
     step_pull,
     # before the PR's code: what the verdict trusts
+    step_model_load,
     step_trusted_evaluation,
     step_read_before,
     # the PR's code, each command checked by the guard when it ends
