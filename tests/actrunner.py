@@ -21,6 +21,7 @@ import os
 import re
 import shutil
 import subprocess
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -121,10 +122,13 @@ class Act:
         # act's host executor hands its own environment to every step: without the tests' settings,
         # a job sees what the workflow passes (secrets, --env), as on a runner
         host = {key: value for key, value in os.environ.items() if not key.startswith(TEST_ENV) and key != "CI"}
-        # uv's download cache stays the machine's, as a runner's tool cache would
+        # the tests share the machine's uv cache; a benchmark's job starts with an empty one, as on a
+        # fresh runner, unless setup-uv restores its own (enable-cache points UV_CACHE_DIR there)
         uv_cache = os.environ.get("UV_CACHE_DIR") or str(Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "uv")
         if self.shared_uv_cache:
             argv += ["--env", f"LOCKSTEP_TEST_UV_CACHE={uv_cache}"]
+        else:
+            uv_cache = tempfile.mkdtemp(prefix="uv-cache-", dir=self.workdir)
         host.update(ACT_CACHE_DIR=str(self.workdir / "act-cache"), XDG_CACHE_HOME=str(self.runner_home), UV_CACHE_DIR=uv_cache,
                     MLFLOW_DISABLE_TELEMETRY="true", DO_NOT_TRACK="true")
         proc = subprocess.run(argv, cwd=repo, capture_output=True, text=True, timeout=timeout, env=host)
