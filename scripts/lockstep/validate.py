@@ -321,16 +321,20 @@ def _reevaluate(ctx: Context) -> Check | None:
     with gha.group(f"re-evaluate in CI: {', '.join(ctx.eval_stages)}"):
         retrains = ctx.retrains
         committed_model = dvcrepo.output_digest(ctx.repo, ctx.cfg.model_path or "") if retrains else ""
-        started = time.monotonic()
+        env = ctx.stage_env()
+        started = ended = time.monotonic()
         try:
             with sandbox.contained("the re-evaluation", ctx.guard):
-                dvcrepo.reproduce(ctx.project, ctx.eval_stages, env=ctx.stage_env(), force=True)
+                try:
+                    dvcrepo.reproduce(ctx.project, ctx.eval_stages, env=env, force=True)
+                finally:
+                    ended = time.monotonic()  # the guard's check after it is lockstep's time, not the evaluation's
         except guardmod.Tampered:
             raise
         except LockstepError as exc:
             return Check("re-evaluation", "Re-evaluation", "fail", exc.message, [exc.hint])
         finally:
-            ctx.report.times.append(Timing("evaluation", round(time.monotonic() - started, 3), source=(
+            ctx.report.times.append(Timing("evaluation", round(ended - started, 3), source=(
                 f"dvc repro of {', '.join(ctx.eval_stages)}" + (", which also trains the model" if retrains else ""))))
         ctx.repo = dvcrepo.open_repo(ctx.project)  # the lock entries of the re-run stages were rewritten
         ctx.recomputed = dvcrepo.read_metrics(ctx.repo, files=ctx.cfg.metrics_files)
@@ -526,11 +530,15 @@ def _compare_evaluations(ctx: Context, base_project: Path) -> None:
     for path in dvcrepo.evaluation_inputs(base_repo, base_stages):
         _copy(ctx.project / path, base_project / path)
     base_repo.close()
-    started = time.monotonic()
+    env = ctx.stage_env()
+    started = ended = time.monotonic()
     try:
         with gha.group(f"the base's evaluation on this PR's model: {', '.join(base_stages)}"):
             with sandbox.contained("the base's evaluation of this PR's model", ctx.guard):
-                dvcrepo.reproduce(base_project, base_stages, env=ctx.stage_env(), force=True, no_commit=True)
+                try:
+                    dvcrepo.reproduce(base_project, base_stages, env=env, force=True, no_commit=True)
+                finally:
+                    ended = time.monotonic()
     except guardmod.Tampered:
         raise
     except LockstepError as exc:
@@ -538,7 +546,7 @@ def _compare_evaluations(ctx: Context, base_project: Path) -> None:
                                     f"{review} ({'; '.join(changed[:3])}), and the base's evaluation cannot run on this "
                                     f"PR's model: {exc.message}", changed)
         return
-    ctx.report.times.append(Timing("trusted-evaluation", round(time.monotonic() - started, 3)))
+    ctx.report.times.append(Timing("trusted-evaluation", round(ended - started, 3)))
     ctx.trusted = dvcrepo.read_metrics(dvcrepo.open_repo(base_project), files=ctx.cfg.metrics_files)
     ctx.pending_trusted = Check(
         "trusted-evaluation", title, "warn",
