@@ -302,9 +302,11 @@ def act_steps(events: list[dict]) -> list[dict]:
 LOCKSTEP_GROUPS = (
     ("which lockstep.yaml judges this PR", "checks before evaluation"),
     ("pull what evaluation needs", "pull"),
+    ("what loading the PR's model runs", "checks before evaluation"),
+    ("did this PR change its evaluation?", "compare with base, gates"),  # and the base's evaluation, when it changed
     ("project tests", "evaluation"),
     ("re-evaluate in CI", "evaluation"),
-    ("did this PR change its evaluation?", "compare with base, gates"),
+    ("compare with the base branch", "compare with base, gates"),
     ("MLflow", "MLflow"),
 )
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import importlib.util
 import os
 import subprocess
 import sys
@@ -24,7 +25,7 @@ def tool_tree(root: Path) -> Path:
     package = site / "pkg"
     (package / "__pycache__").mkdir(parents=True)
     (package / "__init__.py").write_text("VALUE = 1\n")
-    (package / "__pycache__" / "__init__.cpython-311.pyc").write_bytes(b"old bytecode")
+    (package / "__pycache__" / f"__init__.{sys.implementation.cache_tag}.pyc").write_bytes(b"old bytecode")
     digest = base64.urlsafe_b64encode(hashlib.sha256(b"VALUE = 1\n").digest()).rstrip(b"=").decode()
     (site / "pkg-1.0.dist-info").mkdir()
     (site / "pkg-1.0.dist-info" / "RECORD").write_text(f"pkg/__init__.py,sha256={digest},10\npkg-1.0.dist-info/RECORD,,\n")
@@ -119,25 +120,30 @@ def test_an_added_file_and_a_removed_one_are_seen(tmp_path):
     assert caught.value.message.startswith("while the re-evaluation ran")
 
 
-def test_bytecode_written_meanwhile_is_deleted_never_trusted_and_not_called_tampering(tmp_path):
+def test_bytecode_written_meanwhile_is_replaced_by_lockstep_s_own_and_not_called_tampering(tmp_path):
+    tag = sys.implementation.cache_tag
     watch = watching(tmp_path)
     cache = tmp_path / "env" / "lib" / "site-packages" / "pkg" / "__pycache__"
-    (cache / "__init__.cpython-311.pyc").write_bytes(b"bytecode that claims the source's times")
+    forged = cache / f"__init__.{tag}.pyc"
+    forged.write_bytes(b"bytecode that claims the source's times")
+    orphan = cache / f"gone.{tag}.pyc"  # no source beside it: deleted, not compiled
+    orphan.write_bytes(b"compiled from a source that is not there")
+    watch.verify("the test command")  # only bytecode: no finding
+    assert not orphan.exists()
+    compiled = forged.read_bytes()
+    assert compiled[:4] == importlib.util.MAGIC_NUMBER
+    assert int.from_bytes(compiled[4:8], "little") == 0b11  # checked-hash: the source's hash is checked on import
+    assert watch.removed_bytecode == 2 and watch.compiled_again == 1 and watch.findings == []
+    assert "2 bytecode file(s) written meanwhile deleted, 1 compiled again by lockstep" in watch.describe()
+    watch.verify("the test command")  # lockstep's own bytecode is the new baseline
+    assert watch.removed_bytecode == 2
+
     fresh = tmp_path / "env" / "lib" / "site-packages" / "fresh" / "__pycache__"
     fresh.mkdir(parents=True)
-    (fresh / "x.cpython-311.pyc").write_bytes(b"new")
+    (fresh / f"x.{tag}.pyc").write_bytes(b"new")
     with pytest.raises(guard.Tampered):  # the new package folder itself is not bytecode
         watch.verify("the test command")
-    assert not (cache / "__init__.cpython-311.pyc").exists()
-    assert not (fresh / "x.cpython-311.pyc").exists()
-
-    watch = watching(tmp_path / "second")
-    cache = tmp_path / "second" / "env" / "lib" / "site-packages" / "pkg" / "__pycache__"
-    (cache / "other.cpython-311.pyc").write_bytes(b"compiled on first import")
-    watch.verify("the test command")  # only bytecode: deleted, no finding
-    assert not (cache / "other.cpython-311.pyc").exists()
-    assert watch.removed_bytecode == 1 and watch.findings == []
-    assert "1 bytecode file(s) written meanwhile deleted" in watch.describe()
+    assert not (fresh / f"x.{tag}.pyc").exists()
 
 
 def test_a_write_to_the_steps_command_files_is_undone_and_reported(tmp_path):

@@ -26,6 +26,7 @@ PR's code as another user would prevent the writes instead of seeing them; what 
 from __future__ import annotations
 
 import base64
+import contextlib
 import csv
 import hashlib
 import io
@@ -136,6 +137,7 @@ class Guard:
     step_files: dict[str, Path] = field(default_factory=dict)
     findings: list[str] = field(default_factory=list)
     removed_bytecode: int = 0
+    compiled_again: int = 0  # of those, compiled again from their (unchanged) source by lockstep
     seconds: float = 0.0  # spent walking the trees, in all
     _before: list[dict[str, Stamp | str]] = field(default_factory=list)
     _contents: dict[str, bytes | None] = field(default_factory=dict)
@@ -159,7 +161,8 @@ class Guard:
 
     def describe(self) -> str:
         files = sum(len(before) for before in self._before)
-        removed = f"; {self.removed_bytecode} bytecode file(s) written meanwhile deleted" if self.removed_bytecode else ""
+        removed = (f"; {self.removed_bytecode} bytecode file(s) written meanwhile deleted, {self.compiled_again} compiled "
+                   "again by lockstep" if self.removed_bytecode else "")
         return (f"{files} file(s) in {len(self.trees)} folder(s) and {len(self.step_files)} command file(s) unchanged "
                 f"by the pull request's code ({self.seconds:.2f} s of checks{removed})")
 
@@ -174,6 +177,7 @@ class Guard:
                 _restore(path, kept)
                 found.append(f"{name} (the step's command file {path}: put back as it was)")
         afters = []
+        deleted: list[tuple[dict[str, Stamp | str], Path, str]] = []
         for tree, before, records in zip(self.trees, self._before, self._records, strict=True):
             after = tree.walk()
             afters.append(after)
@@ -185,6 +189,7 @@ class Guard:
                     if new is not None:
                         self._remove(tree.root / rel)
                         after.pop(rel)
+                        deleted.append((after, tree.root, rel))
                     continue
                 if old is None and (_is_cache_folder(rel) or any(rel.startswith(prefix) for prefix in tree.new_ok)):
                     continue
@@ -200,7 +205,34 @@ class Guard:
                 hint="a pull request's code must not write outside its project; if this is a stage's own "
                 "doing (it installs packages into the running Python, for instance), change the stage",
             )
-        self._before = afters  # the next command is compared with this (the bytecode deleted above is out of it)
+        started = time.monotonic()
+        for after, root, rel in deleted:
+            self._compile_again(after, root, rel)
+        self.seconds += time.monotonic() - started
+        self._before = afters  # the next command is compared with this
+
+    def _compile_again(self, after: dict[str, Stamp | str], root: Path, rel: str) -> None:
+        """The bytecode of a source the check just found unchanged, compiled by lockstep itself, so
+        that what the PR's code compiled is not compiled again in every job (and the bytecode
+        cache can keep it). Checked-hash: Python compares the source's hash on each import."""
+        import importlib.util
+        import py_compile
+
+        target = root / rel
+        if target.name.count(".") != 2 or target.name.split(".")[1] != sys.implementation.cache_tag:
+            return  # another interpreter's, or an optimisation level's: compiled when that one needs it
+        try:
+            source = Path(importlib.util.source_from_cache(str(target)))
+        except ValueError:
+            return
+        if not source.is_file():
+            return
+        with contextlib.suppress(OSError, SyntaxError, ValueError, py_compile.PyCompileError):
+            py_compile.compile(str(source), cfile=str(target), doraise=True,
+                               invalidation_mode=py_compile.PycInvalidationMode.CHECKED_HASH, quiet=2)
+            stat = os.lstat(target)
+            after[rel] = (stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_nlink)
+            self.compiled_again += 1
 
     def _remove(self, path: Path) -> None:
         try:
