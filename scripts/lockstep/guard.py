@@ -145,10 +145,13 @@ class Guard:
     _records: list[dict[str, str]] = field(default_factory=list)  # per tree: file -> "sha256=<urlsafe b64>"
 
     def before_command(self) -> None:
-        """The baseline for the next command: the last check's view when there was one (lockstep
-        itself writes nothing watched between commands but bytecode, which is deleted either way)."""
+        """The baseline for the next command: the last check's view of the folders when there was one
+        (lockstep writes nothing there between commands but bytecode, which is checked either way),
+        the command files as they are now."""
         if not self._taken:
             self.snapshot()
+        else:  # what lockstep itself wrote to them since is its own
+            self._contents = {name: _read(path) for name, path in self.step_files.items()}
 
     def snapshot(self) -> None:
         started = time.monotonic()
