@@ -37,9 +37,9 @@ def test_happy_path_reports_and_logs_to_mlflow(bed):
     assert statuses == ["pass"] * 7
     assert run.outputs["passed"] == "true"
     # the PR's model (a pickle) loads only what the base's CI-built model loads
-    print(run.checks["model-load"])
     assert run.checks["model-load"]["status"] == "pass"
     assert run.checks["model-load"]["summary"] == "models/model.pkl: loading it runs only what the base's version loads"
+    assert "packages" not in run.checks  # the PR changed params, not its packages
     assert action_outputs("validate") <= set(run.outputs)  # what actions/validate/action.yml reads
     assert run.outputs["report-dir"] == str(bed.root / "ci-report")
     assert run.outputs["mlflow-run-id"] == run.results["mlflow_run_id"] != ""
@@ -280,4 +280,18 @@ def test_a_model_of_a_new_kind_is_evaluated_and_marked_for_review(bed):
     assert "new: sklearn.ensemble._forest.ExtraTreesClassifier" in check["details"]
     assert "new: sklearn.tree._classes.ExtraTreeClassifier" in check["details"]
     assert run.checks["re-evaluation"]["status"] == "pass"  # it was evaluated: a warning, not a failure
+    assert run.code == EXIT_OK, run.stdout[-3000:]
+
+
+def test_a_pr_changing_the_projects_packages_is_marked_for_review_and_a_comment_is_not_a_change(bed):
+    def bump(project):
+        requirements = project / "requirements.txt"
+        requirements.write_text(requirements.read_text().replace("pandas>=2", "pandas>=2  # data frames\nevil-helper==0.1"))
+
+    head = bed.commit_on("feature", "A new helper package", bump)
+    checkout = bed.clone("ci", "feature", depth=1)
+    run = validate(bed, checkout, head=head, env={"LOCKSTEP_PROJECT_REQUIREMENTS": "requirements.txt "})
+    check = run.checks["packages"]
+    assert check["status"] == "warn" and check["summary"].startswith("needs a maintainer's review: this PR changes the packages")
+    assert check["details"] == ["requirements.txt: +evil-helper==0.1"]  # the comment beside pandas is no change
     assert run.code == EXIT_OK, run.stdout[-3000:]

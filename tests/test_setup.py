@@ -175,6 +175,7 @@ def test_in_the_background_the_project_installs_after_the_step_and_lockstep_wait
     assert proc.returncode == 0, proc.stdout + proc.stderr
     status = tmp_path / "runner" / "lockstep" / "project.status"
     assert f"LOCKSTEP_PROJECT_ENV_STATUS={status}" in env_file.read_text().splitlines()
+    assert "LOCKSTEP_PROJECT_REQUIREMENTS=requirements.txt " in env_file.read_text().splitlines()  # for the Packages check
     from lockstep import projectenv
 
     projectenv.wait_until_installed({"LOCKSTEP_PROJECT_ENV_STATUS": str(status)}, timeout=300)

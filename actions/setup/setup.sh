@@ -157,6 +157,10 @@ case "${1:-install}" in
     if [ "${SETUP_CACHE:-false}" = true ] && [ "${SETUP_CACHE_HIT:-}" != true ]; then
       printf 'LOCKSTEP_BYTECODE_SAVE=%s\nLOCKSTEP_ENVIRONMENTS=%s\n' "$bytecode" "$root" >> "$GITHUB_ENV"
     fi
+    # which files the project's packages come from: a PR that changes them is marked for review
+    if [ -n "${GITHUB_ENV:-}" ]; then
+      echo "LOCKSTEP_PROJECT_REQUIREMENTS=$(requirements | sed 's#\[.*##' | tr '\n' ' ')" >> "$GITHUB_ENV"
+    fi
     if [ "${SETUP_BACKGROUND:-false}" = true ]; then
       echo "LOCKSTEP_PROJECT_ENV_STATUS=$status" >> "$GITHUB_ENV"
       echo "the project's requirements go on installing in the background; lockstep waits for them before running the project's code"

@@ -27,6 +27,7 @@ CHECK_TITLES = {
     "config": "Config",
     "pull": "Pull",
     "model-load": "Model loading",
+    "packages": "Packages",
     "lock-vs-code": "dvc.lock vs code",
     "lock-vs-remote": "dvc.lock vs remote",
     "tests": "Project tests",

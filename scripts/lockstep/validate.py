@@ -10,6 +10,8 @@ Checks, in order, each a named result in the report:
   lock-vs-code        dvc.lock matches dvc.yaml, the code, the params and the upstream lock entries
   lock-vs-remote      every object the lock references is in the remote, object by object
   pull                only the outputs the evaluation stages read
+  packages            the PR changes the packages of the project's environment (requirement
+                      files, pyproject dependencies, uv.lock pins): marked for review
   model-load          what loading the PR's pickle-family files would run, told from their bytes:
                       a call a model has no reason to make fails, one the base's model does not
                       make is marked for review (no check when nothing the evaluation reads is one)
@@ -470,6 +472,30 @@ def _base_scans(ctx: Context, paths: list[str]) -> tuple[Any, str]:
     return modelscan.ModelScan(files), "compared"
 
 
+def step_packages(ctx: Context) -> None:
+    """The project's environment is installed from the PR's requirements, and the base's
+    evaluation of the PR's model runs in it too: a PR that changes its packages is marked for a
+    maintainer's review, with what changed. No check when nothing changed."""
+    if not ctx.base_available:
+        return
+    from . import packages
+
+    named = os.environ.get("LOCKSTEP_PROJECT_REQUIREMENTS", "").split()  # what the setup action installed from
+    found = packages.changes(
+        [*named, *packages.DEFAULT_FILES],
+        base=lambda name: gitrepo.show(ctx.project, ctx.inputs.base_sha, ctx.prefix + name),
+        head=lambda name: gitrepo.show(ctx.project, "HEAD", ctx.prefix + name),
+    )
+    if found:
+        ctx.report.add(Check(
+            "packages", "Packages", "warn",
+            f"needs a maintainer's review: this PR changes the packages its code, and the base's evaluation of its "
+            f"model, run with ({'; '.join(found[:4])}{' …' if len(found) > 4 else ''}). A package runs its code when "
+            "it is installed or imported: check them before merging",
+            found,
+        ))
+
+
 def step_trusted_evaluation(ctx: Context) -> None:
     """When the PR changed how it evaluates (command, code, params, metrics files), evaluate its
     model with the base's evaluation too; the gates judge those metrics. This runs before any of
@@ -721,6 +747,7 @@ STEPS = (
     step_pull,
     # before the PR's code: what the verdict trusts
     step_model_load,
+    step_packages,
     step_trusted_evaluation,
     step_read_before,
     # the PR's code, each command checked by the guard when it ends

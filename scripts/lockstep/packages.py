@@ -1,0 +1,89 @@
+"""Which packages a pull request changes in the project's environment, read from its requirement files.
+
+The project's environment is installed from the PR's requirements, and the base's evaluation of the
+PR's model runs in it too: a new or replaced package runs its code there (an import, a `.pth` file).
+So a PR that changes them is marked for a maintainer's review, with what changed. Only what decides
+the installed packages counts: the lines of a requirements file, `[project]` dependencies (and
+optional ones, and dependency groups) of a `pyproject.toml`, the pinned versions of a `uv.lock`; a
+changed comment or tool setting is no change.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections.abc import Callable, Iterable
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # a declared dependency below 3.11
+    import tomli as tomllib
+
+# what setup.sh installs from by default, relative to the project: the first that exists
+DEFAULT_FILES = ("requirements.txt", "src/requirements.txt", "uv.lock", "pyproject.toml")
+
+
+def changes(files: Iterable[str], base: Callable[[str], str | None], head: Callable[[str], str | None]) -> list[str]:
+    """`file: +added` / `file: -removed` lines (and `file: added` / `file: removed` for whole files)
+    for the requirement files whose packages differ between the base and the head. `base` and
+    `head` return a file's text at that commit, or None when it has none."""
+    found: list[str] = []
+    for name in dict.fromkeys(files):
+        before, after = base(name), head(name)
+        if before == after:
+            continue
+        if before is None or after is None:
+            found.append(f"{name}: {'added' if before is None else 'removed'}")
+            continue
+        old, new = _entries(name, before), _entries(name, after)
+        if old is None or new is None:
+            found.append(f"{name}: changed (could not be read to compare)")
+            continue
+        found += [f"{name}: -{entry}" for entry in sorted(old - new)]
+        found += [f"{name}: +{entry}" for entry in sorted(new - old)]
+    return found
+
+
+def _entries(name: str, text: str) -> set[str] | None:
+    if name.endswith(".toml") or name.endswith(".lock"):
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError:
+            return None
+        return _lock_entries(data) if name.endswith(".lock") else _pyproject_entries(data)
+    return _requirement_lines(text)
+
+
+def _requirement_lines(text: str) -> set[str]:
+    """The requirement lines, without comments, continuations and spacing differences."""
+    joined = re.sub(r"\\\n", " ", text)
+    lines = set()
+    for line in joined.splitlines():
+        line = re.sub(r"(^|\s)#.*$", "", line).strip()
+        if line:
+            lines.add(re.sub(r"\s+", " ", line))
+    return lines
+
+
+def _pyproject_entries(data: dict) -> set[str]:
+    project = data.get("project")
+    if not isinstance(project, dict):
+        project = {}
+    entries = {f"dependencies: {dep}" for dep in _strings(project.get("dependencies"))}
+    optional = project.get("optional-dependencies")
+    for extra, deps in (optional.items() if isinstance(optional, dict) else ()):
+        entries |= {f"optional-dependencies.{extra}: {dep}" for dep in _strings(deps)}
+    groups = data.get("dependency-groups")
+    for group, deps in (groups.items() if isinstance(groups, dict) else ()):
+        entries |= {f"dependency-groups.{group}: {dep}" for dep in _strings(deps)}
+    return entries
+
+
+def _lock_entries(data: dict) -> set[str]:
+    packages = data.get("package")
+    return {f"{item.get('name')}=={item.get('version', '?')}" for item in (packages if isinstance(packages, list) else ())
+            if isinstance(item, dict) and item.get("name")}
+
+
+def _strings(value: object) -> list[str]:
+    return [item for item in value if isinstance(item, str)] if isinstance(value, list) else []

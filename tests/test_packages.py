@@ -1,0 +1,52 @@
+"""What a pull request changes in the project's packages, read from its requirement files."""
+
+from __future__ import annotations
+
+import pytest
+
+from lockstep import packages
+
+pytestmark = pytest.mark.unit
+
+
+def compare(files: dict[str, tuple[str | None, str | None]]) -> list[str]:
+    return packages.changes(files, base=lambda name: files[name][0], head=lambda name: files[name][1])
+
+
+def test_requirement_lines_added_and_removed_ignoring_comments_and_spacing():
+    before = "pandas==2.2.3\nscikit-learn==1.6.1  # the model\n"
+    after = "# pinned\npandas==2.2.3\n\nscikit-learn==1.7.0\ntyposquat-pkg\n"
+    assert compare({"requirements.txt": (before, after)}) == [
+        "requirements.txt: -scikit-learn==1.6.1",
+        "requirements.txt: +scikit-learn==1.7.0",
+        "requirements.txt: +typosquat-pkg",
+    ]
+    assert compare({"requirements.txt": (before, "pandas==2.2.3   \n# newer later\nscikit-learn==1.6.1\n")}) == []
+
+
+def test_pyproject_counts_dependencies_extras_and_groups_not_tool_settings():
+    before = '[project]\nname = "p"\ndependencies = ["dvc>=3"]\n[tool.ruff]\nline-length = 100\n'
+    tool_only = before.replace("100", "120")
+    assert compare({"pyproject.toml": (before, tool_only)}) == []
+    after = ('[project]\nname = "p"\ndependencies = ["dvc>=3", "evil"]\n[project.optional-dependencies]\ngpu = ["torch"]\n'
+             '[dependency-groups]\ndev = ["pytest"]\n')
+    assert compare({"pyproject.toml": (before, after)}) == [
+        "pyproject.toml: +dependencies: evil",
+        "pyproject.toml: +dependency-groups.dev: pytest",
+        "pyproject.toml: +optional-dependencies.gpu: torch",
+    ]
+
+
+def test_uv_lock_compares_pinned_versions():
+    lock = '[[package]]\nname = "numpy"\nversion = "{}"\n[[package]]\nname = "pandas"\nversion = "2.2.3"\n'
+    assert compare({"uv.lock": (lock.format("2.1.0"), lock.format("2.1.0"))}) == []
+    assert compare({"uv.lock": (lock.format("2.1.0"), lock.format("2.2.0"))}) == ["uv.lock: -numpy==2.1.0", "uv.lock: +numpy==2.2.0"]
+
+
+def test_files_added_removed_unreadable_and_named_twice():
+    files = {"requirements.txt": (None, "x\n"), "src/requirements.txt": ("y\n", None), "uv.lock": ("[[package]]\n", "not = [toml")}
+    assert packages.changes(["requirements.txt", *files], base=lambda n: files[n][0], head=lambda n: files[n][1]) == [
+        "requirements.txt: added",
+        "src/requirements.txt: removed",
+        "uv.lock: changed (could not be read to compare)",
+    ]
