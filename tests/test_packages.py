@@ -50,3 +50,25 @@ def test_files_added_removed_unreadable_and_named_twice():
         "src/requirements.txt: removed",
         "uv.lock: changed (could not be read to compare)",
     ]
+
+
+def test_files_a_requirements_file_includes_count_as_its_own():
+    files = {
+        "requirements.txt": ("-r requirements/base.txt\n-c constraints.txt\n", "-r requirements/base.txt\n-c constraints.txt\n"),
+        "requirements/base.txt": ("numpy==2.1\n", "numpy==2.1\nevil==1\n"),
+        "constraints.txt": ("pandas<3\n", "pandas<3\n"),
+    }
+    looked: list[str] = []
+
+    def base(name):
+        looked.append(name)
+        return files.get(name, (None, None))[0]
+
+    assert packages.changes(["requirements.txt"], base=base, head=lambda n: files.get(n, (None, None))[1]) == [
+        "requirements/base.txt: +evil==1",
+    ]
+    assert looked == ["requirements.txt", "requirements/base.txt", "constraints.txt"]
+    shared = {"ml/requirements.txt": ("-r ../common.txt\n-r /etc/passwd\n",) * 2, "common.txt": ("a\n", "b\n")}
+    assert packages.changes(["ml/requirements.txt"], base=lambda n: shared[n][0], head=lambda n: shared[n][1]) == [
+        "common.txt: -a", "common.txt: +b",  # a monorepo's shared file, one folder up; absolute paths are not read
+    ]

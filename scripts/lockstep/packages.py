@@ -10,6 +10,7 @@ changed comment or tool setting is no change.
 
 from __future__ import annotations
 
+import posixpath
 import re
 import sys
 from collections.abc import Callable, Iterable
@@ -28,8 +29,15 @@ def changes(files: Iterable[str], base: Callable[[str], str | None], head: Calla
     for the requirement files whose packages differ between the base and the head. `base` and
     `head` return a file's text at that commit, or None when it has none."""
     found: list[str] = []
-    for name in dict.fromkeys(files):
+    queue = list(dict.fromkeys(files))
+    seen = set(queue)
+    for name in queue:
         before, after = base(name), head(name)
+        for text in (before, after):  # files a requirements file includes (`-r`, `-c`) count as its own
+            for included in _included(name, text or ""):
+                if included not in seen and len(seen) < 50:
+                    seen.add(included)
+                    queue.append(included)
         if before == after:
             continue
         if before is None or after is None:
@@ -41,6 +49,23 @@ def changes(files: Iterable[str], base: Callable[[str], str | None], head: Calla
             continue
         found += [f"{name}: -{entry}" for entry in sorted(old - new)]
         found += [f"{name}: +{entry}" for entry in sorted(new - old)]
+    return found
+
+
+def _included(name: str, text: str) -> list[str]:
+    """The files a requirements file includes with `-r`/`-c` (`--requirement`, `--constraint`),
+    relative to the same folder as `name` (the caller's reader refuses paths that leave the
+    repository); not absolute paths or URLs."""
+    if name.endswith((".toml", ".lock")):
+        return []
+    folder = posixpath.dirname(name)
+    found = []
+    for line in _requirement_lines(text):
+        match = re.match(r"(?:-r|-c|--requirement|--constraint)(?:\s+|=)(\S+)$", line)
+        if match and "://" not in match.group(1):
+            path = posixpath.normpath(posixpath.join(folder, match.group(1)))
+            if not path.startswith("/"):
+                found.append(path)
     return found
 
 

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import json
 import os
+import posixpath
 import shlex
 import shutil
 import tempfile
@@ -481,11 +482,14 @@ def step_packages(ctx: Context) -> None:
     from . import packages
 
     named = os.environ.get("LOCKSTEP_PROJECT_REQUIREMENTS", "").split()  # what the setup action installed from
-    found = packages.changes(
-        [*named, *packages.DEFAULT_FILES],
-        base=lambda name: gitrepo.show(ctx.project, ctx.inputs.base_sha, ctx.prefix + name),
-        head=lambda name: gitrepo.show(ctx.project, "HEAD", ctx.prefix + name),
-    )
+
+    def reader(rev: str):
+        def read(name: str) -> str | None:
+            path = posixpath.normpath(ctx.prefix + name)
+            return None if path.startswith("../") or path == ".." else gitrepo.show(ctx.project, rev, path)
+        return read
+
+    found = packages.changes([*named, *packages.DEFAULT_FILES], base=reader(ctx.inputs.base_sha), head=reader("HEAD"))
     if found:
         ctx.report.add(Check(
             "packages", "Packages", "warn",
