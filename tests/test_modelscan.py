@@ -469,7 +469,9 @@ def test_a_folder_lists_only_its_pickles_at_any_depth(tmp_path):
     assert "numpy.ndarray" in result.globals()
 
 
-def test_symlinks_out_of_the_folder_are_not_followed(tmp_path):
+def test_symlinked_files_are_read_where_they_point_and_symlinked_folders_are_not_followed(tmp_path):
+    """DVC's `symlink` cache type links each file of an output into the cache: a loader follows the
+    link, so the scan does too (skipping it would let a PR hide its model behind its DVC config)."""
     outside = tmp_path / "outside"
     outside.mkdir()
     (outside / "evil.pkl").write_bytes(pickle.dumps(Payload(os.system, "true")))
@@ -482,8 +484,8 @@ def test_symlinks_out_of_the_folder_are_not_followed(tmp_path):
 
     result = scan(root)
 
-    assert [file.path for file in result.files] == ["alias.pkl", "model.pkl"]
-    assert result.dangerous() == []
+    assert [file.path for file in result.files] == ["alias.pkl", "escape.pkl", "model.pkl"]
+    assert result.dangerous() == ["escape.pkl: posix.system"]
 
 
 def test_files_no_pickle_loader_reads_are_not_pickles(tmp_path):

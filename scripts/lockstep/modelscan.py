@@ -209,8 +209,9 @@ def scan(path: Path, *, max_bytes: int = 4 * 1024**3) -> ModelScan:
     extension) without loading any of it. `max_bytes` caps what one stream may take (decompressed
     size included): beyond it the file is unreadable rather than read.
 
-    In a folder, symlinks to folders are not followed and symlinked files that point outside it are
-    skipped: the loader that matters reads the folder, and the scan must not wander the machine."""
+    In a folder, a symlinked file is read where it points, as a loader reads it (DVC's `symlink`
+    cache type links every file of an output into the cache, outside the folder); only regular
+    files are read. Symlinks to folders are not followed."""
     root = Path(path)
     if root.is_dir():
         found = [_scan_file(file, file.relative_to(root).as_posix(), max_bytes) for file in _files_under(root)]
@@ -222,14 +223,11 @@ def scan(path: Path, *, max_bytes: int = 4 * 1024**3) -> ModelScan:
 
 
 def _files_under(root: Path) -> list[Path]:
-    boundary = root.resolve()
     files: list[Path] = []
     for folder, _dirs, names in os.walk(root):  # does not descend into symlinked folders
         for name in names:
             file = Path(folder) / name
             try:
-                if file.is_symlink() and not file.resolve().is_relative_to(boundary):
-                    continue
                 if not stat.S_ISREG(file.stat().st_mode):  # a FIFO would block, a device is not a model
                     continue
             except (OSError, RuntimeError):  # dangling link, link loop
