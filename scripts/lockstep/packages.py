@@ -60,7 +60,7 @@ def _included(name: str, text: str) -> list[str]:
         return []
     folder = posixpath.dirname(name)
     found = []
-    for line in _requirement_lines(text):
+    for line in _requirement_line_list(text):  # in file order: the report lists files as they are met
         match = re.match(r"(?:-r|-c|--requirement|--constraint)(?:\s+|=)(\S+)$", line)
         if match and "://" not in match.group(1):
             path = posixpath.normpath(posixpath.join(folder, match.group(1)))
@@ -80,13 +80,17 @@ def _entries(name: str, text: str) -> set[str] | None:
 
 
 def _requirement_lines(text: str) -> set[str]:
-    """The requirement lines, without comments, continuations and spacing differences."""
+    return set(_requirement_line_list(text))
+
+
+def _requirement_line_list(text: str) -> list[str]:
+    """The requirement lines in file order, without comments, continuations and spacing differences."""
     joined = re.sub(r"\\\n", " ", text)
-    lines = set()
+    lines = []
     for line in joined.splitlines():
         line = re.sub(r"(^|\s)#.*$", "", line).strip()
         if line:
-            lines.add(re.sub(r"\s+", " ", line))
+            lines.append(re.sub(r"\s+", " ", line))
     return lines
 
 
