@@ -9,6 +9,7 @@ import importlib.util
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -32,6 +33,13 @@ def tool_tree(root: Path) -> Path:
     return root
 
 
+def next_tick() -> None:
+    """File times come from the kernel's coarse clock (a tick is 1 to 10 ms): a write in the same
+    tick as the file's creation keeps its change time. A PR's code runs long after lockstep's
+    environment was installed; a test waits a tick to be in the same position."""
+    time.sleep(0.03)
+
+
 def watching(tmp_path: Path, **files: Path) -> guard.Guard:
     watch = guard.Guard([guard.Tree(tool_tree(tmp_path / "env"), records=True)], step_files=dict(files))
     watch.snapshot()
@@ -49,6 +57,7 @@ def test_a_source_rewritten_with_its_old_times_and_size_is_still_seen(tmp_path):
     watch = watching(tmp_path)
     module = tmp_path / "env" / "lib" / "site-packages" / "pkg" / "__init__.py"
     stat = module.stat()
+    next_tick()
     module.write_text("VALUE = 2\n")  # same size
     os.utime(module, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # the modification time put back: the change time cannot be
     with pytest.raises(guard.Tampered) as caught:
@@ -73,6 +82,7 @@ def test_another_hard_link_to_an_installed_file_is_not_a_change_while_its_conten
     # the same size, the modification time set back, another link: the content gives it away
     stat = module.stat()
     os.link(module, tmp_path / "cache-entry")
+    next_tick()
     module.write_text("VALUE = 9\n")
     os.utime(module, ns=(stat.st_atime_ns, stat.st_mtime_ns))
     with pytest.raises(guard.Tampered) as caught:
@@ -88,6 +98,7 @@ def test_a_change_time_that_moved_on_a_file_no_record_knows_is_a_change(tmp_path
     watch.snapshot()
     stat = loose.stat()
     os.link(loose, tmp_path / "other-link")
+    next_tick()
     loose.write_text("/opt/evilstep/scripts\n")  # the same size
     os.utime(loose, ns=(stat.st_atime_ns, stat.st_mtime_ns))
     with pytest.raises(guard.Tampered):
