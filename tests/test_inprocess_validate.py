@@ -64,7 +64,6 @@ def test_happy_path_reports_and_logs_to_mlflow(bed):
     # the re-evaluation (the PR's code) was checked for changes to what lockstep runs after it
     guard = next(line for line in run.stdout.splitlines() if "guard: " in line)
     assert "unchanged by the pull request's code" in guard, guard
-    print(guard)
 
 
 def test_stale_lock_names_the_stage_the_param_and_the_fix(bed):
