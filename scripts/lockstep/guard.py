@@ -28,6 +28,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import csv
+import dataclasses
 import hashlib
 import io
 import os
@@ -126,7 +127,7 @@ class Tree:
                 return
             except OSError:
                 pass
-        found[rel] = (stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_nlink)
+        found[rel] = _stamp(stat)
 
 
 @dataclass
@@ -233,8 +234,7 @@ class Guard:
         with contextlib.suppress(OSError, SyntaxError, ValueError, py_compile.PyCompileError):
             py_compile.compile(str(source), cfile=str(target), doraise=True,
                                invalidation_mode=py_compile.PycInvalidationMode.CHECKED_HASH, quiet=2)
-            stat = os.lstat(target)
-            after[rel] = (stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_nlink)
+            after[rel] = _stamp(os.lstat(target))
             self.compiled_again += 1
 
     def _remove(self, path: Path) -> None:
@@ -243,6 +243,10 @@ class Guard:
             self.removed_bytecode += 1
         except FileNotFoundError:
             pass
+
+
+def _stamp(stat: os.stat_result) -> Stamp:
+    return (stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_nlink)
 
 
 def _only_change_time(old: Stamp | str | None, new: Stamp | str | None) -> bool:
@@ -300,7 +304,7 @@ def for_job(project: Path, git_dir: Path | None) -> Guard:
         if not root.is_dir() or any(root == seen or root.is_relative_to(seen) for seen in roots):
             return
         roots.append(root)
-        trees.append(Tree(root, tree.skip, tree.only, tree.new_ok, tree.by_content, tree.by_stamp, tree.records))
+        trees.append(dataclasses.replace(tree, root=root))
 
     source = Path(__file__).resolve().parent  # lockstep itself
     actions = next((parent for parent in source.parents if parent.name == "_actions"), None)

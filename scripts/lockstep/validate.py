@@ -10,24 +10,24 @@ Checks, in order, each a named result in the report:
   lock-vs-code        dvc.lock matches dvc.yaml, the code, the params and the upstream lock entries
   lock-vs-remote      every object the lock references is in the remote, object by object
   pull                only the outputs the evaluation stages read
-  packages            the PR changes the packages of the project's environment (requirement
-                      files, pyproject dependencies, uv.lock pins): marked for review
   model-load          what loading the PR's pickle-family files would run, told from their bytes:
                       a call a model has no reason to make fails, one the base's model does not
                       make is marked for review (no check when nothing the evaluation reads is one)
+  packages            the PR changes the packages of the project's environment (requirement
+                      files, pyproject dependencies, uv.lock pins): marked for review
   (before the PR's code runs: the base's evaluation and the base's metrics and params are read)
   tests               the project's own test command (optional)
   re-evaluation       the evaluation stages re-run in CI agree with the committed metrics, and
                       re-running them evaluated the committed model (not a retrained one)
   trusted-evaluation  when the PR changed its evaluation: the base's evaluation on the PR's model
   base                metrics and params of the PR's base commit
-
-Everything the verdict trusts is read or run before the first command of the PR's code, and after
-each such command `guard` checks that it changed nothing lockstep runs later (else: no verdict).
   gates               thresholds of the trusted lockstep.yaml
   (review view)       no check: plots and DVC-tracked data base vs PR, training time where
                       dvclive recorded it (the reviewer's view; plots.html in the report folder)
   mlflow              one run with params, metrics, the report and lineage tags
+
+Everything the verdict trusts is read or run before the first command of the PR's code, and after
+each such command `guard` checks that it changed nothing lockstep runs later (else: no verdict).
 """
 
 from __future__ import annotations
@@ -52,6 +52,7 @@ from . import (
     gitrepo,
     guard as guardmod,
     lineage,
+    modelscan,
     procenv,
     projectenv,
     review,
@@ -411,8 +412,6 @@ def step_model_load(ctx: Context) -> None:
     that names functions the base's version of it does not is marked for a maintainer's review."""
     if not _passed(ctx, "pull"):
         return
-    from . import modelscan
-
     with gha.group("what loading the PR's model runs"):
         scans = {path: modelscan.scan(ctx.project / path) for path in dvcrepo.evaluation_inputs(ctx.repo, ctx.eval_stages)
                  if (ctx.project / path).exists()}
@@ -431,12 +430,9 @@ def step_model_load(ctx: Context) -> None:
             ))
             return
         unreadable = [f"{path}: {entry}" for path, scan in scans.items() for entry in scan.unreadable()]
-        base = modelscan.ModelScan(())
-        compared = ""
-        if ctx.base_available:
-            base, compared = _base_scans(ctx, list(scans))
-        found = frozenset().union(*(scan.globals() for scan in scans.values()))
-        new = sorted(found - base.globals()) if compared == "compared" else []
+        base, why_not = _base_scans(ctx, list(scans)) if ctx.base_available else (None, "no base commit")
+        pr = modelscan.ModelScan(tuple(entry for scan in scans.values() for entry in scan.files))
+        new = modelscan.new_globals(pr, base) if base is not None else []
         details = [f"{path} loads {len(scan.globals())} function(s) and class(es): {', '.join(sorted(scan.globals())[:20])}"
                    for path, scan in scans.items()]
         if unreadable or new:
@@ -448,15 +444,13 @@ def step_model_load(ctx: Context) -> None:
                 "so check these before merging", [*(f"new: {name}" for name in new), *unreadable, *details],
             ))
             return
-        how = ("only what the base's version loads" if compared == "compared" else
-               f"nothing known to run code ({compared})")
+        how = "only what the base's version loads" if base is not None else f"nothing known to run code ({why_not})"
         ctx.report.add(Check("model-load", title, "pass", f"{', '.join(scans)}: loading it runs {how}", details))
 
 
-def _base_scans(ctx: Context, paths: list[str]) -> tuple[Any, str]:
-    """The base's versions of these files, scanned: what a model built by trusted code loads."""
-    from . import modelscan
-
+def _base_scans(ctx: Context, paths: list[str]) -> tuple[modelscan.ModelScan | None, str]:
+    """The base's versions of these files, scanned: what a model built by trusted code loads; or
+    None and why there is nothing to compare with."""
     scans = []
     lock = gitrepo.show(ctx.project, ctx.inputs.base_sha, ctx.prefix + "dvc.lock")
     for index, path in enumerate(paths):
@@ -465,12 +459,12 @@ def _base_scans(ctx: Context, paths: list[str]) -> tuple[Any, str]:
             if not dvcrepo.fetch_at(ctx.repo, lock, path, target):
                 continue
         except LockstepError as exc:
-            return modelscan.ModelScan(()), f"the base's version could not be read: {exc.message}"
+            return None, f"the base's version could not be read: {exc.message}"
         scans.append(modelscan.scan(target))
     files = tuple(entry for scan in scans for entry in scan.files)
     if not files:
-        return modelscan.ModelScan(()), "the base has no version of it to compare with"
-    return modelscan.ModelScan(files), "compared"
+        return None, "the base has no version of it to compare with"
+    return modelscan.ModelScan(files), ""
 
 
 def step_packages(ctx: Context) -> None:
