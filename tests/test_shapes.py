@@ -30,6 +30,8 @@ class Shape:
     setup: tuple[tuple[str, ...], ...] = ()  # commands before the first `dvc repro`
     model: str = "models/model.json"  # the output a developer's retrain changes
     ignored: tuple[str, ...] = ()  # git-carried outputs the project's .gitignore keeps out of git
+    steps: str = "steps: {}"  # how the params file spells the training param `steps`
+    repro: tuple[str, ...] = ()  # how the developer reproduces (`dvc repro` and these arguments)
 
     @property
     def folder(self) -> str:
@@ -45,6 +47,9 @@ SHAPES = [
     Shape("params-file-toplevel", params="config/train.yaml"),
     Shape("yaml-metrics"),
     Shape("dvc-add-data", setup=(("python", "make_raw.py"), ("dvc", "add", "data/raw"))),
+    Shape("templated-foreach"),
+    Shape("pipelines-wdir-pickle", params="params.toml", steps="steps = {}", model="models/model.joblib",
+          repro=("--all-pipelines",)),
 ]
 
 
@@ -64,7 +69,7 @@ class Repo(scaffold.Repo):
         return super().clone(name, branch, depth)
 
     def set_steps(self, steps: int) -> None:
-        self.set_param("steps: 1", f"steps: {steps}", self.shape.params)
+        self.set_param(self.shape.steps.format(1), self.shape.steps.format(steps), self.shape.params)
 
     def origin_files(self, branch: str = "main") -> list[str]:
         return git("ls-tree", "-r", "--name-only", branch, cwd=self.origin).splitlines()
@@ -91,7 +96,7 @@ def make_repo(shape: Shape, tmp_path: Path, *, init: bool = False, remote: str |
     env = {"PYTHONPATH": "."} if shape.root else {}  # the developer's shell has what the stages need
     for command in shape.setup:
         run(*(str(BIN / command[0]) if command[0] == "dvc" else command[0], *command[1:]), cwd=repo.project, env=env)
-    run(str(BIN / "dvc"), "repro", cwd=repo.project, env=env)
+    run(str(BIN / "dvc"), "repro", *shape.repro, cwd=repo.project, env=env)
     repo.dvc("push")
     if init:
         proc = lockstep("init", "--working-directory", shape.folder, "--repository", "acme/churn-model", cwd=repo.dev)
@@ -118,7 +123,7 @@ def open_pr(repo: Repo, branch: str, *, steps: int, repro: bool = True, push: bo
     repo.set_steps(steps)
     env = {"PYTHONPATH": "."} if repo.shape.root else {}
     if repro:
-        run(str(BIN / "dvc"), "repro", cwd=repo.project, env=env)
+        run(str(BIN / "dvc"), "repro", *repo.shape.repro, cwd=repo.project, env=env)
     if push:
         repo.dvc("push")
     head = repo.commit(f"steps {steps}", branch)
@@ -178,6 +183,27 @@ def test_shape_validates_and_rebuilds_as_it_is(shape, tmp_path):
     from lockstep import dvcrepo
 
     assert dvcrepo.stale_stages(dvcrepo.open_repo(fresh / shape.folder)) == []
+
+
+def test_a_sub_folder_pipeline_whose_pr_inflates_its_evaluation_is_judged_by_the_base_evaluation(tmp_path):
+    # the lock beside pipelines/dvc.yaml is the one read, and the base's evaluation is found there too
+    shape = next(s for s in SHAPES if s.name == "pipelines-wdir-pickle")
+    repo = make_repo(shape, tmp_path)
+    base = git("rev-parse", "HEAD", cwd=repo.dev)
+    git("checkout", "-q", "-b", "kind", cwd=repo.dev)
+    evaluate = repo.project / "src" / "evaluate.py"
+    evaluate.write_text(evaluate.read_text().replace("accuracy = sum(", "accuracy = 0.3 + sum(", 1))
+    run(str(BIN / "dvc"), "repro", *shape.repro, cwd=repo.project)
+    head = repo.commit("a kinder evaluation", "kind")
+    git("checkout", "-q", "main", cwd=repo.dev)
+
+    proc, results, checks = validate(repo, repo.clone("ci-kind", "kind"), base, head)
+    assert checks["re-evaluation"]["status"] == "pass", proc.stdout[-4000:]  # the PR's evaluation agrees with itself
+    trusted = checks["trusted-evaluation"]
+    assert trusted["status"] == "warn" and "src/evaluate.py changed (stage 'pipelines/dvc.yaml:evaluate')" in trusted["details"]
+    accuracy = next(row for row in results["metrics"] if row["name"] == "accuracy")
+    assert accuracy["pr"] == pytest.approx(0.65)  # the base's evaluation, not the PR's 0.95
+    assert checks["model-load"]["status"] == "pass"  # the base's model found through pipelines/dvc.lock
 
 
 def test_an_invalid_dvc_yaml_is_a_named_dvc_error_with_its_line(tmp_path):

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -62,7 +62,7 @@ _MISSING = _Missing()
 
 @dataclass
 class StaleStage:
-    name: str
+    name: str  # the stage's address: `train`, or `sub/dvc.yaml:train`
     changes: list[Change] = field(default_factory=list)
 
     def describe(self) -> str:
@@ -244,12 +244,51 @@ def project_file_error(exc: BaseException, project_dir: str | Path = ".") -> Dvc
     )
 
 
-def lock_digest(project_dir: str | Path) -> str:
-    """SHA-256 of dvc.lock's bytes: the identity of a pipeline state in tags and reports."""
-    path = Path(project_dir) / LOCK_FILE
-    if not path.is_file():
+def lock_files(repo) -> list[str]:
+    """The lock file beside each dvc.yaml of the project's pipelines (relative to the project, the
+    top-level `dvc.lock` first), whether or not it exists yet."""
+    files = {_lock_of(repo, stage) for stage in _pipeline_stages(repo)}
+    return sorted(files, key=lambda name: (name != LOCK_FILE, name)) or [LOCK_FILE]
+
+
+def _lock_of(repo, stage) -> str:
+    """The lock file of a pipeline stage, relative to the project: `dvc.lock` beside its dvc.yaml."""
+    folder = os.path.relpath(os.path.dirname(stage.dvcfile.path), repo.root_dir)
+    return os.path.normpath(os.path.join(folder, LOCK_FILE)).replace(os.sep, "/")
+
+
+def lock_digest(repo) -> str:
+    """SHA-256 of the pipeline state: of dvc.lock's bytes when the project has one pipeline file,
+    else of each lock file's path and digest. The identity of a pipeline state in tags and reports."""
+    digests = []
+    for name in lock_files(repo):
+        path = Path(repo.root_dir) / name
+        if path.is_file():
+            digests.append((name, hashlib.sha256(path.read_bytes()).hexdigest()))
+    if not digests:
         return ""
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    if [name for name, _ in digests] == [LOCK_FILE]:
+        return digests[0][1]
+    return hashlib.sha256("".join(f"{name}\0{digest}\n" for name, digest in digests).encode()).hexdigest()
+
+
+def locked_entries(repo, read: Callable[[str], str | None] | None = None) -> dict[str, dict[str, Any]]:
+    """Every pipeline stage's dvc.lock entry, by stage name, each read from the lock file beside the
+    stage's dvc.yaml: from the workspace, or through `read(lock file)` (another commit's text)."""
+    texts: dict[str, dict[str, Any]] = {}
+    result: dict[str, dict[str, Any]] = {}
+    for stage in _pipeline_stages(repo):
+        name = _lock_of(repo, stage)
+        if name not in texts:
+            if read is not None:
+                texts[name] = lock_entries(read(name))
+            else:
+                path = Path(repo.root_dir) / name
+                texts[name] = lock_entries(path.read_text("utf-8") if path.is_file() else None)
+        entry = texts[name].get(stage.name)
+        if isinstance(entry, dict):
+            result[_address(repo, stage)] = entry
+    return result
 
 
 def pipeline_stages(repo) -> list[Stage]:
@@ -319,7 +358,7 @@ def output_owner(repo, path: str) -> Output | None:
         return None
     return Output(
         path=os.path.relpath(out.fs_path, repo.root_dir).replace(os.sep, "/"),
-        stage=stage.name if hasattr(stage, "name") else "",  # a `dvc add`-ed file has no stage name
+        stage=_address(repo, stage) if hasattr(stage, "name") else "",  # a `dvc add`-ed file has no stage name
         md5=out.hash_info.value if out.hash_info else "",
         remote=out.remote,
         cached=bool(out.use_cache),
@@ -356,23 +395,23 @@ def stale_stages(repo, only: Iterable[str] | None = None) -> list[StaleStage]:
     from dvc.dependency.param import ParamsDependency
 
     producers = _producers(repo)
-    lock_path = Path(repo.root_dir) / LOCK_FILE
-    locked = lock_entries(lock_path.read_text("utf-8") if lock_path.is_file() else None)
+    locked = locked_entries(repo)
     wanted = set(only) if only else None
     result = []
     for stage in _pipeline_stages(repo):
-        if wanted is not None and stage.name not in wanted:
+        address = _address(repo, stage)
+        if wanted is not None and stage.name not in wanted and address not in wanted:
             continue
         if stage.frozen:
             continue
         changes: list[Change] = []
-        if stage.name not in locked:
-            result.append(StaleStage(stage.name, [Change("never-run")]))
+        if address not in locked:
+            result.append(StaleStage(address, [Change("never-run")]))
             continue
         # an `always_changed` stage (ingestion of data DVC cannot see) re-runs by definition: its lock
         # entry records the last ingestion, which is not stale; its deps and params still count
-        if locked[stage.name].get("cmd") != stage.cmd:  # what DVC itself compares, read from the lock, not its internals
-            changes.append(Change("cmd", old=locked[stage.name].get("cmd", ""), new=stage.cmd))
+        if locked[address].get("cmd") != stage.cmd:  # what DVC itself compares, read from the lock, not its internals
+            changes.append(Change("cmd", old=locked[address].get("cmd", ""), new=stage.cmd))
         for dep in stage.deps:
             rel = os.path.relpath(dep.fs_path, repo.root_dir)
             if isinstance(dep, ParamsDependency):
@@ -392,7 +431,7 @@ def stale_stages(repo, only: Iterable[str] | None = None) -> list[StaleStage]:
             if status:
                 changes.append(Change("file", path=rel, new=str(next(iter(status.values())))))
         if changes:
-            result.append(StaleStage(stage.name, changes))
+            result.append(StaleStage(address, changes))
     return result
 
 
@@ -540,15 +579,23 @@ def pull(repo, targets: Sequence[str]) -> int:
     return int(stats.get("fetched", 0) or 0)
 
 
-def fetch_at(repo, lock_text: str | None, path: str, target: Path, *, limit: int = 1 << 30) -> bool:
-    """Copy the stage output `path` as another commit's dvc.lock (`lock_text`) records it to
-    `target`: from the cache, else from the remote this checkout is configured with (the
-    workspace is not touched). False when that lock has no such output, or its files are over
-    `limit` bytes in all."""
+def fetch_at(repo, read_lock: Callable[[str], str | None], path: str, target: Path, *, limit: int = 1 << 30) -> bool:
+    """Copy the stage output `path` (relative to the project) as another commit's lock files record
+    it to `target`: `read_lock(lock file)` gives that commit's text of a lock file. From the cache,
+    else from the remote this checkout is configured with (the workspace is not touched). False when
+    that commit's lock has no such output, or its files are over `limit` bytes in all."""
     import json
 
-    entry = next((out for stage in lock_entries(lock_text).values() if isinstance(stage, dict)
-                  for out in stage.get("outs") or [] if isinstance(out, dict) and out.get("path") == path), None)
+    from dvc.stage import PipelineStage
+
+    stage, out = _owner(repo, path)
+    if not isinstance(stage, PipelineStage) or out is None:
+        return False
+    locked = lock_entries(read_lock(_lock_of(repo, stage))).get(stage.name)
+    outs = locked.get("outs") if isinstance(locked, dict) else None
+    wanted = os.path.normpath(out.def_path)  # as the lock records it: relative to the stage's wdir
+    entry = next((item for item in outs or [] if isinstance(item, dict)
+                  and os.path.normpath(str(item.get("path", ""))) == wanted), None)
     oid = str((entry or {}).get("md5") or "")
     if not re.fullmatch(r"[0-9a-f]{32}(\.dir)?", oid) or int((entry or {}).get("size") or 0) > limit:
         return False
@@ -667,7 +714,7 @@ def input_paths(repo, stage_names: Sequence[str]) -> tuple[set[str], dict[str, s
 
     stages = [_stage(repo, name) for name in stage_names]
     producers = _producers(repo)
-    files: set[str] = {"dvc.yaml"}
+    files: set[str] = {os.path.relpath(stage.dvcfile.path, repo.root_dir).replace(os.sep, "/") for stage in stages} or {"dvc.yaml"}
     params: dict[str, set[str]] = {}
     for stage in stages:
         for dep in stage.deps:
@@ -1014,15 +1061,15 @@ def evaluation_inputs(repo, stage_names: Sequence[str]) -> list[str]:
 
 
 def metrics_stages(repo) -> list[str]:
-    """Stages that write a metrics file DVC knows, in pipeline order."""
+    """Stages that write a metrics file DVC knows (their addresses), in pipeline order."""
     owners: list[str] = []
     files = all_metrics_files(repo)
     for stage in _pipeline_stages(repo):
         for out in stage.outs:
             rel = os.path.normpath(os.path.relpath(out.fs_path, repo.root_dir))
             if out.metric or any(os.path.normpath(f) == rel or os.path.normpath(f).startswith(rel + os.sep) for f in files):
-                if stage.name not in owners:
-                    owners.append(stage.name)
+                if _address(repo, stage) not in owners:
+                    owners.append(_address(repo, stage))
     return owners
 
 

@@ -89,7 +89,7 @@ class RebuildResult:
 def model_stage(repo, cfg: configmod.Config) -> str:
     if not cfg.model_path:
         if cfg.model_stage:
-            return dvcrepo.stage_named(repo, cfg.model_stage).name
+            return dvcrepo.stage_named(repo, cfg.model_stage).address
         raise ConfigError(
             f"{cfg.source}: model.path is not set",
             hint="add a `model:` section with `name` and `path` (the model file, an output in dvc.yaml)",
@@ -104,7 +104,7 @@ def model_stage(repo, cfg: configmod.Config) -> str:
             file=cfg.source,
             line=line,
         )
-    if cfg.model_stage and owner.stage != cfg.model_stage:
+    if cfg.model_stage and owner.stage != dvcrepo.stage_named(repo, cfg.model_stage).address:
         line = cfg.line_of("model", "stage")
         raise ConfigError(
             f"{cfg.source}:{line}: model.stage: {cfg.model_path!r} is produced by stage '{owner.stage}', not '{cfg.model_stage}'",
@@ -118,9 +118,9 @@ def model_stage(repo, cfg: configmod.Config) -> str:
 def plan(repo, cfg: configmod.Config, inputs: RebuildInputs) -> list[str]:
     """Which stages to force, in run order."""
     if inputs.force_all:
-        return [stage.name for stage in dvcrepo.pipeline_stages(repo)]
+        return [stage.address for stage in dvcrepo.pipeline_stages(repo)]
     roots = inputs.stages or list(cfg.rebuild_stages or []) or [model_stage(repo, cfg)]
-    return [stage.name for stage in dvcrepo.downstream(repo, roots)]
+    return [stage.address for stage in dvcrepo.downstream(repo, roots)]
 
 
 def run(inputs: RebuildInputs) -> RebuildResult:
@@ -199,7 +199,7 @@ def _build_and_publish(inputs: RebuildInputs, cfg: configmod.Config, project: Pa
         repo = dvcrepo.open_repo(project)
 
     result.metrics = dvcrepo.read_metrics(repo, files=cfg.metrics_files).values
-    lock_digest = dvcrepo.lock_digest(project)
+    lock_digest = dvcrepo.lock_digest(repo)
     _model_digest(result, cfg, project)
     result.changed_outputs = dvcrepo.changed_outputs(repo, start_sha)
     if result.changed_outputs:
@@ -251,7 +251,7 @@ def _build_and_publish(inputs: RebuildInputs, cfg: configmod.Config, project: Pa
 def _commit_plan(project: Path, repo, stage_names: list[str], changed_params) -> tuple[list[str], dict[str, str]]:
     """The paths the lock commit will hold, and the git-carried outputs left out because the
     project's own .gitignore ignores them (with the rule that does)."""
-    paths = [dvcrepo.LOCK_FILE]
+    paths = dvcrepo.lock_files(repo)
     ignored: dict[str, str] = {}
     for path in dvcrepo.git_tracked_outputs(repo, stage_names):
         rule = gitrepo.ignored_by(project, path)
@@ -311,13 +311,15 @@ def moved_reasons(project: Path, repo, stage_names: list[str], old: str, new: st
         for key in sorted(set(before) | set(after)):
             if before.get(key) != after.get(key) and any(key == k or key.startswith(k + ".") or k == "*" for k in keys):
                 reasons.append(f"{params_file}:{key} changed ({before.get(key)!r} -> {after.get(key)!r})")
-    if "dvc.lock" in changed:
-        upstream = {s.name for s in dvcrepo.pipeline_stages(repo)} - set(stage_names)  # lock keys
-        before = dvcrepo.lock_entries(gitrepo.show(project, old, prefix + "dvc.lock"))
-        after = dvcrepo.lock_entries(gitrepo.show(project, new, prefix + "dvc.lock"))
-        for name in sorted(upstream):
+    locks = [name for name in dvcrepo.lock_files(repo) if name in changed]
+    if locks:
+        chosen = set(stage_names)
+        upstream = [s.address for s in dvcrepo.pipeline_stages(repo) if s.name not in chosen and s.address not in chosen]
+        before = dvcrepo.locked_entries(repo, lambda name: gitrepo.show(project, old, prefix + name))
+        after = dvcrepo.locked_entries(repo, lambda name: gitrepo.show(project, new, prefix + name))
+        for name in upstream:
             if before.get(name, {}).get("outs") != after.get(name, {}).get("outs"):
-                reasons.append(f"the outputs of upstream stage '{name}' changed in dvc.lock")
+                reasons.append(f"the outputs of upstream stage '{name}' changed in its dvc.lock")
     return reasons
 
 

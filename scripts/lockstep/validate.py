@@ -140,7 +140,6 @@ def run(inputs: ValidateInputs) -> ValidateResult:
         pr_number=inputs.pr_number,
         head_sha=inputs.head_sha or gitrepo.head(project),
         base_sha=inputs.base_sha,
-        lock_digest=dvcrepo.lock_digest(project),
         workflow_run_url=inputs.workflow_run_url,
         lockstep_version=__version__,
         price_per_minute=inputs.runner_price_per_minute,
@@ -149,6 +148,7 @@ def run(inputs: ValidateInputs) -> ValidateResult:
     steps: list[tuple[str, float]] = []
     with tempfile.TemporaryDirectory(prefix="lockstep-validate-") as scratch:
         ctx = Context(inputs, project, prefix, report, head_cfg, dvcrepo.open_repo(project), Path(scratch))
+        report.lock_digest = dvcrepo.lock_digest(ctx.repo)
         ctx.guard = guardmod.for_job(project, gitrepo.common_dir(project))
         ctx.local_mlflow = (Path(scratch) / "mlruns").as_uri()
         steps.append(("open", round(time.monotonic() - started, 3)))
@@ -452,11 +452,13 @@ def _base_scans(ctx: Context, paths: list[str]) -> tuple[modelscan.ModelScan | N
     """The base's versions of these files, scanned: what a model built by trusted code loads; or
     None and why there is nothing to compare with."""
     scans = []
-    lock = gitrepo.show(ctx.project, ctx.inputs.base_sha, ctx.prefix + "dvc.lock")
+    def base_lock(name: str) -> str | None:
+        return gitrepo.show(ctx.project, ctx.inputs.base_sha, ctx.prefix + name)
+
     for index, path in enumerate(paths):
         target = ctx.scratch / "base-artifacts" / str(index) / Path(path).name
         try:
-            if not dvcrepo.fetch_at(ctx.repo, lock, path, target):
+            if not dvcrepo.fetch_at(ctx.repo, base_lock, path, target):
                 continue
         except LockstepError as exc:
             return None, f"the base's version could not be read: {exc.message}"
@@ -516,10 +518,12 @@ def step_trusted_evaluation(ctx: Context) -> None:
 
 
 def _compare_evaluations(ctx: Context, base_project: Path) -> None:
-    if not (base_project / "dvc.yaml").is_file():
-        return  # the base has no pipeline here yet: nothing to compare with
+    if not (base_project / ".dvc").is_dir():
+        return  # the base has no DVC project here yet: nothing to compare with
     try:
         base_repo = dvcrepo.open_repo(base_project)
+        if not dvcrepo.pipeline_stages(base_repo):
+            return  # nor a pipeline (its dvc.yaml files may be in sub-folders)
         base_stages = _evaluation_stages(base_repo, ctx.cfg)
         before = dvcrepo.evaluation_signature(base_repo, base_stages)
     except LockstepError as exc:
@@ -581,20 +585,25 @@ def _compare_evaluations(ctx: Context, base_project: Path) -> None:
 
 
 def _signature_changes(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
-    from .metrics import flatten
-
-    old, new = flatten(before), flatten(after)
+    """What differs between two evaluation signatures, said per stage (stage addresses may hold dots
+    and colons: `pipelines/dvc.yaml:evaluate`). A params change names no stage: when the stages also
+    train, a params change is a training change."""
     changes = []
-    for key in sorted(set(old) | set(new)):
-        if old.get(key) != new.get(key):
-            if key.startswith("metrics"):
-                changes.append("the metrics files changed")
-            elif ".code." in key:
-                changes.append(f"{key.split('.code.', 1)[1]} changed (stage '{key.split('.', 1)[0]}')")
-            elif key.endswith(".cmd"):
-                changes.append(f"the command of stage '{key[:-4]}' changed")
-            else:
-                changes.append(f"{key} changed ({old.get(key)!r} -> {new.get(key)!r})")
+    if before.get("metrics") != after.get("metrics"):
+        changes.append("the metrics files changed")
+    for stage in sorted((set(before) | set(after)) - {"metrics"}):
+        old, new = before.get(stage) or {}, after.get(stage) or {}
+        if old.get("cmd") != new.get("cmd"):
+            changes.append(f"the command of stage '{stage}' changed")
+        old_code, new_code = old.get("code") or {}, new.get("code") or {}
+        changes += [f"{path} changed (stage '{stage}')" for path in sorted(set(old_code) | set(new_code))
+                    if old_code.get(path) != new_code.get(path)]
+        old_params, new_params = old.get("params") or {}, new.get("params") or {}
+        for file in sorted(set(old_params) | set(new_params)):
+            a, b = old_params.get(file), new_params.get(file)
+            a, b = (a if isinstance(a, dict) else {"": a}), (b if isinstance(b, dict) else {"": b})
+            changes += [f"{file}:{key} changed ({a.get(key)!r} -> {b.get(key)!r})" if key else f"{file} changed"
+                        for key in sorted(set(a) | set(b)) if a.get(key) != b.get(key)]
     return list(dict.fromkeys(changes)) or ["the evaluation stages changed"]
 
 
@@ -783,9 +792,7 @@ def _model_stage(ctx: Context) -> str:
 
 def _evaluation_stages(repo, cfg: configmod.Config) -> list[str]:
     if cfg.evaluation_stages:
-        for name in cfg.evaluation_stages:
-            dvcrepo.stage_named(repo, name)
-        return list(cfg.evaluation_stages)
+        return [dvcrepo.stage_named(repo, name).address for name in cfg.evaluation_stages]
     stages = dvcrepo.metrics_stages(repo)
     if not stages:
         raise ConfigError(
