@@ -235,3 +235,23 @@ def test_mlflow_is_imported_while_a_child_runs_and_only_when_configured():
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stdout + proc.stderr
+
+
+def test_data_dvc2_added_is_judged_by_size_and_file_count_against_a_dvc3_dependency():
+    # DVC 2's hash (CRLF read as LF) and DVC 3's of the same folder differ in value: only size and
+    # count can be compared without the data; the same hash name compares by value
+    from types import SimpleNamespace
+
+    from dvc_data.hashfile.hash_info import HashInfo
+    from dvc_data.hashfile.meta import Meta
+
+    def entry(name, value, size, nfiles=2):
+        return SimpleNamespace(hash_info=HashInfo(name, value), meta=Meta(size=size, nfiles=nfiles))
+
+    legacy = entry("md5-dos2unix", "1040513bf2f46ac88d534ae8c61b4e84.dir", 5955)
+    assert dvcrepo._same_data(legacy, entry("md5", "aeff70e471ca3df65707ab8f98e42fc9.dir", 5955))
+    assert not dvcrepo._same_data(legacy, entry("md5", "aeff70e471ca3df65707ab8f98e42fc9.dir", 5956))
+    assert not dvcrepo._same_data(legacy, entry("md5", "aeff70e471ca3df65707ab8f98e42fc9.dir", 5955, nfiles=3))
+    same_name = entry("md5", "aeff70e471ca3df65707ab8f98e42fc9.dir", 5955)
+    assert dvcrepo._same_data(same_name, entry("md5", "aeff70e471ca3df65707ab8f98e42fc9.dir", 5955))
+    assert not dvcrepo._same_data(same_name, entry("md5", "00ff70e471ca3df65707ab8f98e42fc9.dir", 5955))

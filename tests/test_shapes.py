@@ -32,6 +32,11 @@ class Shape:
     ignored: tuple[str, ...] = ()  # git-carried outputs the project's .gitignore keeps out of git
     steps: str = "steps: {}"  # how the params file spells the training param `steps`
     repro: tuple[str, ...] = ()  # how the developer reproduces (`dvc repro` and these arguments)
+    legacy: bool = False  # its data was added by DVC 2 (tests/dvc2add.py)
+
+    @property
+    def id(self) -> str:
+        return self.name + ("-dvc2" if self.legacy else "")
 
     @property
     def folder(self) -> str:
@@ -47,6 +52,9 @@ SHAPES = [
     Shape("params-file-toplevel", params="config/train.yaml"),
     Shape("yaml-metrics"),
     Shape("dvc-add-data", setup=(("python", "make_raw.py"), ("dvc", "add", "data/raw"))),
+    # raw data added by DVC 2 and never re-added: a legacy hash, objects at the remote's root
+    Shape("dvc-add-data", setup=(("python", "make_raw.py"), ("python", str(Path(__file__).parent / "dvc2add.py"), "data/raw")),
+          legacy=True),
     Shape("templated-foreach"),
     Shape("pipelines-wdir-pickle", params="params.toml", steps="steps = {}", model="models/model.joblib",
           repro=("--all-pipelines",)),
@@ -82,7 +90,7 @@ def make_repo(shape: Shape, tmp_path: Path, *, init: bool = False, remote: str |
     `remote_options` are `dvc remote modify` arguments for it (e.g. credentials in config.local)."""
     root = tmp_path / "repo"
     repo = Repo.create(root, folder=shape.folder, shape=shape, remote=root / "dvc-remote",
-                       model_name=f"shape-{shape.name}-{tmp_path.name[-12:]}")
+                       model_name=f"shape-{shape.id}-{tmp_path.name[-12:]}")
     shutil.copytree(PROJECTS / shape.name, repo.project, dirs_exist_ok=True)
     config = repo.project / "lockstep.yaml"
     if init:
@@ -98,6 +106,8 @@ def make_repo(shape: Shape, tmp_path: Path, *, init: bool = False, remote: str |
         run(*(str(BIN / command[0]) if command[0] == "dvc" else command[0], *command[1:]), cwd=repo.project, env=env)
     run(str(BIN / "dvc"), "repro", *shape.repro, cwd=repo.project, env=env)
     repo.dvc("push")
+    if shape.legacy:  # DVC 3 pushed the DVC 2 listing where DVC 2 kept it: at the remote's root
+        assert list(repo.remote.glob("[0-9a-f][0-9a-f]/*.dir")), sorted(map(str, repo.remote.rglob("*")))
     if init:
         proc = lockstep("init", "--working-directory", shape.folder, "--repository", "acme/churn-model", cwd=repo.dev)
         assert proc.returncode == EXIT_OK, proc.stdout + proc.stderr
@@ -131,7 +141,7 @@ def open_pr(repo: Repo, branch: str, *, steps: int, repro: bool = True, push: bo
     return base, head, repo.clone(f"ci-{branch}", branch)
 
 
-@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: s.name)
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: s.id)
 def test_shape_validates_and_rebuilds_as_it_is(shape, tmp_path):
     repo = make_repo(shape, tmp_path)
 
@@ -151,6 +161,8 @@ def test_shape_validates_and_rebuilds_as_it_is(shape, tmp_path):
             assert any(".gitignore line" in d and "results/" in d for d in checks[check]["details"]), checks[check]
     else:
         assert gate["pr"] > gate["base"], results["metrics"]
+    steps = "train.steps" if shape.params == "params.yaml" else f"{shape.params}:train.steps"
+    assert {"name": steps, "base": 1, "pr": 50} in results["params"], results["params"]
 
     # a stale lock names the stage and the param
     base, head, checkout = open_pr(repo, "stale", steps=9, repro=False, push=False)
@@ -229,7 +241,7 @@ def test_an_unknown_key_in_dvc_yaml_is_a_named_dvc_error(tmp_path):
     assert git("rev-parse", "main", cwd=repo.origin) == head  # nothing committed
 
 
-@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: s.name)
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: s.id)
 def test_lockstep_init_adopts_the_shape_and_a_pr_passes(shape, tmp_path):
     repo = make_repo(shape, tmp_path, init=True)
     from lockstep import config as configmod

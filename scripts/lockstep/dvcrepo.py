@@ -423,7 +423,7 @@ def stale_stages(repo, only: Iterable[str] | None = None) -> list[StaleStage]:
             producer = producers.get(dep.fs_path)
             if producer is not None and producer[0] is not stage:
                 upstream_stage, upstream_out = producer
-                if upstream_out.hash_info != dep.hash_info:
+                if not _same_data(upstream_out, dep):
                     name = _address(repo, upstream_stage) if hasattr(upstream_stage, "name") else upstream_stage.addressing
                     changes.append(Change("upstream", path=rel, key=name))
                 continue
@@ -433,6 +433,18 @@ def stale_stages(repo, only: Iterable[str] | None = None) -> list[StaleStage]:
         if changes:
             result.append(StaleStage(address, changes))
     return result
+
+
+def _same_data(out, dep) -> bool:
+    """Whether a stage's dependency, as its lock records it, is what the upstream output holds.
+    Data that DVC 2 added and nobody re-added keeps its legacy hash (`md5-dos2unix`, taken with
+    CRLF read as LF), while a stage DVC 3 ran since records the same data's new `md5`: the two
+    values cannot be compared without the data, so size and file count are (DVC itself reads the
+    workspace, which CI has not pulled)."""
+    theirs, ours = out.hash_info, dep.hash_info
+    if theirs and ours and theirs.name != ours.name and {theirs.name, ours.name} <= {"md5", "md5-dos2unix"}:
+        return (out.meta.size, out.meta.nfiles) == (dep.meta.size, dep.meta.nfiles)
+    return theirs == ours
 
 
 def lock_entries(text: str | None) -> dict[str, Any]:
@@ -599,10 +611,12 @@ def fetch_at(repo, read_lock: Callable[[str], str | None], path: str, target: Pa
     oid = str((entry or {}).get("md5") or "")
     if not re.fullmatch(r"[0-9a-f]{32}(\.dir)?", oid) or int((entry or {}).get("size") or 0) > limit:
         return False
-    cache = repo.cache.local
+    # a lock entry without `hash: md5` was written by DVC 2: its objects are kept where DVC 2 kept them
+    hash_name = "md5" if (entry or {}).get("hash") == "md5" else "md5-dos2unix"
+    cache = repo.cache.local if hash_name == "md5" else repo.cache.legacy
     try:
         if oid.endswith(".dir"):
-            _copy_object(repo, cache, oid, target.with_name(target.name + ".dir"))
+            _copy_object(repo, cache, oid, target.with_name(target.name + ".dir"), hash_name)
             listing = json.loads(target.with_name(target.name + ".dir").read_text("utf-8"))
             target.mkdir(parents=True, exist_ok=True)
             for item in listing:
@@ -610,9 +624,9 @@ def fetch_at(repo, read_lock: Callable[[str], str | None], path: str, target: Pa
                 parts = Path(relpath).parts
                 if not relpath or Path(relpath).is_absolute() or ".." in parts or not re.fullmatch(r"[0-9a-f]{32}", child):
                     continue  # a listing naming paths outside its folder is not followed
-                _copy_object(repo, cache, child, target / relpath)
+                _copy_object(repo, cache, child, target / relpath, hash_name)
         else:
-            _copy_object(repo, cache, oid, target)
+            _copy_object(repo, cache, oid, target, hash_name)
     except DvcError:
         raise
     except Exception as exc:  # noqa: BLE001 - the remote's backends raise many kinds
@@ -621,7 +635,7 @@ def fetch_at(repo, read_lock: Callable[[str], str | None], path: str, target: Pa
     return True
 
 
-def _copy_object(repo, cache, oid: str, target: Path) -> None:
+def _copy_object(repo, cache, oid: str, target: Path, hash_name: str) -> None:
     """One object, from the cache when it has it, else streamed from the remote."""
     import shutil
 
@@ -629,7 +643,7 @@ def _copy_object(repo, cache, oid: str, target: Path) -> None:
     if cache.exists(oid):
         shutil.copyfile(cache.oid_to_path(oid), target)
         return
-    odb = _remote_odb(repo, None, "md5")
+    odb = _remote_odb(repo, None, hash_name)
     odb.fs.get_file(odb.oid_to_path(oid), str(target))
 
 

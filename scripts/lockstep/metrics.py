@@ -14,9 +14,11 @@ Number = float
 
 
 def parse_file(text: str, name: str) -> dict[str, Any]:
-    """Parse a metrics or params file (JSON or YAML) and flatten nested keys with dots."""
+    """Parse a metrics or params file (JSON, TOML or YAML) and flatten nested keys with dots."""
     if name.endswith(".json"):
         data = safeload.load_json(text, name)  # NaN/Infinity literals are accepted, as DVC does
+    elif name.endswith(".toml"):
+        data = safeload.load_toml(text, name)
     else:
         data = safeload.load_yaml(text, name)
     return flatten(data if isinstance(data, dict) else {})

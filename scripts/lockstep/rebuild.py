@@ -306,8 +306,8 @@ def moved_reasons(project: Path, repo, stage_names: list[str], old: str, new: st
     for params_file, keys in params.items():
         if params_file not in changed:
             continue
-        before = _flat_yaml(gitrepo.show(project, old, prefix + params_file))
-        after = _flat_yaml(gitrepo.show(project, new, prefix + params_file))
+        before = _flat_params(gitrepo.show(project, old, prefix + params_file), params_file)
+        after = _flat_params(gitrepo.show(project, new, prefix + params_file), params_file)
         for key in sorted(set(before) | set(after)):
             if before.get(key) != after.get(key) and any(key == k or key.startswith(k + ".") or k == "*" for k in keys):
                 reasons.append(f"{params_file}:{key} changed ({before.get(key)!r} -> {after.get(key)!r})")
@@ -323,12 +323,12 @@ def moved_reasons(project: Path, repo, stage_names: list[str], old: str, new: st
     return reasons
 
 
-def _flat_yaml(text: str | None) -> dict[str, Any]:
+def _flat_params(text: str | None, name: str) -> dict[str, Any]:
     if not text:
         return {}
     try:
-        return parse_file(text, "params.yaml")
-    except yaml.YAMLError:
+        return parse_file(text, name)
+    except (ValueError, yaml.YAMLError):
         return {}
 
 

@@ -172,6 +172,28 @@ def load_json(text: str | bytes, source: str, *, max_bytes: int = MAX_BYTES, max
         raise LoadError(f"not valid JSON: {exc}", source=source) from None
 
 
+def load_toml(text: str | bytes, source: str, *, max_bytes: int = MAX_BYTES) -> Any:
+    """A TOML params file (DVC reads `params.toml` too), within the size bound."""
+    _check_size(text, source, max_bytes)
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "replace")
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10: DVC's own TOML library
+        import tomlkit
+
+        try:
+            return tomlkit.parse(text).unwrap()
+        except Exception as exc:  # noqa: BLE001 - tomlkit raises its own parse errors
+            raise LoadError(f"not valid TOML: {exc}", source=source) from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise LoadError(f"not valid TOML: {exc}", source=source) from None
+    except RecursionError:
+        raise LoadError("nested too deeply", source=source) from None
+
+
 def json_depth_exceeds(text: str, max_depth: int) -> bool:
     """Whether brackets outside strings nest deeper than `max_depth` (before json parses them)."""
     if text.count("[") + text.count("{") <= max_depth:
