@@ -22,7 +22,7 @@ def legacy_md5(path: Path) -> str:
     data = path.read_bytes()
     if b"\x00" not in data[:8192]:  # a text file
         data = data.replace(b"\r\n", b"\n")
-    return hashlib.md5(data).hexdigest()
+    return hashlib.md5(data, usedforsecurity=False).hexdigest()
 
 
 def store(cache: Path, oid: str, source: Path | bytes) -> None:
@@ -44,7 +44,7 @@ def add(project: Path, name: str) -> None:
         store(cache, oid, path)
         entries.append({"md5": oid, "relpath": path.relative_to(folder).as_posix()})
     listing = json.dumps(entries).encode()
-    oid = hashlib.md5(listing).hexdigest() + ".dir"
+    oid = hashlib.md5(listing, usedforsecurity=False).hexdigest() + ".dir"
     store(cache, oid, listing)
     size = sum(p.stat().st_size for p in files)
     (folder.parent / f"{folder.name}.dvc").write_text(
