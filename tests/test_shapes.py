@@ -33,10 +33,11 @@ class Shape:
     steps: str = "steps: {}"  # how the params file spells the training param `steps`
     repro: tuple[str, ...] = ()  # how the developer reproduces (`dvc repro` and these arguments)
     legacy: bool = False  # its data was added by DVC 2 (tests/dvc2add.py)
+    imported: str = ""  # this folder is `dvc import`-ed from a data registry (a DVC repository of its own)
 
     @property
     def id(self) -> str:
-        return self.name + ("-dvc2" if self.legacy else "")
+        return self.name + ("-dvc2" if self.legacy else "") + ("-import" if self.imported else "")
 
     @property
     def folder(self) -> str:
@@ -55,6 +56,8 @@ SHAPES = [
     # raw data added by DVC 2 and never re-added: a legacy hash, objects at the remote's root
     Shape("dvc-add-data", setup=(("python", "make_raw.py"), ("python", str(Path(__file__).parent / "dvc2add.py"), "data/raw")),
           legacy=True),
+    # raw data imported from a data registry: `dvc push` leaves it in the registry's own remote
+    Shape("dvc-add-data", setup=(("python", "make_raw.py"),), imported="data/raw"),
     Shape("templated-foreach"),
     Shape("pipelines-wdir-pickle", params="params.toml", steps="steps = {}", model="models/model.joblib",
           repro=("--all-pipelines",)),
@@ -104,6 +107,9 @@ def make_repo(shape: Shape, tmp_path: Path, *, init: bool = False, remote: str |
     env = {"PYTHONPATH": "."} if shape.root else {}  # the developer's shell has what the stages need
     for command in shape.setup:
         run(*(str(BIN / command[0]) if command[0] == "dvc" else command[0], *command[1:]), cwd=repo.project, env=env)
+    if shape.imported:  # the data moves to a registry of its own, and comes back as an import
+        registry = data_registry(tmp_path / "registry", repo.project / shape.imported, shape.imported)
+        repo.dvc("import", "-q", str(registry), shape.imported, "-o", shape.imported)
     run(str(BIN / "dvc"), "repro", *shape.repro, cwd=repo.project, env=env)
     repo.dvc("push")
     if shape.legacy:  # DVC 3 pushed the DVC 2 listing where DVC 2 kept it: at the remote's root
@@ -113,6 +119,18 @@ def make_repo(shape: Shape, tmp_path: Path, *, init: bool = False, remote: str |
         assert proc.returncode == EXIT_OK, proc.stdout + proc.stderr
     repo.commit("First model")
     return repo
+
+
+def data_registry(root: Path, data: Path, path: str) -> Path:
+    """A git repository that keeps `data` at `path` with DVC, pushed to a DVC remote of its own."""
+    (root / path).parent.mkdir(parents=True)
+    shutil.move(data, root / path)
+    git("init", "-q", "-b", "main", cwd=root)
+    for argv in (("init", "-q"), ("add", "-q", path), ("remote", "add", "-q", "-d", "store", str(root.parent / "registry-remote")), ("push", "-q")):
+        run(str(BIN / "dvc"), *argv, cwd=root)
+    git("add", "-A", cwd=root)
+    git("-c", "user.name=registry", "-c", "user.email=registry@example.com", "commit", "-q", "-m", "data", cwd=root)
+    return root
 
 
 def validate(repo: Repo, checkout: Path, base: str, head: str):
@@ -161,6 +179,8 @@ def test_shape_validates_and_rebuilds_as_it_is(shape, tmp_path):
             assert any(".gitignore line" in d and "results/" in d for d in checks[check]["details"]), checks[check]
     else:
         assert gate["pr"] > gate["base"], results["metrics"]
+    if shape.imported:  # checked where it lives: not in this project's remote
+        assert f"fetched from their own remotes when needed: {shape.imported} (from " in checks["lock-vs-remote"]["summary"]
     steps = "train.steps" if shape.params == "params.yaml" else f"{shape.params}:train.steps"
     assert {"name": steps, "base": 1, "pr": 50} in results["params"], results["params"]
 

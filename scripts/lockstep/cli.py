@@ -383,7 +383,7 @@ def cmd_verify_remote(inputs: Inputs) -> int:
     check = dvcrepo.verify_remote(repo)
     gha.set_outputs({"checked": check.checked, "missing": len(check.missing)})
     if check.ok:
-        gha.info(f"all {check.checked} object(s) referenced by dvc.lock are in {check.remote}")
+        gha.info(check.summary())
         return EXIT_OK
     for output, files in check.missing_outputs().items():
         gha.info(f"missing from {check.remote}: {output}: {', '.join(files)}")

@@ -103,10 +103,21 @@ class RemoteCheck:
     remote: str
     checked: int = 0
     missing: list[MissingObject] = field(default_factory=list)
+    # outputs of `dvc import` stages: their data stays in the source repository's remote (`dvc push`
+    # does not copy it), and DVC fetches it from there; "path (from url at rev)"
+    imported: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
         return not self.missing
+
+    def summary(self) -> str:
+        """The passing sentence: what was checked where, and what comes from elsewhere."""
+        said = f"all {self.checked} object(s) referenced by dvc.lock are in {self.remote}"
+        if self.imported:
+            shown = ", ".join(self.imported[:5]) + (f" and {len(self.imported) - 5} more" if len(self.imported) > 5 else "")
+            said += f"; imported from other DVC repositories, fetched from their own remotes when needed: {shown}"
+        return said
 
     def missing_outputs(self) -> dict[str, list[str]]:
         by_output: dict[str, list[str]] = {}
@@ -528,6 +539,12 @@ def verify_remote(repo, stages: Sequence[str] | None = None) -> RemoteCheck:
     # (remote name, hash name) -> {oid: [MissingObject candidates]}
     wanted: dict[tuple[str | None, str], dict[str, list[MissingObject]]] = {}
     for stage in chosen:
+        if getattr(stage, "is_repo_import", False):
+            source = stage.deps[0].def_repo if stage.deps else {}
+            for out in stage.outs:
+                rel = os.path.relpath(out.fs_path, repo.root_dir).replace(os.sep, "/")
+                check.imported.append(f"{rel} (from {source.get('url', '?')} at {str(source.get('rev_lock') or '?')[:12]})")
+            continue
         for out in stage.outs:
             if not out.use_cache or not out.can_push or not out.hash_info:
                 continue

@@ -219,7 +219,7 @@ def _build_and_publish(inputs: RebuildInputs, cfg: configmod.Config, project: Pa
                     f"{check.remote}: {', '.join(missing)}. Nothing was committed.",
                     hint="check the remote's permissions (s3:PutObject) and re-run the job",
                 )
-            gha.info(f"pushed {pushed} file(s); all {check.checked} object(s) of dvc.lock are in {check.remote}")
+            gha.info(f"pushed {pushed} file(s); {check.summary()}")
 
         with gha.group("4. commit dvc.lock back"):
             pushed_commit = gitrepo.commit_and_push(

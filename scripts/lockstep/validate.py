@@ -248,8 +248,7 @@ def step_lock_vs_remote(ctx: Context) -> None:
             ctx.report.add(Check("lock-vs-remote", "dvc.lock vs remote", "fail", summary, [exc.hint]))
             return
         if remote.ok:
-            ctx.report.add(Check("lock-vs-remote", "dvc.lock vs remote", "pass",
-                                 f"all {remote.checked} object(s) referenced by dvc.lock are in {remote.remote}"))
+            ctx.report.add(Check("lock-vs-remote", "dvc.lock vs remote", "pass", remote.summary()))
             return
         missing = remote.missing_outputs()
         details = [f"{output}: {', '.join(files[:20])}{' …' if len(files) > 20 else ''}" for output, files in missing.items()]
