@@ -59,6 +59,7 @@ SHAPES = [
     # raw data imported from a data registry: `dvc push` leaves it in the registry's own remote
     Shape("dvc-add-data", setup=(("python", "make_raw.py"),), imported="data/raw"),
     Shape("templated-foreach"),
+    Shape("get-started-layout", model="model.pkl"),
     Shape("pipelines-wdir-pickle", params="params.toml", steps="steps = {}", model="models/model.joblib",
           repro=("--all-pipelines",)),
 ]
