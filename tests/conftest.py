@@ -18,6 +18,10 @@ import servers
 # the unit tier's bed: local DVC remote, bare origin and SQLite MLflow store, no servers
 pytest_plugins = ("localbed",)
 
+# every `dvc` command a test runs as the developer would otherwise leave an analytics process
+# behind (it cannot reach its server here), competing with the tests for the two cores
+os.environ.setdefault("DVC_NO_ANALYTICS", "true")
+
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "example-project"
 PROJECT = scaffold.EXAMPLE

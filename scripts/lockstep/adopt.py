@@ -107,9 +107,17 @@ def _guess_model(repo, eval_stages: list[str]) -> str | None:
 
 
 def _guess_env(repo, project: Path) -> dict[str, str]:
-    """`PYTHONPATH: .` when the stages' scripts import the project's own package by its folder."""
+    """`PYTHONPATH: .` when the stages' scripts import the project's own package by its folder;
+    `PYTHONPATH: src` when they run a module (`python -m pkg.train`) of a package in a src/ layout,
+    which developers install with `pip install -e .` and lockstep does not install (it installs
+    the dependencies only, so that a base commit's evaluation imports the base's code)."""
     for stage in dvcrepo.pipeline_stages(repo):
-        for word in str(stage.cmd).split():
+        words = " ".join(stage.cmd if isinstance(stage.cmd, list) else [str(stage.cmd)]).split()
+        for index, word in enumerate(words):
+            if word == "-m" and index + 1 < len(words):
+                top = words[index + 1].split(".")[0]
+                if top and not (project / top).is_dir() and (project / "src" / top / "__init__.py").is_file():
+                    return {"PYTHONPATH": "src"}
             script = project / word
             if word.endswith(".py") and script.is_file():
                 text = script.read_text("utf-8", errors="replace")
