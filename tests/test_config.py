@@ -62,3 +62,25 @@ def test_cli_check_config_exit_code_and_annotation(tmp_path):
     assert "::error title=lockstep check-config%3A invalid lockstep.yaml,file=" in proc.stdout
     assert ",line=4::" in proc.stdout
     assert "Traceback" not in proc.stdout + proc.stderr
+
+
+def test_set_params_edits_the_named_params_file_in_place(tmp_path):
+    # YAML keeps its comments, TOML its layout; a param that is not there changes nothing
+    from lockstep import dvcrepo
+    from lockstep.errors import InputError
+
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "train.yaml").write_text("train:\n  steps: 1  # grid size\n")
+    (tmp_path / "params.toml").write_text("[train]\nseed = 3 # fixed\nsteps = 1\n")
+    changes = dvcrepo.set_params(tmp_path, ["config/train.yaml:train.steps=30", "params.toml:train.steps=7"])
+    assert changes == {"config/train.yaml:train.steps": (1, 30), "params.toml:train.steps": (1, 7)}
+    assert "steps: 30" in (tmp_path / "config" / "train.yaml").read_text() and "# grid size" in (tmp_path / "config" / "train.yaml").read_text()
+    assert (tmp_path / "params.toml").read_text() == "[train]\nseed = 3 # fixed\nsteps = 7\n"
+    assert dvcrepo.params_file_of("config/train.yaml:train.steps") == "config/train.yaml"
+    assert dvcrepo.params_file_of("train.steps") == "params.yaml"
+    for bad, said in (("params.toml:train.nope=1", "train.nope does not exist in params.toml"),
+                      ("../outside.yaml:a=1", "not a params file inside the project"),
+                      ("missing.yaml:a=1", "missing.yaml not found")):
+        with pytest.raises(InputError, match=said):
+            dvcrepo.set_params(tmp_path, [bad])
+    assert (tmp_path / "params.toml").read_text() == "[train]\nseed = 3 # fixed\nsteps = 7\n"

@@ -175,6 +175,9 @@ def test_payload_values_become_the_rebuild_inputs():
     assert request.stages == ["prepare"] and request.force_all is True and request.reason == "new data 2026-12-01"
     assert request.set_params == ["prepare.snapshot=2026-12-01", "train.n_estimators=200", "train.warm=false"]
     assert dispatch.parse_payload('{"stages": "prepare, train", "set-params": ["a.b=1"]}').stages == ["prepare", "train"]
+    # another params file is named as lockstep names its params
+    other = dispatch.parse_payload('{"set-params": {"config/train.yaml:train.steps": 30}}')
+    assert other.set_params == ["config/train.yaml:train.steps=30"]
 
 
 @pytest.mark.parametrize("text", ["", "null", "{}", "  "])
@@ -194,6 +197,8 @@ BAD_PAYLOADS = [
     ('{"set-params": ["train.n_estimators"]}', "set-params: must be a list of KEY=VALUE"),
     ('{"set-params": {"a": "1\\nSigned-off-by: x"}}', "set-params: must be a list of KEY=VALUE"),
     ('{"set-params": {"a": null}}', "set-params"),
+    ('{"set-params": {"a b:c": 1}}', "set-params"),
+    ('{"set-params": ["x:y:z=1"]}', "set-params: must be a list of KEY=VALUE"),
     (json.dumps({"set-params": [f"p{i}=1" for i in range(51)]}), "set-params: must be"),
     ('["reason"]', "must be a JSON object, not list"),
     ('{"reason": "a", "reason": "b"}', "key 'reason' appears twice"),

@@ -150,7 +150,7 @@ def _json_type(value: Any) -> str:
 _REPOSITORY = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
 _WORKFLOW = re.compile(r"^(?:[A-Za-z0-9_.-]+\.ya?ml|\d+)$")
 _STAGE = re.compile(r"^[A-Za-z0-9_.@:/-]+$")
-_PARAM = re.compile(r"^[A-Za-z0-9_.-]+=[^\n\r]*$")
+_PARAM = re.compile(r"^(?:[A-Za-z0-9_./-]+:)?[A-Za-z0-9_.-]+=[^\n\r]*$")  # `file:` for another params file
 _REF = re.compile(r"^[A-Za-z0-9_./@+-]+$")
 FINDING_TIMEOUT = 120.0  # seconds to find the run when GitHub does not return it
 

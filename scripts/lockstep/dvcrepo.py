@@ -798,38 +798,54 @@ def params_files(repo) -> list[str]:
 
 
 def set_params(project_dir: str | Path, assignments: Sequence[str], params_file: str = "params.yaml") -> dict[str, Any]:
-    """Apply `key.path=value` assignments to a params file, keeping its comments and layout.
-    Values are read as YAML (`300` is a number, `true` a bool). Returns {key: (old, new)}."""
+    """Apply `key.path=value` assignments to the params file, or `file:key.path=value` to another
+    one (named as lockstep names its params: `config/train.yaml:train.steps=5`), keeping each file's
+    comments and layout (YAML, JSON or TOML). Values are read as YAML (`300` is a number, `true` a
+    bool). Returns {name: (old, new)}, names as given."""
     import yaml
-    from dvc.utils.serialize import modify_yaml
+    from dvc.utils.serialize import MODIFIERS
 
     from .errors import InputError
 
-    path = Path(project_dir) / params_file
-    if not path.is_file():
-        raise InputError(f"{params_file}: not found in {project_dir}", hint="set-params changes an existing params file")
+    by_file: dict[str, list[tuple[str, str, Any]]] = {}
+    for assignment in assignments:
+        name, sep, raw = assignment.partition("=")
+        name = name.strip()
+        file, _, key = name.rpartition(":") if ":" in name else ("", "", name)
+        if not sep or not key:
+            raise InputError(f"set-params: {assignment!r} is not KEY=VALUE", hint="e.g. `train.n_estimators=300`")
+        file = file or params_file
+        if os.path.isabs(file) or ".." in Path(file).parts:
+            raise InputError(f"set-params: {file!r} is not a params file inside the project", hint="name it relative to the project")
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            raise InputError(f"set-params: the value of {name} is not valid YAML: {raw!r}") from None
+        by_file.setdefault(file, []).append((name, key, value))
     changes: dict[str, Any] = {}
-    with modify_yaml(str(path)) as data:
-        for assignment in assignments:
-            key, sep, raw = assignment.partition("=")
-            key = key.strip()
-            if not sep or not key:
-                raise InputError(f"set-params: {assignment!r} is not KEY=VALUE", hint="e.g. `train.n_estimators=300`")
-            try:
-                value = yaml.safe_load(raw)
-            except yaml.YAMLError:
-                raise InputError(f"set-params: the value of {key} is not valid YAML: {raw!r}") from None
-            node = data
-            parts = key.split(".")
-            for part in parts[:-1]:
-                if not isinstance(node, dict) or part not in node:
-                    raise InputError(f"set-params: {key} does not exist in {params_file}", hint="only existing params can be set")
-                node = node[part]
-            if not isinstance(node, dict) or parts[-1] not in node:
-                raise InputError(f"set-params: {key} does not exist in {params_file}", hint="only existing params can be set")
-            changes[key] = (node[parts[-1]], value)
-            node[parts[-1]] = value
+    for file, items in by_file.items():
+        path = Path(project_dir) / file
+        if not path.is_file():
+            raise InputError(f"set-params: {file} not found in {project_dir}",
+                             hint="set-params changes an existing params file; name another as `file:key=value`")
+        with MODIFIERS[path.suffix](str(path)) as data:
+            for name, key, value in items:
+                node = data
+                parts = key.split(".")
+                for part in parts[:-1]:
+                    if not isinstance(node, dict) or part not in node:
+                        raise InputError(f"set-params: {key} does not exist in {file}", hint="only existing params can be set")
+                    node = node[part]
+                if not isinstance(node, dict) or parts[-1] not in node:
+                    raise InputError(f"set-params: {key} does not exist in {file}", hint="only existing params can be set")
+                changes[name] = (node[parts[-1]], value)
+                node[parts[-1]] = value
     return changes
+
+
+def params_file_of(name: str, default: str = "params.yaml") -> str:
+    """The file of a param named as lockstep names them: `train.steps` or `config/train.yaml:train.steps`."""
+    return name.rpartition(":")[0] if ":" in name else default
 
 
 # --- what a rebuild changed, from DVC's own diff -----------------------------------------------

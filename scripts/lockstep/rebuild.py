@@ -259,8 +259,10 @@ def _commit_plan(project: Path, repo, stage_names: list[str], changed_params) ->
             ignored[path] = rule
         else:
             paths.append(path)
-    if changed_params:
-        paths.append("params.yaml")
+    for name in changed_params:
+        file = dvcrepo.params_file_of(name)
+        if file not in paths:
+            paths.append(file)
     return paths, ignored
 
 
