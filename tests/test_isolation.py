@@ -189,3 +189,12 @@ def test_a_hostile_pr_stage_reads_no_secret_and_leaves_nothing_to_rewrite_the_ve
     assert "forged" not in results and {c["id"] for c in results["checks"]} >= {"re-evaluation", "gates"}
     warnings = [line for line in proc.stdout.splitlines() if line.startswith("::warning") and "left" in line]
     assert any("re-evaluation left 1 process(es) running" in line for line in warnings), warnings or proc.stdout[-3000:]
+
+
+def test_a_main_rebuild_keeps_its_credentials_but_no_token_and_runs_dvc_without_its_usage_report():
+    from lockstep import procenv
+
+    env = procenv.for_reviewed_code({"AWS_SECRET_ACCESS_KEY": "k", "GITHUB_TOKEN": "t", "GITHUB_OUTPUT": "/o", "PATH": "/bin"},
+                                    {"PYTHONPATH": "."}, mlflow_run_id="r1")
+    assert env == {"AWS_SECRET_ACCESS_KEY": "k", "PATH": "/bin", "PYTHONPATH": ".", "DVC_NO_ANALYTICS": "true", "MLFLOW_RUN_ID": "r1"}
+    assert procenv.for_reviewed_code({"DVC_NO_ANALYTICS": "false"})["DVC_NO_ANALYTICS"] == "false"  # the caller's choice stands

@@ -35,6 +35,7 @@ class Shape:
     legacy: bool = False  # its data was added by DVC 2 (tests/dvc2add.py)
     env: tuple[tuple[str, str], ...] = ()  # what the developer's shell gives the stages (lockstep.yaml `env:` for CI)
     imported: str = ""  # this folder is `dvc import`-ed from a data registry (a DVC repository of its own)
+    artifact: str = ""  # the model's name under dvc.yaml's `artifacts:`
 
     @property
     def id(self) -> str:
@@ -60,7 +61,7 @@ SHAPES = [
     # raw data imported from a data registry: `dvc push` leaves it in the registry's own remote
     Shape("dvc-add-data", setup=(("python", "make_raw.py"),), imported="data/raw"),
     Shape("templated-foreach"),
-    Shape("get-started-layout", model="model.pkl"),
+    Shape("get-started-layout", model="model.pkl", artifact="threshold-classifier"),
     Shape("src-layout-package", env=(("PYTHONPATH", "src"),)),
     Shape("pipelines-wdir-pickle", params="params.toml", steps="steps = {}", model="models/model.joblib",
           repro=("--all-pipelines",)),
@@ -200,13 +201,22 @@ def test_shape_validates_and_rebuilds_as_it_is(shape, tmp_path):
     assert checks["lock-vs-remote"]["status"] == "fail"
     assert Path(shape.model).as_posix() in checks["lock-vs-remote"]["summary"]
 
-    # main rebuild of a param change merged without a lock: one commit, nothing ignored committed
-    repo.set_steps(30)
-    merged = repo.commit("thirty steps, lock left to CI")
+    # main rebuild of a param change merged without a lock: one commit, nothing ignored committed;
+    # with a params file of another name, the change is the rebuild's own `file:key=value`
+    extra: tuple[str, ...] = ()
+    if shape.params == "params.yaml":
+        repo.set_steps(30)
+        merged = repo.commit("thirty steps, lock left to CI")
+    else:
+        merged = git("rev-parse", "HEAD", cwd=repo.dev)
+        extra = ("--set-params", f"{shape.params}:train.steps=30")
     outputs = tmp_path / "rebuild-outputs.txt"
-    proc = lockstep("rebuild", "--working-directory", shape.folder, "--branch", "main", "--register", "false",
+    proc = lockstep("rebuild", "--working-directory", shape.folder, "--branch", "main", "--register", "false", *extra,
                     cwd=repo.clone("ci-main"), env={"GITHUB_ACTIONS": "true", "GITHUB_OUTPUT": str(outputs)})
     assert proc.returncode == EXIT_OK, proc.stdout[-6000:]
+    if extra:  # the params file, edited in place, is in the lock commit
+        assert f"{'' if shape.root else 'ml/'}{shape.params}" in git("show", "--name-only", "--format=", "main", cwd=repo.origin)
+        assert shape.steps.format(30) in git("show", f"main:{'' if shape.root else 'ml/'}{shape.params}", cwd=repo.origin)
     log = git("log", "--format=%an %s", "main", cwd=repo.origin).splitlines()
     assert log[0].startswith(f"{BOT} lockstep: rebuild") and merged[:12] in log[0]
     files = repo.origin_files()
@@ -271,6 +281,8 @@ def test_lockstep_init_adopts_the_shape_and_a_pr_passes(shape, tmp_path):
 
     cfg = configmod.load(repo.project, required=True)  # what init wrote is valid
     assert cfg.model_path == shape.model, cfg
+    if shape.artifact:  # dvc.yaml named the model
+        assert cfg.model_name == shape.artifact, cfg
     assert cfg.gates and all(g.direction == "higher" for g in cfg.gates)
     assert cfg.env == dict(shape.env)
     workflows = repo.dev / ".github" / "workflows"

@@ -71,7 +71,9 @@ def plan(project_dir: Path, repository: str = "") -> Plan:
     notes = []
     if not gates:
         notes.append("no metric values found (run `dvc repro` first to have gates written for them)")
-    model_path = _guess_model(repo, stages)
+    # a model that dvc.yaml declares under `artifacts:` (DVC's model registry) names itself
+    declared = [(name, path) for name, path in dvcrepo.model_artifacts(repo) if dvcrepo.output_owner(repo, path)]
+    model_path = declared[0][1] if declared else _guess_model(repo, stages)
     if model_path is None:
         notes.append("no model output found: set model.path in lockstep.yaml to the file or folder the training stage writes")
     url = dvcrepo.remote_url(repo)
@@ -80,7 +82,7 @@ def plan(project_dir: Path, repository: str = "") -> Plan:
         project=project,
         folder=prefix.rstrip("/") or ".",
         label=label,
-        model_name=re.sub(r"[^A-Za-z0-9._-]+", "-", f"{label}-model").strip("-.") or "model",
+        model_name=re.sub(r"[^A-Za-z0-9._-]+", "-", declared[0][0] if declared else f"{label}-model").strip("-.") or "model",
         model_path=model_path,
         evaluation_stages=stages,
         gates=dict(sorted(gates.items())[:12]),

@@ -1107,6 +1107,22 @@ def evaluation_inputs(repo, stage_names: Sequence[str]) -> list[str]:
     return dep_outputs(repo, stage_names)
 
 
+def model_artifacts(repo) -> list[tuple[str, str]]:
+    """The models dvc.yaml files declare under `artifacts:` (`type: model`), as (name, path relative
+    to the project), in file order; none when DVC cannot read them."""
+    try:
+        declared = repo.artifacts.read()
+    except Exception:  # noqa: BLE001 - an unreadable artifacts section declares nothing lockstep needs
+        return []
+    found = []
+    for dvcfile, artifacts in declared.items():
+        folder = os.path.dirname(str(dvcfile))
+        for name, artifact in (artifacts or {}).items():
+            if getattr(artifact, "type", None) == "model" and getattr(artifact, "path", None):
+                found.append((str(name), os.path.normpath(os.path.join(folder, artifact.path)).replace(os.sep, "/")))
+    return found
+
+
 def metrics_stages(repo) -> list[str]:
     """Stages that write a metrics file DVC knows (their addresses), in pipeline order."""
     owners: list[str] = []

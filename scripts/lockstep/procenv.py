@@ -69,6 +69,8 @@ def for_reviewed_code(environ: Mapping[str, str], extra: Mapping[str, str] | Non
         if name not in _ALWAYS_DROP and not name.startswith(_ALWAYS_DROP_PREFIXES)
     }
     env.update(dict(extra or {}))
+    # lockstep's own `dvc repro`: DVC's usage report would be a second process beside the training
+    env.setdefault("DVC_NO_ANALYTICS", "true")
     if mlflow_run_id:
         env["MLFLOW_RUN_ID"] = mlflow_run_id
     return env
