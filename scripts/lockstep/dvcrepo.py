@@ -797,11 +797,14 @@ def params_files(repo) -> list[str]:
     return files
 
 
-def set_params(project_dir: str | Path, assignments: Sequence[str], params_file: str = "params.yaml") -> dict[str, Any]:
+def set_params(project_dir: str | Path, assignments: Sequence[str], params_file: str = "params.yaml",
+               allowed: Sequence[str] = ()) -> dict[str, Any]:
     """Apply `key.path=value` assignments to the params file, or `file:key.path=value` to another
     one (named as lockstep names its params: `config/train.yaml:train.steps=5`), keeping each file's
-    comments and layout (YAML, JSON or TOML). Values are read as YAML (`300` is a number, `true` a
-    bool). Returns {name: (old, new)}, names as given."""
+    comments and layout (YAML, JSON or TOML). Another file must be one of `allowed`: the files the
+    pipeline reads as params (never dvc.yaml or code: a dispatch sets values, it does not change
+    what runs). Values are read as YAML (`300` is a number, `true` a bool). Returns
+    {name: (old, new)}, names as given."""
     import yaml
     from dvc.utils.serialize import MODIFIERS
 
@@ -815,8 +818,10 @@ def set_params(project_dir: str | Path, assignments: Sequence[str], params_file:
         if not sep or not key:
             raise InputError(f"set-params: {assignment!r} is not KEY=VALUE", hint="e.g. `train.n_estimators=300`")
         file = file or params_file
-        if os.path.isabs(file) or ".." in Path(file).parts:
-            raise InputError(f"set-params: {file!r} is not a params file inside the project", hint="name it relative to the project")
+        known = {os.path.normpath(name) for name in (params_file, *allowed)}
+        if os.path.isabs(file) or ".." in Path(file).parts or os.path.normpath(file) not in known:
+            raise InputError(f"set-params: {file!r} is not a params file of this pipeline",
+                             hint=f"name one that a stage reads under `params:` ({', '.join(sorted(known))})")
         try:
             value = yaml.safe_load(raw)
         except yaml.YAMLError:

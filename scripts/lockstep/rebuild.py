@@ -133,11 +133,13 @@ def run(inputs: RebuildInputs) -> RebuildResult:
         raise InputError(f"working-directory {inputs.project_dir}: no such folder", hint="point `working-directory` at the DVC project")
     cfg = configmod.load(project, inputs.config_path or None)
     changed_params: dict[str, Any] = {}
+    repo = dvcrepo.open_repo(project)
     if inputs.set_params:
-        changed_params = dvcrepo.set_params(project, inputs.set_params)
+        changed_params = dvcrepo.set_params(project, inputs.set_params, allowed=dvcrepo.params_files(repo))
         for key, (old, new) in changed_params.items():
             gha.info(f"set {key}: {old!r} -> {new!r}")
-    repo = dvcrepo.open_repo(project)
+        repo.close()
+        repo = dvcrepo.open_repo(project)
     stage_names = plan(repo, cfg, inputs)
     result = RebuildResult(stages=stage_names)
     start_sha = gitrepo.head(project)
