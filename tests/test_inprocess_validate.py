@@ -84,6 +84,25 @@ def test_stale_lock_names_the_stage_the_param_and_the_fix(bed):
     assert not (checkout / PROJECT / "models" / "model.pkl").exists()
 
 
+def test_a_lock_made_from_a_crlf_checkout_matches_the_same_code_with_lf(bed):
+    # Windows with core.autocrlf: DVC hashed src/evaluate.py as checked out there, with CRLF;
+    # CI's checkout has LF. The code is the same; a real change is still a change.
+    import hashlib
+
+    from lockstep import dvcrepo
+
+    project = bed.clone("ci", "feature", depth=1) / PROJECT
+    code = (project / "src" / "evaluate.py").read_bytes()
+    lock = project / "dvc.lock"
+    lf, crlf = (hashlib.md5(text, usedforsecurity=False).hexdigest() for text in (code, code.replace(b"\n", b"\r\n")))
+    assert lf in lock.read_text()
+    lock.write_text(lock.read_text().replace(lf, crlf))
+    assert dvcrepo.stale_stages(dvcrepo.open_repo(project)) == []
+    (project / "src" / "evaluate.py").write_bytes(code + b"# changed\n")
+    stale = dvcrepo.stale_stages(dvcrepo.open_repo(project))
+    assert [s.describe() for s in stale] == ["stage 'evaluate' would re-run because src/evaluate.py was modified"]
+
+
 def test_object_missing_inside_a_directory_output(bed):
     checkout = bed.clone("ci", "feature", depth=1)
     listing_file = next(p for p in (bed.remote / "files" / "md5").rglob("*.dir"))

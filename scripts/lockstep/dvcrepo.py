@@ -439,11 +439,25 @@ def stale_stages(repo, only: Iterable[str] | None = None) -> list[StaleStage]:
                     changes.append(Change("upstream", path=rel, key=name))
                 continue
             status = dep.status()
-            if status:
+            if status and not _differs_only_in_line_endings(dep):
                 changes.append(Change("file", path=rel, new=str(next(iter(status.values())))))
         if changes:
             result.append(StaleStage(address, changes))
     return result
+
+
+def _differs_only_in_line_endings(dep) -> bool:
+    """Whether a text file the lock records is this checkout's file with CRLF line endings: a lock
+    made on Windows, where git's `core.autocrlf` checks text out with CRLF and DVC hashes the bytes
+    as they are. The code is the same; CI's checkout has LF."""
+    value = dep.hash_info.value if dep.hash_info else None
+    path = Path(dep.fs_path)
+    if not value or not path.is_file() or path.stat().st_size > 16 << 20:
+        return False
+    data = path.read_bytes()
+    if b"\0" in data[:8192] or b"\r" in data or b"\n" not in data:
+        return False
+    return hashlib.md5(data.replace(b"\n", b"\r\n"), usedforsecurity=False).hexdigest() == value
 
 
 def _same_data(out, dep) -> bool:
