@@ -36,6 +36,7 @@ class Shape:
     env: tuple[tuple[str, str], ...] = ()  # what the developer's shell gives the stages (lockstep.yaml `env:` for CI)
     imported: str = ""  # this folder is `dvc import`-ed from a data registry (a DVC repository of its own)
     artifact: str = ""  # the model's name under dvc.yaml's `artifacts:`
+    code_first: bool = False  # the code is committed before the first `dvc repro` (dvclive reads git's HEAD)
 
     @property
     def id(self) -> str:
@@ -61,7 +62,7 @@ SHAPES = [
     # raw data imported from a data registry: `dvc push` leaves it in the registry's own remote
     Shape("dvc-add-data", setup=(("python", "make_raw.py"),), imported="data/raw"),
     Shape("templated-foreach"),
-    Shape("get-started-layout", model="model.pkl", artifact="threshold-classifier"),
+    Shape("get-started-layout", model="model.pkl", artifact="threshold-classifier", code_first=True),
     Shape("src-layout-package", env=(("PYTHONPATH", "src"),)),
     Shape("pipelines-wdir-pickle", params="params.toml", steps="steps = {}", model="models/model.joblib",
           repro=("--all-pipelines",)),
@@ -109,6 +110,8 @@ def make_repo(shape: Shape, tmp_path: Path, *, init: bool = False, remote: str |
     for options in remote_options:
         repo.dvc("remote", "modify", *options)
     env = dict(shape.env)  # the developer's shell has what the stages need
+    if shape.code_first:
+        repo.commit("The code")
     for command in shape.setup:
         run(*(str(BIN / command[0]) if command[0] == "dvc" else command[0], *command[1:]), cwd=repo.project, env=env)
     if shape.imported:  # the data moves to a registry of its own, and comes back as an import
