@@ -284,8 +284,9 @@ def lock_digest(repo) -> str:
 
 
 def locked_entries(repo, read: Callable[[str], str | None] | None = None) -> dict[str, dict[str, Any]]:
-    """Every pipeline stage's dvc.lock entry, by stage name, each read from the lock file beside the
-    stage's dvc.yaml: from the workspace, or through `read(lock file)` (another commit's text)."""
+    """Every pipeline stage's dvc.lock entry, by stage address (`train`, `sub/dvc.yaml:train`), each
+    read from the lock file beside the stage's dvc.yaml: from the workspace, or through
+    `read(lock file)` (another commit's text)."""
     texts: dict[str, dict[str, Any]] = {}
     result: dict[str, dict[str, Any]] = {}
     for stage in _pipeline_stages(repo):
