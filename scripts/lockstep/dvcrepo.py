@@ -825,6 +825,7 @@ def set_params(project_dir: str | Path, assignments: Sequence[str], params_file:
 
     from .errors import InputError
 
+    known = {os.path.normpath(file) for file in (params_file, *allowed)}
     by_file: dict[str, list[tuple[str, str, Any]]] = {}
     for assignment in assignments:
         name, sep, raw = assignment.partition("=")
@@ -833,7 +834,6 @@ def set_params(project_dir: str | Path, assignments: Sequence[str], params_file:
         if not sep or not key:
             raise InputError(f"set-params: {assignment!r} is not KEY=VALUE", hint="e.g. `train.n_estimators=300`")
         file = file or params_file
-        known = {os.path.normpath(name) for name in (params_file, *allowed)}
         if os.path.isabs(file) or ".." in Path(file).parts or os.path.normpath(file) not in known:
             raise InputError(f"set-params: {file!r} is not a params file of this pipeline",
                              hint=f"name one that a stage reads under `params:` ({', '.join(sorted(known))})")
@@ -1169,9 +1169,9 @@ def metrics_stages(repo) -> list[str]:
     for stage in _pipeline_stages(repo):
         for out in stage.outs:
             rel = os.path.normpath(os.path.relpath(out.fs_path, repo.root_dir))
-            if out.metric or any(os.path.normpath(f) == rel or os.path.normpath(f).startswith(rel + os.sep) for f in files):
-                if _address(repo, stage) not in owners:
-                    owners.append(_address(repo, stage))
+            address = _address(repo, stage)
+            if address not in owners and (out.metric or any(os.path.normpath(f) == rel or os.path.normpath(f).startswith(rel + os.sep) for f in files)):
+                owners.append(address)
     return owners
 
 

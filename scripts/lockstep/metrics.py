@@ -24,6 +24,16 @@ def parse_file(text: str, name: str) -> dict[str, Any]:
     return flatten(data if isinstance(data, dict) else {})
 
 
+def parse_file_or_empty(text: str | None, name: str) -> dict[str, Any]:
+    """`parse_file`, or {} for a file that is absent or unreadable (a side with nothing to compare)."""
+    if not text:
+        return {}
+    try:
+        return parse_file(text, name)
+    except ValueError:  # safeload's LoadError: invalid YAML, JSON or TOML, or over its bounds
+        return {}
+
+
 def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
     if isinstance(value, Mapping):
         flat: dict[str, Any] = {}

@@ -15,11 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from . import __version__, bytecode, config as configmod, dvcrepo, gha, gitrepo, lineage, procenv, projectenv, provenance, registry
 from .errors import ConfigError, DvcError, InputError, LockstepError
-from .metrics import check_gates, parse_file
+from .metrics import check_gates, parse_file_or_empty
 
 
 @dataclass
@@ -310,8 +308,8 @@ def moved_reasons(project: Path, repo, stage_names: list[str], old: str, new: st
     for params_file, keys in params.items():
         if params_file not in changed:
             continue
-        before = _flat_params(gitrepo.show(project, old, prefix + params_file), params_file)
-        after = _flat_params(gitrepo.show(project, new, prefix + params_file), params_file)
+        before = parse_file_or_empty(gitrepo.show(project, old, prefix + params_file), params_file)
+        after = parse_file_or_empty(gitrepo.show(project, new, prefix + params_file), params_file)
         for key in sorted(set(before) | set(after)):
             if before.get(key) != after.get(key) and any(key == k or key.startswith(k + ".") or k == "*" for k in keys):
                 reasons.append(f"{params_file}:{key} changed ({before.get(key)!r} -> {after.get(key)!r})")
@@ -325,15 +323,6 @@ def moved_reasons(project: Path, repo, stage_names: list[str], old: str, new: st
             if before.get(name, {}).get("outs") != after.get(name, {}).get("outs"):
                 reasons.append(f"the outputs of upstream stage '{name}' changed in its dvc.lock")
     return reasons
-
-
-def _flat_params(text: str | None, name: str) -> dict[str, Any]:
-    if not text:
-        return {}
-    try:
-        return parse_file(text, name)
-    except (ValueError, yaml.YAMLError):
-        return {}
 
 
 # --- registration -------------------------------------------------------------------------------

@@ -60,7 +60,7 @@ from . import (
     tracking,
 )
 from .errors import ConfigError, DvcError, LockstepError
-from .metrics import check_gates, diff, disagreements, format_value, parse_file
+from .metrics import check_gates, diff, disagreements, format_value, parse_file_or_empty
 from .report import PLOTS_FILE, Check, Report, Timing, metric_rows, render
 
 
@@ -802,16 +802,9 @@ def _evaluation_stages(repo, cfg: configmod.Config) -> list[str]:
     return stages
 
 
-def _parse_or_empty(text: str, name: str) -> dict[str, Any]:
-    try:
-        return parse_file(text, name)
-    except ValueError:
-        return {}
-
-
 def _params_keys(text: str, name: str) -> dict[str, Any]:
     """Flattened params, keyed `train.seed` for params.yaml and `file.yaml:train.seed` otherwise."""
-    return {(k if name == "params.yaml" else f"{name}:{k}"): v for k, v in _parse_or_empty(text, name).items()}
+    return {(k if name == "params.yaml" else f"{name}:{k}"): v for k, v in parse_file_or_empty(text, name).items()}
 
 
 def _read_params(project: Path, repo) -> dict[str, Any]:
