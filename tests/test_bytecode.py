@@ -113,6 +113,27 @@ def test_keep_for_cache_keeps_each_environment_and_lockstep_itself_once(tmp_path
     assert (saved / "tool.zip").read_bytes() == before
 
 
+def test_bytecode_sent_to_a_prefix_comes_back_for_the_environments_only(tmp_path):
+    # a rebuild whose stages depend on a code folder runs them with PYTHONPYCACHEPREFIX: the
+    # environments' bytecode is moved back for the cache, the project's own stays out of its folder
+    envs = tmp_path / "envs"
+    env = environment(envs, "project")
+    project = tmp_path / "project" / "src"
+    project.mkdir(parents=True)
+    (project / "common.py").write_text("VALUE = 2\n")
+    prefix = tmp_path / "pycache"
+    subprocess.run([sys.executable, "-c", "import pkg.mod, common"], check=True, env={
+        **{k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"},
+        "PYTHONPATH": f"{env / 'lib'}{os.pathsep}{project}", "PYTHONPYCACHEPREFIX": str(prefix)})
+    assert not (project / "__pycache__").exists() and not (env / "lib" / "pkg" / "__pycache__").exists()
+
+    assert bytecode.adopt(prefix, {"LOCKSTEP_ENVIRONMENTS": str(envs)}) == 2  # pkg/__init__ and pkg/mod
+    moved = pyc_of(env).read_bytes()
+    assert not (project / "__pycache__").exists() and not prefix.exists()
+    assert bytecode.keep(tmp_path / "project.zip", env) == 2  # what the cache keeps
+    assert imports(env) == "1" and pyc_of(env).read_bytes() == moved  # current where it now is: used, not rewritten
+
+
 def test_setup_extracts_the_bytecode_with_the_base_interpreter(tmp_path):
     """setup.sh runs `python -m lockstep.bytecode link` with the job's Python, before lockstep's
     environment has anything in it."""

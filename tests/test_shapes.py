@@ -37,10 +37,18 @@ class Shape:
     imported: str = ""  # this folder is `dvc import`-ed from a data registry (a DVC repository of its own)
     artifact: str = ""  # the model's name under dvc.yaml's `artifacts:`
     code_first: bool = False  # the code is committed before the first `dvc repro` (dvclive reads git's HEAD)
+    bytecode: bool = False  # the developer's Python writes bytecode beside the code (Python's default)
+
+    @property
+    def dev_env(self) -> dict[str, str]:
+        """What the developer's shell gives the stages: the shape's env, and whether Python writes
+        bytecode (off unless the shape says, as in this machine's environment and many dev containers)."""
+        return {**dict(self.env), "PYTHONDONTWRITEBYTECODE": "" if self.bytecode else "1"}
 
     @property
     def id(self) -> str:
-        return self.name + ("-dvc2" if self.legacy else "") + ("-import" if self.imported else "")
+        return (self.name + ("-dvc2" if self.legacy else "") + ("-import" if self.imported else "")
+                + ("-bytecode" if self.bytecode else ""))
 
     @property
     def folder(self) -> str:
@@ -66,6 +74,11 @@ SHAPES = [
     Shape("src-layout-package", env=(("PYTHONPATH", "src"),)),
     Shape("pipelines-wdir-pickle", params="params.toml", steps="steps = {}", model="models/model.joblib",
           repro=("--all-pipelines",)),
+    # every stage depends on the whole code folder, where running the code writes `__pycache__`:
+    # the developer's Python does not write it (PYTHONDONTWRITEBYTECODE, as in many dev containers),
+    # and CI's rebuild must not add its own to dvc.lock; or it does, and `.dvcignore` leaves it out
+    Shape("code-folder"),
+    Shape("code-folder", bytecode=True, setup=(("sh", "-c", "echo __pycache__/ >> .dvcignore"),)),
 ]
 
 
@@ -109,7 +122,7 @@ def make_repo(shape: Shape, tmp_path: Path, *, init: bool = False, remote: str |
     repo.set_remote(remote or str(repo.remote), endpoint=endpoint)
     for options in remote_options:
         repo.dvc("remote", "modify", *options)
-    env = dict(shape.env)  # the developer's shell has what the stages need
+    env = shape.dev_env  # the developer's shell has what the stages need
     if shape.code_first:
         repo.commit("The code")
     for command in shape.setup:
@@ -156,7 +169,7 @@ def open_pr(repo: Repo, branch: str, *, steps: int, repro: bool = True, push: bo
     base = git("rev-parse", "HEAD", cwd=repo.dev)
     git("checkout", "-q", "-b", branch, cwd=repo.dev)
     repo.set_steps(steps)
-    env = dict(repo.shape.env)
+    env = repo.shape.dev_env
     if repro:
         run(str(BIN / "dvc"), "repro", *repo.shape.repro, cwd=repo.project, env=env)
     if push:
@@ -214,8 +227,10 @@ def test_shape_validates_and_rebuilds_as_it_is(shape, tmp_path):
         merged = git("rev-parse", "HEAD", cwd=repo.dev)
         extra = ("--set-params", f"{shape.params}:train.steps=30")
     outputs = tmp_path / "rebuild-outputs.txt"
+    # bytecode on, as the setup action's `lockstep` and `dvc` commands have it on GitHub's runners
     proc = lockstep("rebuild", "--working-directory", shape.folder, "--branch", "main", "--register", "false", *extra,
-                    cwd=repo.clone("ci-main"), env={"GITHUB_ACTIONS": "true", "GITHUB_OUTPUT": str(outputs)})
+                    cwd=repo.clone("ci-main"), env={"GITHUB_ACTIONS": "true", "GITHUB_OUTPUT": str(outputs),
+                                                    "PYTHONDONTWRITEBYTECODE": ""})
     assert proc.returncode == EXIT_OK, proc.stdout[-6000:]
     if extra:  # the params file, edited in place, is in the lock commit
         assert f"{'' if shape.root else 'ml/'}{shape.params}" in git("show", "--name-only", "--format=", "main", cwd=repo.origin)
@@ -254,6 +269,25 @@ def test_a_sub_folder_pipeline_whose_pr_inflates_its_evaluation_is_judged_by_the
     assert checks["model-load"]["status"] == "pass"  # the base's model found through pipelines/dvc.lock
 
 
+def test_a_lock_that_hashed_bytecode_in_a_code_folder_fails_with_the_fix(tmp_path):
+    # the developer's Python wrote src/__pycache__ and DVC hashed it into the folder's entry: no
+    # clean checkout can match that hash, and the report says why and what to change
+    repo = make_repo(Shape("code-folder", bytecode=True), tmp_path)
+    assert list((repo.project / "src" / "__pycache__").glob("common.*.pyc"))  # what the developer's run left
+    from lockstep import adopt
+
+    # `lockstep init`, on the developer's machine, sees the files and says so before any PR
+    note = next(n for n in adopt.plan(repo.project).notes if "dependency folder src/" in n)
+    assert "src/__pycache__/common." in note and "`.dvcignore`" in note and "dvc commit -f" in note
+    base, head, checkout = open_pr(repo, "better", steps=50)
+    proc, _results, checks = validate(repo, checkout, base, head)
+    assert proc.returncode == EXIT_CHECKS_FAILED, proc.stdout[-4000:]
+    summary = checks["lock-vs-code"]["summary"]
+    assert "DVC's hash of the folder src in dvc.lock counts 5 files" in summary and "this checkout 4 files" in summary
+    assert "`__pycache__/`" in summary and "`.dvcignore`" in summary, summary
+    assert checks["lock-vs-code"]["details"][0].startswith("stage 'prepare' would re-run because DVC's hash of the folder src")
+
+
 def test_an_invalid_dvc_yaml_is_a_named_dvc_error_with_its_line(tmp_path):
     repo = make_repo(SHAPES[1], tmp_path)
     text = (repo.project / "dvc.yaml").read_text()
@@ -288,6 +322,9 @@ def test_lockstep_init_adopts_the_shape_and_a_pr_passes(shape, tmp_path):
         assert cfg.model_name == shape.artifact, cfg
     assert cfg.gates and all(g.direction == "higher" for g in cfg.gates)
     assert cfg.env == dict(shape.env)
+    from lockstep import adopt
+
+    assert not [n for n in adopt.plan(repo.project).notes if "dependency folder" in n]  # .dvcignore'd bytecode is no finding
     workflows = repo.dev / ".github" / "workflows"
     assert f"working-directory: {shape.folder}\n" in (workflows / "ml-pr.yml").read_text()
     lint = run(str(BIN / "actionlint"), "-color=false", *map(str, sorted(workflows.glob("*.yml"))), cwd=repo.dev, check=False)

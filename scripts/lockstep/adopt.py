@@ -76,6 +76,7 @@ def plan(project_dir: Path, repository: str = "") -> Plan:
     model_path = declared[0][1] if declared else _guess_model(repo, stages)
     if model_path is None:
         notes.append("no model output found: set model.path in lockstep.yaml to the file or folder the training stage writes")
+    notes += _machine_specific_folders(repo, project)
     url = dvcrepo.remote_url(repo)
     scheme = url.split("://", 1)[0] if "://" in url else ("local" if url else "")
     return Plan(
@@ -106,6 +107,25 @@ def _guess_model(repo, eval_stages: list[str]) -> str | None:
     if by_name:
         return by_name[0].replace(os.sep, "/")
     return inputs[-1].replace(os.sep, "/") if inputs else None
+
+
+def _machine_specific_folders(repo, project: Path) -> list[str]:
+    """Code folders the pipeline depends on that hold files git ignores: DVC hashes every
+    file of a folder dependency, so a lock made here records this machine's `__pycache__` (or
+    `*.egg-info`), and every pull request would fail its lock check in CI's clean checkout."""
+    # what git has or will take (tracked, or untracked and not ignored); the rest is what it ignores
+    tracked = set(gitrepo.run(["ls-files", "-z", "--cached", "--others", "--exclude-standard", "--", "."], project).stdout.split("\0"))
+    notes = []
+    for folder in dvcrepo.code_folders(repo, [stage.address for stage in dvcrepo.pipeline_stages(repo)]):
+        extra = [path for path in dvcrepo.files_dvc_hashes(repo, folder) if path not in tracked]
+        if extra:
+            shown = ", ".join(extra[:3]) + (f" and {len(extra) - 3} more" if len(extra) > 3 else "")
+            notes.append(
+                f"DVC hashes every file of the dependency folder {folder}/, and {shown} {'is' if len(extra) == 1 else 'are'} "
+                "ignored by git: no other machine, CI included, can match dvc.lock's hash of it. Add such files to "
+                "`.dvcignore` (`__pycache__/`, `*.egg-info/`), run `dvc commit -f`, and commit `.dvcignore` and dvc.lock"
+            )
+    return notes
 
 
 def _guess_env(repo, project: Path) -> dict[str, str]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import shutil
 import sys
 import zipfile
 from collections.abc import Mapping
@@ -94,6 +95,30 @@ def keep_for_cache(environ: Mapping[str, str] = os.environ) -> None:
     target.mkdir(parents=True)
     kept = sum(keep(target / f"{name}.zip", tree) for name, tree in trees(environ).items())
     gha.info(f"kept {kept} bytecode file(s) for the setup action's cache")
+
+
+def adopt(prefix: Path, environ: Mapping[str, str] = os.environ) -> int:
+    """Move the bytecode that processes run with `PYTHONPYCACHEPREFIX=prefix` wrote for the job's
+    trees (the environments, lockstep's source) to where Python writes it by default, so that
+    `keep_for_cache` finds it; then remove `prefix` with the rest (the project's own code's
+    bytecode, which was sent there to stay out of its folders). Returns how many were moved."""
+    moved = 0
+    for tree in trees(environ).values():
+        mirror = prefix / tree.resolve().relative_to(tree.resolve().anchor)
+        for folder, _dirs, files in os.walk(mirror):
+            source_dir = tree.resolve() / Path(folder).relative_to(mirror)
+            for name in files:
+                if not name.endswith(".pyc") or not (source_dir / f"{name.split('.', 1)[0]}.py").is_file():
+                    continue
+                target = source_dir / "__pycache__" / name
+                try:
+                    target.parent.mkdir(exist_ok=True)
+                    os.replace(Path(folder) / name, target)
+                    moved += 1
+                except OSError:
+                    continue  # only a missed speed-up
+    shutil.rmtree(prefix, ignore_errors=True)
+    return moved
 
 
 def link(archive: Path, tree: Path) -> int:

@@ -26,7 +26,7 @@ LOCK_FILE = "dvc.lock"
 
 @dataclass(frozen=True)
 class Change:
-    kind: str  # "cmd" | "file" | "param" | "upstream" | "never-run" | "new-dep"
+    kind: str  # "cmd" | "file" | "untracked" | "param" | "upstream" | "never-run" | "new-dep"
     path: str = ""
     key: str = ""
     old: Any = None
@@ -43,6 +43,9 @@ class Change:
             return f"{self.path}:{self.key} changed ({self.old!r} -> {self.new!r})"
         if self.kind == "file":
             return f"{self.path} was {self.new}"
+        if self.kind == "untracked":
+            return (f"DVC's hash of the folder {self.path} in {LOCK_FILE} counts {self.old}, this checkout "
+                    f"{self.new}: the folder held files that git does not have when it was hashed")
         if self.kind == "upstream":
             return f"{self.path} no longer matches the output of stage '{self.key}' in {LOCK_FILE}"
         if self.kind == "new-dep":
@@ -441,10 +444,32 @@ def stale_stages(repo, only: Iterable[str] | None = None) -> list[StaleStage]:
                 continue
             status = dep.status()
             if status and not _differs_only_in_line_endings(dep):
-                changes.append(Change("file", path=rel, new=str(next(iter(status.values())))))
+                changes.append(_untracked_in_folder(dep, rel) or Change("file", path=rel, new=str(next(iter(status.values())))))
         if changes:
             result.append(StaleStage(address, changes))
     return result
+
+
+def _untracked_in_folder(dep, rel: str) -> Change | None:
+    """A folder dependency whose locked hash counts more files than this checkout has: DVC hashes
+    every file in a folder, git-ignored ones included (Python's `__pycache__`, a package's
+    `*.egg-info`, editor files), so the developer's hash held files no clean checkout has, and no
+    other machine can reproduce it. Told apart from a plain change because the fix differs."""
+    locked = dep.meta
+    if not (dep.hash_info and dep.hash_info.isdir and locked and locked.nfiles is not None):
+        return None
+    try:
+        current = dep.get_meta()
+    except Exception:  # noqa: BLE001 - a folder that went away is a plain change
+        return None
+    if current.nfiles is None or locked.nfiles <= current.nfiles:
+        return None
+    return Change("untracked", path=rel, old=_files_and_bytes(locked.nfiles, locked.size),
+                  new=_files_and_bytes(current.nfiles, current.size))
+
+
+def _files_and_bytes(nfiles: int, size: int | None) -> str:
+    return f"{nfiles} file{'' if nfiles == 1 else 's'}" + (f" ({size:,} bytes)" if size is not None else "")
 
 
 def _differs_only_in_line_endings(dep) -> bool:
@@ -751,6 +776,31 @@ def dep_outputs(repo, stage_names: Sequence[str]) -> list[str]:
             if rel not in targets:
                 targets.append(rel)
     return targets
+
+
+def code_folders(repo, stage_names: Sequence[str]) -> list[str]:
+    """Folders these stages depend on that no stage or `.dvc` file produces (code, in git): DVC
+    hashes every file in them, so whatever running the stages leaves there (Python's bytecode)
+    would enter dvc.lock. Relative to the project."""
+    from dvc.dependency.param import ParamsDependency
+
+    producers = _producers(repo)
+    found: list[str] = []
+    for name in stage_names:
+        for dep in _stage(repo, name).deps:
+            if isinstance(dep, ParamsDependency) or dep.fs_path in producers or not os.path.isdir(dep.fs_path):
+                continue
+            rel = os.path.relpath(dep.fs_path, repo.root_dir)
+            if rel not in found:
+                found.append(rel)
+    return found
+
+
+def files_dvc_hashes(repo, folder: str) -> list[str]:
+    """The files DVC counts in a folder dependency (what `.dvcignore` leaves), relative to the project."""
+    root = os.path.join(repo.root_dir, folder)
+    return sorted(os.path.relpath(path, repo.root_dir).replace(os.sep, "/")
+                  for path in repo.dvcignore.find(repo.fs, root))
 
 
 def input_paths(repo, stage_names: Sequence[str]) -> tuple[set[str], dict[str, set[str]]]:

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -185,17 +186,36 @@ def run(inputs: RebuildInputs) -> RebuildResult:
     return result
 
 
+def _bytecode_elsewhere(repo, stage_names: list[str], env: dict[str, str]) -> Path | None:
+    """When the rebuilt stages depend on a whole code folder, send the bytecode their Python writes
+    to a folder of its own (`PYTHONPYCACHEPREFIX`), not into that folder: DVC hashes every file of
+    it, so dvc.lock would record CI's `__pycache__`, which no checkout has, and every pull request
+    after this rebuild would find the lock stale. A prefix the project sets itself is kept."""
+    folders = dvcrepo.code_folders(repo, stage_names)
+    if not folders or env.get("PYTHONPYCACHEPREFIX"):
+        return None
+    prefix = Path(tempfile.mkdtemp(prefix="lockstep-pycache-", dir=os.environ.get("RUNNER_TEMP") or None))
+    env["PYTHONPYCACHEPREFIX"] = str(prefix)
+    gha.info(f"the stages depend on the folder(s) {', '.join(folders)}: Python's bytecode goes to a folder of its own "
+             "while they run, so that dvc.lock records what git has there")
+    return prefix
+
+
 def _build_and_publish(inputs: RebuildInputs, cfg: configmod.Config, project: Path, stage_names: list[str],
                        result: RebuildResult, tracker, commit_paths: list[str], start_sha: str,
                        repository: str, label: str) -> None:
     with gha.group(f"2. dvc repro -f {' '.join(stage_names)}"):
         env = procenv.for_reviewed_code(os.environ, cfg.env, mlflow_run_id=result.mlflow_run_id or None)
+        pycache = _bytecode_elsewhere(dvcrepo.open_repo(project), stage_names, env)
         projectenv.wait_until_installed()
         try:
             dvcrepo.reproduce(project, stage_names, env=env, force=True)
         except LockstepError as exc:
             exc.hint = f"nothing was pushed, committed or registered; {exc.hint}"
             raise
+        finally:
+            if pycache is not None:
+                bytecode.adopt(pycache)
         repo = dvcrepo.open_repo(project)
 
     result.metrics = dvcrepo.read_metrics(repo, files=cfg.metrics_files).values

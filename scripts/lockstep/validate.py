@@ -233,6 +233,15 @@ def step_lock_vs_code(ctx: Context) -> None:
             f"dvc.lock is stale: {'; '.join(s.describe() for s in stale)}. "
             f"Run `dvc repro {names}` locally, `dvc push`, and commit dvc.lock."
         )
+        folders = sorted({c.path for s in stale for c in s.changes if c.kind == "untracked"})
+        if folders:
+            summary += (
+                f" {', '.join(folders)}: DVC hashes every file of a dependency folder, git-ignored ones too, such as "
+                "the bytecode Python writes there (`__pycache__/`) or a package's `*.egg-info/`; these differ on "
+                "every machine, so no clean checkout can match that hash. List them in the project's `.dvcignore` "
+                "(`__pycache__/`, `*.egg-info/`), then run `dvc repro` (or `dvc commit -f` when the code has not "
+                "changed since the last run) and commit `.dvcignore` and dvc.lock."
+            )
         ctx.report.add(Check("lock-vs-code", "dvc.lock vs code", "fail", summary, [s.describe() for s in stale]))
 
 
