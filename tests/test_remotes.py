@@ -108,3 +108,35 @@ def test_an_s3_compatible_endpoint_with_its_own_url_and_authentication(tmp_path,
         assert proxy.refused > 0
     finally:
         proxy.close()
+
+
+def test_a_pr_cannot_point_the_remote_checks_or_the_secret_at_a_server_of_its_choosing(tmp_path, http_remote):
+    # the PR's developer pushed to the team's remote, then pointed .dvc/config at another server:
+    # lockstep checks and pulls from the base's remote, and the credential goes nowhere else
+    repo = http_repo(tmp_path, http_remote)
+    other = HttpRemote(tmp_path / "other-remote", "someone", "else")
+    try:
+        base, _head, _checkout = open_pr(repo, "better", steps=50)
+        from conftest import git
+
+        git("checkout", "-q", "better", cwd=repo.dev)
+        config = repo.project / ".dvc" / "config"
+        config.write_text(config.read_text().replace(http_remote.url, other.url))
+        assert other.url in config.read_text()
+        head = repo.commit("store elsewhere", "better")
+        git("checkout", "-q", "main", cwd=repo.dev)
+
+        report = tmp_path / "report"
+        proc = lockstep("validate", "--working-directory", "ml", "--base-sha", base, "--head-sha", head,
+                        "--report-dir", str(report), cwd=repo.clone("ci-elsewhere", "better"),
+                        env={"GITHUB_ACTIONS": "true", "DVC_REMOTE_AUTH": f"password={PASSWORD}"})
+        checks = {c["id"]: c for c in json.loads((report / "results.json").read_text())["checks"]}
+        assert proc.returncode == EXIT_OK, proc.stdout[-3000:]
+        assert other.refused == 0 and other.stored == []  # not one request reached it
+        assert checks["lock-vs-remote"]["status"] == "pass" and checks["pull"]["status"] == "pass"
+        assert checks["config"]["status"] == "warn"
+        assert ".dvc/config: remote 'storage': url changed: applies after merge" in checks["config"]["details"]
+        assert "the base's remotes" in checks["config"]["summary"]
+        assert other.url not in json.dumps(checks)  # the change is named, its value is not repeated
+    finally:
+        other.close()

@@ -132,9 +132,15 @@ class RemoteCheck:
 # --- opening ------------------------------------------------------------------------------------
 
 
-def open_repo(project_dir: str | Path):
+Remotes = tuple[dict[str, Any], str | None]  # DVC's `remote` sections, and the default remote's name
+
+
+def open_repo(project_dir: str | Path, *, remotes: Remotes | None = None):
+    """The DVC project, with the job's remote credentials (`DVC_REMOTE_AUTH`) in memory. With
+    `remotes` (read from another version of its `.dvc/config`: the base commit's), those are its
+    DVC remotes and default remote, not the ones in the workspace: a pull request cannot point the
+    checks, or the job's credentials, at a remote of its choosing."""
     from dvc.exceptions import NotDvcRepoError
-    from dvc.repo import Repo
 
     project_dir = Path(project_dir)
     if not (project_dir / ".dvc").is_dir():
@@ -144,11 +150,7 @@ def open_repo(project_dir: str | Path):
             file=str(project_dir),
         )
     try:
-        repo = Repo(str(project_dir))
-        overrides = remote_auth(repo, os.environ.get(REMOTE_AUTH_VARIABLE, ""))
-        if overrides:
-            repo.close()
-            repo = Repo(str(project_dir), config={"remote": overrides})
+        repo = _repo_class()(str(project_dir), remotes=remotes, auth=os.environ.get(REMOTE_AUTH_VARIABLE, ""))
     except NotDvcRepoError as exc:
         raise DvcError(f"{project_dir}: {exc}", hint="check `working-directory`") from None
     _OPEN.append(repo)
@@ -157,6 +159,88 @@ def open_repo(project_dir: str | Path):
     except Exception as exc:  # noqa: BLE001 - DVC raises many kinds for a broken project file
         raise project_file_error(exc, project_dir) from None
     return repo
+
+
+_REPO_CLASS: Any = None
+
+
+def _repo_class():
+    """DVC's Repo, whose configuration (built again whenever DVC resets the repo, as it does around
+    every locked operation) gets its remotes settled by `_settle_remotes`."""
+    global _REPO_CLASS
+    if _REPO_CLASS is None:
+        import functools
+
+        from dvc.repo import Repo
+
+        build = Repo.__dict__["config"]
+
+        class SettledRemotes(Repo):
+            def __init__(self, root_dir: str, *, remotes: Remotes | None, auth: str) -> None:
+                self._lockstep_remotes, self._lockstep_auth = remotes, auth
+                super().__init__(root_dir)
+
+            @functools.cached_property
+            def config(self):
+                conf = build.__get__(self, Repo)
+                _settle_remotes(conf, self._lockstep_remotes, self._lockstep_auth)
+                return conf
+
+        _REPO_CLASS = SettledRemotes
+    return _REPO_CLASS
+
+
+def _settle_remotes(conf, remotes: Remotes | None, auth: str) -> None:
+    """Replace the remotes of a freshly read configuration with `remotes`, then add the
+    credentials of `DVC_REMOTE_AUTH` to them (checked against DVC's schema)."""
+    import copy
+
+    if remotes is not None:
+        conf["remote"] = copy.deepcopy(remotes[0])
+        conf["core"].pop("remote", None)
+        if remotes[1]:
+            conf["core"]["remote"] = remotes[1]
+    overrides = remote_auth((dict(conf.get("remote") or {}), conf["core"].get("remote")), auth)
+    if overrides:
+        try:
+            checked = conf.validate({"remote": overrides})["remote"]
+        except Exception as exc:  # noqa: BLE001 - DVC's ConfigError, said as the secret's problem
+            raise DvcError(f"{REMOTE_AUTH_VARIABLE}: {exc}", hint="use the options DVC knows for the remote's type") from None
+        conf["remote"].update(checked)
+
+
+def remotes_of(repo, text: str) -> Remotes:
+    """The DVC remotes (validated, relative paths resolved as DVC resolves them) and the default
+    remote of `text`, another version of this project's `.dvc/config`."""
+    from configobj import ConfigObj, ConfigObjError
+    from dvc.config import ConfigError, _lower_keys, _parse_named
+
+    try:
+        conf = _parse_named(_lower_keys(ConfigObj(text.splitlines()).dict()))
+        conf = repo.config.validate(repo.config._load_paths(conf, repo.config.files["repo"]))
+    except (ConfigObjError, ConfigError) as exc:
+        raise DvcError(f"the base commit's .dvc/config cannot be read: {exc}", hint="fix .dvc/config on the base branch",
+                       file=".dvc/config") from None
+    return dict(conf.get("remote") or {}), (conf.get("core") or {}).get("remote")
+
+
+def remote_changes(before: Remotes, after: Remotes) -> list[str]:
+    """What changed between two sets of DVC remotes, by remote and option name (never values:
+    a URL or an option can hold a credential)."""
+    (old, old_default), (new, new_default) = before, after
+    changes = []
+    for name in sorted(set(old) | set(new)):
+        if name not in new:
+            changes.append(f"remote '{name}' removed")
+        elif name not in old:
+            changes.append(f"remote '{name}' added")
+        else:
+            keys = sorted(k for k in set(old[name]) | set(new[name]) if old[name].get(k) != new[name].get(k))
+            if keys:
+                changes.append(f"remote '{name}': {', '.join(keys)} changed")
+    if old_default != new_default:
+        changes.append(f"default remote {old_default or '(none)'} -> {new_default or '(none)'}")
+    return changes
 
 
 _OPEN: list[Any] = []  # every project this process opened: DVC's git layer holds files until closed
@@ -176,16 +260,16 @@ REMOTE_AUTH_VARIABLE = "DVC_REMOTE_AUTH"
 _MASKED_AUTH: set[str] = set()
 
 
-def remote_auth(repo, text: str) -> dict[str, dict[str, str]]:
-    """Credentials for the DVC remote, for this process only: `key=value` lines (for the default
-    remote) or `NAME.key=value` (for the remote NAME), from the `DVC_REMOTE_AUTH` secret. They are
-    merged into DVC's configuration in memory and never written to `.dvc/config.local`."""
+def remote_auth(configured: Remotes, text: str) -> dict[str, dict[str, str]]:
+    """Credentials for the DVC remotes `configured`, for this process only: `key=value` lines (for
+    the default remote) or `NAME.key=value` (for the remote NAME), from the `DVC_REMOTE_AUTH`
+    secret. They are merged into DVC's configuration in memory and never written to
+    `.dvc/config.local`. Returns each remote's options with the credentials added."""
     from . import gha
 
     if not text.strip():
         return {}
-    remotes = dict(repo.config.get("remote", {}))
-    default = repo.config.get("core", {}).get("remote")
+    remotes, default = configured
     overrides: dict[str, dict[str, str]] = {}
     for number, line in enumerate(text.splitlines(), 1):
         line = line.strip()
@@ -199,6 +283,7 @@ def remote_auth(repo, text: str) -> dict[str, dict[str, str]]:
                 hint="one `key=value` per line (e.g. `password=…`), or `REMOTE.key=value` for a named remote",
             )
         name, dot, option = key.partition(".")
+        target: str | None
         if dot and name in remotes:
             target = name
         else:

@@ -112,6 +112,7 @@ class Context:
     base_params: dict[str, Any] = field(default_factory=dict)
     pr_params: dict[str, Any] = field(default_factory=dict)
     plots_html: str = ""  # every plot base vs PR, for the report folder (review.plots_html)
+    remotes: dvcrepo.Remotes | None = None  # the base's DVC remotes, when the PR changed them
 
     def stage_env(self) -> dict[str, str]:
         """The environment of the PR's own code: no secret, the trusted config's `env:`. Called
@@ -176,7 +177,45 @@ def step_id(step) -> str:
 
 
 def step_config(ctx: Context) -> None:
-    """Judge by the base's lockstep.yaml; show the PR's changes to it as proposals."""
+    """Judge by the base's lockstep.yaml and check against the base's DVC remotes; show the PR's
+    changes to either as proposals."""
+    _judge_by_base_config(ctx)
+    if not ctx.base_available:
+        return
+    changes = _use_base_remotes(ctx)
+    check = ctx.report.check("config")
+    if changes and check is not None:
+        check.details += [f".dvc/config: {change}: applies after merge" for change in changes]
+        check.summary += (f"; this PR changes the DVC remotes in .dvc/config ({len(changes)} change(s)): dvc.lock is "
+                          "checked against, and pulled from, the base's remotes")
+        if check.status == "pass":
+            check.status = "warn"
+
+
+def _use_base_remotes(ctx: Context) -> list[str]:
+    """The base's DVC remotes serve this validation, with the job's credentials: a PR that points
+    `.dvc/config` elsewhere would otherwise choose where its objects are looked for, and receive
+    the credentials. Returns the PR's changes to them (by name, never by value)."""
+    text = gitrepo.show(ctx.project, ctx.inputs.base_sha, ctx.prefix + ".dvc/config")
+    if text is None:
+        return []  # DVC adopted in this PR: its own remotes, as with a first lockstep.yaml
+    try:
+        base = dvcrepo.remotes_of(ctx.repo, text)
+    except DvcError as exc:
+        return [f"the base's cannot be read ({exc.message}), so this PR's own remotes are used"]
+    config = ctx.project / ".dvc" / "config"
+    try:
+        own = dvcrepo.remotes_of(ctx.repo, config.read_text("utf-8") if config.is_file() else "")
+    except DvcError:
+        own = ({}, None)  # the PR's own cannot be read: every base remote shows as removed, and is used
+    changes = dvcrepo.remote_changes(base, own)
+    if changes:
+        ctx.remotes = base
+        ctx.repo = dvcrepo.open_repo(ctx.project, remotes=base)
+    return changes
+
+
+def _judge_by_base_config(ctx: Context) -> None:
     with gha.group("which lockstep.yaml judges this PR"):
         base_sha = ctx.inputs.base_sha
         if not base_sha:
@@ -348,7 +387,7 @@ def _reevaluate(ctx: Context) -> Check | None:
         finally:
             ctx.report.times.append(Timing("evaluation", round(ended - started, 3), source=(
                 f"dvc repro of {', '.join(ctx.eval_stages)}" + (", which also trains the model" if retrains else ""))))
-        ctx.repo = dvcrepo.open_repo(ctx.project)  # the lock entries of the re-run stages were rewritten
+        ctx.repo = dvcrepo.open_repo(ctx.project, remotes=ctx.remotes)  # the re-run stages' lock entries were rewritten
         ctx.recomputed = dvcrepo.read_metrics(ctx.repo, files=ctx.cfg.metrics_files)
         return _agreement(ctx, retrains, committed_model)
 
