@@ -104,9 +104,10 @@ def adopt(prefix: Path, environ: Mapping[str, str] = os.environ) -> int:
     bytecode, which was sent there to stay out of its folders). Returns how many were moved."""
     moved = 0
     for tree in trees(environ).values():
-        mirror = prefix / tree.resolve().relative_to(tree.resolve().anchor)
+        tree = tree.resolve()
+        mirror = prefix / tree.relative_to(tree.anchor)
         for folder, _dirs, files in os.walk(mirror):
-            source_dir = tree.resolve() / Path(folder).relative_to(mirror)
+            source_dir = tree / Path(folder).relative_to(mirror)
             for name in files:
                 if not name.endswith(".pyc") or not (source_dir / f"{name.split('.', 1)[0]}.py").is_file():
                     continue

@@ -152,6 +152,7 @@ def run(inputs: RebuildInputs) -> RebuildResult:
     commit_paths, ignored = _commit_plan(project, repo, stage_names, changed_params)
     for path, rule in ignored.items():
         gha.info(f"{path} is not committed: {rule} ignores it (dvc.lock records its hash)")
+    code_folders = dvcrepo.code_folders(repo, stage_names)
 
     with gha.group("1. pull the inputs of the rebuilt stages"):
         targets = dvcrepo.dep_outputs(repo, stage_names)
@@ -177,7 +178,8 @@ def run(inputs: RebuildInputs) -> RebuildResult:
             },
         )
     try:
-        _build_and_publish(inputs, cfg, project, stage_names, result, tracker, commit_paths, start_sha, repository, label)
+        _build_and_publish(inputs, cfg, project, stage_names, result, tracker, commit_paths, code_folders, start_sha,
+                           repository, label)
     except BaseException:
         if tracker and result.mlflow_run_id:
             tracker.end_run_quietly(result.mlflow_run_id, "FAILED")
@@ -186,12 +188,11 @@ def run(inputs: RebuildInputs) -> RebuildResult:
     return result
 
 
-def _bytecode_elsewhere(repo, stage_names: list[str], env: dict[str, str]) -> Path | None:
+def _bytecode_elsewhere(folders: list[str], env: dict[str, str]) -> Path | None:
     """When the rebuilt stages depend on a whole code folder, send the bytecode their Python writes
     to a folder of its own (`PYTHONPYCACHEPREFIX`), not into that folder: DVC hashes every file of
     it, so dvc.lock would record CI's `__pycache__`, which no checkout has, and every pull request
     after this rebuild would find the lock stale. A prefix the project sets itself is kept."""
-    folders = dvcrepo.code_folders(repo, stage_names)
     if not folders or env.get("PYTHONPYCACHEPREFIX"):
         return None
     prefix = Path(tempfile.mkdtemp(prefix="lockstep-pycache-", dir=os.environ.get("RUNNER_TEMP") or None))
@@ -202,11 +203,11 @@ def _bytecode_elsewhere(repo, stage_names: list[str], env: dict[str, str]) -> Pa
 
 
 def _build_and_publish(inputs: RebuildInputs, cfg: configmod.Config, project: Path, stage_names: list[str],
-                       result: RebuildResult, tracker, commit_paths: list[str], start_sha: str,
-                       repository: str, label: str) -> None:
+                       result: RebuildResult, tracker, commit_paths: list[str], code_folders: list[str],
+                       start_sha: str, repository: str, label: str) -> None:
     with gha.group(f"2. dvc repro -f {' '.join(stage_names)}"):
         env = procenv.for_reviewed_code(os.environ, cfg.env, mlflow_run_id=result.mlflow_run_id or None)
-        pycache = _bytecode_elsewhere(dvcrepo.open_repo(project), stage_names, env)
+        pycache = _bytecode_elsewhere(code_folders, env)
         projectenv.wait_until_installed()
         try:
             dvcrepo.reproduce(project, stage_names, env=env, force=True)
