@@ -49,7 +49,6 @@ REWRITES = (
     (re.compile(r"^(\s*(?:-\s+)?uses:\s*)\$/([^\s#]+)", re.M), rf"\g<1>{LIBRARY}/\g<2>@{LIBRARY_REF}"),
     (re.compile(r"^[ \t]*queue:[ \t]*max[ \t]*\n", re.M), ""),  # that line only, not the blank line after it
 )
-_IGNORE = shutil.ignore_patterns(".venv", ".git", "__pycache__", ".pytest_cache", "*.egg-info", ".lockstep", "cache", "tmp")
 
 
 def rewrite(text: str) -> str:
@@ -59,8 +58,16 @@ def rewrite(text: str) -> str:
 
 
 def library_copy(target: Path) -> Path:
-    """This working tree, with the act-only rewrites applied to every workflow and action file."""
-    shutil.copytree(ROOT, target, ignore=_IGNORE)
+    """This working tree as a release holds it (the files git tracks, and new ones it does not
+    ignore: no virtual environment, caches or build output), with the act-only rewrites applied to
+    every workflow and action file. act archives the whole folder for every `uses:` of it."""
+    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
+                            capture_output=True, check=True).stdout.decode().split("\0")
+    for name in filter(None, listed):
+        source = ROOT / name
+        if source.is_file():  # a tracked file deleted in the working tree is not in the release
+            (target / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target / name)
     for path in [*target.glob(".github/workflows/*.yml"), target / "action.yml", *target.glob("actions/*/action.yml")]:
         path.write_text(rewrite(path.read_text()))
     return target

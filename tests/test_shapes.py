@@ -1,7 +1,8 @@
 """Real DVC project shapes (tests/projects/<shape>/), taken as they are: none of their dvc.yaml,
-params or .gitignore is shaped for lockstep. Each goes through PR validation (an improving PR
-passes; a stale lock and an unpushed output fail, named) and a main rebuild, through the CLI,
-with a local-folder DVC remote, a bare git origin and (for some) the MLflow registry."""
+params or .gitignore is shaped for lockstep. Each is adopted with `lockstep init`, then goes
+through PR validation (an improving PR passes; a stale lock and an unpushed output fail, named)
+and a main rebuild, through the CLI, with a local-folder DVC remote and a bare git origin; the
+other tests here take the shapes' own hand-written lockstep.yaml."""
 
 from __future__ import annotations
 
@@ -180,8 +181,28 @@ def open_pr(repo: Repo, branch: str, *, steps: int, repro: bool = True, push: bo
 
 
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: s.id)
-def test_shape_validates_and_rebuilds_as_it_is(shape, tmp_path):
-    repo = make_repo(shape, tmp_path)
+def test_shape_is_adopted_validates_and_rebuilds_as_it_is(shape, tmp_path):
+    # the team adds lockstep with `lockstep init` after its first `dvc repro`, and changes nothing else
+    repo = make_repo(shape, tmp_path, init=True)
+    from lockstep import adopt, config as configmod
+
+    cfg = configmod.load(repo.project, required=True)  # what init wrote is valid
+    assert cfg.model_path == shape.model, cfg
+    if shape.artifact:  # dvc.yaml named the model
+        assert cfg.model_name == shape.artifact, cfg
+    assert cfg.gates and all(g.direction == "higher" for g in cfg.gates)
+    assert cfg.env == dict(shape.env)
+    notes = [n for n in adopt.plan(repo.project).notes if "dependency folder" in n]
+    assert not notes  # no false note; bytecode left out by .dvcignore is none either
+    workflows = repo.dev / ".github" / "workflows"
+    assert f"working-directory: {shape.folder}\n" in (workflows / "ml-pr.yml").read_text()
+    lint = run(str(BIN / "actionlint"), "-color=false", *map(str, sorted(workflows.glob("*.yml"))), cwd=repo.dev, check=False)
+    assert lint.returncode == 0, lint.stdout
+    if shape is SHAPES[0]:  # never overwrites without --force (the same for every shape)
+        again = lockstep("init", "--working-directory", shape.folder, cwd=repo.dev)
+        assert again.returncode == 2 and "already exist" in again.stdout
+        assert lockstep("init", "--working-directory", shape.folder, "--force", cwd=repo.dev).returncode == EXIT_OK
+        assert not git("status", "--porcelain", cwd=repo.dev)  # rewritten as it was
 
     # an improving PR passes, its metrics named as `dvc metrics show` names them
     base, head, checkout = open_pr(repo, "better", steps=50)
@@ -204,16 +225,18 @@ def test_shape_validates_and_rebuilds_as_it_is(shape, tmp_path):
     steps = "train.steps" if shape.params == "params.yaml" else f"{shape.params}:train.steps"
     assert {"name": steps, "base": 1, "pr": 50} in results["params"], results["params"]
 
-    # a stale lock names the stage and the param
-    base, head, checkout = open_pr(repo, "stale", steps=9, repro=False, push=False)
-    proc, _results, checks = validate(repo, checkout, base, head)
+    # a PR retrained with 12 steps, not pushed, then edited to 9 without `dvc repro`: the stale
+    # lock names the stage's param, the unpushed output is named by its path
+    base = git("rev-parse", "HEAD", cwd=repo.dev)
+    git("checkout", "-q", "-b", "stale", cwd=repo.dev)
+    repo.set_steps(12)
+    run(str(BIN / "dvc"), "repro", *shape.repro, cwd=repo.project, env=shape.dev_env)
+    repo.set_param(shape.steps.format(12), shape.steps.format(9), shape.params)
+    head = repo.commit("steps 9, lock of 12, not pushed", "stale")
+    git("checkout", "-q", "main", cwd=repo.dev)
+    proc, _results, checks = validate(repo, repo.clone("ci-stale", "stale"), base, head)
     assert proc.returncode == EXIT_CHECKS_FAILED, proc.stdout[-4000:]
-    assert "train.steps changed (1 -> 9)" in checks["lock-vs-code"]["summary"]
-
-    # an output that was never pushed names the output
-    base, head, checkout = open_pr(repo, "unpushed", steps=12, push=False)
-    proc, _results, checks = validate(repo, checkout, base, head)
-    assert proc.returncode == EXIT_CHECKS_FAILED, proc.stdout[-4000:]
+    assert "train.steps changed (12 -> 9)" in checks["lock-vs-code"]["summary"], checks["lock-vs-code"]
     assert checks["lock-vs-remote"]["status"] == "fail"
     assert Path(shape.model).as_posix() in checks["lock-vs-remote"]["summary"]
 
@@ -309,36 +332,6 @@ def test_an_unknown_key_in_dvc_yaml_is_a_named_dvc_error(tmp_path):
     assert proc.returncode == EXIT_DVC, proc.stdout
     assert "extra keys not allowed" in proc.stdout and "file=ml/dvc.yaml,line=8" in proc.stdout
     assert git("rev-parse", "main", cwd=repo.origin) == head  # nothing committed
-
-
-# the code-folder project is adopted once: with the developer's bytecode beside its code, the case
-# where init has something to say (and must not, with `.dvcignore` leaving it out)
-@pytest.mark.parametrize("shape", [s for s in SHAPES if s.name != "code-folder" or s.bytecode], ids=lambda s: s.id)
-def test_lockstep_init_adopts_the_shape_and_a_pr_passes(shape, tmp_path):
-    repo = make_repo(shape, tmp_path, init=True)
-    from lockstep import config as configmod
-
-    cfg = configmod.load(repo.project, required=True)  # what init wrote is valid
-    assert cfg.model_path == shape.model, cfg
-    if shape.artifact:  # dvc.yaml named the model
-        assert cfg.model_name == shape.artifact, cfg
-    assert cfg.gates and all(g.direction == "higher" for g in cfg.gates)
-    assert cfg.env == dict(shape.env)
-    from lockstep import adopt
-
-    assert not [n for n in adopt.plan(repo.project).notes if "dependency folder" in n]  # .dvcignore'd bytecode is no finding
-    workflows = repo.dev / ".github" / "workflows"
-    assert f"working-directory: {shape.folder}\n" in (workflows / "ml-pr.yml").read_text()
-    lint = run(str(BIN / "actionlint"), "-color=false", *map(str, sorted(workflows.glob("*.yml"))), cwd=repo.dev, check=False)
-    assert lint.returncode == 0, lint.stdout
-    base, head, checkout = open_pr(repo, "better", steps=50)
-    proc, _results, checks = validate(repo, checkout, base, head)
-    assert proc.returncode == EXIT_OK, proc.stdout[-6000:]
-    assert checks["gates"]["status"] == "pass"
-    if shape is SHAPES[0]:  # never overwrites without --force (the same for every shape)
-        again = lockstep("init", "--working-directory", shape.folder, cwd=repo.dev)
-        assert again.returncode == 2 and "already exist" in again.stdout
-        assert lockstep("init", "--working-directory", shape.folder, "--force", cwd=repo.dev).returncode == EXIT_OK
 
 
 def test_init_templates_render_the_example_workflows():
