@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
+import logging
 import os
 import subprocess
 import sys
@@ -37,6 +40,46 @@ def run(*argv: str, cwd: Path, env: dict[str, str] | None = None, check: bool = 
 
 def git(*args: str, cwd: Path, check: bool = True) -> str:
     return run("git", *args, cwd=cwd, check=check).stdout.strip()
+
+
+# the developer's DVC commands that run no stage: in this process, they cost no CLI start-up
+# (about 0.7 s each); `dvc repro` and the others go on running as the developer's CLI
+NO_STAGE_COMMANDS = frozenset({"init", "remote", "push", "pull", "add", "commit", "import", "config", "checkout"})
+
+
+class DeveloperDvc(scaffold.Repo):
+    """The scaffold's repository with `Repo.dvc` run in this process for commands that run no
+    stage, through DVC's own CLI entry point, in the same environment the CLI would have."""
+
+    def dvc(self, *args: str, cwd: Path | None = None) -> str:
+        if not args or args[0] not in NO_STAGE_COMMANDS:
+            return super().dvc(*args, cwd=cwd)
+        from dvc import cli
+
+        where = cwd or self.project
+        env = scaffold.subprocess_env(self.env, mlflow=False)
+        with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stdout(io.StringIO()) as out, \
+                contextlib.redirect_stderr(io.StringIO()) as err:
+            for key in list(os.environ):
+                patch.delenv(key)
+            for key, value in env.items():
+                patch.setenv(key, value)
+            patch.chdir(where)
+            _rebind_dvc_logging()
+            code = cli.main(list(args))
+        _rebind_dvc_logging()
+        if code != 0:
+            raise AssertionError(f"dvc {' '.join(args)} in {where} exited {code}\n{out.getvalue()[-4000:]}\n{err.getvalue()[-4000:]}")
+        return out.getvalue()
+
+
+def _rebind_dvc_logging() -> None:
+    """DVC binds its log handlers to sys.stdout/stderr when it is imported; under pytest those
+    are one test's capture streams, closed when that test ends. Point them at this test's."""
+    for name in ("dvc", "dvc_objects", "dvc_data"):
+        for handler in logging.getLogger(name).handlers:
+            if isinstance(handler, logging.StreamHandler):
+                handler.stream = sys.stderr if handler.level >= logging.WARNING else sys.stdout
 
 
 def pytest_collection_modifyitems(items):
@@ -140,7 +183,7 @@ def trained_example(tmp_path_factory) -> Path:
 
 
 @dataclass(kw_only=True)
-class Consumer(scaffold.Repo):
+class Consumer(DeveloperDvc):
     """A consumer repository (lockstep.scaffold): a bare origin, and a developer's clone holding
     example-project, its DVC remote a bucket on the S3 server."""
 

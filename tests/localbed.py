@@ -27,7 +27,7 @@ import pytest
 
 from lockstep import scaffold
 
-from conftest import BIN, PROJECT, git
+from conftest import BIN, PROJECT, DeveloperDvc, _rebind_dvc_logging, git
 
 # relative to example-project/.dvc/: a clone at <bed>/<name>/example-project reaches <bed>/remote
 REMOTE_URL = "../../../remote"
@@ -75,7 +75,7 @@ def _mlflow_schema(tmp_path_factory):
     return ready
 
 
-class _InProcess(scaffold.Repo):
+class _InProcess(DeveloperDvc):
     """The scaffold's repository with the developer's DVC commands run in this process."""
 
     def set_remote(self, url: str, *, endpoint: str | None = None) -> None:
@@ -198,18 +198,6 @@ class Bed:
         results_file = (report_dir / "results.json") if report_dir else None
         results = json.loads(results_file.read_text()) if results_file and results_file.is_file() else {}
         return Run(code, parse_outputs(outputs.read_text()), summary.read_text(), captured.out, captured.err, results)
-
-
-def _rebind_dvc_logging() -> None:
-    """DVC binds its log handlers to sys.stdout/stderr when it is imported; under pytest those
-    are one test's capture streams, closed when that test ends. Point them at this test's."""
-    import logging
-    import sys
-
-    for name in ("dvc", "dvc_objects", "dvc_data"):
-        for handler in logging.getLogger(name).handlers:
-            if isinstance(handler, logging.StreamHandler):
-                handler.stream = sys.stderr if handler.level >= logging.WARNING else sys.stdout
 
 
 def parse_outputs(text: str) -> dict[str, str]:

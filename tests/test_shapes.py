@@ -13,10 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from lockstep import scaffold
 from lockstep.errors import EXIT_CHECKS_FAILED, EXIT_DVC, EXIT_OK
 
-from conftest import BIN, git, lockstep, run
+from conftest import BIN, DeveloperDvc, git, lockstep, run
 
 pytestmark = pytest.mark.integration
 PROJECTS = Path(__file__).parent / "projects"
@@ -84,7 +83,7 @@ SHAPES = [
 
 
 @dataclass
-class Repo(scaffold.Repo):
+class Repo(DeveloperDvc):
     """The consumer-repository scaffold with a shape's project, its local-folder DVC remote and
     its model's name in the registry."""
 
