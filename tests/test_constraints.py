@@ -6,6 +6,7 @@ import re
 import sys
 from importlib import metadata
 
+from packaging.markers import Marker
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
@@ -72,10 +73,33 @@ def test_the_tests_run_with_the_pinned_versions():
         assert installed in [version for version, _marker in pins[canonicalize_name(requirement.name)]], requirement.name
 
 
-def test_the_setup_action_installs_lockstep_with_the_constraints():
+def test_the_constraints_are_a_complete_resolution():
+    """actions/setup installs lockstep's environment with `uv pip sync constraints.txt`, which
+    resolves nothing: every dependency of every pin that applies here (with the extras asked for
+    on the way) must be pinned, at the version this environment has."""
+    here = {name: version for name, entries in _pins().items() for version, marker in entries
+            if not marker or Marker(marker).evaluate()}
+    seen: set[tuple[str, frozenset[str]]] = set()
+    todo = [(canonicalize_name(r.name), frozenset(r.extras), "pyproject.toml") for r in _runtime()]
+    while todo:
+        name, extras, via = todo.pop()
+        if (name, extras) in seen:
+            continue
+        seen.add((name, extras))
+        assert name in here, f"{name} (needed by {via}) is not pinned in constraints.txt: {REGENERATE}"
+        assert metadata.version(name) == here[name], f"{name}: this environment has {metadata.version(name)}, the pin {here[name]}"
+        for text in metadata.requires(name) or []:
+            requirement = Requirement(text)
+            if any(requirement.marker is None or requirement.marker.evaluate({"extra": extra}) for extra in ("", *extras)):
+                todo.append((canonicalize_name(requirement.name), frozenset(requirement.extras), name))
+    assert len(seen) > 100  # DVC, its S3 support and MLflow's client
+
+
+def test_the_setup_action_installs_lockstep_from_the_constraints():
     setup = (ROOT / "actions" / "setup" / "setup.sh").read_text().replace("\\\n", " ")
-    install = [line for line in setup.splitlines() if '"$source_dir/pyproject.toml"' in line and "pip install" in line]
-    assert install and all('-c "$source_dir/constraints.txt"' in line for line in install)
+    tool = [line for line in setup.splitlines() if '"$root/tool/bin/python"' in line and " uv pip " in line]
+    assert tool[0].strip() == 'uv pip sync --quiet --python "$root/tool/bin/python" "$source_dir/constraints.txt"'
+    assert all('-c "$source_dir/constraints.txt"' in line for line in tool[1:])  # the remotes' extras
     key = setup[setup.index("cache_key() {"):setup.index("\n}\n", setup.index("cache_key() {"))]
     assert '"$source_dir/constraints.txt"' in key  # a new pin is a new bytecode cache
     assert "-c constraints.txt" in (ROOT / ".ci" / "run").read_text()
