@@ -5,12 +5,14 @@ never reaches a config file, the PR's code or the log."""
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 
 from lockstep.errors import EXIT_CHECKS_FAILED, EXIT_OK
+from test_inprocess_validate import validate as _validate_in_process
 
-from conftest import lockstep
+from conftest import PROJECT, git, lockstep
 from httpremote import HttpRemote
 from test_shapes import SHAPES, Repo, make_repo, open_pr
 
@@ -110,19 +112,23 @@ def test_an_s3_compatible_endpoint_with_its_own_url_and_authentication(tmp_path,
         proxy.close()
 
 
-def test_a_pr_cannot_point_the_remote_checks_or_the_secret_at_a_server_of_its_choosing(tmp_path, http_remote):
-    # the PR's developer pushed to the team's remote, then pointed .dvc/config at another server:
-    # lockstep checks and pulls from the base's remote, and the credential goes nowhere else
+@pytest.mark.parametrize("where", [".dvc/config", ".dvc/config.local"])
+def test_a_pr_cannot_point_the_remote_checks_or_the_secret_at_a_server_of_its_choosing(tmp_path, http_remote, where):
+    # the PR's developer pushed to the team's remote, then pointed the remote at another server, in
+    # .dvc/config or in a .dvc/config.local it commits (DVC reads both): lockstep checks and pulls
+    # from the base's remote, and the credential goes nowhere else
     repo = http_repo(tmp_path, http_remote)
     other = HttpRemote(tmp_path / "other-remote", "someone", "else")
     try:
         base, _head, _checkout = open_pr(repo, "better", steps=50)
-        from conftest import git
-
         git("checkout", "-q", "better", cwd=repo.dev)
         config = repo.project / ".dvc" / "config"
-        config.write_text(config.read_text().replace(http_remote.url, other.url))
-        assert other.url in config.read_text()
+        if where == ".dvc/config":
+            config.write_text(config.read_text().replace(http_remote.url, other.url))
+        else:
+            (repo.project / where).write_text(f"['remote \"storage\"']\n    url = {other.url}\n")
+            git("add", "-f", f"ml/{where}", cwd=repo.dev)
+        assert other.url in (repo.project / where).read_text()
         head = repo.commit("store elsewhere", "better")
         git("checkout", "-q", "main", cwd=repo.dev)
 
@@ -135,8 +141,39 @@ def test_a_pr_cannot_point_the_remote_checks_or_the_secret_at_a_server_of_its_ch
         assert other.refused == 0 and other.stored == []  # not one request reached it
         assert checks["lock-vs-remote"]["status"] == "pass" and checks["pull"]["status"] == "pass"
         assert checks["config"]["status"] == "warn"
-        assert ".dvc/config: remote 'storage': url changed: applies after merge" in checks["config"]["details"]
+        named = ".dvc/config" if where == ".dvc/config" else ".dvc/config and .dvc/config.local (in this PR's commit)"
+        assert f"{named}: remote 'storage': url changed: applies after merge" in checks["config"]["details"], checks["config"]
         assert "the base's remotes" in checks["config"]["summary"]
         assert other.url not in json.dumps(checks)  # the change is named, its value is not repeated
     finally:
         other.close()
+
+
+# in process, on the local bed (tests/localbed.py): a local-folder remote
+def test_a_committed_config_local_cannot_move_the_remote_and_the_jobs_own_is_kept(bed):
+    # DVC reads .dvc/config.local over .dvc/config: one the PR commits is the PR's, and its remote
+    # is not used; one the job wrote (`dvc remote modify --local`, not in git) is the job's
+    pr = bed.sha("feature")
+    elsewhere = bed.root / "elsewhere"
+
+    def move(project):
+        local = project / ".dvc" / "config.local"
+        local.write_text(f"['remote \"storage\"']\n    url = {elsewhere}\n")
+        git("add", "-f", str(local), cwd=bed.dev)
+
+    head = bed.commit_on("feature", "Store elsewhere", move)
+    run = _validate_in_process(bed, bed.clone("ci", "feature", depth=1), head=head)
+    assert run.code == EXIT_OK, run.stdout[-3000:]
+    assert run.checks["lock-vs-remote"]["status"] == "pass" and not elsewhere.exists()
+    assert (".dvc/config and .dvc/config.local (in this PR's commit): remote 'storage': url changed: applies after merge"
+            in run.checks["config"]["details"]), run.checks["config"]
+
+    # the job points the remote at a mirror in its own config.local, and the team's is gone
+    checkout = bed.clone("ci-job", "feature")
+    git("checkout", "-q", pr, cwd=checkout)
+    mirror = bed.root / "mirror"
+    shutil.move(bed.remote, mirror)
+    (checkout / PROJECT / ".dvc" / "config.local").write_text(f"['remote \"storage\"']\n    url = {mirror}\n")
+    run = _validate_in_process(bed, checkout, head=pr)
+    assert run.code == EXIT_OK, run.stdout[-3000:]
+    assert run.checks["lock-vs-remote"]["status"] == "pass" and run.checks["config"]["status"] == "pass", run.checks["config"]

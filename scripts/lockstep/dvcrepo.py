@@ -209,18 +209,38 @@ def _settle_remotes(conf, remotes: Remotes | None, auth: str) -> None:
         conf["remote"].update(checked)
 
 
-def remotes_of(repo, text: str) -> Remotes:
-    """The DVC remotes (validated, relative paths resolved as DVC resolves them) and the default
-    remote of `text`, another version of this project's `.dvc/config`."""
+def trusted_remotes(repo, repo_text: str, local_text: str | None) -> Remotes:
+    """The DVC remotes as DVC would read them with `repo_text` as `.dvc/config` and `local_text`
+    as `.dvc/config.local` (None: without one), over this machine's system and global config;
+    relative paths resolved as DVC resolves them."""
     from configobj import ConfigObj, ConfigObjError
-    from dvc.config import ConfigError, _lower_keys, _parse_named
+    from dvc.config import ConfigError, _lower_keys, _parse_named, merge
 
+    config = repo.config
+    conf: dict[str, Any] = {}
     try:
-        conf = _parse_named(_lower_keys(ConfigObj(text.splitlines()).dict()))
-        conf = repo.config.validate(repo.config._load_paths(conf, repo.config.files["repo"]))
+        for level in ("system", "global"):
+            merge(conf, config.load_one(level))
+        for level, text in (("repo", repo_text), ("local", local_text)):
+            if text is not None:
+                merge(conf, config._load_paths(_parse_named(_lower_keys(ConfigObj(text.splitlines()).dict())), config.files[level]))
+        conf = config.validate(conf)
     except (ConfigObjError, ConfigError) as exc:
-        raise DvcError(f"the base commit's .dvc/config cannot be read: {exc}", hint="fix .dvc/config on the base branch",
+        raise DvcError(f"the base commit's DVC config cannot be read: {exc}", hint="fix .dvc/config on the base branch",
                        file=".dvc/config") from None
+    return dict(conf.get("remote") or {}), (conf.get("core") or {}).get("remote")
+
+
+def checkout_remotes(repo) -> Remotes:
+    """The DVC remotes of the project as checked out, from every config level DVC reads
+    (`.dvc/config.local` included), before any credential of the job is added."""
+    from dvc.config import ConfigError
+
+    config = repo.config
+    try:
+        conf = config.validate(config.load_config_to_level())
+    except ConfigError as exc:
+        raise DvcError(f"the DVC config cannot be read: {exc}", hint="fix .dvc/config", file=".dvc/config") from None
     return dict(conf.get("remote") or {}), (conf.get("core") or {}).get("remote")
 
 

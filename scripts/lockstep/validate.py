@@ -182,37 +182,45 @@ def step_config(ctx: Context) -> None:
     _judge_by_base_config(ctx)
     if not ctx.base_available:
         return
-    changes = _use_base_remotes(ctx)
+    where, changes = _use_base_remotes(ctx)
     check = ctx.report.check("config")
     if changes and check is not None:
-        check.details += [f".dvc/config: {change}: applies after merge" for change in changes]
-        check.summary += (f"; this PR changes the DVC remotes in .dvc/config ({len(changes)} change(s)): dvc.lock is "
+        check.details += [f"{where}: {change}: applies after merge" for change in changes]
+        check.summary += (f"; this PR changes the DVC remotes in {where} ({len(changes)} change(s)): dvc.lock is "
                           "checked against, and pulled from, the base's remotes")
         if check.status == "pass":
             check.status = "warn"
 
 
-def _use_base_remotes(ctx: Context) -> list[str]:
+def _use_base_remotes(ctx: Context) -> tuple[str, list[str]]:
     """The base's DVC remotes serve this validation, with the job's credentials: a PR that points
-    `.dvc/config` elsewhere would otherwise choose where its objects are looked for, and receive
-    the credentials. Returns the PR's changes to them (by name, never by value)."""
-    text = gitrepo.show(ctx.project, ctx.inputs.base_sha, ctx.prefix + ".dvc/config")
+    `.dvc/config` (or a `.dvc/config.local` it commits) elsewhere would otherwise choose where its
+    objects are looked for, and receive the credentials. A `.dvc/config.local` the job wrote (not
+    in the PR's commit: `dvc remote modify --local` with a secret) is kept. Returns the files the
+    PR's changes come from, and the changes (by name, never by value)."""
+    config, local = ".dvc/config", ".dvc/config.local"  # as the project names them; git's paths have the prefix
+    text = gitrepo.show(ctx.project, ctx.inputs.base_sha, ctx.prefix + config)
     if text is None:
-        return []  # DVC adopted in this PR: its own remotes, as with a first lockstep.yaml
+        return config, []  # DVC adopted in this PR: its own remotes, as with a first lockstep.yaml
+    committed_local = gitrepo.show(ctx.project, "HEAD", ctx.prefix + local) is not None
+    if committed_local:
+        local_text = gitrepo.show(ctx.project, ctx.inputs.base_sha, ctx.prefix + local)  # the base's, if the team commits one
+    else:
+        path = ctx.project / ".dvc" / "config.local"
+        local_text = path.read_text("utf-8") if path.is_file() else None
     try:
-        base = dvcrepo.remotes_of(ctx.repo, text)
+        base = dvcrepo.trusted_remotes(ctx.repo, text, local_text)
     except DvcError as exc:
-        return [f"the base's cannot be read ({exc.message}), so this PR's own remotes are used"]
-    config = ctx.project / ".dvc" / "config"
+        return config, [f"the base's cannot be read ({exc.message}), so this PR's own remotes are used"]
     try:
-        own = dvcrepo.remotes_of(ctx.repo, config.read_text("utf-8") if config.is_file() else "")
+        own = dvcrepo.checkout_remotes(ctx.repo)
     except DvcError:
         own = ({}, None)  # the PR's own cannot be read: every base remote shows as removed, and is used
     changes = dvcrepo.remote_changes(base, own)
     if changes:
         ctx.remotes = base
         ctx.repo = dvcrepo.open_repo(ctx.project, remotes=base)
-    return changes
+    return (f"{config} and {local} (in this PR's commit)" if committed_local else config), changes
 
 
 def _judge_by_base_config(ctx: Context) -> None:
