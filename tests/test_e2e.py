@@ -86,14 +86,7 @@ def test_main_rebuild_under_act_commits_once_and_registers(consumer, act, api, m
     assert version.tags["lockstep.lock_commit"] == log[0].split()[0]
     assert client.get_model_version_by_alias(consumer.model, "candidate").version == version.version
     assert_no_credentials_left(act)
-
-    # the same job again (e.g. a re-run): no commit, no version
-    git("pull", "-q", "origin", "main", cwd=consumer.dev)
-    result = act.run(consumer.dev, "push", "ml-main.yml", payload=push_payload(merged),
-                     secrets=secrets(mlflow_env.url), env=run_env(consumer, api))
-    assert result.returncode == 0, result.log[-6000:]
-    assert len(consumer.origin_log()) == 4
-    assert len(client.search_model_versions(f"name='{consumer.model}'")) == 1
+    # a re-run of the same job commits and registers nothing: tests/test_rebuild.py, without act
 
 
 def test_fork_pr_two_stage_comment_under_act(consumer, act, api):

@@ -7,7 +7,7 @@ import shutil
 import pytest
 from mlflow import MlflowClient
 
-from conftest import BIN, PROJECT, git, lockstep, run
+from conftest import PROJECT, git, lockstep
 from github_api import TOKEN
 
 pytestmark = pytest.mark.integration
@@ -19,16 +19,15 @@ def test_two_projects_two_comments_two_models(consumer, api, mlflow_env, tmp_pat
     shutil.copytree(consumer.project, second, ignore=shutil.ignore_patterns("cache", "tmp"))
     config = second / "lockstep.yaml"
     config.write_text(config.read_text().replace(f"name: {consumer.model}", f"name: {consumer.model}-ranking"))
-    run(str(BIN / "dvc"), "push", cwd=second)
+    consumer.dvc("push", cwd=second)
     base = consumer.commit("A second DVC project")
 
+    # a PR that touches both projects (each is validated, commented on and rebuilt on its own; the
+    # developer's retrain is not what this test is about: tests/test_validate.py)
     git("checkout", "-q", "-b", "feature", cwd=consumer.dev)
     for folder in (consumer.project, second):
-        params = folder / "params.yaml"
-        params.write_text(params.read_text().replace("n_estimators: 100", "n_estimators: 120"))
-        run(str(BIN / "dvc"), "repro", cwd=folder, env={"MLFLOW_TRACKING_URI": ""})
-        run(str(BIN / "dvc"), "push", cwd=folder)
-    head = consumer.commit("More trees in both", push="feature")
+        (folder / "NOTES.md").write_text("Owners: the ranking team.\n")
+    head = consumer.commit("Notes in both", push="feature")
     checkout = consumer.clone("ci-pr", branch="feature", depth=1)
 
     env = {"GITHUB_API_URL": api.url, "GITHUB_REPOSITORY": "octo/ml", "INPUT_GITHUB_TOKEN": TOKEN}
