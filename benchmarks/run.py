@@ -201,24 +201,28 @@ def bench_rebuild_bytes() -> dict:
 
 
 def bench_setup() -> dict:
-    """Installing lockstep's environment with uv as the setup action does (its dependencies; lockstep
-    itself runs from its source): cold (empty uv cache) and warm, without bytecode
-    (what the setup action does: Python writes it on first import) and with --compile-bytecode."""
+    """Installing lockstep's environment with uv as the setup action does (its dependencies from
+    constraints.txt with `uv pip sync`, nothing resolved; lockstep itself runs from its source),
+    against the same install resolved from pyproject.toml under the constraints (what it did
+    before): cold (empty uv cache) and warm, each in a fresh venv, in turn."""
     uv = shutil.which("uv")
+    commands = {
+        "sync": ["pip", "sync", "-q", str(ROOT / "constraints.txt")],
+        "resolve": ["pip", "install", "-q", "-c", str(ROOT / "constraints.txt"), "-r", str(ROOT / "pyproject.toml")],
+    }
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for compiled in (False, True):
-            cache = Path(tmp) / f"uv-cache-{compiled}"
+        for how, command in commands.items():
+            cache = Path(tmp) / f"uv-cache-{how}"
             for label in ("cold", "warm"):
-                venv = Path(tmp) / f"venv-{label}-{compiled}"
+                venv = Path(tmp) / f"venv-{label}-{how}"
                 subprocess.run([uv, "venv", "-q", "--python", sys.executable, str(venv)], check=True)
                 start = time.perf_counter()
-                subprocess.run([uv, "pip", "install", "-q", "--python", str(venv / "bin" / "python"), *(["--compile-bytecode"] if compiled else []),
-                                "-c", str(ROOT / "constraints.txt"), "-r", str(ROOT / "pyproject.toml")],
+                subprocess.run([uv, *command[:2], "--python", str(venv / "bin" / "python"), *command[2:]],
                                check=True, env={**os.environ, "UV_CACHE_DIR": str(cache)})
-                results[f"{label}{'_compiled' if compiled else ''}_s"] = round(time.perf_counter() - start, 1)
-    print(f"  setup (lockstep + dvc[s3] + mlflow-skinny with uv): cold {results['cold_s']}s, warm {results['warm_s']}s; "
-          f"with --compile-bytecode cold {results['cold_compiled_s']}s, warm {results['warm_compiled_s']}s")
+                results[f"{label}_{how}_s"] = round(time.perf_counter() - start, 1)
+    print(f"  setup (lockstep + dvc[s3] + mlflow-skinny with uv): sync cold {results['cold_sync_s']}s, warm {results['warm_sync_s']}s; "
+          f"resolved cold {results['cold_resolve_s']}s, warm {results['warm_resolve_s']}s")
     return results
 
 
