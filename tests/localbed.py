@@ -88,10 +88,6 @@ class _InProcess(DeveloperDvc):
         with _dvc_repo(self.project) as repo:
             repo.reproduce()
 
-    def push_data(self) -> None:
-        with _dvc_repo(self.project) as repo:
-            repo.push()
-
 
 @pytest.fixture(scope="session")
 def local_template(tmp_path_factory, _mlflow_schema, trained_example) -> Path:

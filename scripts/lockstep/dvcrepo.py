@@ -200,7 +200,7 @@ def _settle_remotes(conf, remotes: Remotes | None, auth: str) -> None:
         conf["core"].pop("remote", None)
         if remotes[1]:
             conf["core"]["remote"] = remotes[1]
-    overrides = remote_auth((dict(conf.get("remote") or {}), conf["core"].get("remote")), auth)
+    overrides = remote_auth(_remotes(conf), auth)
     if overrides:
         try:
             checked = conf.validate({"remote": overrides})["remote"]
@@ -228,7 +228,7 @@ def trusted_remotes(repo, repo_text: str, local_text: str | None) -> Remotes:
     except (ConfigObjError, ConfigError) as exc:
         raise DvcError(f"the base commit's DVC config cannot be read: {exc}", hint="fix .dvc/config on the base branch",
                        file=".dvc/config") from None
-    return dict(conf.get("remote") or {}), (conf.get("core") or {}).get("remote")
+    return _remotes(conf)
 
 
 def checkout_remotes(repo) -> Remotes:
@@ -241,6 +241,11 @@ def checkout_remotes(repo) -> Remotes:
         conf = config.validate(config.load_config_to_level())
     except ConfigError as exc:
         raise DvcError(f"the DVC config cannot be read: {exc}", hint="fix .dvc/config", file=".dvc/config") from None
+    return _remotes(conf)
+
+
+def _remotes(conf: Mapping[str, Any]) -> Remotes:
+    """The remotes and the default remote of a DVC configuration (validated, levels merged)."""
     return dict(conf.get("remote") or {}), (conf.get("core") or {}).get("remote")
 
 
