@@ -351,7 +351,7 @@ def phases(workflow: str, log: str) -> dict:
             add("report + comment", seconds)
             if "/actions/comment@" in top:
                 comment_end = step["end"]
-        elif workflow == "ml-pr.yml":
+        elif workflow.split("@")[0] == "ml-pr.yml":
             add("job set-up, checkout", seconds)
         else:
             phase = {"install": "install", "pull": "pull", "reproduce": "evaluation", "diff": "compare with base, gates",
@@ -367,15 +367,23 @@ def phases(workflow: str, log: str) -> dict:
     return out
 
 
-def bench_pr_feedback(repeat: int = 3, pip_repeat: int = 1) -> dict:
+def bench_pr_feedback(repeat: int = 3, pip_repeat: int = 1, against: str = "", only: tuple[str, ...] = ()) -> dict:
     """Cold (empty cache store, empty uv cache) then warm (the caches the cold run saved) for each
-    workflow, `repeat` times (the pip recipe `pip_repeat` times); medians."""
+    workflow, `repeat` times (the pip recipe `pip_repeat` times); medians. `against`: a commit of
+    lockstep whose pr-validate.yml also runs, in turn with this tree's (before and after a change,
+    on the same machine in the same minutes); `only`: the workflows to run (keys of WORKFLOWS)."""
     from actrunner import Act, pr_payload
     from github_api import TOKEN, GitHubAPI
 
-    samples: dict[str, dict[str, list[dict]]] = {wf: {"cold": [], "warm": []} for wf in WORKFLOWS}
+    chosen = [wf for wf in WORKFLOWS if not only or wf in only]
     with tempfile.TemporaryDirectory() as tmp, s3(Path(tmp)) as (server, env):
         base = Path(tmp)
+        before = f"ml-pr.yml@{against}" if against else ""
+        if against:  # lockstep as it was at that commit, beside this tree's, right after it in every round
+            checkout = base / "against"
+            subprocess.run(["git", "worktree", "add", "-q", "--detach", str(checkout), against], cwd=ROOT, check=True)
+            chosen.insert(chosen.index("ml-pr.yml") + 1 if "ml-pr.yml" in chosen else len(chosen), before)
+        samples: dict[str, dict[str, list[dict]]] = {wf: {"cold": [], "warm": []} for wf in chosen}
         make_bucket(env, "pr-feedback")
         make_bucket(env, "mlflow")
         mlflow = servers.start_mlflow(base, server.url, "mlflow")
@@ -387,6 +395,10 @@ def bench_pr_feedback(repeat: int = 3, pip_repeat: int = 1) -> dict:
         wrapper.write_text(TIMED_ACT.format(python=sys.executable, act=act.binary))
         wrapper.chmod(0o755)
         act.binary = str(wrapper)
+        acts = dict.fromkeys(chosen, act)
+        if against:
+            acts[before] = Act(base / "act-against", shared_uv_cache=False, library=checkout)
+            acts[before].binary = str(wrapper)
         payload = pr_payload(3, base_sha, head_sha)
         common = {**env, "AWS_ENDPOINT_URL": proxy.url, "GITHUB_API_URL": api.url, "GITHUB_REPOSITORY": "octo/ml",
                   "MLFLOW_ENABLE_PROXY_MULTIPART_DOWNLOAD": "false"}
@@ -396,19 +408,19 @@ def bench_pr_feedback(repeat: int = 3, pip_repeat: int = 1) -> dict:
         saved = os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
         try:
             for rep in range(repeat):
-                for workflow in WORKFLOWS:
+                for workflow in chosen:
                     if workflow == "ml-pr-pip.yml" and rep >= pip_repeat:
                         continue
                     cache = base / f"cache-{workflow}-{rep}"  # empty: the cold run fills it, the warm run reuses it
                     for label in ("cold", "warm"):
-                        before = len(api.requests)
+                        sent = len(api.requests)
                         proxy.reset()
                         start = time.perf_counter()
                         settle()
-                        result = act.run(dev, "pull_request", workflow, payload=payload, secrets=secrets,
-                                         env={**common, "LOCKSTEP_TEST_CACHE": str(cache)}, timeout=1800)
+                        result = acts[workflow].run(dev, "pull_request", workflow.split("@")[0], payload=payload, secrets=secrets,
+                                                    env={**common, "LOCKSTEP_TEST_CACHE": str(cache)}, timeout=1800)
                         elapsed = time.perf_counter() - start
-                        posted = any(r.method in ("POST", "PATCH") for r in api.requests[before:])
+                        posted = any(r.method in ("POST", "PATCH") for r in api.requests[sent:])
                         if result.returncode != 0 or not posted:
                             raise RuntimeError(f"{workflow} {label} failed:\n{result.log[-6000:]}")
                         row = phases(workflow, result.log)
@@ -417,7 +429,7 @@ def bench_pr_feedback(repeat: int = 3, pip_repeat: int = 1) -> dict:
                         samples[workflow][label].append(row)
                         RESULTS.mkdir(parents=True, exist_ok=True)
                         (RESULTS / f"act-{workflow}-{label}-{rep}.log").write_text(result.log)
-                        print(f"  [{rep + 1}/{repeat}] {WORKFLOWS[workflow]:<26} {label}: {row['to comment']:6.1f}s to the comment, "
+                        print(f"  [{rep + 1}/{repeat}] {label_of(workflow):<26} {label}: {row['to comment']:6.1f}s to the comment, "
                               f"job {row['job']:.1f}s, S3 down {proxy.down:,} B, cache store {row['cache_store_bytes'] / 1e6:.1f} MB", flush=True)
         finally:
             if saved is not None:
@@ -425,7 +437,9 @@ def bench_pr_feedback(repeat: int = 3, pip_repeat: int = 1) -> dict:
             proxy.close()
             api.close()
             mlflow.stop()
-    results: dict = {"repeat": repeat, "pip_repeat": pip_repeat, "medians": {}, "samples": samples}
+            if against:
+                subprocess.run(["git", "worktree", "remove", "--force", str(checkout)], cwd=ROOT, check=False)
+    results: dict = {"repeat": repeat, "pip_repeat": pip_repeat, "against": against, "medians": {}, "samples": samples}
     for workflow, labels in samples.items():
         for label, rows in labels.items():
             if not rows:
@@ -434,18 +448,29 @@ def bench_pr_feedback(repeat: int = 3, pip_repeat: int = 1) -> dict:
             results["medians"][f"{workflow}:{label}"] = {k: round(statistics.median(r[k] for r in rows), 1) for k in keys}
     med = results["medians"]
     for label in ("cold", "warm"):
+        if f"ml-pr.yml:{label}" not in med:
+            continue
         lock = med[f"ml-pr.yml:{label}"]["to comment"]
         for baseline in ("ml-pr-uv.yml", "ml-pr-pip.yml"):
             if f"{baseline}:{label}" in med:
                 results[f"ratio_{label}_vs_{baseline.removesuffix('.yml').removeprefix('ml-pr-')}"] = round(lock / med[f"{baseline}:{label}"]["to comment"], 2)
-    print_phase_table(med)
+        if against:  # pair by pair: each of this tree's runs against the one of `against` right after it
+            pairs = [a["to comment"] / b["to comment"] for a, b in zip(samples["ml-pr.yml"][label], samples[before][label], strict=True)]
+            results[f"ratio_{label}_vs_{against}"] = round(statistics.median(pairs), 2)
+    print_phase_table(med, chosen)
     print("  ratios (lockstep / recipe, time to comment): " + ", ".join(f"{k} {v}" for k, v in results.items() if k.startswith("ratio")))
     return results
 
 
-def print_phase_table(med: dict) -> None:
-    columns = [c for c in (f"{wf}:{label}" for label in ("cold", "warm") for wf in ("ml-pr-uv.yml", "ml-pr.yml", "ml-pr-pip.yml")) if c in med]
-    heads = [f"{WORKFLOWS[c.split(':')[0]].split()[0]} {c.split(':')[1]}" for c in columns]
+def label_of(workflow: str) -> str:
+    """`ml-pr.yml@REV` is lockstep's workflow from commit REV (`--against`)."""
+    name, _, rev = workflow.partition("@")
+    return WORKFLOWS[name] + (f" @{rev}" if rev else "")
+
+
+def print_phase_table(med: dict, workflows: list[str]) -> None:
+    columns = [c for c in (f"{wf}:{label}" for label in ("cold", "warm") for wf in workflows) if c in med]
+    heads = [f"{label_of(c.split(':')[0]).split()[0]}{'@' + c.split('@')[1].split(':')[0] if '@' in c else ''} {c.split(':')[1]}" for c in columns]
     print("  " + f"{'phase (median s)':<28}" + "".join(f"{h:>16}" for h in heads))
     for phase in (*PHASES, "to comment", "job", "s3_down_bytes", "cache_store_bytes"):
         print("  " + f"{phase:<28}" + "".join(f"{med[c][phase]:>16,}" if "bytes" in phase else f"{med[c][phase]:>16.1f}" for c in columns))
@@ -546,6 +571,9 @@ def main() -> int:
     parser.add_argument("--full", action="store_true", help="include the 1 GB case")
     parser.add_argument("--repeat", type=int, default=3, help="pr-feedback: cold+warm pairs per workflow (medians)")
     parser.add_argument("--pip-repeat", type=int, default=1, help="pr-feedback: pairs for the (slow) pip recipe")
+    parser.add_argument("--against", default="", metavar="REV",
+                        help="pr-feedback: also run lockstep's workflow as it was at this commit, in turn with this tree's (ratios pair by pair)")
+    parser.add_argument("--workflows", nargs="*", choices=list(WORKFLOWS), default=[], help="pr-feedback: run only these")
     parser.add_argument("--main-repeat", type=int, default=1, help="main-rebuild: cold+warm pairs per workflow")
     args = parser.parse_args()
     chosen = args.only or list(BENCHES)
@@ -556,7 +584,7 @@ def main() -> int:
         if name == "verify-scaling":
             report[name] = bench_verify_scaling(args.full)
         elif name == "pr-feedback":
-            report[name] = bench_pr_feedback(args.repeat, args.pip_repeat)
+            report[name] = bench_pr_feedback(args.repeat, args.pip_repeat, args.against, tuple(args.workflows))
         elif name == "main-rebuild":
             report[name] = bench_main_rebuild(args.main_repeat)
         else:

@@ -57,14 +57,14 @@ def rewrite(text: str) -> str:
     return text
 
 
-def library_copy(target: Path) -> Path:
-    """This working tree as a release holds it (the files git tracks, and new ones it does not
+def library_copy(target: Path, root: Path = ROOT) -> Path:
+    """This working tree (or another checkout of the library: `root`) as a release holds it (the files git tracks, and new ones it does not
     ignore: no virtual environment, caches or build output), with the act-only rewrites applied to
     every workflow and action file. act archives the whole folder for every `uses:` of it."""
-    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
+    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=root,
                             capture_output=True, check=True).stdout.decode().split("\0")
     for name in filter(None, listed):
-        source = ROOT / name
+        source = root / name
         if source.is_file():  # a tracked file deleted in the working tree is not in the release
             (target / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, target / name)
@@ -83,16 +83,18 @@ class ActResult:
 
 
 class Act:
-    def __init__(self, workdir: Path, cache: Path | None = None, *, shared_uv_cache: bool = True) -> None:
+    def __init__(self, workdir: Path, cache: Path | None = None, *, shared_uv_cache: bool = True,
+                 library: Path = ROOT) -> None:
         """`cache` is where the actions/cache stand-in keeps what it saves (share it across runs
         to see warm runs, as a repository's cache is shared across its workflow runs).
         `shared_uv_cache`: the setup-uv stand-in uses the machine's uv cache as it is, instead of
-        restoring and saving its own as setup-uv does (the benchmarks turn it off)."""
+        restoring and saving its own as setup-uv does (the benchmarks turn it off).
+        `library`: the checkout of lockstep the workflows call (the benchmarks compare two commits)."""
         self.shared_uv_cache = shared_uv_cache
         self.workdir = workdir
         self.cache = cache or workdir / "actions-cache"
         self.cache.mkdir(parents=True, exist_ok=True)
-        self.library = library_copy(workdir / "lockstep-library")
+        self.library = library_copy(workdir / "lockstep-library", library)
         self.artifacts = workdir / "artifacts"
         self.artifacts.mkdir(exist_ok=True)
         # act's host executor keeps each job's workspace and RUNNER_TEMP under $XDG_CACHE_HOME/act:

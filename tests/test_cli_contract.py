@@ -116,3 +116,27 @@ def test_the_readme_init_command_uses_real_options():
     assert line, "the README's adoption section shows `lockstep init`"
     args = build_parser().parse_args(shlex.split(line.group(1))[1:])
     assert args.command == "init" and args.library == "OWNER/lockstep@v1"
+
+
+@pytest.mark.parametrize("argv", [["-m", "lockstep"], ["-c", "from lockstep.cli import entry; entry()"]])
+def test_the_command_exits_with_the_code_main_returns(tmp_path, argv):
+    """`python -m lockstep` and the installed `lockstep` script (`cli.entry`) exit with main's code,
+    after the garbage collector is told to leave the process's objects alone (`gc.freeze`)."""
+    import subprocess
+    import sys
+
+    from lockstep.errors import EXIT_CONFIG, EXIT_OK
+
+    (tmp_path / "lockstep.yaml").write_text("version: 1\nversion: 2\n")  # a duplicate key
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT / "scripts")}
+    bad = subprocess.run([sys.executable, *argv, "check-config", "--working-directory", str(tmp_path)],
+                         capture_output=True, text=True, env=env, timeout=120)
+    assert bad.returncode == EXIT_CONFIG, bad.stdout + bad.stderr
+    assert "duplicate key" in bad.stdout + bad.stderr
+    good = subprocess.run([sys.executable, *argv, "--version"], capture_output=True, text=True, env=env, timeout=120)
+    assert (good.returncode, good.stdout.split()[0]) == (EXIT_OK, "lockstep")
+
+
+def test_the_installed_script_runs_entry():
+    text = (ROOT / "pyproject.toml").read_text()
+    assert re.search(r'^lockstep = "lockstep\.cli:entry"$', text, re.M)

@@ -4,6 +4,7 @@ flag wins, then the action input (`INPUT_<NAME>` in the environment), then the d
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import re
 import sys
@@ -560,6 +561,17 @@ def _error_summary(command: str, exc: LockstepError) -> str:
     where = f" ({inert(exc.file, 200)}{':' + str(exc.line) if exc.line else ''})" if exc.file else ""
     paragraphs = [inert(line, 2000) for text in (exc.message, exc.hint) for line in text.splitlines()[:40] if line.strip()]
     return f"### ❌ lockstep {command}: {exc.title}{where}\n\n" + "\n\n".join(paragraphs) + "\n"
+
+
+def entry() -> None:
+    """The `lockstep` command (and `python -m lockstep`): `main`, then exit with its code. Before
+    that, every object is moved out of the garbage collector's sight (`gc.freeze`): otherwise the
+    interpreter's final collections walk all of DVC's, MLflow's and boto's objects, 0.25-0.4 s of
+    every command's wall time here, for memory the process is about to give back. Files and
+    connections are still closed as usual (atexit handlers, reference counting)."""
+    code = main()
+    gc.freeze()
+    sys.exit(code)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
