@@ -346,3 +346,27 @@ def test_init_writes_a_valid_config_and_the_workflows_and_never_overwrites(bed):
     assert bed.cli("init", "--working-directory", str(bed.project), "--force").code == EXIT_OK
     bad = bed.cli("init", "--working-directory", str(bed.project), "--force", "--library", "not a ref")
     assert bad.code == 2 and "is not OWNER/REPO@REF" in bad.stdout
+
+
+def test_init_passes_the_secrets_each_remote_needs_and_only_ones_lockstep_declares(bed):
+    """A project with a Google Cloud Storage and a Google Drive remote: the workflows `lockstep
+    init` writes hand lockstep DVC_REMOTE_AUTH and GDRIVE_CREDENTIALS_DATA (and MLflow's), not the
+    AWS keys, and each secret they pass is one the reusable workflow they call declares."""
+    config = bed.project / ".dvc" / "config"
+    config.write_text(config.read_text() + "['remote \"gcs\"']\n    url = gs://acme-ml/dvc\n"
+                      "['remote \"drive\"']\n    url = gdrive://0AIac4JZqHhKmUk9PDA/dvcstore\n")
+    wrote = bed.cli("init", "--working-directory", str(bed.project), "--repository", "octo/ml", "--force")
+    assert wrote.code == EXIT_OK, wrote.stdout
+    assert "GDRIVE_CREDENTIALS_DATA: a service account's JSON key" in wrote.stdout
+    assert "DVC_REMOTE_AUTH with `credentialpath=…`" in wrote.stdout
+    workflows = bed.dev / ".github" / "workflows"
+    for name in ("ml-pr.yml", "ml-main.yml", "ml-retrain.yml"):
+        jobs = yaml.safe_load((workflows / name).read_text())["jobs"]
+        job = jobs["rebuild"] if name == "ml-main.yml" else next(iter(jobs.values()))
+        passed = list(job["secrets"])
+        assert passed == ["GDRIVE_CREDENTIALS_DATA", "DVC_REMOTE_AUTH", "MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_USERNAME",
+                          "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN"], name
+        assert all(value == f"${{{{ secrets.{key} }}}}" for key, value in job["secrets"].items())
+        called = ROOT / ".github" / "workflows" / job["uses"].split("/.github/workflows/")[1].split("@")[0]
+        declared = yaml.safe_load(called.read_text())[True]["workflow_call"]["secrets"]
+        assert set(passed) <= set(declared), (name, set(passed) - set(declared))

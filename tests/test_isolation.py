@@ -23,6 +23,7 @@ SECRETS = {
     "AWS_SECRET_ACCESS_KEY": "canary-aws-secret-value",
     "MLFLOW_TRACKING_PASSWORD": "canary-mlflow-password",
     "DVC_REMOTE_AUTH": "canary-dvc-remote-auth",
+    "GDRIVE_CREDENTIALS_DATA": '{"type": "service_account", "private_key": "canary-google-drive-key"}',
     "ACTIONS_RUNTIME_TOKEN": "canary-runtime-token",
 }
 

@@ -93,8 +93,10 @@ def test_dvc_extras_follow_the_remotes_url_schemes(tmp_path):
     folder = project(tmp_path, {".dvc/config": (
         "[core]\n    remote = gcs\n['remote \"gcs\"']\n    url = gs://bucket/dvc\n"
         "['remote \"web\"']\n    url = https://dagshub.com/acme/x.dvc\n['remote \"s3\"']\n    url = s3://b/p\n"
+        "['remote \"drive\"']\n    url = gdrive://0AIac4JZqHhKmUk9PDA/dvcstore\n"
+        "['remote \"lake\"']\n    url = webhdfs://namenode:9870/dvc\n"
     )})
-    assert setup("plan", folder, tmp_path)[1]["dvc-extras"] == "gs,http"
+    assert setup("plan", folder, tmp_path)[1]["dvc-extras"] == "gdrive,gs,webhdfs"
 
 
 def test_pyproject_extras_and_several_files_install_into_the_project_environment(tmp_path):
@@ -187,3 +189,48 @@ def test_a_failed_project_install_fails_the_install(tmp_path):
     proc, _ = setup("install", folder, tmp_path, SETUP_REQUIREMENTS="nope/requirements.txt")
     assert proc.returncode == 2 and "nope/requirements.txt does not exist" in proc.stderr
     assert "lockstep-version" not in (tmp_path / "outputs.txt").read_text()
+
+
+GOOGLE_LOGIN = r'''
+import base64, json, sys
+from pathlib import Path
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+import pydrive2.fs  # DVC's Google Drive filesystem: imports with the pyOpenSSL the setup chose
+from lockstep import dvcrepo
+
+dvcrepo.open_repo(sys.argv[1])  # a project whose remote is on Google Drive: lockstep settles its remotes
+key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+info = {"type": "service_account", "client_email": "ci@project.iam.gserviceaccount.com", "client_id": "1",
+        "private_key_id": "k1", "private_key": pem.decode(), "token_uri": "https://oauth2.googleapis.com/token"}
+from oauth2client.service_account import ServiceAccountCredentials
+credentials = ServiceAccountCredentials.from_json_keyfile_dict(info, scopes=["https://www.googleapis.com/auth/drive"])
+assertion = credentials._generate_assertion()  # what the token request to Google carries
+head, claims, signature = (assertion.decode() if isinstance(assertion, bytes) else assertion).split(".")
+pad = lambda part: base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
+key.public_key().verify(pad(signature), f"{head}.{claims}".encode(), padding.PKCS1v15(), hashes.SHA256())
+print(json.loads(pad(head))["alg"], json.loads(pad(claims))["iss"])
+'''
+
+
+@pytest.mark.integration  # lockstep's environment with DVC's Google Drive extra, from PyPI: about 10 s
+def test_a_google_drive_remote_gets_a_client_whose_service_account_login_signs(tmp_path):
+    """The service-account login of DVC's Google Drive client signs its token request with
+    pyOpenSSL's crypto.sign, which the pyOpenSSL today's DVC allows no longer has: lockstep's
+    environment installs the extra so that it imports, and signs with oauth2client's own RSA signer
+    (the signature is checked here with the key's public half; Google's endpoint is not reachable)."""
+    folder = project(tmp_path, {
+        "requirements.txt": "",
+        ".dvc/config": "[core]\n    remote = drive\n['remote \"drive\"']\n    url = gdrive://0AIac4JZqHhKmUk9PDA/dvcstore\n"
+                       "    gdrive_use_service_account = true\n",
+        "dvc.yaml": "stages: {}\n",
+    })
+    subprocess.run(["git", "init", "-q", str(folder)], check=True)
+    proc, _ = setup("install", folder, tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "installing dvc[gdrive]" in proc.stdout
+    python = tmp_path / "runner" / "lockstep" / "tool" / "bin" / "python"
+    login = subprocess.run([str(python), "-c", GOOGLE_LOGIN, str(folder)], capture_output=True, text=True, cwd=tmp_path)
+    assert login.returncode == 0, login.stderr[-3000:]
+    assert login.stdout.split() == ["RS256", "ci@project.iam.gserviceaccount.com"]

@@ -38,14 +38,15 @@ requirements() {
   done
 }
 
-# DVC extras for every remote URL scheme in the project's DVC config (s3 is always there).
+# DVC extras for every remote URL scheme in the project's DVC config (s3 is always there, and
+# DVC's HTTP support is not an extra).
 dvc_extras() {
   { cat "$wd/.dvc/config" "$wd/.dvc/config.local" 2>/dev/null || true; } \
     | sed -n 's/^[[:space:]]*url[[:space:]]*=[[:space:]]*\([a-z0-9]*\):\/\/.*/\1/p' \
     | while read -r scheme; do
         case "$scheme" in
-          gs|gcs) echo gs ;; azure|az) echo azure ;; ssh) echo ssh ;; http|https) echo http ;;
-          webdav|webdavs) echo webdav ;; hdfs) echo hdfs ;; oss) echo oss ;;
+          gs|gcs) echo gs ;; azure|az) echo azure ;; ssh) echo ssh ;; gdrive) echo gdrive ;;
+          webdav|webdavs) echo webdav ;; hdfs) echo hdfs ;; webhdfs) echo webhdfs ;; oss) echo oss ;;
         esac
       done | sort -u | paste -sd, -
 }
@@ -152,7 +153,10 @@ case "${1:-install}" in
     extras="$(dvc_extras)"
     if [ -n "$extras" ]; then
       echo "installing dvc[$extras] for the project's remotes"
-      uv pip install --quiet --python "$root/tool/bin/python" -c "$source_dir/constraints.txt" "dvc[$extras]"
+      # pyOpenSSL before 22.1 (which pydrive2, Google Drive's client, allows) sets no upper bound on
+      # cryptography, and cannot be imported with the one DVC needs
+      floor=(); if [[ ",$extras," == *,gdrive,* ]]; then floor=("pyopenssl>=22.1.0"); fi
+      uv pip install --quiet --python "$root/tool/bin/python" -c "$source_dir/constraints.txt" "dvc[$extras]" ${floor[@]+"${floor[@]}"}
     fi
     site="$("$root/tool/bin/python" -c 'import sysconfig; print(sysconfig.get_path("purelib"))')"
     echo "$source_dir/scripts" > "$site/lockstep-source.pth"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -37,7 +38,16 @@ _SECRETS_BY_SCHEME = {
     "https": "DVC_REMOTE_AUTH with `auth=basic`, `user=…`, `password=…` when the server needs them",
     "webdav": "DVC_REMOTE_AUTH with `user=…` and `password=…`",
     "webdavs": "DVC_REMOTE_AUTH with `user=…` and `password=…`",
+    "gdrive": "GDRIVE_CREDENTIALS_DATA: a service account's JSON key (with `gdrive_use_service_account = true` in .dvc/config), "
+              "or the user credentials DVC saved on a developer's machine",
+    "oss": "DVC_REMOTE_AUTH with `oss_key_id=…` and `oss_key_secret=…`",
+    "hdfs": "DVC_REMOTE_AUTH with `user=…` when the cluster needs it (a Kerberos ticket must be on the runner)",
+    "webhdfs": "DVC_REMOTE_AUTH with `user=…` and `password=…` (or `token=…`) when the cluster needs them",
 }
+# What the generated workflows hand lockstep's reusable workflows, by remote URL scheme (a secret
+# the repository does not have is passed as empty, which lockstep treats as not set).
+_AWS_SECRETS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+_MLFLOW_SECRETS = ("MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN")
 
 
 @dataclass
@@ -50,8 +60,9 @@ class Plan:
     evaluation_stages: list[str]
     gates: dict[str, str]  # metric -> direction
     env: dict[str, str] = field(default_factory=dict)
-    remote_scheme: str = ""
+    remote_scheme: str = ""  # the default remote's
     notes: list[str] = field(default_factory=list)
+    remote_schemes: tuple[str, ...] = ()  # every remote's, in name order ("local" for a folder)
 
 
 def plan(project_dir: Path, repository: str = "") -> Plan:
@@ -78,7 +89,8 @@ def plan(project_dir: Path, repository: str = "") -> Plan:
         notes.append("no model output found: set model.path in lockstep.yaml to the file or folder the training stage writes")
     notes += _machine_specific_folders(repo, project)
     url = dvcrepo.remote_url(repo)
-    scheme = url.split("://", 1)[0] if "://" in url else ("local" if url else "")
+    scheme = _scheme(url)
+    remotes, _default = dvcrepo.checkout_remotes(repo)
     return Plan(
         project=project,
         folder=prefix.rstrip("/") or ".",
@@ -90,7 +102,26 @@ def plan(project_dir: Path, repository: str = "") -> Plan:
         env=_guess_env(repo, project),
         remote_scheme=scheme,
         notes=notes,
+        remote_schemes=tuple(_scheme(str(options.get("url") or "")) for _name, options in sorted(remotes.items())),
     )
+
+
+def _scheme(url: str) -> str:
+    return url.split("://", 1)[0].lower() if "://" in url else ("local" if url else "")
+
+
+def secret_names(schemes: Sequence[str]) -> list[str]:
+    """The secrets the consumer workflows pass to lockstep for remotes of these URL schemes, and
+    MLflow's. With no remote yet, the AWS keys (the README's default setup)."""
+    names: list[str] = []
+    for scheme in schemes or ("s3",):
+        if scheme == "s3":
+            names += _AWS_SECRETS
+        elif scheme == "gdrive":
+            names.append("GDRIVE_CREDENTIALS_DATA")
+        elif scheme != "local":
+            names.append("DVC_REMOTE_AUTH")
+    return list(dict.fromkeys([*names, *_MLFLOW_SECRETS]))
 
 
 def _guess_model(repo, eval_stages: list[str]) -> str | None:
@@ -180,9 +211,9 @@ def _quote(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def workflow_texts(folder: str, library: str, label: str) -> dict[str, str]:
+def workflow_texts(folder: str, library: str, label: str, schemes: Sequence[str] = ("s3",)) -> dict[str, str]:
     """The consumer workflows for a project in `folder`, calling lockstep at `library`
-    (`OWNER/REPO@REF`)."""
+    (`OWNER/REPO@REF`), handing it the secrets its remotes (URL `schemes`) and MLflow need."""
     path, _at, ref = library.partition("@")
     if not re.fullmatch(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+", path) or not re.fullmatch(r"[A-Za-z0-9_./-]+", ref or ""):
         raise InputError(f"library {library!r} is not OWNER/REPO@REF", hint="e.g. `--library my-org/lockstep@v1`")
@@ -192,7 +223,8 @@ def workflow_texts(folder: str, library: str, label: str) -> dict[str, str]:
         text = resources.files("lockstep").joinpath(f"templates/{name}").read_text("utf-8")
         if folder == ".":
             text = text.replace("project in __WORKING_DIRECTORY__/.", "project at the repository's root.")
-        texts[name] = (text.replace("__LIBRARY__", path).replace("__REF__", ref)
+        secrets = "".join(f"      {name}: ${{{{ secrets.{name} }}}}\n" for name in secret_names(schemes))
+        texts[name] = (text.replace("__LIBRARY__", path).replace("__REF__", ref).replace("      __SECRETS__\n", secrets)
                        .replace("__WORKING_DIRECTORY__", folder).replace("__ARTIFACT__", artifact))
     return texts
 
@@ -208,7 +240,7 @@ def write(project_dir: Path, *, library: str = DEFAULT_LIBRARY, repository: str 
     p = plan(project_dir, repository)
     root = gitrepo.toplevel(p.project)
     targets = {p.project / configmod.CONFIG_NAME: config_text(p)}
-    for name, text in workflow_texts(p.folder, library, p.label).items():
+    for name, text in workflow_texts(p.folder, library, p.label, p.remote_schemes).items():
         targets[root / ".github" / "workflows" / name] = text
     existing = [path for path in targets if path.exists()]
     if existing and not force:
@@ -220,10 +252,9 @@ def write(project_dir: Path, *, library: str = DEFAULT_LIBRARY, repository: str 
     for path, text in targets.items():
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, "utf-8")
-    secrets = ["MLFLOW_TRACKING_URI (and MLFLOW_TRACKING_USERNAME/PASSWORD or TOKEN if the server needs them)"]
-    if p.remote_scheme in _SECRETS_BY_SCHEME:
-        secrets.insert(0, _SECRETS_BY_SCHEME[p.remote_scheme])
-    elif p.remote_scheme == "local":
+    secrets = [_SECRETS_BY_SCHEME[scheme] for scheme in dict.fromkeys(p.remote_schemes) if scheme in _SECRETS_BY_SCHEME]
+    secrets.append("MLFLOW_TRACKING_URI (and MLFLOW_TRACKING_USERNAME/PASSWORD or TOKEN if the server needs them)")
+    if p.remote_scheme == "local":
         p.notes.append("the DVC remote is a local folder: CI runners cannot reach it; add a cloud remote")
     elif not p.remote_scheme:
         p.notes.append("no DVC remote is configured: add one with `dvc remote add -d`")

@@ -200,6 +200,8 @@ def _settle_remotes(conf, remotes: Remotes | None, auth: str) -> None:
         conf["core"].pop("remote", None)
         if remotes[1]:
             conf["core"]["remote"] = remotes[1]
+    if any(str(options.get("url", "")).startswith("gdrive://") for options in conf["remote"].values()):
+        google_drive_signer()
     overrides = remote_auth(_remotes(conf), auth)
     if overrides:
         try:
@@ -207,6 +209,24 @@ def _settle_remotes(conf, remotes: Remotes | None, auth: str) -> None:
         except Exception as exc:  # noqa: BLE001 - DVC's ConfigError, said as the secret's problem
             raise DvcError(f"{REMOTE_AUTH_VARIABLE}: {exc}", hint="use the options DVC knows for the remote's type") from None
         conf["remote"].update(checked)
+
+
+def google_drive_signer() -> bool:
+    """Make a Google Drive remote's service-account login work with today's DVC. pydrive2 logs in
+    through oauth2client, which signs the token request with pyOpenSSL's `crypto.sign` whenever
+    pyOpenSSL imports; pyOpenSSL 24.3 removed it, and the cryptography current DVC needs takes a
+    pyOpenSSL at least that new. oauth2client's own pure-Python RSA signer makes the same RS256
+    signature: it is used instead, in this process, when `crypto.sign` is gone. Returns whether
+    it was switched."""
+    try:
+        from oauth2client import crypt
+        from OpenSSL import crypto
+    except ImportError:
+        return False  # no Google Drive client installed, or oauth2client already signs without pyOpenSSL
+    if hasattr(crypto, "sign") or crypt.Signer is crypt.RsaSigner:
+        return False
+    crypt.Signer = crypt.RsaSigner
+    return True
 
 
 def trusted_remotes(repo, repo_text: str, local_text: str | None) -> Remotes:
