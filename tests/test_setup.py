@@ -80,6 +80,22 @@ def test_the_default_requirements_are_the_first_common_layout_found(files, expec
     assert values["python-version"] == "3.11"
 
 
+def test_a_project_in_a_sub_folder_takes_the_requirements_at_the_repository_root(tmp_path):
+    """The workspace is the repository's root (the step's working directory): a DVC project in a
+    sub-folder with no requirements file of its own is installed from the root's."""
+    (tmp_path / "requirements.txt").write_text("pyyaml\n")
+    folder = project(tmp_path, {"dvc.yaml": "stages: {}\n"})
+    proc, values = setup("plan", folder, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert values["requirements"] == "requirements.txt"  # as setup-uv's cache glob sees it, from the workspace
+    proc, _ = setup("project", folder, tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "installing the project's requirements from " + f"{folder}/../requirements.txt" in proc.stdout
+    assert installed(tmp_path, "yaml")
+    (folder / "pyproject.toml").write_text("[project]\nname = 'x'\nversion = '0'\ndependencies = []\n")
+    assert setup("plan", folder, tmp_path)[1]["requirements"] == f"{folder}/pyproject.toml"  # its own comes first
+
+
 def test_python_version_comes_from_the_projects_python_version_file(tmp_path):
     folder = project(tmp_path, {".python-version": "3.12.4\n"})
     assert setup("plan", folder, tmp_path)[1]["python-version"] == "3.12.4"

@@ -27,15 +27,28 @@ wd="${SETUP_WORKING_DIRECTORY:-.}"
 fail() { echo "::error title=lockstep setup::$1" >&2; exit 2; }
 
 # The requirement entries (one per line), relative to the project: the input, else the first of
-# requirements.txt, src/requirements.txt, uv.lock, pyproject.toml that exists.
+# requirements.txt, src/requirements.txt, uv.lock, pyproject.toml that exists in the project, else
+# the first at the repository's root (a project in a sub-folder whose requirements sit at the top).
 requirements() {
   if [ -n "${SETUP_REQUIREMENTS:-}" ]; then
     printf '%s\n' "$SETUP_REQUIREMENTS" | tr ' ' '\n' | sed '/^$/d'
     return
   fi
-  for candidate in requirements.txt src/requirements.txt uv.lock pyproject.toml; do
-    if [ -f "$wd/$candidate" ]; then echo "$candidate"; return; fi
+  local up=""
+  if [ "$(realpath -m "$wd")" != "$(realpath -m .)" ]; then up="$(realpath -m --relative-to="$wd" .)/"; fi  # ../ or ../../
+  for base in "" ${up:+"$up"}; do
+    for candidate in requirements.txt src/requirements.txt uv.lock pyproject.toml; do
+      if [ -f "$wd/$base$candidate" ]; then echo "$base$candidate"; return; fi
+    done
   done
+}
+
+# A requirement entry as a path from the workspace (what setup-uv's cache globs see).
+from_workspace() {
+  case "$1" in
+    ../*) realpath -m --relative-to=. "$wd/$1" ;;
+    *) echo "$wd/$1" ;;
+  esac
 }
 
 # DVC extras for every remote URL scheme in the project's DVC config (s3 is always there, and
@@ -78,7 +91,7 @@ install_project() {
   local entries
   entries="$(requirements)"
   if [ -z "$entries" ]; then
-    echo "no requirements.txt, src/requirements.txt, uv.lock or pyproject.toml in $wd: the project environment has no extra packages"
+    echo "no requirements.txt, src/requirements.txt, uv.lock or pyproject.toml in $wd or at the repository's root: the project environment has no extra packages (set the \`requirements\` input if the stages need some)"
     return
   fi
   local clean=(env -u ACTIONS_ID_TOKEN_REQUEST_TOKEN -u ACTIONS_ID_TOKEN_REQUEST_URL -u ACTIONS_RUNTIME_TOKEN
@@ -115,7 +128,7 @@ case "${1:-install}" in
       echo "python-version=$version"
       echo "dvc-extras=$(dvc_extras)"
       echo "requirements<<LOCKSTEP_EOF"
-      requirements | sed "s#^#$wd/#; s#\[.*##"
+      requirements | sed 's#\[.*##' | while read -r entry; do from_workspace "$entry"; done
       echo "LOCKSTEP_EOF"
     } >> "$GITHUB_OUTPUT"
     ;;
