@@ -5,6 +5,7 @@ GitHub API test server."""
 from __future__ import annotations
 
 import json
+import os
 import re
 
 import pytest
@@ -370,3 +371,31 @@ def test_init_passes_the_secrets_each_remote_needs_and_only_ones_lockstep_declar
         called = ROOT / ".github" / "workflows" / job["uses"].split("/.github/workflows/")[1].split("@")[0]
         declared = yaml.safe_load(called.read_text())[True]["workflow_call"]["secrets"]
         assert set(passed) <= set(declared), (name, set(passed) - set(declared))
+
+
+@pytest.mark.parametrize(("installed_from", "named"), [
+    ("requirements.txt ", "ml/requirements.txt"),
+    ("../requirements.txt ", "requirements.txt"),
+    ("", "no requirements file (none of requirements.txt"),
+])
+def test_a_stage_missing_a_module_is_told_where_the_environment_came_from(tmp_path, monkeypatch, installed_from, named):
+    import subprocess
+    import sys
+
+    from lockstep import dvcrepo
+    from lockstep.errors import DvcError
+
+    project = tmp_path / "ml"
+    project.mkdir()
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    subprocess.run([sys.executable, "-m", "dvc", "init", "-q", "--subdir"], cwd=project, check=True)
+    (project / "dvc.yaml").write_text("stages:\n  evaluate:\n    cmd: python -c 'import sklearn_not_installed.metrics'\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("LOCKSTEP_PROJECT_REQUIREMENTS", installed_from)
+    with pytest.raises(DvcError) as failed:
+        dvcrepo.reproduce(project, ["evaluate"], env={**os.environ, "DVC_NO_ANALYTICS": "true"})
+    assert "stage 'evaluate' failed" in failed.value.message
+    assert "No module named 'sklearn_not_installed'" in failed.value.message
+    assert failed.value.hint.startswith("the stage imports `sklearn_not_installed`, which the project's environment does not have; "
+                                        f"it was installed from {named}")
+    assert "`requirements` input" in failed.value.hint

@@ -881,11 +881,23 @@ def reproduce(project_dir: str | Path, stage_names: Sequence[str], *, env: Mappi
         said = [line.strip() for line in tail if line.strip() and not line.startswith((" ", "\t", "Traceback"))
                 and "failed to reproduce" not in line]
         last = " | ".join(said[-3:])[-1500:]
-        raise DvcError(
-            f"stage '{failed}' failed (`dvc repro` exited {code}): {last}",
-            hint=f"the stage's own output is in the log above; reproduce it locally with `dvc repro -f -s {failed}`",
-            file="dvc.yaml",
-        )
+        hint = f"the stage's own output is in the log above; reproduce it locally with `dvc repro -f -s {failed}`"
+        missing = next((m.group(1) for line in reversed(tail) if (m := re.search(r"ModuleNotFoundError: No module named '([\w.]+)'", line))), "")
+        if missing:
+            hint = (f"the stage imports `{missing}`, which the project's environment does not have; it was installed from "
+                    f"{_installed_from(project_dir)}: add the package that provides it there, or point the setup's "
+                    "`requirements` input at the file that lists it")
+        raise DvcError(f"stage '{failed}' failed (`dvc repro` exited {code}): {last}", hint=hint, file="dvc.yaml")
+
+
+def _installed_from(project_dir: str | Path) -> str:
+    """What the setup action installed the project's environment from (LOCKSTEP_PROJECT_REQUIREMENTS,
+    paths relative to the project), for a message."""
+    named = os.environ.get("LOCKSTEP_PROJECT_REQUIREMENTS", "").split()
+    if not named:
+        return "no requirements file (none of requirements.txt, src/requirements.txt, uv.lock, pyproject.toml was found)" \
+            if "LOCKSTEP_PROJECT_REQUIREMENTS" in os.environ else "the project's requirements"
+    return ", ".join(os.path.relpath(os.path.join(str(project_dir), name)) for name in named)
 
 
 def dep_outputs(repo, stage_names: Sequence[str]) -> list[str]:
