@@ -13,7 +13,9 @@ same machine:
                   uv recipe (setup-uv with its cache, uv pip install dvc[s3] + requirements, dvc pull,
                   dvc repro, dvc metrics diff --md, one comment call) and the older pip recipe, all
                   under act in one run, cold (empty caches) and warm (the caches of the cold run),
-                  with a phase breakdown from act's per-step timestamps
+                  with a phase breakdown from act's per-step timestamps; `--against REV` also runs
+                  lockstep's workflow from commit REV in turn with this tree's (ratios pair by pair),
+                  `--workflows` picks which of the three run
   main-rebuild    job time of lockstep's main-rebuild.yml vs the uv rebuild recipe (pull, repro -f,
                   push, commit), both under act, cold and warm
 """
