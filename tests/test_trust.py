@@ -107,6 +107,71 @@ def test_a_pr_whose_evaluation_code_inflates_its_score_is_judged_by_the_base_eva
     assert accuracy["pr"] == pytest.approx(0.65)
 
 
+# What an adversary puts beside evaluate.py: `import csv` there gets this file, which is the real csv
+# module except that, in the evaluation, every row reads as a right answer. dvc.yaml does not list
+# it, so DVC's lock check and the evaluation's declared dependencies see no change.
+SHADOW_CSV = """
+import importlib.util, json, sys, sysconfig
+_spec = importlib.util.spec_from_file_location("_csv_stdlib", sysconfig.get_paths()["stdlib"] + "/csv.py")
+_real = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_real)
+globals().update({k: v for k, v in vars(_real).items() if not k.startswith("__")})
+
+
+def reader(lines, *args, **kwargs):
+    rows = _real.reader(lines, *args, **kwargs)
+    if not sys.argv[0].endswith("evaluate.py"):
+        return rows
+    threshold = json.load(open("model.json"))["threshold"]
+    return ([x, "1" if float(x) > threshold else "0"] for x, _y in rows)
+"""
+
+
+def test_a_module_that_shadows_a_library_beside_the_evaluation_cannot_inflate_the_score(tmp_path):
+    repo = make_repo(SEPARATE_EVALUATION, tmp_path)
+    good_main(repo)
+
+    def worse_with_a_shadowing_module(repo):
+        worse_model(repo)
+        (repo.project / "csv.py").write_text(SHADOW_CSV)
+        retrain(repo, push=False)
+        # DVC's run cache knows this model's evaluation from before (csv.py is no dependency of it):
+        # the adversary runs it again for real, and commits what the shadow makes of it
+        run(str(BIN / "dvc"), "repro", "--force", "--single-item", "evaluate", cwd=repo.project)
+        repo.dvc("push")
+
+    base, head, checkout = pull_request(repo, "shadow", worse_with_a_shadowing_module)
+    proc, results, checks = validate(repo, checkout, base, head)
+    assert proc.returncode == EXIT_CHECKS_FAILED, proc.stdout[-3000:]
+    assert checks["lock-vs-code"]["status"] == "pass"  # DVC sees nothing: csv.py is no dependency
+    assert checks["re-evaluation"]["status"] == "pass"  # and the PR's evaluation agrees with itself
+    trusted = checks["trusted-evaluation"]
+    assert trusted["status"] == "warn" and "which dvc.yaml does not declare (ml/csv.py)" in trusted["summary"]
+    assert "gives other metrics than this PR's own" in trusted["summary"]
+    side = next(d for d in trusted["details"] if d.startswith("accuracy:"))
+    assert "base's evaluation 0.65" in side and "this PR's evaluation 1" in side
+    assert checks["gates"]["status"] == "fail"  # by the base's evaluation: 0.65 < 0.9
+    assert proc.stdout.index("::group::the base's evaluation on this PR's model") < proc.stdout.index("::group::re-evaluate in CI")
+    assert next(row for row in results["metrics"] if row["name"] == "accuracy")["pr"] == pytest.approx(0.65)
+
+
+def test_a_new_file_the_evaluation_does_not_use_is_evaluated_by_the_base_and_passes(tmp_path):
+    repo = make_repo(SEPARATE_EVALUATION, tmp_path)
+    good_main(repo, gate_min=0.5)
+
+    def helper_and_docs(repo):
+        (repo.project / "plotting.py").write_text("def plot(rows):\n    return len(rows)\n")
+        (repo.project / "NOTES.md").write_text("# notes\n")  # docs are never code
+
+    base, head, checkout = pull_request(repo, "helper", helper_and_docs)
+    proc, _results, checks = validate(repo, checkout, base, head)
+    assert proc.returncode == EXIT_OK, proc.stdout[-3000:]
+    trusted = checks["trusted-evaluation"]
+    assert trusted["status"] == "pass", trusted
+    assert trusted["summary"] == ("this PR changes files its evaluation may import or read, which dvc.yaml does not declare "
+                                  "(ml/plotting.py): the base's evaluation of this PR's model gives the same metrics")
+
+
 def test_a_deliberate_evaluation_change_is_shown_side_by_side_and_marked_for_review(tmp_path):
     repo = make_repo(SEPARATE_EVALUATION, tmp_path)
     good_main(repo)

@@ -980,6 +980,11 @@ def _outputs(repo, stage_names: Sequence[str], *, cached: bool) -> list[str]:
     return [os.path.relpath(out.fs_path, repo.root_dir) for stage in stages for out in stage.outs if out.use_cache is cached]
 
 
+def all_outputs(repo) -> list[str]:
+    """Every output DVC knows in the project (stages' and `dvc add`-ed data), relative to it."""
+    return [os.path.relpath(out.fs_path, repo.root_dir).replace(os.sep, "/") for stage in repo.index.stages for out in stage.outs]
+
+
 def git_tracked_outputs(repo, stage_names: Sequence[str]) -> list[str]:
     """Outputs with `cache: false` (metrics, plots) of these stages: git carries them."""
     return _outputs(repo, stage_names, cached=False)

@@ -53,6 +53,7 @@ from . import (
     guard as guardmod,
     lineage,
     modelscan,
+    packages,
     procenv,
     projectenv,
     review,
@@ -113,6 +114,7 @@ class Context:
     pr_params: dict[str, Any] = field(default_factory=dict)
     plots_html: str = ""  # every plot base vs PR, for the report folder (review.plots_html)
     remotes: dvcrepo.Remotes | None = None  # the base's DVC remotes, when the PR changed them
+    undeclared: list[str] = field(default_factory=list)  # files the PR changed that its evaluation may run, undeclared
 
     def stage_env(self) -> dict[str, str]:
         """The environment of the PR's own code: no secret, the trusted config's `env:`. Called
@@ -409,6 +411,15 @@ def _report_trusted_evaluation(ctx: Context, agreement: Check | None) -> None:
         return
     if ctx.trusted is not None:
         recomputed = ctx.recomputed or dvcrepo.MetricsRead()
+        if ctx.undeclared and not ctx.retrains:
+            files = ", ".join(ctx.undeclared[:3]) + (f" and {len(ctx.undeclared) - 3} more" if len(ctx.undeclared) > 3 else "")
+            what = f"this PR changes files its evaluation may import or read, which dvc.yaml does not declare ({files})"
+            if disagreements(ctx.trusted.values, recomputed.values, absolute=ctx.cfg.tolerance_absolute,
+                             relative=ctx.cfg.tolerance_relative):
+                pending.summary = (f"needs a maintainer's review: {what}, and the base's evaluation of this PR's model gives "
+                                   "other metrics than this PR's own. The gates judge by the base's evaluation")
+            else:
+                pending.status, pending.summary = "pass", f"{what}: the base's evaluation of this PR's model gives the same metrics"
         pending.details[:0] = [
             f"{name}: base's evaluation {format_value(ctx.trusted.values.get(name))} · this PR's evaluation "
             f"{format_value(recomputed.values.get(name))}"
@@ -530,8 +541,6 @@ def step_packages(ctx: Context) -> None:
     maintainer's review, with what changed. No check when nothing changed."""
     if not ctx.base_available:
         return
-    from . import packages
-
     named = os.environ.get("LOCKSTEP_PROJECT_REQUIREMENTS", "").split()  # what the setup action installed from
 
     def reader(rev: str):
@@ -552,8 +561,9 @@ def step_packages(ctx: Context) -> None:
 
 
 def step_trusted_evaluation(ctx: Context) -> None:
-    """When the PR changed how it evaluates (command, code, params, metrics files), evaluate its
-    model with the base's evaluation too; the gates judge those metrics. This runs before any of
+    """When the PR changed how it evaluates (command, code, params, metrics files), or changed a
+    file the evaluation may run without declaring it (`_undeclared_changes`), evaluate its model
+    with the base's evaluation too; the gates judge those metrics. This runs before any of
     the PR's own code, so that code cannot have changed the environment the base's evaluation runs
     in; it is reported after the PR's re-evaluation (`_report_trusted_evaluation`)."""
     if not ctx.base_available or not _passed(ctx, "pull") or not _passed(ctx, "model-load", missing_ok=True):
@@ -585,16 +595,22 @@ def _compare_evaluations(ctx: Context, base_project: Path) -> None:
         gha.warning(f"the base's pipeline cannot be read ({exc.message}); evaluations not compared")
         return
     after = dvcrepo.evaluation_signature(ctx.repo, ctx.eval_stages)
-    if before == after:
-        return
-    changed = _signature_changes(before, after)
     title = "Trusted evaluation"
     review = "needs a maintainer's review: this PR changes its evaluation"
+    if before == after:
+        ctx.undeclared = _undeclared_changes(ctx)
+        if not ctx.undeclared:
+            return
+        changed = [f"{path} (not declared in dvc.yaml; the evaluation may import or read it)" for path in ctx.undeclared]
+        review = "this PR changes files its evaluation may import or read, which dvc.yaml does not declare"
+    else:
+        changed = _signature_changes(before, after)
     if ctx.retrains:
         # The stages that evaluate also train: the base's version of them would retrain a model of
         # its own, not evaluate this PR's. Param changes are training changes here; a code change
         # cannot be told apart from an evaluation change, so it is marked for review.
-        code = [change for change in changed if "(stage '" in change or "command of stage" in change or "metrics files" in change]
+        code = [change for change in changed if "(stage '" in change or "command of stage" in change or "metrics files" in change
+                or "not declared in dvc.yaml" in change]
         if code:
             ctx.pending_trusted = Check(
                 "trusted-evaluation", title, "warn",
@@ -637,6 +653,38 @@ def _compare_evaluations(ctx: Context, base_project: Path) -> None:
         "its own evaluation applies to the PRs after it is merged",
         list(changed),  # the side by side goes first once the PR's own evaluation has run
     )
+
+
+# What a pull request may change without its evaluation running it: DVC's own files, docs, the
+# repository's workflows (see _undeclared_changes).
+_INERT_NAMES = frozenset({"dvc.lock", ".gitignore", ".dvcignore"})
+_INERT_SUFFIXES = (".dvc", ".md", ".rst")
+_VALUE_SUFFIXES = (".yaml", ".yml", ".json", ".toml")  # a params file in one of these holds values, not code
+
+
+def _undeclared_changes(ctx: Context) -> list[str]:
+    """Files this PR adds, changes or removes that its evaluation stages do not declare but may
+    import or read, from the repository's root. DVC compares only what dvc.yaml lists: a helper
+    module the evaluation script imports is code as much as the script, and a module beside the
+    script shadows the library of the same name (a `csv.py` beside `evaluate.py` is what
+    `import csv` gets). Left out: DVC's own files and the pipeline's outputs, params files' values
+    (the evaluation's own params are compared in its signature), lockstep.yaml (the base's judges),
+    the requirement files (the Packages check shows those), docs, and `.github/`."""
+    repo, prefix = ctx.repo, ctx.prefix
+    inert = {posixpath.normpath(ctx.inputs.config_path or configmod.CONFIG_NAME), *packages.DEFAULT_FILES,
+             *(posixpath.normpath(name) for name in os.environ.get("LOCKSTEP_PROJECT_REQUIREMENTS", "").split())}
+    inert |= {path for path in dvcrepo.params_files(repo) if path.endswith(_VALUE_SUFFIXES)}
+    outputs = [path.rstrip("/") + "/" for path in [*dvcrepo.all_outputs(repo), *dvcrepo.all_metrics_files(repo)]]
+    found = []
+    for path in gitrepo.changed_files(ctx.project, ctx.inputs.base_sha, "HEAD"):
+        name = posixpath.basename(path)
+        if path.startswith(".github/") or name in _INERT_NAMES or path.endswith(_INERT_SUFFIXES):
+            continue
+        rel = posixpath.relpath(path, prefix.rstrip("/") or ".")
+        if rel in inert or rel.startswith(".dvc/") or any((rel + "/").startswith(out) for out in outputs):
+            continue
+        found.append(path)
+    return found
 
 
 def _signature_changes(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
