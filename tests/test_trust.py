@@ -4,13 +4,15 @@ would try, through the real CLI on real DVC repositories (tests/projects shapes)
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from lockstep.errors import EXIT_CHECKS_FAILED, EXIT_OK
 
-from conftest import BIN, git, run
+from conftest import BIN, ROOT, git, lockstep, run
 from test_shapes import SHAPES, make_repo, validate
 
 pytestmark = pytest.mark.integration
@@ -153,6 +155,76 @@ def test_a_module_that_shadows_a_library_beside_the_evaluation_cannot_inflate_th
     assert checks["gates"]["status"] == "fail"  # by the base's evaluation: 0.65 < 0.9
     assert proc.stdout.index("::group::the base's evaluation on this PR's model") < proc.stdout.index("::group::re-evaluate in CI")
     assert next(row for row in results["metrics"] if row["name"] == "accuracy")["pr"] == pytest.approx(0.65)
+
+
+# A package a PR adds to its requirements: its .pth file runs at every interpreter start-up of the
+# environment it is installed in, and patches csv.reader as SHADOW_CSV does.
+PATCHING_PACKAGE = {
+    "pyproject.toml": '[project]\nname = "csv-speedups"\nversion = "1.0"\n[build-system]\nrequires = ["setuptools"]\n'
+                      'build-backend = "setuptools.build_meta"\n[tool.setuptools]\npy-modules = ["csv_speedups"]\n',
+    "csv_speedups.py": (
+        "import csv, json, sys\n_reader = csv.reader\n"
+        "def reader(lines, *args, **kwargs):\n"
+        "    rows = _reader(lines, *args, **kwargs)\n"
+        "    if not sys.argv[0].endswith('evaluate.py'):\n        return rows\n"
+        "    threshold = json.load(open('model.json'))['threshold']\n"
+        "    return ([x, '1' if float(x) > threshold else '0'] for x, _y in rows)\n"
+        "csv.reader = reader\n"
+    ),
+    "setup.py": ("from setuptools import setup\nfrom setuptools.command.build_py import build_py\n"
+                 "class with_pth(build_py):\n    def run(self):\n        super().run()\n"
+                 "        open(self.build_lib + '/csv_speedups.pth', 'w').write('import csv_speedups\\n')\n"
+                 "setup(cmdclass={'build_py': with_pth})\n"),
+}
+
+
+def test_a_package_the_pr_adds_cannot_inflate_the_score_of_the_base_evaluation(tmp_path):
+    """The base's evaluation of a PR that changes its packages runs in an environment installed from
+    the base's requirements: in the PR's, the PR's package would patch the base's evaluation too."""
+    repo = make_repo(SEPARATE_EVALUATION, tmp_path)
+    good_main(repo)
+    shadow = tmp_path / "developer-shadow"
+    shadow.mkdir()
+    (shadow / "csv.py").write_text(SHADOW_CSV)  # what the package does, on the developer's machine
+
+    def worse_with_a_patching_package(repo):
+        worse_model(repo)
+        for name, text in PATCHING_PACKAGE.items():
+            (repo.dev / "csv-speedups" / name).parent.mkdir(parents=True, exist_ok=True)
+            (repo.dev / "csv-speedups" / name).write_text(text)
+        requirements = repo.project / "requirements.txt"
+        requirements.write_text(requirements.read_text() + "./csv-speedups\n")
+        retrain(repo, push=False)
+        run(str(BIN / "dvc"), "repro", "--force", "--single-item", "evaluate", cwd=repo.project, env={"PYTHONPATH": str(shadow)})
+        repo.dvc("push")
+
+    base, head, checkout = pull_request(repo, "package", worse_with_a_patching_package)
+    # the setup action, as pr-validate.yml runs it: lockstep's environment and the PR's project environment
+    runner, github_env = tmp_path / "runner", tmp_path / "github-env.txt"
+    setup = subprocess.run(["bash", str(ROOT / "actions" / "setup" / "setup.sh"), "install"], cwd=checkout, capture_output=True, text=True,
+                           env={**{k: v for k, v in os.environ.items() if not k.startswith(("GITHUB_", "RUNNER_", "SETUP_"))},
+                                "RUNNER_TEMP": str(runner), "GITHUB_ACTION_PATH": str(ROOT / "actions" / "setup"),
+                                "GITHUB_OUTPUT": str(tmp_path / "out.txt"), "GITHUB_PATH": str(tmp_path / "path.txt"),
+                                "GITHUB_ENV": str(github_env), "SETUP_WORKING_DIRECTORY": "ml"})
+    assert setup.returncode == 0, setup.stdout + setup.stderr
+    project_python = runner / "lockstep" / "project" / "bin" / "python"
+    patched = subprocess.run([str(project_python), "-c", "import csv; print(csv.reader.__module__)"], capture_output=True, text=True)
+    assert patched.stdout.strip() == "csv_speedups"  # the PR's environment runs the package
+    requirements = next(line.split("=", 1)[1] for line in github_env.read_text().splitlines() if line.startswith("LOCKSTEP_PROJECT_REQUIREMENTS="))
+    env = {"LOCKSTEP_PROJECT_REQUIREMENTS": requirements, "PATH": f"{project_python.parent}{os.pathsep}{os.environ['PATH']}"}
+    report = tmp_path / "report"
+    proc = lockstep("validate", "--working-directory", "ml", "--base-sha", base, "--head-sha", head, "--pr-number", "3",
+                    "--repository", "acme/churn-model", "--report-dir", str(report), cwd=checkout,
+                    env={"GITHUB_ACTIONS": "true", **env})
+    checks = {c["id"]: c for c in json.loads((report / "results.json").read_text())["checks"]}
+    assert proc.returncode == EXIT_CHECKS_FAILED, proc.stdout[-3000:]
+    assert checks["packages"]["status"] == "warn"
+    assert checks["re-evaluation"]["status"] == "pass"  # in the PR's environment the PR's evaluation agrees with itself
+    trusted = checks["trusted-evaluation"]
+    assert "the base's evaluation ran in an environment from the base's requirements" in trusted["summary"]
+    assert next(d for d in trusted["details"] if d.startswith("accuracy:")).startswith("accuracy: base's evaluation 0.65 · this PR's evaluation 1")
+    assert checks["gates"]["status"] == "fail"  # by the base's evaluation, in the base's environment: 0.65 < 0.9
+    assert "::group::the base's project environment" in proc.stdout
 
 
 def test_a_new_file_the_evaluation_does_not_use_is_evaluated_by_the_base_and_passes(tmp_path):

@@ -5,7 +5,8 @@
 #   setup.sh plan      which Python, which requirement files, which DVC extras (to GITHUB_OUTPUT)
 #   setup.sh key       the bytecode cache's key and folder (to GITHUB_OUTPUT)
 #   setup.sh install   install both environments
-#   setup.sh project   install only the project's environment (the tests use it)
+#   setup.sh project   install only the project's environment (into SETUP_ENV_DIR when set: lockstep
+#                      validate installs the base commit's there, for the base's evaluation)
 #   setup.sh project-background   what `install` starts for the project's environment
 # lockstep runs from the action's own source (a .pth file), so nothing is built. The two installs
 # run side by side; with SETUP_BACKGROUND=true the project's goes on after this step, and
@@ -87,7 +88,8 @@ cache_key() {
 }
 
 install_project() {
-  uv venv --quiet --relocatable --python "$python" "$root/project"
+  local env_dir="${SETUP_ENV_DIR:-$root/project}"  # lockstep validate installs the base's here (projectenv.py)
+  uv venv --quiet --relocatable --python "$python" "$env_dir"
   local entries
   entries="$(requirements)"
   if [ -z "$entries" ]; then
@@ -106,10 +108,10 @@ install_project() {
     echo "installing the project's requirements from $wd/$entry"
     case "$file" in
       *uv.lock)
-        UV_PROJECT_ENVIRONMENT="$root/project" "${clean[@]}" uv sync --quiet --frozen --no-editable \
-          --python "$root/project/bin/python" --project "$(dirname "$wd/$file")" "${extras[@]}" ;;
+        UV_PROJECT_ENVIRONMENT="$env_dir" "${clean[@]}" uv sync --quiet --frozen --no-editable \
+          --python "$env_dir/bin/python" --project "$(dirname "$wd/$file")" "${extras[@]}" ;;
       *)
-        "${clean[@]}" uv pip install --quiet --python "$root/project/bin/python" -r "$wd/$file" "${extras[@]}" ;;
+        "${clean[@]}" uv pip install --quiet --python "$env_dir/bin/python" -r "$wd/$file" "${extras[@]}" ;;
     esac
   done <<< "$entries"
 }
@@ -139,7 +141,7 @@ case "${1:-install}" in
     } >> "$GITHUB_OUTPUT"
     ;;
   project)
-    rm -rf "$root/project"
+    rm -rf "${SETUP_ENV_DIR:-$root/project}"
     install_project
     ;;
   project-background)
@@ -180,7 +182,7 @@ case "${1:-install}" in
     fi
     # which files the project's packages come from: a PR that changes them is marked for review
     if [ -n "${GITHUB_ENV:-}" ]; then
-      echo "LOCKSTEP_PROJECT_REQUIREMENTS=$(requirements | sed 's#\[.*##' | tr '\n' ' ')" >> "$GITHUB_ENV"
+      echo "LOCKSTEP_PROJECT_REQUIREMENTS=$(requirements | tr '\n' ' ')" >> "$GITHUB_ENV"
     fi
     if [ "${SETUP_BACKGROUND:-false}" = true ]; then
       echo "LOCKSTEP_PROJECT_ENV_STATUS=$status" >> "$GITHUB_ENV"

@@ -893,7 +893,7 @@ def reproduce(project_dir: str | Path, stage_names: Sequence[str], *, env: Mappi
 def _installed_from(project_dir: str | Path) -> str:
     """What the setup action installed the project's environment from (LOCKSTEP_PROJECT_REQUIREMENTS,
     paths relative to the project), for a message."""
-    named = os.environ.get("LOCKSTEP_PROJECT_REQUIREMENTS", "").split()
+    named = [entry.split("[", 1)[0] for entry in os.environ.get("LOCKSTEP_PROJECT_REQUIREMENTS", "").split()]
     if not named:
         return "no requirements file (none of requirements.txt, src/requirements.txt, uv.lock, pyproject.toml was found)" \
             if "LOCKSTEP_PROJECT_REQUIREMENTS" in os.environ else "the project's requirements"

@@ -5,11 +5,13 @@ the project's code."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
 
-from . import gha
+from . import gha, procenv
 from .errors import InputError
 
 _ready: set[str] = set()
@@ -56,3 +58,37 @@ def _installing(pid_file: Path) -> bool:
     except (OSError, ValueError):
         return not pid_file.is_file()
     return True
+
+
+def requirement_files(environ: Mapping[str, str] = os.environ) -> list[str]:
+    """The files the setup action installed the project's environment from, relative to the
+    project (LOCKSTEP_PROJECT_REQUIREMENTS holds its entries, extras included: `pyproject.toml[gpu]`)."""
+    return [entry.split("[", 1)[0] for entry in environ.get("LOCKSTEP_PROJECT_REQUIREMENTS", "").split()]
+
+
+def install_base(project: Path, workspace: Path, target: Path, environ: Mapping[str, str] = os.environ) -> Path:
+    """Install into `target` the project's environment as the base commit gives it: the setup
+    action's requirement entries read in the base's checkout (`project`, inside `workspace`, the
+    checkout's root), by the setup action's own script. For the base's evaluation of a pull
+    request that changes its packages: the PR's environment would run the PR's packages in the
+    base's evaluation too. Returns the environment's `bin` folder; raises InputError (exit 2)
+    with the install's last words when it fails."""
+    setup = Path(__file__).resolve().parents[2] / "actions" / "setup" / "setup.sh"
+    if not setup.is_file():
+        raise InputError("the base's requirements cannot be installed: lockstep is not running from its action's source",
+                         hint="run PR validation through the setup action (pr-validate.yml does)")
+    env = procenv.for_untrusted_code(environ)  # uv runs the base's packages' build code: no credential
+    env.update({name: value for name, value in environ.items() if name.startswith(("UV_INDEX", "UV_EXTRA_INDEX", "PIP_INDEX", "PIP_EXTRA_INDEX"))})
+    env.update(RUNNER_TEMP=str(target.parent), GITHUB_ACTION_PATH=str(setup.parent), SETUP_WORKING_DIRECTORY=str(project),
+               SETUP_REQUIREMENTS=environ.get("LOCKSTEP_PROJECT_REQUIREMENTS", "").strip(), SETUP_ENV_DIR=str(target),
+               SETUP_PYTHON=sys.executable)
+    started = time.monotonic()
+    proc = subprocess.run(["bash", str(setup), "project"], cwd=workspace, env=env, capture_output=True, text=True, check=False)  # noqa: S603, S607
+    said = (proc.stdout + proc.stderr).strip()
+    with gha.group(f"the base's project environment ({time.monotonic() - started:.1f} s)"):
+        gha.info(said or "(nothing printed)")
+    if proc.returncode != 0:
+        last = " | ".join(line.strip() for line in said.splitlines()[-5:] if line.strip())[-1500:]
+        raise InputError(f"the base's requirements did not install (exit {proc.returncode}): {last}",
+                         hint="the install's output is in the group above")
+    return target / "bin"

@@ -115,6 +115,7 @@ class Context:
     plots_html: str = ""  # every plot base vs PR, for the report folder (review.plots_html)
     remotes: dvcrepo.Remotes | None = None  # the base's DVC remotes, when the PR changed them
     undeclared: list[str] = field(default_factory=list)  # files the PR changed that its evaluation may run, undeclared
+    packages_changed: list[str] = field(default_factory=list)  # what the Packages check found
 
     def stage_env(self) -> dict[str, str]:
         """The environment of the PR's own code: no secret, the trusted config's `env:`. Called
@@ -413,7 +414,9 @@ def _report_trusted_evaluation(ctx: Context, agreement: Check | None) -> None:
         recomputed = ctx.recomputed or dvcrepo.MetricsRead()
         if ctx.undeclared and not ctx.retrains:
             files = ", ".join(ctx.undeclared[:3]) + (f" and {len(ctx.undeclared) - 3} more" if len(ctx.undeclared) > 3 else "")
-            what = f"this PR changes files its evaluation may import or read, which dvc.yaml does not declare ({files})"
+            what = (f"this PR changes files its evaluation may import or read, which dvc.yaml does not declare ({files})"
+                    if not ctx.packages_changed else f"this PR changes what its evaluation runs beyond dvc.yaml's declared "
+                    f"dependencies ({files}); the base's evaluation ran in an environment from the base's requirements")
             if disagreements(ctx.trusted.values, recomputed.values, absolute=ctx.cfg.tolerance_absolute,
                              relative=ctx.cfg.tolerance_relative):
                 pending.summary = (f"needs a maintainer's review: {what}, and the base's evaluation of this PR's model gives "
@@ -541,7 +544,7 @@ def step_packages(ctx: Context) -> None:
     maintainer's review, with what changed. No check when nothing changed."""
     if not ctx.base_available:
         return
-    named = os.environ.get("LOCKSTEP_PROJECT_REQUIREMENTS", "").split()  # what the setup action installed from
+    named = projectenv.requirement_files()  # what the setup action installed from
 
     def reader(rev: str):
         def read(name: str) -> str | None:
@@ -550,6 +553,7 @@ def step_packages(ctx: Context) -> None:
         return read
 
     found = packages.changes([*named, *packages.DEFAULT_FILES], base=reader(ctx.inputs.base_sha), head=reader("HEAD"))
+    ctx.packages_changed = found
     if found:
         ctx.report.add(Check(
             "packages", "Packages", "warn",
@@ -577,12 +581,12 @@ def step_trusted_evaluation(ctx: Context) -> None:
                                         f"the base commit could not be checked out to compare evaluations: {exc.message}")
             return
         try:
-            _compare_evaluations(ctx, worktree / ctx.prefix)
+            _compare_evaluations(ctx, worktree / ctx.prefix, worktree)
         finally:
             gitrepo.remove_worktree(ctx.project, worktree)
 
 
-def _compare_evaluations(ctx: Context, base_project: Path) -> None:
+def _compare_evaluations(ctx: Context, base_project: Path, base_checkout: Path) -> None:
     if not (base_project / ".dvc").is_dir():
         return  # the base has no DVC project here yet: nothing to compare with
     try:
@@ -599,12 +603,18 @@ def _compare_evaluations(ctx: Context, base_project: Path) -> None:
     review = "needs a maintainer's review: this PR changes its evaluation"
     if before == after:
         ctx.undeclared = _undeclared_changes(ctx)
-        if not ctx.undeclared:
+        if not ctx.undeclared and not ctx.packages_changed:
             return
         changed = [f"{path} (not declared in dvc.yaml; the evaluation may import or read it)" for path in ctx.undeclared]
         review = "this PR changes files its evaluation may import or read, which dvc.yaml does not declare"
+        if ctx.packages_changed:
+            ctx.undeclared.append("its packages")
+            changed.append("the project's packages (the Packages check lists them)")
+            review = "this PR changes what its evaluation runs beyond dvc.yaml's declared dependencies"
     else:
         changed = _signature_changes(before, after)
+    if ctx.packages_changed and "the project's packages (the Packages check lists them)" not in changed:
+        changed.append("the project's packages (the Packages check lists them)")
     if ctx.retrains:
         # The stages that evaluate also train: the base's version of them would retrain a model of
         # its own, not evaluate this PR's. Param changes are training changes here; a code change
@@ -630,6 +640,16 @@ def _compare_evaluations(ctx: Context, base_project: Path) -> None:
         _copy(ctx.project / path, base_project / path)
     base_repo.close()
     env = ctx.stage_env()
+    if ctx.packages_changed and "LOCKSTEP_PROJECT_REQUIREMENTS" in os.environ:
+        # the PR's environment holds the PR's packages: the base's evaluation runs in the base's
+        try:
+            bin_dir = projectenv.install_base(base_project, base_checkout, ctx.scratch / "base-env")
+        except LockstepError as exc:
+            ctx.pending_trusted = Check("trusted-evaluation", title, "fail",
+                                        f"needs a maintainer's review: {review} ({'; '.join(changed[:3])}), and the base's "
+                                        f"requirements could not be installed to evaluate its model with: {exc.message}", changed)
+            return
+        env = {**env, "PATH": f"{bin_dir}{os.pathsep}{env.get('PATH', '')}", "VIRTUAL_ENV": str(bin_dir.parent)}
     started = ended = time.monotonic()
     try:
         with gha.group(f"the base's evaluation on this PR's model: {', '.join(base_stages)}"):
@@ -672,7 +692,7 @@ def _undeclared_changes(ctx: Context) -> list[str]:
     the requirement files (the Packages check shows those), docs, and `.github/`."""
     repo, prefix = ctx.repo, ctx.prefix
     inert = {posixpath.normpath(ctx.inputs.config_path or configmod.CONFIG_NAME), *packages.DEFAULT_FILES,
-             *(posixpath.normpath(name) for name in os.environ.get("LOCKSTEP_PROJECT_REQUIREMENTS", "").split())}
+             *(posixpath.normpath(name) for name in projectenv.requirement_files())}
     inert |= {path for path in dvcrepo.params_files(repo) if path.endswith(_VALUE_SUFFIXES)}
     outputs = [path.rstrip("/") + "/" for path in [*dvcrepo.all_outputs(repo), *dvcrepo.all_metrics_files(repo)]]
     found = []
