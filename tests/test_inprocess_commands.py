@@ -351,21 +351,21 @@ def test_init_writes_a_valid_config_and_the_workflows_and_never_overwrites(bed):
 
 def test_init_passes_the_secrets_each_remote_needs_and_only_ones_lockstep_declares(bed):
     """A project with a Google Cloud Storage and a Google Drive remote: the workflows `lockstep
-    init` writes hand lockstep DVC_REMOTE_AUTH and GDRIVE_CREDENTIALS_DATA (and MLflow's), not the
-    AWS keys, and each secret they pass is one the reusable workflow they call declares."""
+    init` writes hand lockstep GOOGLE_CREDENTIALS, DVC_REMOTE_AUTH and GDRIVE_CREDENTIALS_DATA
+    (and MLflow's), not the AWS keys, and each secret they pass is one the reusable workflow they call declares."""
     config = bed.project / ".dvc" / "config"
     config.write_text(config.read_text() + "['remote \"gcs\"']\n    url = gs://acme-ml/dvc\n"
                       "['remote \"drive\"']\n    url = gdrive://0AIac4JZqHhKmUk9PDA/dvcstore\n")
     wrote = bed.cli("init", "--working-directory", str(bed.project), "--repository", "octo/ml", "--force")
     assert wrote.code == EXIT_OK, wrote.stdout
     assert "GDRIVE_CREDENTIALS_DATA: a service account's JSON key" in wrote.stdout
-    assert "DVC_REMOTE_AUTH with `credentialpath=…`" in wrote.stdout
+    assert "GOOGLE_CREDENTIALS: a service account's JSON key" in wrote.stdout
     workflows = bed.dev / ".github" / "workflows"
     for name in ("ml-pr.yml", "ml-main.yml", "ml-retrain.yml"):
         jobs = yaml.safe_load((workflows / name).read_text())["jobs"]
         job = jobs["rebuild"] if name == "ml-main.yml" else next(iter(jobs.values()))
         passed = list(job["secrets"])
-        assert passed == ["GDRIVE_CREDENTIALS_DATA", "DVC_REMOTE_AUTH", "MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_USERNAME",
+        assert passed == ["GDRIVE_CREDENTIALS_DATA", "GOOGLE_CREDENTIALS", "DVC_REMOTE_AUTH", "MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_USERNAME",
                           "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN"], name
         assert all(value == f"${{{{ secrets.{key} }}}}" for key, value in job["secrets"].items())
         called = ROOT / ".github" / "workflows" / job["uses"].split("/.github/workflows/")[1].split("@")[0]
@@ -399,3 +399,16 @@ def test_a_stage_missing_a_module_is_told_where_the_environment_came_from(tmp_pa
     assert failed.value.hint.startswith("the stage imports `sklearn_not_installed`, which the project's environment does not have; "
                                         f"it was installed from {named}")
     assert "`requirements` input" in failed.value.hint
+
+
+def test_google_credentials_that_are_not_a_json_key_are_a_named_error():
+    from lockstep import dvcrepo
+    from lockstep.errors import DvcError
+
+    for text in ("/home/runner/key.json", '["service_account"]', '{"client_email": "x"}'):
+        with pytest.raises(DvcError) as bad:
+            dvcrepo.google_cloud_credentials({"GOOGLE_CREDENTIALS": text})
+        assert bad.value.message == 'GOOGLE_CREDENTIALS is not a Google credentials JSON object (no "type" key)'
+        assert "whole content of the service account's key file" in bad.value.hint
+        assert text not in bad.value.message + bad.value.hint  # a secret's value is never echoed
+    assert dvcrepo.google_cloud_credentials({}) is False

@@ -24,6 +24,7 @@ SECRETS = {
     "MLFLOW_TRACKING_PASSWORD": "canary-mlflow-password",
     "DVC_REMOTE_AUTH": "canary-dvc-remote-auth",
     "GDRIVE_CREDENTIALS_DATA": '{"type": "service_account", "private_key": "canary-google-drive-key"}',
+    "GOOGLE_CREDENTIALS": '{"type": "service_account", "private_key": "canary-google-cloud-key"}',
     "ACTIONS_RUNTIME_TOKEN": "canary-runtime-token",
 }
 

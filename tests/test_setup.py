@@ -250,3 +250,45 @@ def test_a_google_drive_remote_gets_a_client_whose_service_account_login_signs(t
     login = subprocess.run([str(python), "-c", GOOGLE_LOGIN, str(folder)], capture_output=True, text=True, cwd=tmp_path)
     assert login.returncode == 0, login.stderr[-3000:]
     assert login.stdout.split() == ["RS256", "ci@project.iam.gserviceaccount.com"]
+
+
+GCS_LOGIN = r'''
+import json, os, sys
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from lockstep import dvcrepo
+
+key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+os.environ["GOOGLE_CREDENTIALS"] = json.dumps({
+    "type": "service_account", "project_id": "acme-ml", "client_email": "ci@acme-ml.iam.gserviceaccount.com", "client_id": "1",
+    "private_key_id": "k1", "private_key": pem.decode(), "token_uri": "https://oauth2.googleapis.com/token"})
+repo = dvcrepo.open_repo(sys.argv[1])  # lockstep settles the remotes: the credentials go to DVC's GCS client
+client = repo.cloud.get_remote().fs.fs  # gcsfs, as DVC builds it for the remote check, the pull and the push
+credentials = client.credentials.credentials
+print(type(credentials).__module__, credentials.service_account_email)
+'''
+
+
+@pytest.mark.integration  # lockstep's environment with DVC's Google Cloud Storage extra, from PyPI: about 10 s
+def test_a_gcs_remote_gets_the_service_account_key_from_the_secret_in_memory(tmp_path):
+    """On a GitHub-hosted runner there is no key file, and a reusable workflow cannot add an auth
+    step: GOOGLE_CREDENTIALS (the key's JSON) reaches DVC's GCS client without being written to
+    a file. Without it, gcsfs falls back to anonymous access."""
+    folder = project(tmp_path, {
+        "requirements.txt": "",
+        ".dvc/config": "[core]\n    remote = gcs\n['remote \"gcs\"']\n    url = gs://acme-ml/dvc\n",
+        "dvc.yaml": "stages: {}\n",
+    })
+    subprocess.run(["git", "init", "-q", str(folder)], check=True)
+    proc, _ = setup("install", folder, tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "installing dvc[gs]" in proc.stdout
+    python = tmp_path / "runner" / "lockstep" / "tool" / "bin" / "python"
+    before = {p for p in tmp_path.rglob("*") if p.is_file()}
+    login = subprocess.run([str(python), "-c", GCS_LOGIN, str(folder)], capture_output=True, text=True, cwd=tmp_path,
+                           env={k: v for k, v in os.environ.items() if not k.startswith(("GOOGLE_", "CLOUDSDK_"))})
+    assert login.returncode == 0, login.stderr[-3000:]
+    assert login.stdout.split() == ["google.oauth2.service_account", "ci@acme-ml.iam.gserviceaccount.com"]
+    written = [p for p in tmp_path.rglob("*") if p.is_file() and p not in before and "__pycache__" not in p.parts]
+    assert not [p for p in written if b"PRIVATE KEY" in p.read_bytes()]  # the key is in no file

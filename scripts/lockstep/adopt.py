@@ -31,7 +31,7 @@ _MODEL_NAME = re.compile(r"(model|\.pkl$|\.pickle$|\.joblib$|\.pt$|\.pth$|\.onnx
                          re.IGNORECASE)
 _SECRETS_BY_SCHEME = {
     "s3": "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or pass aws-role-to-assume for OIDC)",
-    "gs": "DVC_REMOTE_AUTH with `credentialpath=…`, or Google credentials in the runner's environment",
+    "gs": "GOOGLE_CREDENTIALS: a service account's JSON key (lockstep hands it to DVC in memory); DVC_REMOTE_AUTH for other options",
     "azure": "DVC_REMOTE_AUTH with `connection_string=…` (or account_name/account_key)",
     "ssh": "DVC_REMOTE_AUTH with `user=…` and `password=…` (or a keyfile on the runner)",
     "http": "DVC_REMOTE_AUTH with `auth=basic`, `user=…`, `password=…` when the server needs them",
@@ -119,6 +119,8 @@ def secret_names(schemes: Sequence[str]) -> list[str]:
             names += _AWS_SECRETS
         elif scheme == "gdrive":
             names.append("GDRIVE_CREDENTIALS_DATA")
+        elif scheme in ("gs", "gcs"):
+            names += ["GOOGLE_CREDENTIALS", "DVC_REMOTE_AUTH"]
         elif scheme != "local":
             names.append("DVC_REMOTE_AUTH")
     return list(dict.fromkeys([*names, *_MLFLOW_SECRETS]))

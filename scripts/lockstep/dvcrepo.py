@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -200,8 +201,11 @@ def _settle_remotes(conf, remotes: Remotes | None, auth: str) -> None:
         conf["core"].pop("remote", None)
         if remotes[1]:
             conf["core"]["remote"] = remotes[1]
-    if any(str(options.get("url", "")).startswith("gdrive://") for options in conf["remote"].values()):
+    urls = [str(options.get("url", "")) for options in conf["remote"].values()]
+    if any(url.startswith("gdrive://") for url in urls):
         google_drive_signer()
+    if any(url.startswith(("gs://", "gcs://")) for url in urls):
+        google_cloud_credentials()
     overrides = remote_auth(_remotes(conf), auth)
     if overrides:
         try:
@@ -209,6 +213,43 @@ def _settle_remotes(conf, remotes: Remotes | None, auth: str) -> None:
         except Exception as exc:  # noqa: BLE001 - DVC's ConfigError, said as the secret's problem
             raise DvcError(f"{REMOTE_AUTH_VARIABLE}: {exc}", hint="use the options DVC knows for the remote's type") from None
         conf["remote"].update(checked)
+
+
+GOOGLE_CREDENTIALS_VARIABLE = "GOOGLE_CREDENTIALS"
+
+
+def google_cloud_credentials(environ: Mapping[str, str] = os.environ) -> bool:
+    """Hand a Google Cloud Storage remote the credentials in GOOGLE_CREDENTIALS (a service account's
+    JSON key, or an authorized user's), in memory. DVC's `credentialpath` names a file, and a job
+    that writes a key to a file leaves it where a pull request's code, run as the same user, can
+    read it; gcsfs itself takes the key's content as its token. Used for a remote that names no
+    `credentialpath` of its own. Returns whether the credentials were handed over."""
+    text = environ.get(GOOGLE_CREDENTIALS_VARIABLE, "").strip()
+    if not text:
+        return False
+    try:
+        info = json.loads(text)
+    except ValueError:
+        info = None
+    if not isinstance(info, dict) or "type" not in info:
+        raise DvcError(f"{GOOGLE_CREDENTIALS_VARIABLE} is not a Google credentials JSON object (no \"type\" key)",
+                       hint="set the secret to the whole content of the service account's key file")
+    try:
+        import dvc_gs
+    except ImportError:
+        return False  # no Google Cloud Storage client: DVC names the missing extra when the remote is used
+    original = dvc_gs.GSFileSystem._prepare_credentials
+    prepare = getattr(original, "lockstep_original", original)
+
+    def with_credentials(self, **config):
+        login = prepare(self, **config)
+        if not login.get("token"):
+            login["token"] = dict(info)  # a copy per filesystem: gcsfs keeps what it is given
+        return login
+
+    with_credentials.lockstep_original = prepare  # type: ignore[attr-defined]
+    dvc_gs.GSFileSystem._prepare_credentials = with_credentials
+    return True
 
 
 def google_drive_signer() -> bool:
