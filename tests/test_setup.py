@@ -96,6 +96,23 @@ def test_a_project_in_a_sub_folder_takes_the_requirements_at_the_repository_root
     assert setup("plan", folder, tmp_path)[1]["requirements"] == f"{folder}/pyproject.toml"  # its own comes first
 
 
+@pytest.mark.parametrize(("pyproject", "expected"), [
+    ("[project]\nname = 'x'\nversion = '0'\nrequires-python = '>=3.12'\n", "3.12"),
+    ("[project]\nname = 'x'\nversion = '0'\nrequires-python = '>=3.8,<3.11'\n", "3.10"),
+    ("[project]\nname = 'x'\nversion = '0'\nrequires-python = '>=3.9'\n", "3.11"),
+    ("[tool.poetry.dependencies]\npython = '^3.13'\npyyaml = '^6.0'\n", "3.13"),
+    ("[project]\nname = 'x'\nversion = '0'\nrequires-python = '>=3.99'\n", "3.11"),  # none a runner has: the default
+    ("[project\n", "3.11"),  # unreadable: the default
+], ids=["at-least-3.12", "below-3.11", "default-accepted", "poetry", "impossible", "broken"])
+def test_python_version_follows_what_pyproject_toml_accepts(tmp_path, pyproject, expected):
+    folder = project(tmp_path, {"pyproject.toml": pyproject})
+    proc, values = setup("plan", folder, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert values["python-version"] == expected
+    (folder / ".python-version").write_text("3.10\n")  # a .python-version file says it outright
+    assert setup("plan", folder, tmp_path)[1]["python-version"] == "3.10"
+
+
 def test_python_version_comes_from_the_projects_python_version_file(tmp_path):
     folder = project(tmp_path, {".python-version": "3.12.4\n"})
     assert setup("plan", folder, tmp_path)[1]["python-version"] == "3.12.4"
@@ -292,3 +309,15 @@ def test_a_gcs_remote_gets_the_service_account_key_from_the_secret_in_memory(tmp
     assert login.stdout.split() == ["google.oauth2.service_account", "ci@acme-ml.iam.gserviceaccount.com"]
     written = [p for p in tmp_path.rglob("*") if p.is_file() and p not in before and "__pycache__" not in p.parts]
     assert not [p for p in written if b"PRIVATE KEY" in p.read_bytes()]  # the key is in no file
+
+
+@pytest.mark.parametrize(("spec", "chosen"), [
+    (">=3.12", "3.12"), (">=3.8", "3.11"), (">=3.8,<3.11", "3.10"), ("<3.11,>=3.9", "3.10"), (">=3.11.4", "3.11"),
+    (">3.11", "3.12"), ("<=3.10", "3.10"), (">=3.9,!=3.11.*", "3.12"), ("==3.13.*", "3.13"), ("~=3.12", "3.12"),
+    ("~=3.10.2", "3.10"), ("^3.12", "3.12"), ("^3.10", "3.11"), ("~3.10", "3.10"), ("3.12", "3.12"), ("*", "3.11"),
+    (">=3.15", None), ("^3.9 || ^4.0", None),
+])
+def test_the_python_a_specifier_gets_is_the_default_when_accepted_else_the_first_it_accepts(spec, chosen):
+    from lockstep import pyversion
+
+    assert pyversion.choose(spec) == chosen

@@ -72,6 +72,10 @@ python_version() {
       if [ -f "$file" ]; then version="$(head -n1 "$file" | tr -d '[:space:]')"; break; fi
     done
   fi
+  if [ -z "$version" ] && command -v python3 > /dev/null; then
+    # what pyproject.toml's requires-python (or Poetry's python) accepts, the default first
+    version="$(PYTHONPATH="$source_dir/scripts" python3 -m lockstep.pyversion "$wd/pyproject.toml" pyproject.toml 2>/dev/null || true)"
+  fi
   version="${version:-3.11}"
   [[ "$version" =~ ^[0-9A-Za-z.+-]{1,32}$ ]] || fail "python version '$version' is not a version (from the input or .python-version)"
   echo "$version"
