@@ -620,7 +620,7 @@ def _compare_evaluations(ctx: Context, base_project: Path, base_checkout: Path) 
         # its own, not evaluate this PR's. Param changes are training changes here; a code change
         # cannot be told apart from an evaluation change, so it is marked for review.
         code = [change for change in changed if "(stage '" in change or "command of stage" in change or "metrics files" in change
-                or "not declared in dvc.yaml" in change]
+                or "not declared in dvc.yaml" in change or change.startswith("the project's packages")]
         if code:
             ctx.pending_trusted = Check(
                 "trusted-evaluation", title, "warn",
@@ -641,7 +641,7 @@ def _compare_evaluations(ctx: Context, base_project: Path, base_checkout: Path) 
     base_repo.close()
     env = ctx.stage_env()
     if ctx.packages_changed and "LOCKSTEP_PROJECT_REQUIREMENTS" in os.environ:
-        # the PR's environment holds the PR's packages: the base's evaluation runs in the base's
+        # the PR's environment holds the PR's packages: the base's evaluation runs in one of its own
         try:
             bin_dir = projectenv.install_base(base_project, base_checkout, ctx.scratch / "base-env")
         except LockstepError as exc:
