@@ -312,6 +312,26 @@ def test_a_model_replaced_by_hand_in_a_stage_that_trains_and_evaluates_is_not_ca
     assert lock  # the developer's lock is untouched on main
 
 
+def test_new_packages_or_helpers_for_a_stage_that_trains_and_evaluates_are_marked_for_review(tmp_path):
+    """The base's version of such a stage would retrain a model of its own, so it cannot judge the
+    PR's: a PR that changes what the stage runs beyond dvc.yaml is marked for a maintainer's review."""
+    repo = make_repo(ONE_STAGE, tmp_path)
+
+    def new_package_and_helper(repo):
+        requirements = repo.project / "requirements.txt"
+        requirements.write_text(requirements.read_text() + "six>=1.16\n")
+        (repo.project / "helpers.py").write_text("def mean(xs):\n    return sum(xs) / len(xs)\n")
+
+    base, head, checkout = pull_request(repo, "packages", new_package_and_helper)
+    proc, _results, checks = validate(repo, checkout, base, head)
+    assert proc.returncode == EXIT_OK, proc.stdout[-3000:]
+    assert checks["packages"]["status"] == "warn"
+    trusted = checks["trusted-evaluation"]
+    assert trusted["status"] == "warn" and "review how the metrics are computed" in trusted["summary"]
+    assert trusted["details"] == ["ml/helpers.py (not declared in dvc.yaml; the evaluation may import or read it)",
+                                  "the project's packages (the Packages check lists them)"]
+
+
 def test_pr_code_runs_without_secrets_and_what_it_logs_to_mlflow_is_forwarded(tmp_path, mlflow_env):
     repo = make_repo(SEPARATE_EVALUATION, tmp_path)
     secrets = {
