@@ -247,23 +247,27 @@ print(json.loads(pad(head))["alg"], json.loads(pad(claims))["iss"])
 '''
 
 
+def tool_for_remote(tmp_path: Path, extra: str, remote: str) -> tuple[Path, Path]:
+    """A DVC project in git whose only remote is `remote` (a .dvc/config section body), and
+    lockstep's environment for it installed by setup.sh as the setup action does (with the DVC
+    `extra` it needs): the project folder and the environment's python."""
+    folder = project(tmp_path, {"requirements.txt": "", "dvc.yaml": "stages: {}\n",
+                                ".dvc/config": f"[core]\n    remote = it\n['remote \"it\"']\n{remote}"})
+    subprocess.run(["git", "init", "-q", str(folder)], check=True)
+    proc, _ = setup("install", folder, tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert f"installing dvc[{extra}]" in proc.stdout
+    return folder, tmp_path / "runner" / "lockstep" / "tool" / "bin" / "python"
+
+
 @pytest.mark.integration  # lockstep's environment with DVC's Google Drive extra, from PyPI: about 10 s
 def test_a_google_drive_remote_gets_a_client_whose_service_account_login_signs(tmp_path):
     """The service-account login of DVC's Google Drive client signs its token request with
     pyOpenSSL's crypto.sign, which the pyOpenSSL today's DVC allows no longer has: lockstep's
     environment installs the extra so that it imports, and signs with oauth2client's own RSA signer
     (the signature is checked here with the key's public half; Google's endpoint is not reachable)."""
-    folder = project(tmp_path, {
-        "requirements.txt": "",
-        ".dvc/config": "[core]\n    remote = drive\n['remote \"drive\"']\n    url = gdrive://0AIac4JZqHhKmUk9PDA/dvcstore\n"
-                       "    gdrive_use_service_account = true\n",
-        "dvc.yaml": "stages: {}\n",
-    })
-    subprocess.run(["git", "init", "-q", str(folder)], check=True)
-    proc, _ = setup("install", folder, tmp_path)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "installing dvc[gdrive]" in proc.stdout
-    python = tmp_path / "runner" / "lockstep" / "tool" / "bin" / "python"
+    folder, python = tool_for_remote(tmp_path, "gdrive", "    url = gdrive://0AIac4JZqHhKmUk9PDA/dvcstore\n"
+                                                         "    gdrive_use_service_account = true\n")
     login = subprocess.run([str(python), "-c", GOOGLE_LOGIN, str(folder)], capture_output=True, text=True, cwd=tmp_path)
     assert login.returncode == 0, login.stderr[-3000:]
     assert login.stdout.split() == ["RS256", "ci@project.iam.gserviceaccount.com"]
@@ -292,16 +296,7 @@ def test_a_gcs_remote_gets_the_service_account_key_from_the_secret_in_memory(tmp
     """On a GitHub-hosted runner there is no key file, and a reusable workflow cannot add an auth
     step: GOOGLE_CREDENTIALS (the key's JSON) reaches DVC's GCS client without being written to
     a file. Without it, gcsfs falls back to anonymous access."""
-    folder = project(tmp_path, {
-        "requirements.txt": "",
-        ".dvc/config": "[core]\n    remote = gcs\n['remote \"gcs\"']\n    url = gs://acme-ml/dvc\n",
-        "dvc.yaml": "stages: {}\n",
-    })
-    subprocess.run(["git", "init", "-q", str(folder)], check=True)
-    proc, _ = setup("install", folder, tmp_path)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "installing dvc[gs]" in proc.stdout
-    python = tmp_path / "runner" / "lockstep" / "tool" / "bin" / "python"
+    folder, python = tool_for_remote(tmp_path, "gs", "    url = gs://acme-ml/dvc\n")
     before = {p for p in tmp_path.rglob("*") if p.is_file()}
     login = subprocess.run([str(python), "-c", GCS_LOGIN, str(folder)], capture_output=True, text=True, cwd=tmp_path,
                            env={k: v for k, v in os.environ.items() if not k.startswith(("GOOGLE_", "CLOUDSDK_"))})
