@@ -79,9 +79,10 @@ def install_base(project: Path, workspace: Path, target: Path, environ: Mapping[
                          hint="run PR validation through the setup action (pr-validate.yml does)")
     env = procenv.for_untrusted_code(environ)  # uv runs the base's packages' build code: no credential
     env.update({name: value for name, value in environ.items() if name.startswith(("UV_INDEX", "UV_EXTRA_INDEX", "PIP_INDEX", "PIP_EXTRA_INDEX"))})
+    # the entries the PR's environment was installed from, those the base has (none: setup.sh's defaults)
+    entries = [entry for entry in environ.get("LOCKSTEP_PROJECT_REQUIREMENTS", "").split() if (project / entry.split("[", 1)[0]).is_file()]
     env.update(RUNNER_TEMP=str(target.parent), GITHUB_ACTION_PATH=str(setup.parent), SETUP_WORKING_DIRECTORY=str(project),
-               SETUP_REQUIREMENTS=environ.get("LOCKSTEP_PROJECT_REQUIREMENTS", "").strip(), SETUP_ENV_DIR=str(target),
-               SETUP_PYTHON=sys.executable)
+               SETUP_REQUIREMENTS=" ".join(entries), SETUP_ENV_DIR=str(target), SETUP_PYTHON=sys.executable)
     started = time.monotonic()
     proc = subprocess.run(["bash", str(setup), "project"], cwd=workspace, env=env, capture_output=True, text=True, check=False)  # noqa: S603, S607
     said = (proc.stdout + proc.stderr).strip()
