@@ -412,3 +412,4 @@ def test_google_credentials_that_are_not_a_json_key_are_a_named_error():
         assert "whole content of the service account's key file" in bad.value.hint
         assert text not in bad.value.message + bad.value.hint  # a secret's value is never echoed
     assert dvcrepo.google_cloud_credentials({}) is False
+

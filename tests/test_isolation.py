@@ -25,6 +25,7 @@ SECRETS = {
     "DVC_REMOTE_AUTH": "canary-dvc-remote-auth",
     "GDRIVE_CREDENTIALS_DATA": '{"type": "service_account", "private_key": "canary-google-drive-key"}',
     "GOOGLE_CREDENTIALS": '{"type": "service_account", "private_key": "canary-google-cloud-key"}',
+    "SSH_PRIVATE_KEY": "-----BEGIN OPENSSH PRIVATE KEY-----\ncanary-ssh-key\n-----END OPENSSH PRIVATE KEY-----",
     "ACTIONS_RUNTIME_TOKEN": "canary-runtime-token",
 }
 

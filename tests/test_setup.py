@@ -316,3 +316,73 @@ def test_the_python_a_specifier_gets_is_the_default_when_accepted_else_the_first
     from lockstep import pyversion
 
     assert pyversion.choose(spec) == chosen
+
+
+@contextlib.contextmanager
+def sftp_server(root: Path):
+    """A real SSH server with SFTP (asyncssh, which DVC's git layer already brings) on 127.0.0.1,
+    serving `root`, accepting one generated client key: (port, the client's private key, the
+    server's known_hosts line)."""
+    import asyncio
+    import threading
+
+    import asyncssh
+
+    host_key, client_key = asyncssh.generate_private_key("ssh-ed25519"), asyncssh.generate_private_key("ssh-ed25519")
+    loop = asyncio.new_event_loop()
+    server = loop.run_until_complete(asyncssh.listen(
+        "127.0.0.1", 0, server_host_keys=[host_key], allow_scp=False,
+        authorized_client_keys=asyncssh.import_authorized_keys(client_key.export_public_key().decode()),
+        sftp_factory=lambda channel: asyncssh.SFTPServer(channel, chroot=str(root).encode())))
+    port = server.sockets[0].getsockname()[1]
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    try:
+        yield port, client_key.export_private_key().decode(), f"[127.0.0.1]:{port} {host_key.export_public_key().decode()}"
+    finally:
+        loop.call_soon_threadsafe(server.close)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+
+
+SSH_PUSH = r'''
+import sys
+from pathlib import Path
+from lockstep import dvcrepo
+
+Path("data.txt").write_text("rows\n")
+repo = dvcrepo.open_repo(".")  # lockstep settles the remotes: the key and the host keys go to DVC's SSH client
+repo.add("data.txt")
+print("pushed", repo.push())
+check = dvcrepo.verify_remote(dvcrepo.open_repo("."))  # lockstep's own remote check, over SFTP
+print("missing", len(check.missing))
+'''
+
+
+@pytest.mark.integration  # lockstep's environment with DVC's SSH extra, from PyPI, and a real SSH server: about 10 s
+def test_an_ssh_remote_gets_its_key_and_host_keys_from_secrets_in_memory(tmp_path):
+    """On a runner there is no key file and no known_hosts entry for the team's server:
+    SSH_PRIVATE_KEY and SSH_KNOWN_HOSTS reach DVC's SSH client without a file, and DVC pushes,
+    and lockstep checks the remote, over SFTP to a real server."""
+    store = tmp_path / "store"
+    store.mkdir()
+    with sftp_server(store) as (port, key, known_hosts):
+        folder, python = tool_for_remote(tmp_path, "ssh", f"    url = ssh://127.0.0.1:{port}/dvc\n    user = ci\n")
+        env = {**{k: v for k, v in os.environ.items() if not k.startswith("SSH_")}, "HOME": str(tmp_path / "home")}
+
+        def push(**secrets: str) -> subprocess.CompletedProcess:
+            return subprocess.run([str(python), "-c", SSH_PUSH], cwd=folder, capture_output=True, text=True, env={**env, **secrets}, timeout=120)
+
+        pushed = push(SSH_PRIVATE_KEY=key, SSH_KNOWN_HOSTS=known_hosts)
+        assert pushed.returncode == 0, pushed.stderr[-3000:]
+        assert [line for line in pushed.stdout.splitlines() if line.startswith(("pushed", "missing"))] == ["pushed 1", "missing 0"]
+        assert [p.relative_to(store).parts[:3] for p in store.rglob("*") if p.is_file()] == [("dvc", "files", "md5")]
+        # another server's host key for that address: refused before any credential is sent
+        impostor = known_hosts.rsplit(" ", 1)[0] + " AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"
+        refused = push(SSH_PRIVATE_KEY=key, SSH_KNOWN_HOSTS=impostor)
+        assert refused.returncode != 0 and "Host key is not trusted" in refused.stderr
+        no_key = push(SSH_KNOWN_HOSTS=known_hosts)
+        assert no_key.returncode != 0 and "Permission denied" in no_key.stderr
+        unreadable = push(SSH_PRIVATE_KEY="ssh-ed25519 AAAA-not-a-private-key", SSH_KNOWN_HOSTS=known_hosts)
+        assert "SSH_PRIVATE_KEY is not a private key lockstep can read without a passphrase" in unreadable.stderr
+        assert "not-a-private-key" not in unreadable.stderr  # a secret's value is never echoed

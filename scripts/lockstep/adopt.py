@@ -33,7 +33,8 @@ _SECRETS_BY_SCHEME = {
     "s3": "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or pass aws-role-to-assume for OIDC)",
     "gs": "GOOGLE_CREDENTIALS: a service account's JSON key (lockstep hands it to DVC in memory); DVC_REMOTE_AUTH for other options",
     "azure": "DVC_REMOTE_AUTH with `connection_string=…` (or account_name/account_key)",
-    "ssh": "DVC_REMOTE_AUTH with `user=…` and `password=…` (or a keyfile on the runner)",
+    "ssh": "SSH_PRIVATE_KEY (an unencrypted private key) and SSH_KNOWN_HOSTS (`ssh-keyscan` of the server), "
+           "or DVC_REMOTE_AUTH with `password=…`",
     "http": "DVC_REMOTE_AUTH with `auth=basic`, `user=…`, `password=…` when the server needs them",
     "https": "DVC_REMOTE_AUTH with `auth=basic`, `user=…`, `password=…` when the server needs them",
     "webdav": "DVC_REMOTE_AUTH with `user=…` and `password=…`",
@@ -121,6 +122,8 @@ def secret_names(schemes: Sequence[str]) -> list[str]:
             names.append("GDRIVE_CREDENTIALS_DATA")
         elif scheme in ("gs", "gcs"):
             names += ["GOOGLE_CREDENTIALS", "DVC_REMOTE_AUTH"]
+        elif scheme == "ssh":
+            names += ["SSH_PRIVATE_KEY", "SSH_KNOWN_HOSTS", "DVC_REMOTE_AUTH"]
         elif scheme != "local":
             names.append("DVC_REMOTE_AUTH")
     return list(dict.fromkeys([*names, *_MLFLOW_SECRETS]))

@@ -206,6 +206,8 @@ def _settle_remotes(conf, remotes: Remotes | None, auth: str) -> None:
         google_drive_signer()
     if any(url.startswith(("gs://", "gcs://")) for url in urls):
         google_cloud_credentials()
+    if any(url.startswith("ssh://") for url in urls):
+        ssh_credentials()
     overrides = remote_auth(_remotes(conf), auth)
     if overrides:
         try:
@@ -249,6 +251,52 @@ def google_cloud_credentials(environ: Mapping[str, str] = os.environ) -> bool:
 
     with_credentials.lockstep_original = prepare  # type: ignore[attr-defined]
     dvc_gs.GSFileSystem._prepare_credentials = with_credentials
+    return True
+
+
+SSH_KEY_VARIABLE, SSH_KNOWN_HOSTS_VARIABLE = "SSH_PRIVATE_KEY", "SSH_KNOWN_HOSTS"
+
+
+def ssh_credentials(environ: Mapping[str, str] = os.environ) -> bool:
+    """Hand an SSH remote a private key (SSH_PRIVATE_KEY) and the server's host keys
+    (SSH_KNOWN_HOSTS, known_hosts lines), in memory. DVC's `keyfile` names a file, which a pull
+    request's code, run as the same user, could read; and a runner has no known_hosts entry for
+    the team's server, so without one asyncssh refuses the connection whatever the credentials.
+    The key is used for a remote with no `keyfile` of its own. Returns whether anything was
+    handed over."""
+    key_text = environ.get(SSH_KEY_VARIABLE, "").strip()
+    hosts_text = environ.get(SSH_KNOWN_HOSTS_VARIABLE, "").strip()
+    if not key_text and not hosts_text:
+        return False
+    try:
+        import asyncssh
+        import dvc_ssh
+    except ImportError:
+        return False  # no SSH client: DVC names the missing extra when the remote is used
+    try:
+        key = asyncssh.import_private_key(key_text) if key_text else None
+    except (asyncssh.KeyImportError, ValueError):
+        raise DvcError(f"{SSH_KEY_VARIABLE} is not a private key lockstep can read without a passphrase",
+                       hint="set the secret to the whole content of an unencrypted OpenSSH or PEM private key file") from None
+    try:
+        known = asyncssh.import_known_hosts(hosts_text) if hosts_text else None
+    except ValueError:
+        raise DvcError(f"{SSH_KNOWN_HOSTS_VARIABLE} is not known_hosts lines",
+                       hint="set it to what `ssh-keyscan -p PORT HOST` prints for the remote's server") from None
+    original = dvc_ssh.SSHFileSystem._prepare_credentials
+    prepare = getattr(original, "lockstep_original", original)
+
+    def with_credentials(self, **config):
+        login = prepare(self, **config)
+        if key is not None and not login.get("client_keys"):
+            login["client_keys"] = [key]
+            login["preferred_auth"] = ["publickey", *[m for m in login.get("preferred_auth", []) if m != "publickey"]]
+        if known is not None:
+            login["known_hosts"] = known
+        return login
+
+    with_credentials.lockstep_original = prepare  # type: ignore[attr-defined]
+    dvc_ssh.SSHFileSystem._prepare_credentials = with_credentials
     return True
 
 
