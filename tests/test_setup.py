@@ -343,6 +343,9 @@ def sftp_server(root: Path):
         loop.call_soon_threadsafe(server.close)
         loop.call_soon_threadsafe(loop.stop)
         thread.join(10)
+        loop.run_until_complete(server.wait_closed())
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()  # its self-pipe sockets too: left open, they warn in whichever test collects them
 
 
 SSH_PUSH = r'''
