@@ -240,18 +240,27 @@ def google_cloud_credentials(environ: Mapping[str, str] = os.environ) -> bool:
         import dvc_gs
     except ImportError:
         return False  # no Google Cloud Storage client: DVC names the missing extra when the remote is used
-    original = dvc_gs.GSFileSystem._prepare_credentials
+    def add(login: dict) -> None:
+        if not login.get("token"):
+            login["token"] = dict(info)  # a copy per filesystem: gcsfs keeps what it is given
+
+    _extend_login(dvc_gs.GSFileSystem, add)
+    return True
+
+
+def _extend_login(filesystem: Any, add: Callable[[dict], None]) -> None:
+    """Have a DVC filesystem class's login options (`_prepare_credentials`, what it hands its
+    fsspec client) pass through `add` in this process; set again, it replaces the earlier `add`."""
+    original = filesystem._prepare_credentials
     prepare = getattr(original, "lockstep_original", original)
 
     def with_credentials(self, **config):
         login = prepare(self, **config)
-        if not login.get("token"):
-            login["token"] = dict(info)  # a copy per filesystem: gcsfs keeps what it is given
+        add(login)
         return login
 
     with_credentials.lockstep_original = prepare  # type: ignore[attr-defined]
-    dvc_gs.GSFileSystem._prepare_credentials = with_credentials
-    return True
+    filesystem._prepare_credentials = with_credentials
 
 
 SSH_KEY_VARIABLE, SSH_KNOWN_HOSTS_VARIABLE = "SSH_PRIVATE_KEY", "SSH_KNOWN_HOSTS"
@@ -283,20 +292,14 @@ def ssh_credentials(environ: Mapping[str, str] = os.environ) -> bool:
     except ValueError:
         raise DvcError(f"{SSH_KNOWN_HOSTS_VARIABLE} is not known_hosts lines",
                        hint="set it to what `ssh-keyscan -p PORT HOST` prints for the remote's server") from None
-    original = dvc_ssh.SSHFileSystem._prepare_credentials
-    prepare = getattr(original, "lockstep_original", original)
-
-    def with_credentials(self, **config):
-        login = prepare(self, **config)
+    def add(login: dict) -> None:
         if key is not None and not login.get("client_keys"):
             login["client_keys"] = [key]
             login["preferred_auth"] = ["publickey", *[m for m in login.get("preferred_auth", []) if m != "publickey"]]
         if known is not None:
             login["known_hosts"] = known
-        return login
 
-    with_credentials.lockstep_original = prepare  # type: ignore[attr-defined]
-    dvc_ssh.SSHFileSystem._prepare_credentials = with_credentials
+    _extend_login(dvc_ssh.SSHFileSystem, add)
     return True
 
 
@@ -982,7 +985,9 @@ def reproduce(project_dir: str | Path, stage_names: Sequence[str], *, env: Mappi
 def _installed_from(project_dir: str | Path) -> str:
     """What the setup action installed the project's environment from (LOCKSTEP_PROJECT_REQUIREMENTS,
     paths relative to the project), for a message."""
-    named = [entry.split("[", 1)[0] for entry in os.environ.get("LOCKSTEP_PROJECT_REQUIREMENTS", "").split()]
+    from .projectenv import requirement_files
+
+    named = requirement_files()
     if not named:
         return "no requirements file (none of requirements.txt, src/requirements.txt, uv.lock, pyproject.toml was found)" \
             if "LOCKSTEP_PROJECT_REQUIREMENTS" in os.environ else "the project's requirements"

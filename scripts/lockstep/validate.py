@@ -609,18 +609,17 @@ def _compare_evaluations(ctx: Context, base_project: Path, base_checkout: Path) 
         review = "this PR changes files its evaluation may import or read, which dvc.yaml does not declare"
         if ctx.packages_changed:
             ctx.undeclared.append("its packages")
-            changed.append("the project's packages (the Packages check lists them)")
             review = "this PR changes what its evaluation runs beyond dvc.yaml's declared dependencies"
     else:
         changed = _signature_changes(before, after)
-    if ctx.packages_changed and "the project's packages (the Packages check lists them)" not in changed:
-        changed.append("the project's packages (the Packages check lists them)")
+    if ctx.packages_changed:
+        changed.append(_PACKAGES_CHANGED)
     if ctx.retrains:
         # The stages that evaluate also train: the base's version of them would retrain a model of
         # its own, not evaluate this PR's. Param changes are training changes here; a code change
         # cannot be told apart from an evaluation change, so it is marked for review.
         code = [change for change in changed if "(stage '" in change or "command of stage" in change or "metrics files" in change
-                or "not declared in dvc.yaml" in change or change.startswith("the project's packages")]
+                or "not declared in dvc.yaml" in change or change == _PACKAGES_CHANGED]
         if code:
             ctx.pending_trusted = Check(
                 "trusted-evaluation", title, "warn",
@@ -674,6 +673,8 @@ def _compare_evaluations(ctx: Context, base_project: Path, base_checkout: Path) 
         list(changed),  # the side by side goes first once the PR's own evaluation has run
     )
 
+
+_PACKAGES_CHANGED = "the project's packages (the Packages check lists them)"
 
 # What a pull request may change without its evaluation running it: DVC's own files, docs, the
 # repository's workflows (see _undeclared_changes).
