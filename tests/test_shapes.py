@@ -190,6 +190,8 @@ def test_shape_is_adopted_validates_and_rebuilds_as_it_is(shape, tmp_path):
     if shape.artifact:  # dvc.yaml named the model
         assert cfg.model_name == shape.artifact, cfg
     assert cfg.gates and all(g.direction == "higher" for g in cfg.gates)
+    # a training split is not gated beside its held-out one: a PR that overfits less lowers it
+    assert not any(adopt._tokens(g.metric) & adopt._TRAINING for g in cfg.gates), cfg.gates
     assert cfg.env == dict(shape.env)
     notes = [n for n in adopt.plan(repo.project).notes if "dependency folder" in n]
     assert not notes  # no false note; bytecode left out by .dvcignore is none either

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from . import config as configmod, dvcrepo, gitrepo, lineage
 from .errors import InputError
-from .metrics import as_number
+from .metrics import as_number, parse_file_or_empty
 
 WORKFLOWS = ("ml-pr.yml", "ml-main.yml", "ml-pr-comment.yml", "ml-retrain.yml")
 DEFAULT_LIBRARY = "lockstep-dev/lockstep@v1"
@@ -27,6 +27,16 @@ _LOWER_IS_BETTER = re.compile(
     r"(loss|error|err\b|mse|rmse|mae|mape|smape|perplexity|wer|cer|fpr|fnr|brier|latency|duration|time|cost|distance)",
     re.IGNORECASE,
 )
+# Which metrics get a gate (`choose_gates`). Held-out and training splits, as names spell them
+# (`acc.test`, `val_loss`, `metrics/train.json:accuracy`); bookkeeping values that are no score.
+_HELD_OUT = frozenset({"test", "val", "valid", "validation", "eval", "evaluation", "holdout", "dev"})
+_TRAINING = frozenset({"train", "training", "fit"})
+_BOOKKEEPING = re.compile(r"^(support|count|samples|epochs?|steps?|seed|iterations?|n_iter|n_estimators|size)$|^(n|num)_|_(count|size)$",
+                          re.IGNORECASE)
+_QUALITY = re.compile(r"^(acc|accuracy|balanced_accuracy|f1|f1_score|f1-score|fscore|auc|roc_auc|avg_prec|average_precision|ap|"
+                      r"precision|recall|r2|rmse|mse|mae|mape|loss|log_loss|logloss|iou|miou|map|bleu|rouge\w*|ndcg|mrr|kappa|mcc)$",
+                      re.IGNORECASE)
+MAX_GATES = 12
 _MODEL_NAME = re.compile(r"(model|\.pkl$|\.pickle$|\.joblib$|\.pt$|\.pth$|\.onnx$|\.h5$|\.keras$|\.safetensors$|\.bin$|\.cbm$|\.ubj$)",
                          re.IGNORECASE)
 _SECRETS_BY_SCHEME = {
@@ -60,6 +70,7 @@ class Plan:
     model_path: str | None
     evaluation_stages: list[str]
     gates: dict[str, str]  # metric -> direction
+    not_gated: list[tuple[str, str]] = field(default_factory=list)  # metric, why it has no gate
     env: dict[str, str] = field(default_factory=dict)
     remote_scheme: str = ""  # the default remote's
     notes: list[str] = field(default_factory=list)
@@ -78,8 +89,7 @@ def plan(project_dir: Path, repository: str = "") -> Plan:
             hint="declare the evaluation's metrics in dvc.yaml (stage `metrics:` or top-level `metrics:`), then run `lockstep init` again",
         )
     metrics = dvcrepo.read_metrics(repo).values or dvcrepo.read_metrics(repo, rev="HEAD").values
-    gates = {name: ("lower" if _LOWER_IS_BETTER.search(name) else "higher")
-             for name, value in metrics.items() if as_number(value) is not None}
+    gates, not_gated = choose_gates(metrics, _params(repo, project))
     notes = []
     if not gates:
         notes.append("no metric values found (run `dvc repro` first to have gates written for them)")
@@ -99,12 +109,75 @@ def plan(project_dir: Path, repository: str = "") -> Plan:
         model_name=re.sub(r"[^A-Za-z0-9._-]+", "-", declared[0][0] if declared else f"{label}-model").strip("-.") or "model",
         model_path=model_path,
         evaluation_stages=stages,
-        gates=dict(sorted(gates.items())[:12]),
+        gates=gates,
+        not_gated=not_gated,
         env=_guess_env(repo, project),
         remote_scheme=scheme,
         notes=notes,
         remote_schemes=tuple(_scheme(str(options.get("url") or "")) for _name, options in sorted(remotes.items())),
     )
+
+
+def choose_gates(metrics: dict[str, object], params: dict[str, object]) -> tuple[dict[str, str], list[tuple[str, str]]]:
+    """A gate per metric that scores the model, with its direction guessed from the name, and the
+    metrics left without one, each with the reason: a training-split score beside its held-out one
+    (a PR that overfits less lowers it), a param's value written back as a metric, a count (a
+    classification report's `support`). Values that are not numbers are left out. Scores with a well-known
+    name, of no single class and with fewer levels come first; past MAX_GATES the rest are named, not gated."""
+    numeric = {name: as_number(value) for name, value in metrics.items()}
+    split_free = {_without(name, _HELD_OUT) for name, value in numeric.items() if value is not None and not _tokens(name) & _TRAINING}
+    param_by_leaf: dict[str, list[tuple[str, float]]] = {}
+    for key, value in params.items():
+        number = as_number(value)
+        if number is not None:
+            param_by_leaf.setdefault(_leaf(key).lower(), []).append((key, number))
+    chosen: list[str] = []
+    skipped: list[tuple[str, str]] = []
+    for name, value in numeric.items():
+        leaf = _leaf(name)
+        echoed = next((key for key, number in param_by_leaf.get(leaf.lower(), []) if number == value), None)
+        if value is None:
+            continue  # a label, not a value to gate
+        if _tokens(name) & _TRAINING and _without(name, _TRAINING) in split_free:
+            skipped.append((name, "a training-split score; its held-out one is gated"))
+        elif echoed is not None:
+            skipped.append((name, f"the value of param {echoed}"))
+        elif _BOOKKEEPING.search(leaf):
+            skipped.append((name, "a count, not a score"))
+        else:
+            chosen.append(name)
+    # well-known scores first, then those of no single class (`0.precision` is class 0's), then the shallower
+    chosen.sort(key=lambda name: (not _QUALITY.match(_leaf(name)), any(key.isdigit() for key in re.split(r"[.:]", name)),
+                                  name.count(".") + name.count(":"), name))
+    skipped += [(name, f"more than {MAX_GATES} metrics: gate it by hand if it matters") for name in chosen[MAX_GATES:]]
+    gates = {name: ("lower" if _LOWER_IS_BETTER.search(name) else "higher") for name in sorted(chosen[:MAX_GATES])}
+    return gates, sorted(skipped)
+
+
+def _leaf(name: str) -> str:
+    """A metric's or param's last key that names no split: `acc` of `eval/metrics.json:scores.acc`
+    and of `acc.test`."""
+    keys = [key for key in re.split(r"[.:]", name) if key.lower() not in _HELD_OUT | _TRAINING]
+    return keys[-1] if keys else name
+
+
+def _tokens(name: str) -> set[str]:
+    return set(re.split(r"[^a-z0-9]+", name.lower())) - {""}
+
+
+def _without(name: str, words: frozenset[str]) -> tuple[str, ...]:
+    """A name's words in order, without the split words: `acc.train` and `acc.test` are both ('acc',)."""
+    return tuple(word for word in re.split(r"[^a-z0-9]+", name.lower()) if word and word not in words)
+
+
+def _params(repo, project: Path) -> dict[str, object]:
+    """The pipeline's params, flattened (`train.seed`), from every params file its stages read."""
+    values: dict[str, object] = {}
+    for name in dvcrepo.params_files(repo):
+        path = project / name
+        if path.is_file():
+            values.update(parse_file_or_empty(path.read_text("utf-8", errors="replace"), name))
+    return values
 
 
 def _scheme(url: str) -> str:
@@ -206,6 +279,9 @@ def config_text(p: Plan) -> str:
         lines += ["", "gates:   # REVIEW: directions are guessed from the names; tighten min/max as you need"]
         for metric, direction in p.gates.items():
             lines.append(f"  {_quote(metric)}: {{direction: {direction}, max-regression-relative: 0.05}}")
+    if p.not_gated:
+        lines += ["", "# not gated (add a gate above if one of these matters):"]
+        lines += [f"#   {metric}: {why}" for metric, why in p.not_gated]
     lines += ["", "registry:", "  alias: candidate", ""]
     return "\n".join(lines)
 

@@ -920,7 +920,7 @@ def _evaluation_stages(repo, cfg: configmod.Config) -> list[str]:
     stages = dvcrepo.metrics_stages(repo)
     if not stages:
         raise ConfigError(
-            f"{cfg.source}: no evaluation stage: no stage in dvc.yaml writes a metrics file DVC knows",
+            "no evaluation stage: no stage in dvc.yaml writes a metrics file DVC knows",
             hint="set evaluation.stages in lockstep.yaml, or declare `metrics:` in dvc.yaml (on the stage or at the top level)",
             file=cfg.source,
         )
