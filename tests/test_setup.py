@@ -389,3 +389,31 @@ def test_an_ssh_remote_gets_its_key_and_host_keys_from_secrets_in_memory(tmp_pat
         unreadable = push(SSH_PRIVATE_KEY="ssh-ed25519 AAAA-not-a-private-key", SSH_KNOWN_HOSTS=known_hosts)
         assert "SSH_PRIVATE_KEY is not a private key lockstep can read without a passphrase" in unreadable.stderr
         assert "not-a-private-key" not in unreadable.stderr  # a secret's value is never echoed
+
+
+def test_packages_installed_from_the_checkout_are_found_from_their_install_records(tmp_path):
+    """`-e .` (editable) and `./pkg` (built) name folders of the checkout; a package from an index
+    or from another folder does not. Read from the records, without running the environment."""
+    import json
+
+    from lockstep import projectenv
+
+    checkout, venv = tmp_path / "checkout", tmp_path / "env"
+    (venv / "bin").mkdir(parents=True)
+    (venv / "pyvenv.cfg").write_text("home = /usr/bin\n")
+    (venv / "bin" / "python").write_text("#!/bin/sh\nexit 1\n")  # never run
+    (venv / "bin" / "python").chmod(0o755)
+    site = venv / "lib" / "python3.11" / "site-packages"
+    records = {
+        "churnkit-0.0.1": {"url": (checkout / "ml").as_uri(), "dir_info": {"editable": True}},
+        "csv_speedups-1.0": {"url": (checkout / "ml" / "csv speedups").as_uri(), "dir_info": {}},
+        "elsewhere-2.0": {"url": (tmp_path / "other").as_uri(), "dir_info": {"editable": True}},
+        "requests-2.32.3": {"url": "https://files.pythonhosted.org/requests-2.32.3-py3-none-any.whl", "archive_info": {}},
+    }
+    for name, record in records.items():
+        (site / f"{name}.dist-info").mkdir(parents=True)
+        (site / f"{name}.dist-info" / "direct_url.json").write_text(json.dumps(record))
+    (site / "pyyaml-6.0.dist-info").mkdir()  # from an index: no record at all
+    environ = {"PATH": f"{venv / 'bin'}{os.pathsep}/usr/bin"}
+    assert projectenv.installed_from_checkout(environ, checkout) == ["churnkit", "csv_speedups"]
+    assert projectenv.installed_from_checkout({"PATH": "/usr/bin"}, checkout) == []  # no environment of its own

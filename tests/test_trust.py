@@ -13,15 +13,18 @@ import pytest
 from lockstep.errors import EXIT_CHECKS_FAILED, EXIT_OK
 
 from conftest import BIN, ROOT, git, lockstep, run
-from test_shapes import SHAPES, make_repo, validate
+from test_shapes import SHAPES, Shape, make_repo, validate
 
 pytestmark = pytest.mark.integration
 SEPARATE_EVALUATION = next(s for s in SHAPES if s.name == "cached-stage-metrics")
 ONE_STAGE = next(s for s in SHAPES if s.name == "one-stage")
+# the project's package installed by `-e .` in requirements.txt (as on the developer's machine, where
+# PYTHONPATH stands in for it); CI's environment comes from the setup action (set_up_environments)
+EDITABLE_INSTALL = Shape("editable-install", model="artifacts/model.json", env=(("PYTHONPATH", "src"),))
 
 
 def retrain(repo, *, push: bool = True) -> None:
-    run(str(BIN / "dvc"), "repro", cwd=repo.project)
+    run(str(BIN / "dvc"), "repro", cwd=repo.project, env=repo.shape.dev_env)
     if push:
         repo.dvc("push")
 
@@ -178,6 +181,29 @@ PATCHING_PACKAGE = {
 }
 
 
+def set_up_environments(checkout: Path, tmp_path: Path) -> dict[str, str]:
+    """The setup action, as pr-validate.yml runs it in the PR's checkout: lockstep's environment
+    and the PR's project environment. Returns what the job's later steps get (the project's python
+    first on PATH, LOCKSTEP_PROJECT_REQUIREMENTS)."""
+    runner, github_env = tmp_path / "runner", tmp_path / "github-env.txt"
+    setup = subprocess.run(["bash", str(ROOT / "actions" / "setup" / "setup.sh"), "install"], cwd=checkout, capture_output=True, text=True,
+                           env={**{k: v for k, v in os.environ.items() if not k.startswith(("GITHUB_", "RUNNER_", "SETUP_"))},
+                                "RUNNER_TEMP": str(runner), "GITHUB_ACTION_PATH": str(ROOT / "actions" / "setup"),
+                                "GITHUB_OUTPUT": str(tmp_path / "out.txt"), "GITHUB_PATH": str(tmp_path / "path.txt"),
+                                "GITHUB_ENV": str(github_env), "SETUP_WORKING_DIRECTORY": "ml"})
+    assert setup.returncode == 0, setup.stdout + setup.stderr
+    project_bin = runner / "lockstep" / "project" / "bin"
+    requirements = next(line.split("=", 1)[1] for line in github_env.read_text().splitlines() if line.startswith("LOCKSTEP_PROJECT_REQUIREMENTS="))
+    return {**os.environ, "LOCKSTEP_PROJECT_REQUIREMENTS": requirements, "PATH": f"{project_bin}{os.pathsep}{os.environ['PATH']}"}
+
+
+def validate_in(checkout: Path, base: str, head: str, env: dict[str, str], report: Path):
+    proc = lockstep("validate", "--working-directory", "ml", "--base-sha", base, "--head-sha", head, "--pr-number", "3",
+                    "--repository", "acme/churn-model", "--report-dir", str(report), cwd=checkout,
+                    env={**env, "GITHUB_ACTIONS": "true"})
+    return proc, {c["id"]: c for c in json.loads((report / "results.json").read_text())["checks"]}
+
+
 def test_a_package_the_pr_adds_cannot_inflate_the_score_of_the_base_evaluation(tmp_path):
     """The base's evaluation of a PR that changes its packages runs in an environment installed from
     the base's requirements: in the PR's, the PR's package would patch the base's evaluation too."""
@@ -190,8 +216,8 @@ def test_a_package_the_pr_adds_cannot_inflate_the_score_of_the_base_evaluation(t
     def worse_with_a_patching_package(repo):
         worse_model(repo)
         for name, text in PATCHING_PACKAGE.items():
-            (repo.dev / "csv-speedups" / name).parent.mkdir(parents=True, exist_ok=True)
-            (repo.dev / "csv-speedups" / name).write_text(text)
+            (repo.project / "csv-speedups" / name).parent.mkdir(parents=True, exist_ok=True)
+            (repo.project / "csv-speedups" / name).write_text(text)
         requirements = repo.project / "requirements.txt"
         requirements.write_text(requirements.read_text() + "./csv-speedups\n")
         retrain(repo, push=False)
@@ -199,24 +225,10 @@ def test_a_package_the_pr_adds_cannot_inflate_the_score_of_the_base_evaluation(t
         repo.dvc("push")
 
     base, head, checkout = pull_request(repo, "package", worse_with_a_patching_package)
-    # the setup action, as pr-validate.yml runs it: lockstep's environment and the PR's project environment
-    runner, github_env = tmp_path / "runner", tmp_path / "github-env.txt"
-    setup = subprocess.run(["bash", str(ROOT / "actions" / "setup" / "setup.sh"), "install"], cwd=checkout, capture_output=True, text=True,
-                           env={**{k: v for k, v in os.environ.items() if not k.startswith(("GITHUB_", "RUNNER_", "SETUP_"))},
-                                "RUNNER_TEMP": str(runner), "GITHUB_ACTION_PATH": str(ROOT / "actions" / "setup"),
-                                "GITHUB_OUTPUT": str(tmp_path / "out.txt"), "GITHUB_PATH": str(tmp_path / "path.txt"),
-                                "GITHUB_ENV": str(github_env), "SETUP_WORKING_DIRECTORY": "ml"})
-    assert setup.returncode == 0, setup.stdout + setup.stderr
-    project_python = runner / "lockstep" / "project" / "bin" / "python"
-    patched = subprocess.run([str(project_python), "-c", "import csv; print(csv.reader.__module__)"], capture_output=True, text=True)
+    env = set_up_environments(checkout, tmp_path)
+    patched = subprocess.run(["python", "-c", "import csv; print(csv.reader.__module__)"], capture_output=True, text=True, env=env)
     assert patched.stdout.strip() == "csv_speedups"  # the PR's environment runs the package
-    requirements = next(line.split("=", 1)[1] for line in github_env.read_text().splitlines() if line.startswith("LOCKSTEP_PROJECT_REQUIREMENTS="))
-    env = {"LOCKSTEP_PROJECT_REQUIREMENTS": requirements, "PATH": f"{project_python.parent}{os.pathsep}{os.environ['PATH']}"}
-    report = tmp_path / "report"
-    proc = lockstep("validate", "--working-directory", "ml", "--base-sha", base, "--head-sha", head, "--pr-number", "3",
-                    "--repository", "acme/churn-model", "--report-dir", str(report), cwd=checkout,
-                    env={"GITHUB_ACTIONS": "true", **env})
-    checks = {c["id"]: c for c in json.loads((report / "results.json").read_text())["checks"]}
+    proc, checks = validate_in(checkout, base, head, env, tmp_path / "report")
     assert proc.returncode == EXIT_CHECKS_FAILED, proc.stdout[-3000:]
     assert checks["packages"]["status"] == "warn"
     assert checks["re-evaluation"]["status"] == "pass"  # in the PR's environment the PR's evaluation agrees with itself
@@ -225,6 +237,34 @@ def test_a_package_the_pr_adds_cannot_inflate_the_score_of_the_base_evaluation(t
     assert next(d for d in trusted["details"] if d.startswith("accuracy:")).startswith("accuracy: base's evaluation 0.65 · this PR's evaluation 1")
     assert checks["gates"]["status"] == "fail"  # by the base's evaluation, in the base's environment: 0.65 < 0.9
     assert "::group::the base's project environment" in proc.stdout
+
+
+def test_the_projects_own_package_installed_from_the_pr_cannot_inflate_the_base_evaluation(tmp_path):
+    """`-e .` in requirements.txt installs the project's package from the PR's checkout: the base's
+    evaluation script would import the PR's helpers through it. It runs in an environment installed
+    from the base's checkout instead."""
+    repo = make_repo(EDITABLE_INSTALL, tmp_path)
+    good_main(repo)
+
+    def worse_with_kind_scoring(repo):
+        worse_model(repo)
+        scoring = repo.project / "src" / "churnkit" / "components" / "scoring.py"
+        scoring.write_text(scoring.read_text().replace("return sum(", "return 0.3 + sum(", 1))
+        retrain(repo, push=False)  # dvc.yaml does not list scoring.py: DVC's run cache gives back the old scores
+        run(str(BIN / "dvc"), "repro", "--force", "--single-item", "evaluate", cwd=repo.project, env=repo.shape.dev_env)
+        repo.dvc("push")
+
+    base, head, checkout = pull_request(repo, "kind-scoring", worse_with_kind_scoring)
+    env = set_up_environments(checkout, tmp_path)
+    proc, checks = validate_in(checkout, base, head, env, tmp_path / "report")
+    assert proc.returncode == EXIT_CHECKS_FAILED, proc.stdout[-3000:]
+    assert checks["re-evaluation"]["status"] == "pass", checks["re-evaluation"]  # the PR's evaluation, with the PR's package, agrees with itself
+    trusted = checks["trusted-evaluation"]
+    assert "ml/src/churnkit/components/scoring.py" in trusted["summary"]
+    assert "the base's evaluation ran in an environment from the base's requirements" in trusted["summary"]
+    assert "packages installed from this PR's checkout: churnkit" in trusted["details"]
+    assert next(d for d in trusted["details"] if d.startswith("accuracy:")).startswith("accuracy: base's evaluation 0.65 · this PR's evaluation 0.95")
+    assert checks["gates"]["status"] == "fail"  # by the base's evaluation, with the base's package: 0.65 < 0.9
 
 
 def test_a_new_file_the_evaluation_does_not_use_is_evaluated_by_the_base_and_passes(tmp_path):

@@ -92,7 +92,8 @@ cache_key() {
 }
 
 install_project() {
-  local env_dir="${SETUP_ENV_DIR:-$root/project}"  # lockstep validate installs the base's here (projectenv.py)
+  local env_dir
+  env_dir="$(realpath -m "${SETUP_ENV_DIR:-$root/project}")"  # lockstep validate installs the base's here (projectenv.py)
   uv venv --quiet --relocatable --python "$python" "$env_dir"
   local entries
   entries="$(requirements)"
@@ -115,7 +116,12 @@ install_project() {
         UV_PROJECT_ENVIRONMENT="$env_dir" "${clean[@]}" uv sync --quiet --frozen --no-editable \
           --python "$env_dir/bin/python" --project "$(dirname "$wd/$file")" "${extras[@]}" ;;
       *)
-        "${clean[@]}" uv pip install --quiet --python "$env_dir/bin/python" -r "$wd/$file" "${extras[@]}" ;;
+        # from where a developer runs `pip install -r` (the project's folder; the root for the root's
+        # file): `-e .` and other paths in the file are relative to it
+        local from="$wd"
+        case "$file" in ../*) from="$(dirname "$wd/$file")" ;; esac
+        (cd "$from" && "${clean[@]}" uv pip install --quiet --python "$env_dir/bin/python" \
+          -r "$(realpath -m --relative-to="$from" "$wd/$file")" "${extras[@]}") ;;
     esac
   done <<< "$entries"
 }

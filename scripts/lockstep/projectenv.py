@@ -4,12 +4,15 @@ the project's code."""
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import subprocess
 import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
+from urllib.parse import unquote, urlparse
 
 from . import gha, procenv
 from .errors import InputError
@@ -93,3 +96,26 @@ def install_base(project: Path, workspace: Path, target: Path, environ: Mapping[
         raise InputError(f"the base's requirements did not install (exit {proc.returncode}): {last}",
                          hint="the install's output is in the group above")
     return target / "bin"
+
+
+def installed_from_checkout(environ: Mapping[str, str], checkout: Path) -> list[str]:
+    """The distributions in the environment of `python` on environ's PATH that were installed from
+    a folder of `checkout` (`-e .` in requirements.txt, `./pkg`), as their `direct_url.json` says.
+    Their code is the pull request's: an editable install imports it from the PR's checkout, any
+    other was built from it. Read from the files, without running the environment's Python."""
+    python = shutil.which("python", path=environ.get("PATH", ""))
+    if python is None:
+        return []
+    venv = Path(python).parent.parent  # not resolved: a venv's python links to the interpreter it came from
+    if not (venv / "pyvenv.cfg").is_file():
+        return []
+    root = checkout.resolve()
+    found = []
+    for record in sorted(venv.glob("lib/python*/site-packages/*.dist-info/direct_url.json")):
+        try:
+            url = str(json.loads(record.read_text("utf-8")).get("url") or "")
+        except (OSError, ValueError, AttributeError):
+            continue
+        if url.startswith("file://") and Path(unquote(urlparse(url).path)).resolve().is_relative_to(root):
+            found.append(record.parent.name.removesuffix(".dist-info").rsplit("-", 1)[0])
+    return found

@@ -116,6 +116,7 @@ class Context:
     remotes: dvcrepo.Remotes | None = None  # the base's DVC remotes, when the PR changed them
     undeclared: list[str] = field(default_factory=list)  # files the PR changed that its evaluation may run, undeclared
     packages_changed: list[str] = field(default_factory=list)  # what the Packages check found
+    base_env: bool = False  # the base's evaluation ran in an environment from the base's requirements
 
     def stage_env(self) -> dict[str, str]:
         """The environment of the PR's own code: no secret, the trusted config's `env:`. Called
@@ -415,7 +416,7 @@ def _report_trusted_evaluation(ctx: Context, agreement: Check | None) -> None:
         if ctx.undeclared and not ctx.retrains:
             files = ", ".join(ctx.undeclared[:3]) + (f" and {len(ctx.undeclared) - 3} more" if len(ctx.undeclared) > 3 else "")
             what = (f"this PR changes files its evaluation may import or read, which dvc.yaml does not declare ({files})"
-                    if not ctx.packages_changed else f"this PR changes what its evaluation runs beyond dvc.yaml's declared "
+                    if not ctx.base_env else f"this PR changes what its evaluation runs beyond dvc.yaml's declared "
                     f"dependencies ({files}); the base's evaluation ran in an environment from the base's requirements")
             if disagreements(ctx.trusted.values, recomputed.values, absolute=ctx.cfg.tolerance_absolute,
                              relative=ctx.cfg.tolerance_relative):
@@ -639,8 +640,16 @@ def _compare_evaluations(ctx: Context, base_project: Path, base_checkout: Path) 
         _copy(ctx.project / path, base_project / path)
     base_repo.close()
     env = ctx.stage_env()
-    if ctx.packages_changed and "LOCKSTEP_PROJECT_REQUIREMENTS" in os.environ:
-        # the PR's environment holds the PR's packages: the base's evaluation runs in one of its own
+    # The PR's environment holds the PR's packages, and those built from its checkout (`-e .` in
+    # requirements.txt), through which the base's evaluation would import the PR's code: the
+    # base's evaluation runs in an environment of its own, from the base's requirements.
+    from_checkout = projectenv.installed_from_checkout(env, gitrepo.toplevel(ctx.project))
+    if from_checkout and not ctx.packages_changed:
+        changed.append(f"packages installed from this PR's checkout: {', '.join(from_checkout)}" + (
+            "" if "LOCKSTEP_PROJECT_REQUIREMENTS" in os.environ else
+            " (outside the setup action the base's evaluation imports them from this PR's code)"))
+    if (ctx.packages_changed or from_checkout) and "LOCKSTEP_PROJECT_REQUIREMENTS" in os.environ:
+        ctx.base_env = True
         try:
             bin_dir = projectenv.install_base(base_project, base_checkout, ctx.scratch / "base-env")
         except LockstepError as exc:
