@@ -13,10 +13,10 @@ from actrunner import REPOSITORY, pr_payload, push_payload
 from conftest import git
 from github_api import TOKEN
 from test_shapes import SHAPES, make_repo, open_pr
-from test_trust import good_main, pull_request, retrain, set_gate_min, worse_model
+from test_trust import EDITABLE_INSTALL, good_main, pull_request, retrain, set_gate_min, worse_model
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
-BY_NAME = {shape.name: shape for shape in SHAPES}
+BY_NAME = {shape.name: shape for shape in [*SHAPES, EDITABLE_INSTALL]}
 
 
 def env_for(repo, api) -> dict[str, str]:
@@ -24,8 +24,9 @@ def env_for(repo, api) -> dict[str, str]:
 
 
 # A project in a folder and one at the repository's root: the two wirings `lockstep init` writes.
-# Every shape goes through the CLI in test_shapes.py; what a workflow run adds is the wiring.
-@pytest.mark.parametrize("name", ["ignored-results", "root-env"])
+# Every shape goes through the CLI in test_shapes.py; what a workflow run adds is the wiring, and
+# the setup action's install of the project's own package (`-e .` in requirements.txt).
+@pytest.mark.parametrize("name", ["ignored-results", "root-env", "editable-install"])
 def test_shape_through_the_real_workflows(name, tmp_path, act, api):
     shape = BY_NAME[name]
     repo = make_repo(shape, tmp_path, init=True)  # lockstep init wrote lockstep.yaml and .github/workflows
