@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from lockstep.errors import EXIT_CHECKS_FAILED
+from lockstep.errors import EXIT_CHECKS_FAILED, EXIT_DVC
 
 from conftest import BIN, lockstep, run
 from test_shapes import SHAPES, make_repo
@@ -31,3 +31,17 @@ def test_dvc_status_says_in_sync_while_lockstep_names_the_file_missing_from_the_
     proc = lockstep("verify-remote", "--working-directory", "ml", cwd=checkout)
     assert proc.returncode == EXIT_CHECKS_FAILED, proc.stdout
     assert "data: train.csv" in proc.stdout
+
+
+def test_a_cloud_versioned_remote_is_named_as_such_with_what_to_do(tmp_path):
+    """DVC keeps no content-addressed objects in a `version_aware` remote (files stay at their
+    paths, by object version), so a check by content hash cannot verify it: said, not 'missing'."""
+    repo = make_repo(next(s for s in SHAPES if s.name == "cached-stage-metrics"), tmp_path)
+    checkout = repo.clone("ci")
+    run(str(BIN / "dvc"), "remote", "add", "-f", "-d", "versioned", "s3://acme-ml/dvc", cwd=checkout / "ml")
+    run(str(BIN / "dvc"), "remote", "modify", "versioned", "version_aware", "true", cwd=checkout / "ml")
+    proc = lockstep("verify-remote", "--working-directory", "ml", cwd=checkout)
+    assert proc.returncode == EXIT_DVC, proc.stdout
+    assert "s3://acme-ml/dvc is cloud-versioned (`version_aware` or `worktree`)" in proc.stdout
+    assert "use a remote without `version_aware`/`worktree`" in proc.stderr
+    assert "missing" not in proc.stdout

@@ -763,6 +763,14 @@ def _remote_odb(repo, remote: str | None, hash_name: str):
             file=".dvc/config",
         ) from None
     except RemoteConfigError as exc:
+        if "cloud versioned" in str(exc):
+            raise DvcError(
+                f"the DVC remote {remote_url(repo, remote) or '(default)'} is cloud-versioned (`version_aware` or `worktree`): "
+                "it keeps files by path and object version, not by content hash, and lockstep checks, pulls and pushes "
+                "by content hash",
+                hint="use a remote without `version_aware`/`worktree` for the pipeline's outputs (README, Known limits)",
+                file=".dvc/config",
+            ) from None
         raise DvcError(f"the DVC remote cannot be used: {exc}", hint="fix the remote in .dvc/config", file=".dvc/config") from None
     except Exception as exc:  # noqa: BLE001 - a backend refusing its configuration (missing credentials)
         raise DvcError(
