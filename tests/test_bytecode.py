@@ -172,10 +172,13 @@ def test_a_failed_background_install_stops_lockstep_with_its_log(tmp_path):
     status = tmp_path / "project.status"
     (tmp_path / "project-install.log").write_text("  × No solution found when resolving dependencies:\n  ╰─▶ no-such-package was not found\n")
     status.write_text("1\n")
+    (tmp_path / "project").mkdir()
+    (tmp_path / "project" / "pyvenv.cfg").write_text("home = /usr/bin\nimplementation = CPython\nversion_info = 3.11.7\n")
     with pytest.raises(InputError) as failed:
         projectenv.wait_until_installed({"LOCKSTEP_PROJECT_ENV_STATUS": str(status)})
     assert "did not install (exit 1)" in failed.value.message and "no-such-package was not found" in failed.value.message
     assert failed.value.exit_code == 2
+    assert "it was installed for Python 3.11.7 (the setup's `python-version` input, else `.python-version`" in failed.value.hint
 
 
 def test_an_install_that_was_killed_is_named_at_once(tmp_path):

@@ -47,9 +47,27 @@ def wait_until_installed(environ: Mapping[str, str] = os.environ, *, timeout: fl
         gha.info(said.rstrip() or "(nothing printed)")  # info() makes workflow commands in it inert
     if code != "0":
         last = " | ".join(line.strip() for line in said.splitlines()[-5:] if line.strip())[-1500:]
+        version = _python_version(path.with_name("project") / "pyvenv.cfg")
+        python = (f"; it was installed for Python {version} (the setup's `python-version` input, else `.python-version`, else "
+                  "what pyproject.toml's `requires-python` accepts, else 3.11): a package pinned to a release that has no "
+                  "wheel for that Python builds from source, or cannot be installed") if version else ""
         raise InputError(f"the project's requirements did not install (exit {code or '?'}): {last}",
-                         hint="the whole install log is in the group above; fix the requirements file or the `requirements` input")
+                         hint="the whole install log is in the group above; fix the requirements file or the `requirements` "
+                              f"input{python}")
     _ready.add(status)
+
+
+def _python_version(pyvenv_cfg: Path) -> str:
+    """The Python version a virtual environment was made for (`version_info` from uv, `version` from venv)."""
+    try:
+        text = pyvenv_cfg.read_text("utf-8", errors="replace")
+    except OSError:
+        return ""
+    for line in text.splitlines():
+        key, _, value = line.partition("=")
+        if key.strip() in ("version_info", "version"):
+            return value.strip()
+    return ""
 
 
 def _installing(pid_file: Path) -> bool:
