@@ -72,3 +72,24 @@ def test_files_a_requirements_file_includes_count_as_its_own():
     assert packages.changes(["ml/requirements.txt"], base=lambda n: shared[n][0], head=lambda n: shared[n][1]) == [
         "common.txt: -a", "common.txt: +b",  # a monorepo's shared file, one folder up; absolute paths are not read
     ]
+
+
+def test_a_conda_environment_compares_its_packages_and_pip_entries_and_the_files_they_include():
+    before = "name: churn\ndependencies:\n  - numpy=1.26\n  - pip:\n    - -r requirements-pip.txt\n"
+    after = "name: renamed\n# a comment\ndependencies:\n  - numpy=1.26\n  - evil\n  - pip:\n    - -r requirements-pip.txt\n    - mlflow\n"
+    files = {"environment.yml": (before, after), "requirements-pip.txt": ("six\n", "six\nother\n")}
+    assert compare(files) == [
+        "environment.yml: +dependencies: evil",
+        "environment.yml: +pip: mlflow",
+        "requirements-pip.txt: +other",
+    ]
+    same = {"environment.yml": (before, before.replace("churn", "renamed")), "requirements-pip.txt": ("six\n", "six\n")}
+    assert compare(same) == []  # the environment's name installs nothing
+
+
+def test_any_change_to_setup_py_counts_it_is_code():
+    setup = "from setuptools import setup\nsetup(install_requires=['numpy'])\n"
+    assert compare({"setup.py": (setup, setup)}) == []
+    assert compare({"setup.py": (setup, setup + "import os\n")}) == [
+        "setup.py: changed (code that decides the packages when the project is installed)",
+    ]

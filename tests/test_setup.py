@@ -68,9 +68,17 @@ def installed(tmp_path: Path, module: str) -> bool:
         ({"requirements.txt": "pyyaml\n"}, "requirements.txt"),
         ({"src/requirements.txt": "pyyaml\n"}, "src/requirements.txt"),
         ({"pyproject.toml": "[project]\nname = 'x'\nversion = '0'\ndependencies = ['pyyaml']\n"}, "pyproject.toml"),
+        ({"pyproject.toml": "[tool.ruff]\nline-length = 120\n", "setup.py": "from setuptools import setup\nsetup()\n"},
+         "pyproject.toml"),  # a setup.py project: pyproject.toml may hold only its build and tools' settings
+        ({"pyproject.toml": "[tool.black]\nline-length = 100\n", "environment.yml": "dependencies:\n  - pyyaml\n"},
+         "environment.yml"),  # tools' settings only: no dependencies there
+        ({"pyproject.toml": "[tool.black]\nline-length = 100\n"}, ""),
+        ({"setup.py": "from setuptools import setup\nsetup(install_requires=['pyyaml'])\n"}, "setup.py"),
+        ({"environment.yaml": "dependencies:\n  - pyyaml\n"}, "environment.yaml"),
         ({"dvc.yaml": "stages: {}\n"}, ""),
     ],
-    ids=["requirements.txt", "src/requirements.txt", "pyproject.toml", "none"],
+    ids=["requirements.txt", "src/requirements.txt", "pyproject.toml", "pyproject-beside-setup.py", "tools-pyproject-and-conda",
+         "tools-pyproject-only", "setup.py", "environment.yaml", "none"],
 )
 def test_the_default_requirements_are_the_first_common_layout_found(files, expected, tmp_path):
     folder = project(tmp_path, files)
@@ -141,6 +149,23 @@ def test_pyproject_extras_and_several_files_install_into_the_project_environment
     proc, _ = setup("project", folder, tmp_path, SETUP_REQUIREMENTS="pyproject.toml[train] ci/requirements.txt")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert installed(tmp_path, "yaml") and installed(tmp_path, "packaging") and installed(tmp_path, "six")
+
+
+def test_a_conda_environment_file_installs_its_python_packages_for_the_python_it_pins(tmp_path):
+    folder = project(tmp_path, {
+        "environment.yml": ("name: churn\nchannels: [conda-forge]\ndependencies:\n  - python=3.11\n  - pyyaml>=6\n"
+                            "  - cudatoolkit=11.8\n  - pip\n  - pip:\n    - -r requirements-pip.txt\n"),
+        "requirements-pip.txt": "six\n",
+    })
+    proc, values = setup("plan", folder, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert values["python-version"] == "3.11" and values["requirements"] == f"{folder}/environment.yml"
+    proc, _ = setup("project", folder, tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "left out, not Python packages: cudatoolkit=11.8" in proc.stderr
+    assert installed(tmp_path, "yaml") and installed(tmp_path, "six")  # a conda package, and a file its pip entries include
+    (folder / "environment.yml").write_text("dependencies:\n  - python=3.10\n")
+    assert setup("plan", folder, tmp_path)[1]["python-version"] == "3.10"
 
 
 def test_a_uv_lock_is_installed_with_uv_sync(tmp_path):

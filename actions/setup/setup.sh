@@ -28,8 +28,9 @@ wd="${SETUP_WORKING_DIRECTORY:-.}"
 fail() { echo "::error title=lockstep setup::$1" >&2; exit 2; }
 
 # The requirement entries (one per line), relative to the project: the input, else the first of
-# requirements.txt, src/requirements.txt, uv.lock, pyproject.toml that exists in the project, else
-# the first at the repository's root (a project in a sub-folder whose requirements sit at the top).
+# requirements.txt, src/requirements.txt, uv.lock, pyproject.toml (one that declares a project, not
+# only tools' settings), setup.py, environment.yml, environment.yaml that exists in the project,
+# else the first at the repository's root (a project in a sub-folder whose requirements sit at the top).
 requirements() {
   if [ -n "${SETUP_REQUIREMENTS:-}" ]; then
     printf '%s\n' "$SETUP_REQUIREMENTS" | tr ' ' '\n' | sed '/^$/d'
@@ -38,8 +39,15 @@ requirements() {
   local up=""
   if [ "$(realpath -m "$wd")" != "$(realpath -m .)" ]; then up="$(realpath -m --relative-to="$wd" .)/"; fi  # ../ or ../../
   for base in "" ${up:+"$up"}; do
-    for candidate in requirements.txt src/requirements.txt uv.lock pyproject.toml; do
-      if [ -f "$wd/$base$candidate" ]; then echo "$base$candidate"; return; fi
+    for candidate in requirements.txt src/requirements.txt uv.lock pyproject.toml setup.py environment.yml environment.yaml; do
+      local file="$wd/$base$candidate"
+      [ -f "$file" ] || continue
+      if [ "$candidate" = pyproject.toml ] && ! grep -qE '^\[(project|tool\.poetry)[].]' "$file" \
+          && [ ! -f "$(dirname "$file")/setup.py" ] && [ ! -f "$(dirname "$file")/setup.cfg" ]; then
+        continue  # black's or ruff's settings only: no dependencies there
+      fi
+      echo "$base$candidate"
+      return
     done
   done
 }
@@ -73,8 +81,16 @@ python_version() {
     done
   fi
   if [ -z "$version" ] && command -v python3 > /dev/null; then
-    # what pyproject.toml's requires-python (or Poetry's python) accepts, the default first
-    version="$(PYTHONPATH="$source_dir/scripts" python3 -m lockstep.pyversion "$wd/pyproject.toml" pyproject.toml 2>/dev/null || true)"
+    # what a conda environment file pins, else what pyproject.toml's requires-python (or Poetry's
+    # python) accepts, the default first
+    local environment
+    environment="$(requirements | grep -m1 -E '(^|/)environment\.ya?ml$' || true)"
+    if [ -n "$environment" ]; then
+      version="$(PYTHONPATH="$source_dir/scripts" python3 -m lockstep.condaenv python "$wd/$environment" 2>/dev/null || true)"
+    fi
+    if [ -z "$version" ]; then
+      version="$(PYTHONPATH="$source_dir/scripts" python3 -m lockstep.pyversion "$wd/pyproject.toml" pyproject.toml 2>/dev/null || true)"
+    fi
   fi
   version="${version:-3.11}"
   [[ "$version" =~ ^[0-9A-Za-z.+-]{1,32}$ ]] || fail "python version '$version' is not a version (from the input or .python-version)"
@@ -98,7 +114,7 @@ install_project() {
   local entries
   entries="$(requirements)"
   if [ -z "$entries" ]; then
-    echo "no requirements.txt, src/requirements.txt, uv.lock or pyproject.toml in $wd or at the repository's root: the project environment has no extra packages (set the \`requirements\` input if the stages need some)"
+    echo "no requirements.txt, src/requirements.txt, uv.lock, pyproject.toml, setup.py or environment.yml in $wd or at the repository's root: the project environment has no extra packages (set the \`requirements\` input if the stages need some)"
     return
   fi
   local clean=(env -u ACTIONS_ID_TOKEN_REQUEST_TOKEN -u ACTIONS_ID_TOKEN_REQUEST_URL -u ACTIONS_RUNTIME_TOKEN
@@ -118,10 +134,18 @@ install_project() {
       *)
         # from where a developer runs `pip install -r` (the project's folder; the root for the root's
         # file): `-e .` and other paths in the file are relative to it
-        local from="$wd"
+        local from="$wd" listed
         case "$file" in ../*) from="$(dirname "$wd/$file")" ;; esac
-        (cd "$from" && "${clean[@]}" uv pip install --quiet --python "$env_dir/bin/python" \
-          -r "$(realpath -m --relative-to="$from" "$wd/$file")" "${extras[@]}") ;;
+        listed="$(realpath -m --relative-to="$from" "$wd/$file")"
+        case "$file" in
+          environment.yml|environment.yaml|*/environment.yml|*/environment.yaml)
+            # a conda environment: its pip entries, and its conda packages by their PyPI names
+            # (from the file's folder, where conda runs pip)
+            from="$(dirname "$wd/$file")"
+            listed="$env_dir.requirements.txt"
+            PYTHONPATH="$source_dir/scripts" "$python" -m lockstep.condaenv requirements "$wd/$file" > "$listed" ;;
+        esac
+        (cd "$from" && "${clean[@]}" uv pip install --quiet --python "$env_dir/bin/python" -r "$listed" "${extras[@]}") ;;
     esac
   done <<< "$entries"
 }

@@ -997,7 +997,7 @@ def _installed_from(project_dir: str | Path) -> str:
 
     named = requirement_files()
     if not named:
-        return "no requirements file (none of requirements.txt, src/requirements.txt, uv.lock, pyproject.toml was found)" \
+        return "no requirements file (none of requirements.txt, src/requirements.txt, uv.lock, pyproject.toml, setup.py, environment.yml was found)" \
             if "LOCKSTEP_PROJECT_REQUIREMENTS" in os.environ else "the project's requirements"
     return ", ".join(os.path.relpath(os.path.join(str(project_dir), name)) for name in named)
 

@@ -4,8 +4,9 @@ The project's environment is installed from the PR's requirements, and the base'
 PR's model runs in it too: a new or replaced package runs its code there (an import, a `.pth` file).
 So a PR that changes them is marked for a maintainer's review, with what changed. Only what decides
 the installed packages counts: the lines of a requirements file, `[project]` dependencies (and
-optional ones, and dependency groups) of a `pyproject.toml`, the pinned versions of a `uv.lock`; a
-changed comment or tool setting is no change.
+optional ones, and dependency groups) of a `pyproject.toml`, the pinned versions of a `uv.lock`, the
+packages and `pip:` entries of a conda `environment.yml`; a changed comment or tool setting is no
+change. A `setup.py` is code: any change to it counts.
 """
 
 from __future__ import annotations
@@ -20,8 +21,10 @@ if sys.version_info >= (3, 11):
 else:  # a declared dependency below 3.11
     import tomli as tomllib
 
+from . import condaenv
+
 # what setup.sh installs from by default, relative to the project: the first that exists
-DEFAULT_FILES = ("requirements.txt", "src/requirements.txt", "uv.lock", "pyproject.toml")
+DEFAULT_FILES = ("requirements.txt", "src/requirements.txt", "uv.lock", "pyproject.toml", "setup.py", *condaenv.NAMES)
 
 
 def changes(files: Iterable[str], base: Callable[[str], str | None], head: Callable[[str], str | None]) -> list[str]:
@@ -44,6 +47,9 @@ def changes(files: Iterable[str], base: Callable[[str], str | None], head: Calla
             found.append(f"{name}: {'added' if before is None else 'removed'}")
             continue
         old, new = _entries(name, before), _entries(name, after)
+        if name.endswith(".py"):
+            found.append(f"{name}: changed (code that decides the packages when the project is installed)")
+            continue
         if old is None or new is None:
             found.append(f"{name}: changed (could not be read to compare)")
             continue
@@ -56,11 +62,12 @@ def _included(name: str, text: str) -> list[str]:
     """The files a requirements file includes with `-r`/`-c` (`--requirement`, `--constraint`),
     relative to the same folder as `name` (the caller's reader refuses paths that leave the
     repository); not absolute paths or URLs."""
-    if name.endswith((".toml", ".lock")):
+    if name.endswith((".toml", ".lock", ".py")):
         return []
     folder = posixpath.dirname(name)
     found = []
-    for line in _requirement_line_list(text):  # in file order: the report lists files as they are met
+    lines = condaenv.read(text).pip if _is_environment(name) else _requirement_line_list(text)
+    for line in lines:  # in file order: the report lists files as they are met
         match = re.match(r"(?:-r|-c|--requirement|--constraint)(?:\s+|=)(\S+)$", line)
         if match and "://" not in match.group(1):
             path = posixpath.normpath(posixpath.join(folder, match.group(1)))
@@ -69,7 +76,14 @@ def _included(name: str, text: str) -> list[str]:
     return found
 
 
+def _is_environment(name: str) -> bool:
+    return posixpath.basename(name) in condaenv.NAMES
+
+
 def _entries(name: str, text: str) -> set[str] | None:
+    if _is_environment(name):
+        env = condaenv.read(text)
+        return {f"dependencies: {spec}" for spec in env.conda} | {f"pip: {entry}" for entry in env.pip}
     if name.endswith(".toml") or name.endswith(".lock"):
         try:
             data = tomllib.loads(text)
