@@ -177,3 +177,27 @@ def test_a_committed_config_local_cannot_move_the_remote_and_the_jobs_own_is_kep
     run = _validate_in_process(bed, checkout, head=pr)
     assert run.code == EXIT_OK, run.stdout[-3000:]
     assert run.checks["lock-vs-remote"]["status"] == "pass" and run.checks["config"]["status"] == "pass", run.checks["config"]
+
+
+def test_a_named_aws_profile_of_the_developers_machine_gives_way_to_the_jobs_credentials(tmp_path, bucket, monkeypatch):
+    """`dvc remote modify storage profile developer`, committed: the developer's `~/.aws/config`
+    has that profile, a runner has none. The job's credentials (secrets, OIDC) are used instead;
+    a profile the machine has is kept."""
+    aws_config = tmp_path / "developer-aws-config"
+    aws_config.write_text("[profile developer]\naws_access_key_id = dev-key\naws_secret_access_key = dev-secret\n")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(aws_config))  # the developer's machine
+    shape = next(s for s in SHAPES if s.name == "cached-stage-metrics")
+    repo = make_repo(shape, tmp_path, remote=f"s3://{bucket.name}/dvc", remote_options=(("storage", "profile", "developer"),))
+    assert "profile = developer" in (repo.project / ".dvc" / "config").read_text()
+    checkout = repo.clone("ci")
+    runner = {"AWS_CONFIG_FILE": str(tmp_path / "no-such-file"), "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none-either")}
+    proc = lockstep("verify-remote", "--working-directory", "ml", cwd=checkout, env=runner)
+    assert proc.returncode == EXIT_OK, proc.stdout + proc.stderr
+    assert "AWS profile 'developer' of remote 'storage' is not on this machine: the job's AWS credentials are used" in proc.stdout
+    # a machine that has the profile keeps it (lockstep's own process on the developer's machine)
+    proc = lockstep("verify-remote", "--working-directory", "ml", cwd=checkout)
+    assert proc.returncode == EXIT_OK and "is not on this machine" not in proc.stdout, proc.stdout
+    # with neither the profile nor credentials of the job's own, DVC's own error stands
+    bare = {**runner, "AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": ""}
+    proc = lockstep("verify-remote", "--working-directory", "ml", cwd=checkout, env=bare)
+    assert proc.returncode != EXIT_OK and "developer" in proc.stdout + proc.stderr

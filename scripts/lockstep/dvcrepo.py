@@ -202,6 +202,9 @@ def _settle_remotes(conf, remotes: Remotes | None, auth: str) -> None:
         if remotes[1]:
             conf["core"]["remote"] = remotes[1]
     urls = [str(options.get("url", "")) for options in conf["remote"].values()]
+    for name, options in conf["remote"].items():
+        if str(options.get("url", "")).startswith("s3://"):
+            _without_missing_aws_login(name, options)
     if any(url.startswith("gdrive://") for url in urls):
         google_drive_signer()
     if any(url.startswith(("gs://", "gcs://")) for url in urls):
@@ -215,6 +218,57 @@ def _settle_remotes(conf, remotes: Remotes | None, auth: str) -> None:
         except Exception as exc:  # noqa: BLE001 - DVC's ConfigError, said as the secret's problem
             raise DvcError(f"{REMOTE_AUTH_VARIABLE}: {exc}", hint="use the options DVC knows for the remote's type") from None
         conf["remote"].update(checked)
+
+
+_SAID_AWS: set[str] = set()
+
+
+def _without_missing_aws_login(name: str, options: dict, environ: Mapping[str, str] = os.environ) -> None:
+    """An S3 remote's `profile` (or `credentialpath`, `configpath`) that names what a developer's
+    machine has and this one does not, dropped in memory when the job has AWS credentials of its
+    own (the secrets, or configure-aws-credentials' OIDC role): botocore would otherwise stop at
+    ProfileNotFound before looking at them. What this machine has is kept."""
+    if not any(environ.get(key) for key in ("AWS_ACCESS_KEY_ID", "AWS_WEB_IDENTITY_TOKEN_FILE",
+                                            "AWS_CONTAINER_CREDENTIALS_FULL_URI", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI")):
+        return
+    from . import gha
+
+    said = []
+    for key in ("credentialpath", "configpath"):
+        path = options.get(key)
+        if path and not Path(os.path.expanduser(str(path))).is_file():
+            options.pop(key)
+            said.append(f"the AWS {key} {path} of remote '{name}' is not on this machine")
+    profile = options.get("profile")
+    if profile and not _aws_profile_exists(str(profile), str(options.get("configpath") or ""),
+                                           str(options.get("credentialpath") or ""), environ):
+        options.pop("profile")
+        said.append(f"the AWS profile '{profile}' of remote '{name}' is not on this machine")
+    for line in said:
+        if line not in _SAID_AWS:  # the project is opened several times per command: said once
+            _SAID_AWS.add(line)
+            gha.info(f"{line}: the job's AWS credentials are used")
+
+
+def _aws_profile_exists(profile: str, config: str, credentials: str, environ: Mapping[str, str]) -> bool:
+    """Whether AWS's config or credentials file on this machine defines the profile."""
+    import configparser
+
+    home = Path(os.path.expanduser("~")) / ".aws"
+    files = {
+        Path(os.path.expanduser(config or environ.get("AWS_CONFIG_FILE") or str(home / "config"))):
+            {f"profile {profile}", profile} if profile != "default" else {"default"},
+        Path(os.path.expanduser(credentials or environ.get("AWS_SHARED_CREDENTIALS_FILE") or str(home / "credentials"))): {profile},
+    }
+    for path, sections in files.items():
+        parser = configparser.RawConfigParser()
+        try:
+            parser.read(path, encoding="utf-8")
+        except (configparser.Error, OSError, UnicodeDecodeError):
+            continue
+        if sections & {section.strip() for section in parser.sections()}:
+            return True
+    return False
 
 
 GOOGLE_CREDENTIALS_VARIABLE = "GOOGLE_CREDENTIALS"
