@@ -329,6 +329,13 @@ def test_a_gcs_remote_gets_the_service_account_key_from_the_secret_in_memory(tmp
     assert login.stdout.split() == ["google.oauth2.service_account", "ci@acme-ml.iam.gserviceaccount.com"]
     written = [p for p in tmp_path.rglob("*") if p.is_file() and p not in before and "__pycache__" not in p.parts]
     assert not [p for p in written if b"PRIVATE KEY" in p.read_bytes()]  # the key is in no file
+    # a developer's key file named in .dvc/config, which the runner does not have: the secret is used
+    config = folder / ".dvc" / "config"
+    config.write_text(config.read_text() + "    credentialpath = /home/developer/keys/acme-ml.json\n")
+    login = subprocess.run([str(python), "-c", GCS_LOGIN, str(folder)], capture_output=True, text=True, cwd=tmp_path,
+                           env={k: v for k, v in os.environ.items() if not k.startswith(("GOOGLE_", "CLOUDSDK_"))})
+    assert login.returncode == 0, login.stderr[-3000:]
+    assert login.stdout.split()[1] == "ci@acme-ml.iam.gserviceaccount.com"
 
 
 @pytest.mark.parametrize(("spec", "chosen"), [
@@ -414,6 +421,11 @@ def test_an_ssh_remote_gets_its_key_and_host_keys_from_secrets_in_memory(tmp_pat
         unreadable = push(SSH_PRIVATE_KEY="ssh-ed25519 AAAA-not-a-private-key", SSH_KNOWN_HOSTS=known_hosts)
         assert "SSH_PRIVATE_KEY is not a private key lockstep can read without a passphrase" in unreadable.stderr
         assert "not-a-private-key" not in unreadable.stderr  # a secret's value is never echoed
+        # a developer's key file named in .dvc/config, which the runner does not have: the secret is used
+        config = folder / ".dvc" / "config"
+        config.write_text(config.read_text() + "    keyfile = ~/.ssh/developer_ed25519\n")
+        again = push(SSH_PRIVATE_KEY=key, SSH_KNOWN_HOSTS=known_hosts)
+        assert again.returncode == 0 and "missing 0" in again.stdout, again.stderr[-3000:]
 
 
 def test_packages_installed_from_the_checkout_are_found_from_their_install_records(tmp_path):

@@ -279,7 +279,8 @@ def google_cloud_credentials(environ: Mapping[str, str] = os.environ) -> bool:
     JSON key, or an authorized user's), in memory. DVC's `credentialpath` names a file, and a job
     that writes a key to a file leaves it where a pull request's code, run as the same user, can
     read it; gcsfs itself takes the key's content as its token. Used for a remote that names no
-    `credentialpath` of its own. Returns whether the credentials were handed over."""
+    `credentialpath` of its own, or whose `credentialpath` names a file this machine does not have
+    (a developer's). Returns whether the credentials were handed over."""
     text = environ.get(GOOGLE_CREDENTIALS_VARIABLE, "").strip()
     if not text:
         return False
@@ -295,11 +296,17 @@ def google_cloud_credentials(environ: Mapping[str, str] = os.environ) -> bool:
     except ImportError:
         return False  # no Google Cloud Storage client: DVC names the missing extra when the remote is used
     def add(login: dict) -> None:
-        if not login.get("token"):
+        if not login.get("token") or _missing_file(login["token"]):  # none, or a developer's key file
             login["token"] = dict(info)  # a copy per filesystem: gcsfs keeps what it is given
 
     _extend_login(dvc_gs.GSFileSystem, add)
     return True
+
+
+def _missing_file(value: object) -> bool:
+    """Whether a login option names a file this machine does not have (a path on a developer's
+    machine, committed in .dvc/config: `credentialpath`, `keyfile`)."""
+    return isinstance(value, (str, os.PathLike)) and not Path(os.path.expanduser(str(value))).is_file()
 
 
 def _extend_login(filesystem: Any, add: Callable[[dict], None]) -> None:
@@ -325,8 +332,8 @@ def ssh_credentials(environ: Mapping[str, str] = os.environ) -> bool:
     (SSH_KNOWN_HOSTS, known_hosts lines), in memory. DVC's `keyfile` names a file, which a pull
     request's code, run as the same user, could read; and a runner has no known_hosts entry for
     the team's server, so without one asyncssh refuses the connection whatever the credentials.
-    The key is used for a remote with no `keyfile` of its own. Returns whether anything was
-    handed over."""
+    The key is used for a remote with no `keyfile` of its own, or whose `keyfile` names files this
+    machine does not have (a developer's). Returns whether anything was handed over."""
     key_text = environ.get(SSH_KEY_VARIABLE, "").strip()
     hosts_text = environ.get(SSH_KNOWN_HOSTS_VARIABLE, "").strip()
     if not key_text and not hosts_text:
@@ -347,7 +354,8 @@ def ssh_credentials(environ: Mapping[str, str] = os.environ) -> bool:
         raise DvcError(f"{SSH_KNOWN_HOSTS_VARIABLE} is not known_hosts lines",
                        hint="set it to what `ssh-keyscan -p PORT HOST` prints for the remote's server") from None
     def add(login: dict) -> None:
-        if key is not None and not login.get("client_keys"):
+        keys = login.get("client_keys")
+        if key is not None and (not keys or (isinstance(keys, list) and all(_missing_file(k) for k in keys))):
             login["client_keys"] = [key]
             login["preferred_auth"] = ["publickey", *[m for m in login.get("preferred_auth", []) if m != "publickey"]]
         if known is not None:
