@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from lockstep.errors import EXIT_CHECKS_FAILED, EXIT_DVC
+from lockstep.errors import EXIT_CHECKS_FAILED, EXIT_DVC, EXIT_OK
 
 from conftest import BIN, lockstep, run
 from test_shapes import SHAPES, make_repo
@@ -45,3 +45,19 @@ def test_a_cloud_versioned_remote_is_named_as_such_with_what_to_do(tmp_path):
     assert "s3://acme-ml/dvc is cloud-versioned (`version_aware` or `worktree`)" in proc.stdout
     assert "use a remote without `version_aware`/`worktree`" in proc.stderr
     assert "missing" not in proc.stdout
+
+
+def test_the_only_remote_is_the_default_and_of_several_without_one_none_is_guessed(tmp_path):
+    """A team that pushes with `dvc push -r storage` and never set a default: with one remote there
+    is nothing to choose; with two, lockstep does not guess which one CI should check and push to."""
+    repo = make_repo(next(s for s in SHAPES if s.name == "cached-stage-metrics"), tmp_path)
+    checkout = repo.clone("ci")
+    run(str(BIN / "dvc"), "remote", "default", "--unset", cwd=checkout / "ml")
+    assert "remote = storage" not in (checkout / "ml" / ".dvc" / "config").read_text()
+    proc = lockstep("verify-remote", "--working-directory", "ml", cwd=checkout)
+    assert proc.returncode == EXIT_OK, proc.stdout + proc.stderr
+    run(str(BIN / "dvc"), "remote", "add", "backup", str(tmp_path / "backup"), cwd=checkout / "ml")
+    proc = lockstep("verify-remote", "--working-directory", "ml", cwd=checkout)
+    assert proc.returncode == EXIT_DVC, proc.stdout
+    assert "the project has 2 DVC remotes (backup, storage) and none is the default" in proc.stdout
+    assert "`dvc remote default NAME`" in proc.stderr

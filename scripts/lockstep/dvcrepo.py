@@ -201,6 +201,9 @@ def _settle_remotes(conf, remotes: Remotes | None, auth: str) -> None:
         conf["core"].pop("remote", None)
         if remotes[1]:
             conf["core"]["remote"] = remotes[1]
+    if not conf["core"].get("remote") and len(conf["remote"]) == 1:
+        # one remote and no default: `dvc push -r NAME` on the developer's machine, the only remote here
+        conf["core"]["remote"] = next(iter(conf["remote"]))
     urls = [str(options.get("url", "")) for options in conf["remote"].values()]
     for name, options in conf["remote"].items():
         if str(options.get("url", "")).startswith("s3://"):
@@ -819,6 +822,13 @@ def _remote_odb(repo, remote: str | None, hash_name: str):
     try:
         return repo.cloud.get_remote_odb(remote, hash_name=hash_name)
     except NoRemoteError:
+        names = sorted(repo.config.get("remote", {}))
+        if names:
+            raise DvcError(
+                f"the project has {len(names)} DVC remotes ({', '.join(names)}) and none is the default",
+                hint="choose the one CI pushes to and checks: `dvc remote default NAME`, and commit .dvc/config",
+                file=".dvc/config",
+            ) from None
         raise DvcError(
             "no DVC remote is configured for this project",
             hint="add one with `dvc remote add -d NAME s3://BUCKET/PATH` and commit .dvc/config",
