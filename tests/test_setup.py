@@ -454,3 +454,51 @@ def test_packages_installed_from_the_checkout_are_found_from_their_install_recor
     environ = {"PATH": f"{venv / 'bin'}{os.pathsep}/usr/bin"}
     assert projectenv.installed_from_checkout(environ, checkout) == ["churnkit", "csv_speedups"]
     assert projectenv.installed_from_checkout({"PATH": "/usr/bin"}, checkout) == []  # no environment of its own
+
+
+@contextlib.contextmanager
+def package_index(root: Path, name: str, version: str):
+    """A PEP 503 index on loopback that carries one old copy of a package PyPI has (as PyTorch's
+    index carries old copies of common packages): a wheel made here, listed under /simple/NAME/."""
+    import http.server
+    import threading
+    import zipfile
+
+    wheel = f"{name}-{version}-py3-none-any.whl"
+    (root / "simple" / name).mkdir(parents=True)
+    info = f"{name}-{version}.dist-info"
+    with zipfile.ZipFile(root / "simple" / name / wheel, "w") as archive:
+        archive.writestr(f"{name}.py", "OLD_COPY = True\n")
+        archive.writestr(f"{info}/METADATA", f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
+        archive.writestr(f"{info}/WHEEL", "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
+        archive.writestr(f"{info}/RECORD", "")
+    (root / "simple" / name / "index.html").write_text(f'<html><body><a href="{wheel}">{wheel}</a></body></html>\n')
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, directory=str(root), **kwargs)
+
+        def log_message(self, format, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/simple"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def test_requirements_with_an_extra_index_install_as_pip_installs_them(tmp_path):
+    """`--extra-index-url` in requirements.txt (PyTorch's, for a CPU build): pip takes the best
+    version any index has; uv's own default takes a package only from the first index that has it,
+    where an old copy fails the pin. The project installs as the developer's pip installed it."""
+    with package_index(tmp_path / "index", "six", "1.10.0") as url:
+        folder = project(tmp_path, {"requirements.txt": f"--extra-index-url {url}\nsix==1.17.0\n"})
+        proc, _ = setup("project", folder, tmp_path)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+    python = tmp_path / "runner" / "lockstep" / "project" / "bin" / "python"
+    version = subprocess.run([str(python), "-c", "import six; print(six.__version__)"], capture_output=True, text=True)
+    assert version.stdout.strip() == "1.17.0"

@@ -145,7 +145,11 @@ install_project() {
             listed="$env_dir.requirements.txt"
             PYTHONPATH="$source_dir/scripts" "$python" -m lockstep.condaenv requirements "$wd/$file" > "$listed" ;;
         esac
-        (cd "$from" && "${clean[@]}" uv pip install --quiet --python "$env_dir/bin/python" -r "$listed" "${extras[@]}") ;;
+        # and with pip's choice among indexes: the best version any of them has (uv's default takes a
+        # package from the first index that has it, and an `--extra-index-url` such as PyTorch's,
+        # which carries old copies of common packages, then fails what pip installs)
+        (cd "$from" && "${clean[@]}" UV_INDEX_STRATEGY="${UV_INDEX_STRATEGY:-unsafe-best-match}" \
+          uv pip install --quiet --python "$env_dir/bin/python" -r "$listed" "${extras[@]}") ;;
     esac
   done <<< "$entries"
 }
