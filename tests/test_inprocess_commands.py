@@ -413,3 +413,26 @@ def test_google_credentials_that_are_not_a_json_key_are_a_named_error():
         assert text not in bad.value.message + bad.value.hint  # a secret's value is never echoed
     assert dvcrepo.google_cloud_credentials({}) is False
 
+
+
+def test_a_stage_that_logs_to_an_mlflow_server_of_its_own_is_told_to_use_the_jobs(tmp_path, monkeypatch):
+    """Training code with `mlflow.set_tracking_uri("http://localhost:1234")` (the developer's own
+    server): in CI that server is not there. The error says so and what to do."""
+    import subprocess
+    import sys
+
+    from lockstep import dvcrepo
+    from lockstep.errors import DvcError
+
+    project = tmp_path / "ml"
+    project.mkdir()
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    subprocess.run([sys.executable, "-m", "dvc", "init", "-q", "--subdir"], cwd=project, check=True)
+    (project / "train.py").write_text("import mlflow\nmlflow.set_tracking_uri('http://127.0.0.1:9')\nmlflow.set_experiment('wine')\n")
+    (project / "dvc.yaml").write_text("stages:\n  train:\n    cmd: python train.py\n")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(DvcError) as failed:
+        dvcrepo.reproduce(project, ["train"], env={**os.environ, "DVC_NO_ANALYTICS": "true", "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"})
+    assert "stage 'train' failed" in failed.value.message
+    assert failed.value.hint.startswith("the stage logs to an MLflow server of its own, http://127.0.0.1:9, which this job cannot reach")
+    assert "MLFLOW_TRACKING_URI" in failed.value.hint

@@ -1059,6 +1059,13 @@ def reproduce(project_dir: str | Path, stage_names: Sequence[str], *, env: Mappi
             hint = (f"the stage imports `{missing}`, which the project's environment does not have; it was installed from "
                     f"{_installed_from(project_dir)}: add the package that provides it there, or point the setup's "
                     "`requirements` input at the file that lists it")
+        server = next((m.group(1) for line in reversed(tail)
+                       if (m := re.search(r"API request to (https?://\S+?)/api/2\.0/mlflow\S* failed", line))), "")
+        if server and not missing:
+            hint = (f"the stage logs to an MLflow server of its own, {server}, which this job cannot reach (a URI set in the "
+                    "code or its config, such as `mlflow.set_tracking_uri(...)`). lockstep gives the stages "
+                    "MLFLOW_TRACKING_URI, a store it forwards to the job's MLflow: have the code use it (MLflow reads "
+                    "it when nothing else is set)")
         raise DvcError(f"stage '{failed}' failed (`dvc repro` exited {code}): {last}", hint=hint, file="dvc.yaml")
 
 
