@@ -132,13 +132,24 @@ def reader(lines, *args, **kwargs):
 """
 
 
-def test_a_module_that_shadows_a_library_beside_the_evaluation_cannot_inflate_the_score(tmp_path):
+# The PR's dvc.yaml may also declare the module (here a package folder) an output of a stage of
+# its own: what the evaluation may run is judged by what the BASE declares.
+DECLARED_AN_OUTPUT = "  keep:\n    cmd: 'true'\n    outs:\n      - csv:\n          cache: false\n          persist: true\n"
+
+
+@pytest.mark.parametrize("declared", [False, True], ids=["beside", "declared-an-output-by-the-pr"])
+def test_a_module_that_shadows_a_library_beside_the_evaluation_cannot_inflate_the_score(tmp_path, declared):
     repo = make_repo(SEPARATE_EVALUATION, tmp_path)
     good_main(repo)
+    module = repo.project / ("csv/__init__.py" if declared else "csv.py")
 
     def worse_with_a_shadowing_module(repo):
         worse_model(repo)
-        (repo.project / "csv.py").write_text(SHADOW_CSV)
+        module.parent.mkdir(exist_ok=True)
+        module.write_text(SHADOW_CSV)
+        if declared:
+            dvc_yaml = repo.project / "dvc.yaml"
+            dvc_yaml.write_text(dvc_yaml.read_text() + DECLARED_AN_OUTPUT)
         retrain(repo, push=False)
         # DVC's run cache knows this model's evaluation from before (csv.py is no dependency of it):
         # the adversary runs it again for real, and commits what the shadow makes of it
@@ -151,7 +162,8 @@ def test_a_module_that_shadows_a_library_beside_the_evaluation_cannot_inflate_th
     assert checks["lock-vs-code"]["status"] == "pass"  # DVC sees nothing: csv.py is no dependency
     assert checks["re-evaluation"]["status"] == "pass"  # and the PR's evaluation agrees with itself
     trusted = checks["trusted-evaluation"]
-    assert trusted["status"] == "warn" and "which dvc.yaml does not declare (ml/csv.py)" in trusted["summary"]
+    shadow = module.relative_to(repo.dev).as_posix()
+    assert trusted["status"] == "warn" and f"which dvc.yaml does not declare ({shadow})" in trusted["summary"], trusted
     assert "gives other metrics than this PR's own" in trusted["summary"]
     side = next(d for d in trusted["details"] if d.startswith("accuracy:"))
     assert "base's evaluation 0.65" in side and "this PR's evaluation 1" in side
@@ -424,3 +436,31 @@ def test_pr_code_runs_without_secrets_and_what_it_logs_to_mlflow_is_forwarded(tm
     assert "stage_logged" in logged.metrics, (results["checks"], proc.stdout[-3000:])
     assert logged.metrics["stage_logged"] == 0.5 and logged.params["stage_param"] == "x"
     assert proc.returncode in (EXIT_OK, EXIT_CHECKS_FAILED)
+
+
+def test_metrics_no_evaluation_stage_writes_stay_the_prs_beside_the_base_evaluation(tmp_path):
+    """A training run's own metrics file, committed as it is (dvclive's layout in DVC's experiments
+    example): the base's evaluation judges what the evaluation writes, and the training metrics
+    shown and gated are the PR's, not the base commit's copy of that file."""
+    repo = make_repo(SEPARATE_EVALUATION, tmp_path)
+    train = repo.project / "train.py"
+    train.write_text(train.read_text() + 'json.dump({"train_steps": train["steps"]}, open("train_metrics.json", "w"))\n')
+    dvc_yaml = repo.project / "dvc.yaml"
+    dvc_yaml.write_text(dvc_yaml.read_text() + "metrics:\n  - train_metrics.json\n")
+    good_main(repo)
+    assert json.loads((repo.project / "train_metrics.json").read_text()) == {"train_steps": 50}
+
+    def worse_with_kind_evaluation(repo):
+        worse_model(repo)
+        evaluate = repo.project / "evaluate.py"
+        evaluate.write_text(evaluate.read_text().replace('scores[split] = sum(', 'scores[split] = 0.3 + sum(', 1))
+        retrain(repo)
+
+    base, head, checkout = pull_request(repo, "kind-eval", worse_with_kind_evaluation)
+    proc, results, checks = validate(repo, checkout, base, head)
+    assert proc.returncode == EXIT_CHECKS_FAILED, proc.stdout[-3000:]
+    rows = {row["name"]: row for row in results["metrics"]}
+    assert rows["accuracy"]["pr"] == pytest.approx(0.65)  # the base's evaluation of the PR's model
+    assert (rows["train_steps"]["base"], rows["train_steps"]["pr"]) == (50, 1)  # the PR's own training run
+    trusted = checks["trusted-evaluation"]
+    assert not any(d.startswith("train_steps:") for d in trusted["details"])  # not part of the side by side

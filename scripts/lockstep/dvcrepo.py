@@ -1314,6 +1314,30 @@ class MetricsRead:
 
     _origin: dict[str, str] = field(default_factory=dict, repr=False)
 
+    def files(self) -> list[str]:
+        """The files the values were read from."""
+        return sorted(set(self._origin.values()))
+
+    def only(self, files: Sequence[str]) -> MetricsRead:
+        """The metrics read from these files (names kept as this read gave them)."""
+        keep = set(files)
+        return MetricsRead(
+            values={name: value for name, value in self.values.items() if self._origin.get(name) in keep},
+            sources={name: source for name, source in self.sources.items() if name in keep},
+            problems={name: why for name, why in self.problems.items() if name in keep or name == "(all)"},
+            _origin={name: origin for name, origin in self._origin.items() if origin in keep},
+        )
+
+
+def metrics_written_by(repo, stage_names: Sequence[str]) -> list[str]:
+    """The metrics files these stages write: their own `metrics:`, and files of top-level `metrics:`
+    inside their outputs (dvclive's folder). Not the metrics files other stages write, nor those
+    git carries that no stage declares (a training run's dvclive folder committed as it is)."""
+    outputs = [path.replace(os.sep, "/").rstrip("/")
+               for path in [*_outputs(repo, stage_names, cached=True), *_outputs(repo, stage_names, cached=False)]]
+    return [name for name in all_metrics_files(repo)
+            if any(name == out or name.startswith(out + "/") for out in outputs)]
+
 
 def read_metrics(repo, *, rev: str | None = None, files: Sequence[str] | None = None) -> MetricsRead:
     """Every metric DVC knows (stage `metrics:`, top-level `metrics:`, files inside cached outputs
@@ -1441,6 +1465,29 @@ def all_metrics_files(repo) -> list[str]:
         for entry in entries:
             files.append(os.path.normpath(os.path.join(wdir, entry)).replace(os.sep, "/"))
     return list(dict.fromkeys(files))
+
+
+def top_level_files(repo) -> list[str]:
+    """The files and folders dvc.yaml's top-level `plots:` and `params:` name (DVCLive writes its
+    plots and params there), relative to the project. Read leniently: they describe what to show,
+    and a form this DVC keeps differently gives none."""
+    found: list[str] = []
+    for attribute in ("_plots", "_params"):
+        declared = getattr(repo.index, attribute, None)
+        for dvcfile, entries in (declared.items() if isinstance(declared, dict) else ()):
+            wdir = os.path.relpath(os.path.dirname(dvcfile), repo.root_dir)
+            names: list[str] = []
+            for entry in entries if isinstance(entries, list) else ():
+                if isinstance(entry, str):
+                    names.append(entry)
+                elif isinstance(entry, dict):  # {path: {x: ...}} or {plot id: {y: {file: column}}}
+                    for key, spec in entry.items():
+                        names.append(str(key))
+                        for axis in ("x", "y"):
+                            value = spec.get(axis) if isinstance(spec, dict) else None
+                            names += [str(file) for file in value] if isinstance(value, dict) else []
+            found += [os.path.normpath(os.path.join(wdir, name)).replace(os.sep, "/") for name in names]
+    return list(dict.fromkeys(found))
 
 
 def _top_level_metrics(repo) -> dict[str, list[str]]:

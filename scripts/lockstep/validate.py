@@ -126,8 +126,10 @@ class Context:
 
     @property
     def pr_metrics(self) -> dict[str, Any]:
-        chosen = self.trusted or self.recomputed or self.committed
-        return chosen.values
+        """The PR's metrics: what the base's evaluation made of its model where that ran, the rest as
+        CI recomputed them, else as committed."""
+        own = (self.recomputed or self.committed).values
+        return {**own, **self.trusted.values} if self.trusted is not None else own
 
 
 def run(inputs: ValidateInputs) -> ValidateResult:
@@ -412,7 +414,8 @@ def _report_trusted_evaluation(ctx: Context, agreement: Check | None) -> None:
         ctx.trusted = None
         return
     if ctx.trusted is not None:
-        recomputed = ctx.recomputed or dvcrepo.MetricsRead()
+        # the PR's own evaluation, from the files the base's evaluation was read from
+        recomputed = (ctx.recomputed or dvcrepo.MetricsRead()).only(ctx.trusted.files())
         if ctx.undeclared and not ctx.retrains:
             files = ", ".join(ctx.undeclared[:3]) + (f" and {len(ctx.undeclared) - 3} more" if len(ctx.undeclared) > 3 else "")
             what = (f"this PR changes files its evaluation may import or read, which dvc.yaml does not declare ({files})"
@@ -427,7 +430,7 @@ def _report_trusted_evaluation(ctx: Context, agreement: Check | None) -> None:
         pending.details[:0] = [
             f"{name}: base's evaluation {format_value(ctx.trusted.values.get(name))} · this PR's evaluation "
             f"{format_value(recomputed.values.get(name))}"
-            for name in sorted(set(ctx.trusted.values) | set(recomputed.values))
+            for name in sorted(ctx.trusted.values)
         ]
     ctx.report.add(pending)
 
@@ -603,7 +606,7 @@ def _compare_evaluations(ctx: Context, base_project: Path, base_checkout: Path) 
     title = "Trusted evaluation"
     review = "needs a maintainer's review: this PR changes its evaluation"
     if before == after:
-        ctx.undeclared = _undeclared_changes(ctx)
+        ctx.undeclared = _undeclared_changes(ctx, base_repo)
         if not ctx.undeclared and not ctx.packages_changed:
             return
         changed = [f"{path} (not declared in dvc.yaml; the evaluation may import or read it)" for path in ctx.undeclared]
@@ -674,7 +677,12 @@ def _compare_evaluations(ctx: Context, base_project: Path, base_checkout: Path) 
                                     f"PR's model: {exc.message}", changed)
         return
     ctx.report.times.append(Timing("trusted-evaluation", round(ended - started, 3)))
-    ctx.trusted = dvcrepo.read_metrics(dvcrepo.open_repo(base_project), files=ctx.cfg.metrics_files)
+    # what the base's evaluation wrote judges; metrics other stages wrote (a training run's dvclive
+    # folder, committed) are the PR's own, not the base commit's
+    evaluated = dvcrepo.open_repo(base_project)
+    written = dvcrepo.metrics_written_by(evaluated, base_stages)
+    read = dvcrepo.read_metrics(evaluated, files=ctx.cfg.metrics_files)
+    ctx.trusted = read.only(written) if written else read
     ctx.pending_trusted = Check(
         "trusted-evaluation", title, "warn",
         f"{review} ({'; '.join(changed[:3])}). The gates judge this PR's model by the base's evaluation; "
@@ -687,24 +695,27 @@ _PACKAGES_CHANGED = "the project's packages (the Packages check lists them)"
 
 # What a pull request may change without its evaluation running it: DVC's own files, docs, the
 # repository's workflows (see _undeclared_changes).
-_INERT_NAMES = frozenset({"dvc.lock", ".gitignore", ".dvcignore"})
+_INERT_NAMES = frozenset({"dvc.yaml", "dvc.lock", ".gitignore", ".dvcignore"})
 _INERT_SUFFIXES = (".dvc", ".md", ".rst")
 _VALUE_SUFFIXES = (".yaml", ".yml", ".json", ".toml")  # a params file in one of these holds values, not code
 
 
-def _undeclared_changes(ctx: Context) -> list[str]:
+def _undeclared_changes(ctx: Context, base_repo) -> list[str]:
     """Files this PR adds, changes or removes that its evaluation stages do not declare but may
     import or read, from the repository's root. DVC compares only what dvc.yaml lists: a helper
     module the evaluation script imports is code as much as the script, and a module beside the
     script shadows the library of the same name (a `csv.py` beside `evaluate.py` is what
-    `import csv` gets). Left out: DVC's own files and the pipeline's outputs, params files' values
-    (the evaluation's own params are compared in its signature), lockstep.yaml (the base's judges),
-    the requirement files (the Packages check shows those), docs, and `.github/`."""
-    repo, prefix = ctx.repo, ctx.prefix
+    `import csv` gets). Left out: DVC's own files and the pipeline's outputs, metrics, plots and
+    params files, as the BASE declares them (the PR's dvc.yaml could declare its `csv.py` an
+    output), params files' values (the evaluation's own params are compared in its signature),
+    lockstep.yaml (the base's judges), the requirement files (the Packages check shows those),
+    docs, and `.github/`."""
+    prefix = ctx.prefix
     inert = {posixpath.normpath(ctx.inputs.config_path or configmod.CONFIG_NAME), *packages.DEFAULT_FILES,
              *(posixpath.normpath(name) for name in projectenv.requirement_files())}
-    inert |= {path for path in dvcrepo.params_files(repo) if path.endswith(_VALUE_SUFFIXES)}
-    outputs = [path.rstrip("/") + "/" for path in [*dvcrepo.all_outputs(repo), *dvcrepo.all_metrics_files(repo)]]
+    inert |= {path for path in dvcrepo.params_files(base_repo) if path.endswith(_VALUE_SUFFIXES)}
+    declared = [*dvcrepo.all_outputs(base_repo), *dvcrepo.all_metrics_files(base_repo), *dvcrepo.top_level_files(base_repo)]
+    outputs = [path.rstrip("/") + "/" for path in declared if not path.endswith(".py")]
     found = []
     for path in gitrepo.changed_files(ctx.project, ctx.inputs.base_sha, "HEAD"):
         name = posixpath.basename(path)
