@@ -39,7 +39,7 @@ def test_training_logs_to_mlflow_only_when_asked(consumer, mlflow_env):
     client = MlflowClient(mlflow_env.url)
     experiment = client.create_experiment(f"example-{consumer.bucket.name}")
     parent = client.create_run(experiment)
-    env = {"MLFLOW_TRACKING_URI": mlflow_env.url, "MLFLOW_RUN_ID": parent.info.run_id}
+    env = {"MLFLOW_TRACKING_URI": mlflow_env.url, "LOCKSTEP_MLFLOW_RUN_ID": parent.info.run_id}
     run(str(BIN / "python"), "src/train.py", cwd=consumer.project, env=env)
     logged = client.get_run(parent.info.run_id)
     assert logged.data.params["train.n_estimators"] == "100"
@@ -47,5 +47,5 @@ def test_training_logs_to_mlflow_only_when_asked(consumer, mlflow_env):
     models = client.search_logged_models(experiment_ids=[experiment])
     assert [m.name for m in models] == ["model"]
     # without MLflow settings it logs nothing and still trains
-    proc = run(str(BIN / "python"), "src/train.py", cwd=consumer.project, env={"MLFLOW_TRACKING_URI": "", "MLFLOW_RUN_ID": ""})
+    proc = run(str(BIN / "python"), "src/train.py", cwd=consumer.project, env={"MLFLOW_TRACKING_URI": "", "LOCKSTEP_MLFLOW_RUN_ID": ""})
     assert "trained 100 trees" in proc.stdout

@@ -199,5 +199,6 @@ def test_a_main_rebuild_keeps_its_credentials_but_no_token_and_runs_dvc_without_
 
     env = procenv.for_reviewed_code({"AWS_SECRET_ACCESS_KEY": "k", "GITHUB_TOKEN": "t", "GITHUB_OUTPUT": "/o", "PATH": "/bin"},
                                     {"PYTHONPATH": "."}, mlflow_run_id="r1")
-    assert env == {"AWS_SECRET_ACCESS_KEY": "k", "PATH": "/bin", "PYTHONPATH": ".", "DVC_NO_ANALYTICS": "true", "MLFLOW_RUN_ID": "r1"}
+    assert env == {"AWS_SECRET_ACCESS_KEY": "k", "PATH": "/bin", "PYTHONPATH": ".", "DVC_NO_ANALYTICS": "true",
+                   "LOCKSTEP_MLFLOW_RUN_ID": "r1"}
     assert procenv.for_reviewed_code({"DVC_NO_ANALYTICS": "false"})["DVC_NO_ANALYTICS"] == "false"  # the caller's choice stands

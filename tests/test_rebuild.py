@@ -70,6 +70,29 @@ def test_param_change_on_main_gives_one_skip_ci_commit_and_a_version(consumer, m
     assert len(versions(mlflow_env.url, consumer.model)) == 1
 
 
+def test_training_that_logs_to_an_experiment_of_its_own_rebuilds_and_registers(consumer, mlflow_env):
+    """The pattern of most training code: `mlflow.set_experiment(...)` then `mlflow.start_run()`.
+    The rebuild offers its run as LOCKSTEP_MLFLOW_RUN_ID, not as MLflow's own MLFLOW_RUN_ID, which
+    `start_run()` would resume in lockstep's experiment and refuse after `set_experiment`."""
+    train = consumer.project / "src" / "train.py"
+    experiment = f"team-{consumer.bucket.name}"
+    call = "        log_to_mlflow(model, params, train_accuracy, features)\n"
+    assert call in train.read_text()
+    train.write_text(train.read_text().replace(call, (  # the team's own logging instead of the example's
+        "        import mlflow\n"
+        f"        mlflow.set_experiment({experiment!r})\n"
+        "        with mlflow.start_run(run_name='nightly'):\n            mlflow.log_metric('team_metric', 1.0)\n")))
+    consumer.set_param("max_depth: 6", "max_depth: 5")
+    consumer.commit("Training logs to the team's experiment")
+    proc, out = rebuild(consumer.clone("ci"))
+    assert proc.returncode == EXIT_OK, proc.stdout[-4000:] + proc.stderr[-2000:]
+    assert out["committed"] == "true" and out["model-version"]
+    client = MlflowClient(mlflow_env.url)
+    (team_run,) = client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
+    assert team_run.data.metrics["team_metric"] == 1.0  # the team's own run, where its code put it
+    assert team_run.info.run_id != out["mlflow-run-id"]
+
+
 def test_s3_fault_during_push_leaves_no_commit_and_a_rerun_works(consumer, monkeypatch):
     consumer.set_param("max_depth: 6", "max_depth: 5")
     consumer.commit("Shallower trees")

@@ -1,6 +1,6 @@
 """Train a random forest on data/prepared/train.csv and save it to models/model.pkl.
 
-When MLFLOW_TRACKING_URI or MLFLOW_RUN_ID is set (lockstep sets MLFLOW_RUN_ID in CI rebuilds),
+When MLFLOW_TRACKING_URI or LOCKSTEP_MLFLOW_RUN_ID is set (lockstep offers its run in CI rebuilds),
 the params, the training metrics and the model are logged to that MLflow run.
 """
 
@@ -33,14 +33,14 @@ def main() -> None:
     train_accuracy = accuracy_score(target, model.predict(features))
     print(f"trained {params['n_estimators']} trees, train accuracy {train_accuracy:.4f}")
 
-    if os.environ.get("MLFLOW_TRACKING_URI") or os.environ.get("MLFLOW_RUN_ID"):
+    if os.environ.get("MLFLOW_TRACKING_URI") or os.environ.get("LOCKSTEP_MLFLOW_RUN_ID"):
         log_to_mlflow(model, params, train_accuracy, features)
 
 
 def log_to_mlflow(model, params, train_accuracy, features) -> None:
     import mlflow  # imported only when asked for: training works without MLflow
 
-    with mlflow.start_run(run_id=os.environ.get("MLFLOW_RUN_ID")):
+    with mlflow.start_run(run_id=os.environ.get("LOCKSTEP_MLFLOW_RUN_ID")):
         mlflow.log_params({f"train.{key}": value for key, value in params.items()})
         mlflow.log_metric("train_accuracy", train_accuracy)
         mlflow.sklearn.log_model(

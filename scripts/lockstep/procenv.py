@@ -59,10 +59,16 @@ def for_untrusted_code(environ: Mapping[str, str], extra: Mapping[str, str] | No
     return env
 
 
+RUN_ID_VARIABLE = "LOCKSTEP_MLFLOW_RUN_ID"  # the main rebuild's MLflow run, for the training code to log into
+
 def for_reviewed_code(environ: Mapping[str, str], extra: Mapping[str, str] | None = None, *,
                       mlflow_run_id: str | None = None) -> dict[str, str]:
     """The environment of merged code in a main rebuild: the job's credentials stay (training may
-    read data or log to MLflow), GitHub tokens and the step's runner files do not."""
+    read data or log to MLflow), GitHub tokens and the step's runner files do not. The rebuild's
+    MLflow run is offered as LOCKSTEP_MLFLOW_RUN_ID, for code that chooses to log into it
+    (`mlflow.start_run(run_id=...)`), not as MLflow's own MLFLOW_RUN_ID: with that set,
+    `mlflow.start_run()` resumes lockstep's run, and fails after the code's own
+    `mlflow.set_experiment(...)` (its run is in another experiment)."""
     env = {
         name: value
         for name, value in environ.items()
@@ -72,5 +78,5 @@ def for_reviewed_code(environ: Mapping[str, str], extra: Mapping[str, str] | Non
     # lockstep's own `dvc repro`: DVC's usage report would be a second process beside the training
     env.setdefault("DVC_NO_ANALYTICS", "true")
     if mlflow_run_id:
-        env["MLFLOW_RUN_ID"] = mlflow_run_id
+        env[RUN_ID_VARIABLE] = mlflow_run_id
     return env

@@ -1,7 +1,7 @@
 """Main rebuilds: the official model is built by CI, never taken from a developer's machine.
 
   1. pull the inputs of the rebuilt stages only (never their own outputs)
-  2. create the MLflow run, hand it to the project's code as MLFLOW_RUN_ID, force the stages
+  2. create the MLflow run, offer it to the project's code as LOCKSTEP_MLFLOW_RUN_ID, force the stages
   3. dvc push, then verify every object of the new lock is in the remote
   4. commit dvc.lock (and git-carried outputs) with [skip ci]; push without force, rebasing on a
      moved branch unless the new commits changed the rebuilt stages' inputs
