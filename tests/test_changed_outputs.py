@@ -1,5 +1,5 @@
-"""What a retrain changed, from DVC's own diff: `Changed:` lines in the lock commit and the
-`lockstep.changed_outputs` tag on the model version; and a forced retrain that reproduces the
+"""What a retrain changed, from the locks of the commit it started from and of the rebuild:
+`Changed:` lines in the lock commit and the `lockstep.changed_outputs` tag on the model version; and a forced retrain that reproduces the
 version the alias points to commits nothing, registers nothing, and says since when."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from lockstep import dvcrepo, rebuild as rebuildmod
 from lockstep.errors import EXIT_OK
 from test_faults import SHAPE, rebuild, versions
 
-from conftest import git
+from conftest import BIN, git, run
 from test_shapes import make_repo
 
 pytestmark = pytest.mark.integration
@@ -59,3 +59,27 @@ def test_changed_lines_are_bounded_and_inert():
     assert len(changed) == rebuildmod.MAX_CHANGED + 1 and changed[-1] == "Changed: … and 5 more"
     assert not any(line.startswith("Signed-off-by") for line in lines)  # a path cannot add a trailer
     assert changed[0] == "Changed: data/part-0 Signed-off-by: x <x@example.com> (added)"
+
+
+def test_outputs_a_rebuild_did_not_pull_are_no_change(tmp_path):
+    """A retrain of `train` pulls train's inputs only: the raw data `prepare` reads (`dvc add`)
+    stays in the remote. The lock commit names what the retrain changed, from the records of both
+    commits, not the outputs it never downloaded (`dvc diff` against the workspace calls them deleted)."""
+    repo = make_repo(SHAPE, tmp_path)
+    (repo.project / "source").mkdir()
+    (repo.project / "source" / "raw.txt").write_text("rows from the warehouse\n")
+    repo.dvc("add", "source/raw.txt")
+    dvc_yaml = repo.project / "dvc.yaml"
+    dvc_yaml.write_text(dvc_yaml.read_text().replace("deps: [prepare.py]", "deps: [prepare.py, source/raw.txt]", 1))
+    run(str(BIN / "dvc"), "repro", cwd=repo.project)
+    repo.dvc("push")
+    repo.commit("prepare reads the raw data")
+    repo.set_steps(30)
+    repo.commit("thirty steps, lock left to CI")
+    proc, _out, _summary = rebuild(repo.clone("ci"), "ml", f"changed-{uuid.uuid4().hex[:8]}", "--register", "false")
+    assert proc.returncode == EXIT_OK, proc.stdout[-3000:]
+    assert "rebuilding train, evaluate" in proc.stdout
+    message = git("log", "-1", "--format=%B", "main", cwd=repo.origin)
+    changed = [line for line in message.splitlines() if line.startswith("Changed: ")]
+    assert changed == ["Changed: metrics.json (modified)", "Changed: model.json (modified)"], message
+    assert "deleted" not in proc.stdout

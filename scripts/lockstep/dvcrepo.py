@@ -1275,26 +1275,33 @@ class OutputChange:
 
 
 def changed_outputs(repo, a_rev: str) -> list[OutputChange]:
-    """The DVC outputs whose content differs between the commit `a_rev` and the workspace, from
-    `dvc diff` (files inside a directory output are reported once, as their output)."""
+    """The DVC outputs whose recorded content differs between the locks (and `.dvc` files) of the
+    commit `a_rev` and of the workspace: what a rebuild changed. Read from the records, not the
+    workspace: outputs a rebuild did not pull are not there, and are no change (`dvc diff` calls
+    them deleted). A directory output counts once."""
+    def recorded() -> dict[str, str]:
+        found = {}
+        for stage in repo.index.stages:
+            for out in stage.outs:
+                path = os.path.relpath(out.fs_path, repo.root_dir).replace(os.sep, "/")
+                found[path] = out.hash_info.value if out.hash_info else ""
+        return found
+
+    after = recorded()
     try:
-        diff = repo.diff(a_rev=a_rev)
+        before: dict[str, str] = {}
+        for revision in repo.brancher(revs=[a_rev]):
+            if revision != "workspace":
+                before = recorded()
     except Exception as exc:  # noqa: BLE001 - DVC raises many kinds for an unreadable revision
         raise DvcError(
-            f"`dvc diff {a_rev[:12]}` failed: {type(exc).__name__}: {exc}",
-            hint="DVC could not compare the rebuilt workspace with the commit it started from; nothing was pushed",
+            f"the outputs recorded at {a_rev[:12]} could not be read: {type(exc).__name__}: {exc}",
+            hint="DVC could not compare the rebuilt lock with the commit it started from; nothing was pushed",
         ) from None
-    found: dict[str, str] = {}
-    for change in ("added", "deleted", "modified", "renamed"):
-        for entry in diff.get(change, []) or []:
-            raw = entry.get("path", "")
-            if isinstance(raw, dict):  # renamed: {"old": ..., "new": ...}
-                raw = raw.get("new", "")
-            path = os.path.normpath(str(raw).rstrip("/\\")).replace(os.sep, "/")
-            owner = _owning_output(repo, path).replace(os.sep, "/") or path
-            # a file inside a directory output makes the output "modified"
-            found.setdefault(owner, change if owner == path else "modified")
-    return [OutputChange(path, change) for path, change in sorted(found.items())]
+    changes = {path: "added" for path in after.keys() - before.keys()}
+    changes |= {path: "deleted" for path in before.keys() - after.keys()}
+    changes |= {path: "modified" for path in after.keys() & before.keys() if after[path] != before[path]}
+    return [OutputChange(path, change) for path, change in sorted(changes.items())]
 
 
 # --- metrics, read the way `dvc metrics show` reads them ----------------------------------------

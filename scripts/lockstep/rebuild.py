@@ -61,7 +61,7 @@ class RebuildResult:
     history: str = ""  # the alias history section (Markdown)
     start_commit: str = ""  # the commit the rebuild started from
     unchanged_commit: str = ""  # that version's lock commit
-    changed_outputs: list[dvcrepo.OutputChange] = field(default_factory=list)  # dvc diff, start commit -> rebuilt
+    changed_outputs: list[dvcrepo.OutputChange] = field(default_factory=list)  # start commit's lock -> rebuilt lock
 
     @property
     def model_uri(self) -> str:
