@@ -83,3 +83,29 @@ def test_outputs_a_rebuild_did_not_pull_are_no_change(tmp_path):
     changed = [line for line in message.splitlines() if line.startswith("Changed: ")]
     assert changed == ["Changed: metrics.json (modified)", "Changed: model.json (modified)"], message
     assert "deleted" not in proc.stdout
+
+
+def test_a_retrain_commits_the_dvc_files_it_rewrote_and_names_the_undeclared_ones(tmp_path):
+    """The training run keeps its metrics in a git-carried file named by dvc.yaml's top-level
+    `metrics:` but output by no stage (dvclive's folder in DVC's experiments example), and copies
+    the model into a git-tracked folder for a web app that dvc.yaml does not know. The lock commit
+    carries the first, as a developer's `dvc repro` and commit would; the second is named, not committed."""
+    repo = make_repo(SHAPE, tmp_path)
+    train = repo.project / "train.py"
+    train.write_text(train.read_text() + (
+        'json.dump({"train_steps": train["steps"]}, open("train_metrics.json", "w"))\n'
+        'os.makedirs("webapp", exist_ok=True)\njson.dump({"threshold": best[2]}, open("webapp/model.json", "w"))\n'))
+    dvc_yaml = repo.project / "dvc.yaml"
+    dvc_yaml.write_text(dvc_yaml.read_text() + "metrics:\n  - train_metrics.json\n")
+    run(str(BIN / "dvc"), "repro", cwd=repo.project)
+    repo.dvc("push")
+    repo.commit("training metrics and a copy for the web app")
+    repo.set_steps(30)
+    repo.commit("thirty steps, lock left to CI")
+    proc, _out, _summary = rebuild(repo.clone("ci"), "ml", f"changed-{uuid.uuid4().hex[:8]}", "--register", "false")
+    assert proc.returncode == EXIT_OK, proc.stdout[-3000:]
+    committed = git("show", "--name-only", "--format=", "main", cwd=repo.origin).splitlines()
+    assert sorted(committed) == ["ml/dvc.lock", "ml/train_metrics.json"]
+    assert git("show", "main:ml/train_metrics.json", cwd=repo.origin).strip() == '{"train_steps": 30}'
+    assert ("::warning title=lockstep rebuild::the rebuilt stages changed files git tracks that dvc.yaml does not "
+            "declare: webapp/model.json. They are not committed") in proc.stdout

@@ -1466,12 +1466,17 @@ def _unreadable_metrics(repo, name: str, error: Any, rev: str | None) -> str:
 
 def all_metrics_files(repo) -> list[str]:
     """Every metrics file DVC knows: stage `metrics:` and top-level `metrics:` (folders expanded)."""
-    files = metrics_files(repo)
+    return list(dict.fromkeys([*metrics_files(repo), *top_level_metrics_files(repo)]))
+
+
+def top_level_metrics_files(repo) -> list[str]:
+    """The files dvc.yaml's top-level `metrics:` names, relative to the project."""
+    files = []
     for dvcfile, entries in _top_level_metrics(repo).items():
         wdir = os.path.relpath(os.path.dirname(dvcfile), repo.root_dir)
         for entry in entries:
             files.append(os.path.normpath(os.path.join(wdir, entry)).replace(os.sep, "/"))
-    return list(dict.fromkeys(files))
+    return files
 
 
 def top_level_files(repo) -> list[str]:

@@ -112,6 +112,17 @@ def changed_files(path: str | Path, old: str, new: str) -> list[str]:
     return [name for name in out.split("\0") if name]
 
 
+def tracked(path: str | Path, file: str) -> bool:
+    """Whether git tracks `file` (relative to `path`), or any file inside it when it is a folder."""
+    return bool(run(["ls-files", "--", file], path).stdout.strip())
+
+
+def modified(path: str | Path) -> list[str]:
+    """The tracked files of the working tree under `path` that differ from HEAD, relative to `path`."""
+    out = run(["diff", "--name-only", "--relative", "HEAD", "--", "."], path).stdout
+    return [line for line in out.splitlines() if line]
+
+
 def ignored_by(path: str | Path, file: str) -> str:
     """Which ignore rule keeps `file` (relative to `path`) out of git, said as
     "project/.gitignore line 3 `results/`"; '' when git does not ignore it."""

@@ -218,6 +218,7 @@ def _build_and_publish(inputs: RebuildInputs, cfg: configmod.Config, project: Pa
             if pycache is not None:
                 bytecode.adopt(pycache)
         repo = dvcrepo.open_repo(project)
+    _say_what_is_not_committed(project, commit_paths)
 
     result.metrics = dvcrepo.read_metrics(repo, files=cfg.metrics_files).values
     lock_digest = dvcrepo.lock_digest(repo)
@@ -271,7 +272,10 @@ def _build_and_publish(inputs: RebuildInputs, cfg: configmod.Config, project: Pa
 
 def _commit_plan(project: Path, repo, stage_names: list[str], changed_params) -> tuple[list[str], dict[str, str]]:
     """The paths the lock commit will hold, and the git-carried outputs left out because the
-    project's own .gitignore ignores them (with the rule that does)."""
+    project's own .gitignore ignores them (with the rule that does). Besides the locks and the
+    rebuilt stages' git-carried outputs: the files dvc.yaml's top-level `metrics:`, `plots:` and
+    `params:` name that git carries and no stage outputs (dvclive's folder of a training run,
+    committed as it is), which a retrain rewrites as a developer's `dvc repro` does."""
     paths = dvcrepo.lock_files(repo)
     ignored: dict[str, str] = {}
     for path in dvcrepo.git_tracked_outputs(repo, stage_names):
@@ -280,12 +284,31 @@ def _commit_plan(project: Path, repo, stage_names: list[str], changed_params) ->
             ignored[path] = rule
         else:
             paths.append(path)
+    outputs = [path.rstrip("/") for path in dvcrepo.all_outputs(repo)]
+    for path in dict.fromkeys([*dvcrepo.top_level_metrics_files(repo), *dvcrepo.top_level_files(repo)]):
+        inside_output = any(path == out or path.startswith(out + "/") for out in outputs)
+        if path not in paths and not inside_output and not path.startswith("../") and gitrepo.tracked(project, path):
+            paths.append(path)
     for name in changed_params:
         file = dvcrepo.params_file_of(name)
         if file not in paths:
             paths.append(file)
     return paths, ignored
 
+
+
+def _say_what_is_not_committed(project: Path, commit_paths: list[str]) -> None:
+    """Files git tracks that the stages rewrote and dvc.yaml does not declare (a copy of the model
+    for a web app, a log): said, not committed. A commit of CI's copy would be a binary no lock
+    describes; the team decides whether the stage should declare them."""
+    covered = [path.rstrip("/") for path in commit_paths]
+    left = [name for name in gitrepo.modified(project)
+            if os.path.basename(name) != ".gitignore" and not any(name == p or name.startswith(p + "/") for p in covered)]
+    if left:
+        shown = ", ".join(left[:10]) + (f" and {len(left) - 10} more" if len(left) > 10 else "")
+        gha.warning(f"the rebuilt stages changed files git tracks that dvc.yaml does not declare: {shown}. They are not "
+                    "committed; declare them as outputs (`cache: false` to keep them in git) if the lock commit should "
+                    "carry them", title="lockstep rebuild")
 
 
 MAX_CHANGED = 20  # outputs named in a commit message; more are counted
