@@ -31,6 +31,11 @@ CASES = [
         {"estimators.ElasticNet.params.alpha": 0.9, "estimators.ElasticNet.params.l1_ratio": 0.4, "base.random_state": 42},
         {"report/scores.json:mae": "lower", "report/scores.json:r2": "higher", "report/scores.json:rmse": "lower"},
         {"report/params.json:alpha", "report/params.json:l1_ratio"}, id="params-echoed"),
+    pytest.param(  # dvclive in DVC's experiments example: the training run's file and the evaluation's, one key each
+        {"results/train/metrics.json:train.accuracy": 0.79, "results/train/metrics.json:test.loss": 3.6,
+         "results/evaluate/metrics.json:test.accuracy": 0.73},
+        {}, {"results/evaluate/metrics.json:test.accuracy": "higher", "results/train/metrics.json:test.loss": "lower"},
+        {"results/train/metrics.json:train.accuracy"}, id="split-in-key-and-folder"),
     pytest.param(  # a param's name, another value: a score after all
         {"alpha": 0.5}, {"train.alpha": 0.9}, {"alpha": "higher"}, set(), id="param-name-other-value"),
 ]
@@ -41,6 +46,15 @@ def test_gates_are_chosen_for_what_scores_the_model(metrics, params, gates, not_
     chosen, skipped = adopt.choose_gates(metrics, params)
     assert chosen == gates
     assert {name for name, _why in skipped} == not_gated
+
+
+def test_only_what_the_evaluation_writes_is_gated_when_it_is_known():
+    """What CI recomputes is what the evaluation stages write: a training run's own metrics file
+    (committed as the developer's run left it) is listed, not gated."""
+    metrics = {"results/train/metrics.json:test.loss": 3.6, "results/evaluate/metrics.json:test.accuracy": 0.73}
+    gates, skipped = adopt.choose_gates(metrics, {}, evaluated={"results/evaluate/metrics.json:test.accuracy"})
+    assert gates == {"results/evaluate/metrics.json:test.accuracy": "higher"}
+    assert skipped == [("results/train/metrics.json:test.loss", "written by no evaluation stage: CI does not recompute it")]
 
 
 def test_a_classification_report_gates_its_aggregates_first_and_no_counts():

@@ -78,7 +78,7 @@ def test_stale_lock_names_the_stage_the_param_and_the_fix(bed):
     assert run.outputs["passed"] == "false"
     summary = run.checks["lock-vs-code"]["summary"]
     assert "stage 'train' would re-run because params.yaml:train.n_estimators changed (150 -> 175)" in summary
-    assert "Run `dvc repro train" in summary
+    assert "Run `dvc repro --downstream train" in summary
     assert run.checks["pull"]["status"] == "skip" and run.checks["re-evaluation"]["status"] == "skip"
     assert "::error title=lockstep%3A dvc.lock vs code::dvc.lock is stale" in run.stdout
     assert not (checkout / PROJECT / "models" / "model.pkl").exists()
@@ -313,3 +313,25 @@ def test_a_pr_changing_the_projects_packages_is_marked_for_review_and_a_comment_
     assert check["status"] == "warn" and check["summary"].startswith("needs a maintainer's review: this PR changes the packages")
     assert check["details"] == ["requirements.txt: +evil-helper==0.1"]  # the comment beside pandas is no change
     assert run.code == EXIT_OK, run.stdout[-3000:]
+
+
+def test_a_failed_re_evaluation_says_what_to_do_first_when_lockstep_can_tell_why(bed):
+    """A module the stage needs that the project's environment lacks (here a package folder
+    that raises as a missing one would): the check's summary, which the annotation and the
+    comment show, starts with the fix, then the stage's own last words."""
+    def env_from_the_base(project):
+        config = project / "lockstep.yaml"
+        config.write_text(config.read_text() + "env:\n  PYTHONPATH: shadow\n")
+
+    def shadow(project):
+        (project / "shadow" / "sklearn").mkdir(parents=True)
+        (project / "shadow" / "sklearn" / "__init__.py").write_text("raise ModuleNotFoundError(\"No module named 'sklearn'\")\n")
+
+    base = bed.commit_on("main", "PYTHONPATH for the stages", env_from_the_base)
+    head = bed.commit_on("feature", "A folder the stages import from", shadow)
+    run = validate(bed, bed.clone("ci", "feature", depth=1), base=base, head=head)
+    assert run.code == EXIT_CHECKS_FAILED
+    check = run.checks["re-evaluation"]
+    assert check["status"] == "fail"
+    assert check["summary"].startswith("the stage imports `sklearn`, which the project's environment does not have"), check["summary"]
+    assert "No module named 'sklearn'" in check["summary"]

@@ -78,8 +78,12 @@ def test_stale_lock_names_stage_param_and_fix(consumer):
     assert "passed=false" in outputs
     summary = checks["lock-vs-code"]["summary"]
     assert "stage 'train' would re-run because params.yaml:train.n_estimators changed (100 -> 150)" in summary
-    assert "Run `dvc repro train" in summary
+    assert "Run `dvc repro --downstream train" in summary
     assert checks["re-evaluation"]["status"] == "skip"
+    # the committed metrics pass the gates, but nothing verified them: no pass is given on them
+    assert checks["gates"]["status"] == "skip"
+    assert checks["gates"]["summary"].startswith("not judged: the metrics are the committed ones, which CI could not verify")
+    assert all(row["gate"] is None for row in results["metrics"])
     assert "::error title=lockstep%3A dvc.lock vs code::dvc.lock is stale" in proc.stdout
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -29,7 +29,7 @@ _LOWER_IS_BETTER = re.compile(
 )
 # Which metrics get a gate (`choose_gates`). Held-out and training splits, as names spell them
 # (`acc.test`, `val_loss`, `metrics/train.json:accuracy`); bookkeeping values that are no score.
-_HELD_OUT = frozenset({"test", "val", "valid", "validation", "eval", "evaluation", "holdout", "dev"})
+_HELD_OUT = frozenset({"test", "val", "valid", "validation", "eval", "evaluate", "evaluation", "holdout", "dev"})
 _TRAINING = frozenset({"train", "training", "fit"})
 _BOOKKEEPING = re.compile(r"^(support|count|samples|epochs?|steps?|seed|iterations?|n_iter|n_estimators|size)$|^(n|num)_|_(count|size)$",
                           re.IGNORECASE)
@@ -88,8 +88,11 @@ def plan(project_dir: Path, repository: str = "") -> Plan:
             f"{project}: no stage writes a metrics file DVC knows, so there is nothing to validate",
             hint="declare the evaluation's metrics in dvc.yaml (stage `metrics:` or top-level `metrics:`), then run `lockstep init` again",
         )
-    metrics = dvcrepo.read_metrics(repo).values or dvcrepo.read_metrics(repo, rev="HEAD").values
-    gates, not_gated = choose_gates(metrics, _params(repo, project))
+    read = dvcrepo.read_metrics(repo)
+    if not read.values:
+        read = dvcrepo.read_metrics(repo, rev="HEAD")
+    written = dvcrepo.metrics_written_by(repo, stages)
+    gates, not_gated = choose_gates(read.values, _params(repo, project), set(read.only(written).values) if written else None)
     notes = []
     if not gates:
         notes.append("no metric values found (run `dvc repro` first to have gates written for them)")
@@ -118,14 +121,20 @@ def plan(project_dir: Path, repository: str = "") -> Plan:
     )
 
 
-def choose_gates(metrics: dict[str, object], params: dict[str, object]) -> tuple[dict[str, str], list[tuple[str, str]]]:
+def choose_gates(metrics: dict[str, object], params: dict[str, object],
+                 evaluated: Collection[str] | None = None) -> tuple[dict[str, str], list[tuple[str, str]]]:
     """A gate per metric that scores the model, with its direction guessed from the name, and the
-    metrics left without one, each with the reason: a training-split score beside its held-out one
-    (a PR that overfits less lowers it), a param's value written back as a metric, a count (a
-    classification report's `support`). Values that are not numbers are left out. Scores with a well-known
-    name, of no single class and with fewer levels come first; past MAX_GATES the rest are named, not gated."""
+    metrics left without one, each with the reason: a metric no evaluation stage writes (CI does not
+    recompute it; `evaluated` names those it does, None: all), a training-split score beside its
+    held-out one (a PR that overfits less lowers it), a param's value written back as a metric, a
+    count (a classification report's `support`). Values that are not numbers are left out. Scores
+    with a well-known name, of no single class and with fewer levels come first; past MAX_GATES the
+    rest are named, not gated."""
     numeric = {name: as_number(value) for name, value in metrics.items()}
-    split_free = {_without(name, _HELD_OUT) for name, value in numeric.items() if value is not None and not _tokens(name) & _TRAINING}
+    splits = {name: _split(name) for name, value in numeric.items() if value is not None}
+    others = [name for name, kind in splits.items() if kind != "train"]
+    counterparts = {_signature(name) for name in others}  # the same name but for its split words
+    held_keys = {_signature(name)[1] for name in others if splits[name] == "held"}  # the same key, held-out, in another file
     param_by_leaf: dict[str, list[tuple[str, float]]] = {}
     for key, value in params.items():
         number = as_number(value)
@@ -138,7 +147,9 @@ def choose_gates(metrics: dict[str, object], params: dict[str, object]) -> tuple
         echoed = next((key for key, number in param_by_leaf.get(leaf.lower(), []) if number == value), None)
         if value is None:
             continue  # a label, not a value to gate
-        if _tokens(name) & _TRAINING and _without(name, _TRAINING) in split_free:
+        if evaluated is not None and name not in evaluated:
+            skipped.append((name, "written by no evaluation stage: CI does not recompute it"))
+        elif splits[name] == "train" and (_signature(name) in counterparts or _signature(name)[1] in held_keys):
             skipped.append((name, "a training-split score; its held-out one is gated"))
         elif echoed is not None:
             skipped.append((name, f"the value of param {echoed}"))
@@ -159,6 +170,25 @@ def _leaf(name: str) -> str:
     and of `acc.test`."""
     keys = [key for key in re.split(r"[.:]", name) if key.lower() not in _HELD_OUT | _TRAINING]
     return keys[-1] if keys else name
+
+
+def _split(name: str) -> str:
+    """Which split a metric's name says it is of: "train", "held" (out) or "" (none); the key's
+    words first (`results/train/metrics.json:test.acc` is a held-out score), then the file's."""
+    file, _, key = name.rpartition(":")
+    for words in (_tokens(key), _tokens(file)):
+        if words & _TRAINING:
+            return "train"
+        if words & _HELD_OUT:
+            return "held"
+    return ""
+
+
+def _signature(name: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """A metric's file and key words without the split words: a training score and its held-out
+    one share it (`acc.train`/`acc.test`, `metrics/train.json:acc`/`metrics/test.json:acc`)."""
+    file, _, key = name.rpartition(":")
+    return _without(file, _HELD_OUT | _TRAINING), _without(key, _HELD_OUT | _TRAINING)
 
 
 def _tokens(name: str) -> set[str]:

@@ -1017,6 +1017,9 @@ def push(repo, targets: Sequence[str] | None = None) -> int:
         ) from None
 
 
+GENERIC_STAGE_HINT = "the stage's own output is in the log above"
+
+
 def reproduce(project_dir: str | Path, stage_names: Sequence[str], *, env: Mapping[str, str], force: bool = True,
               no_commit: bool = False) -> None:
     """Run the named stages (each alone, in pipeline order) with `dvc repro` in a child process
@@ -1053,7 +1056,7 @@ def reproduce(project_dir: str | Path, stage_names: Sequence[str], *, env: Mappi
         said = [line.strip() for line in tail if line.strip() and not line.startswith((" ", "\t", "Traceback"))
                 and "failed to reproduce" not in line]
         last = " | ".join(said[-3:])[-1500:]
-        hint = f"the stage's own output is in the log above; reproduce it locally with `dvc repro -f -s {failed}`"
+        hint = f"{GENERIC_STAGE_HINT}; reproduce it locally with `dvc repro -f -s {failed}`"
         missing = next((m.group(1) for line in reversed(tail) if (m := re.search(r"ModuleNotFoundError: No module named '([\w.]+)'", line))), "")
         if missing:
             hint = (f"the stage imports `{missing}`, which the project's environment does not have; it was installed from "

@@ -284,7 +284,8 @@ def step_lock_vs_code(ctx: Context) -> None:
         names = " ".join(s.name for s in stale)
         summary = (
             f"dvc.lock is stale: {'; '.join(s.describe() for s in stale)}. "
-            f"Run `dvc repro {names}` locally, `dvc push`, and commit dvc.lock."
+            f"Run `dvc repro --downstream {names}` locally (the stale stages and the ones after them, the "
+            "evaluation among them), `dvc push`, and commit dvc.lock."
         )
         folders = sorted({c.path for s in stale for c in s.changes if c.kind == "untracked"})
         if folders:
@@ -397,7 +398,10 @@ def _reevaluate(ctx: Context) -> Check | None:
         except guardmod.Tampered:
             raise
         except LockstepError as exc:
-            return Check("re-evaluation", "Re-evaluation", "fail", exc.message, [exc.hint])
+            # what to do goes first when lockstep could tell why (a missing module, an MLflow server
+            # of the code's own), before the stage's last words
+            said = exc.message if exc.hint.startswith(dvcrepo.GENERIC_STAGE_HINT) else f"{exc.hint}. {exc.message}"
+            return Check("re-evaluation", "Re-evaluation", "fail", said, [exc.hint])
         finally:
             ctx.report.times.append(Timing("evaluation", round(ended - started, 3), source=(
                 f"dvc repro of {', '.join(ctx.eval_stages)}" + (", which also trains the model" if retrains else ""))))
@@ -798,11 +802,20 @@ def step_gates(ctx: Context) -> None:
         pr = ctx.pr_metrics
         ctx.report.params = [(d.name, d.base, d.new) for d in diff(ctx.base_params, ctx.pr_params) if d.changed]
         gates = check_gates(ctx.cfg.gates, pr, base)
-        ctx.report.metrics = metric_rows(diff(base, pr), gates, {g.metric: g.direction for g in ctx.cfg.gates})
+        failed = [g for g in gates if not g.passed]
+        # the committed metrics, which a failed check left unverified: a pass on them is no pass
+        unverified = [c.title for c in ctx.report.checks if c.status == "fail"
+                      and c.id in ("lock-vs-code", "lock-vs-remote", "pull", "re-evaluation")] \
+            if ctx.recomputed is None and ctx.trusted is None else []
+        shown = [] if unverified and not failed else gates
+        ctx.report.metrics = metric_rows(diff(base, pr), shown, {g.metric: g.direction for g in ctx.cfg.gates})
         if not gates:
             ctx.report.add(Check("gates", "Gates", "skip", f"no gates configured in {ctx.cfg.source}"))
             return
-        failed = [g for g in gates if not g.passed]
+        if unverified and not failed:
+            ctx.report.add(Check("gates", "Gates", "skip", f"not judged: the metrics are the committed ones, which CI could not "
+                                 f"verify ({', '.join(unverified)} failed)"))
+            return
         if not failed:
             ctx.report.add(Check("gates", "Gates", "pass", f"all {len(gates)} gate(s) of {ctx.cfg.source} passed"))
             return
