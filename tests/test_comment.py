@@ -36,6 +36,16 @@ def sample(project="example-project", **overrides) -> reportmod.Report:
     return rep
 
 
+def test_what_asks_for_review_is_above_the_fold_on_a_passing_pr():
+    rep = sample()
+    rep.add(reportmod.Check("trusted-evaluation", "Trusted evaluation", "warn",
+                            "needs a maintainer's review: this PR changes its evaluation"))
+    body = reportmod.render(rep)
+    top = body.split("| metric |")[0]  # before the metric table, outside the collapsed checks
+    assert rep.passed and "**Trusted evaluation**: needs a maintainer" in top
+    assert "⚠️" in top and "**dvc.lock vs code**" not in top  # passes stay in the collapsed list
+
+
 def bodies(api, issue=5):
     return [c["body"] for c in api.comment_objects(REPO, issue)]
 

@@ -336,7 +336,11 @@ def render(report: Report, *, details_limit: int | None = None, summary_url: str
     failures = report.failed()
     for check in failures:
         lines.append(f"- ❌ **{title_of(check)}**: {inert(check.summary, 400)}")
-    if failures:
+    # what asks for a maintainer's review is seen without opening anything, on a passing PR too
+    warnings = [check for check in report.checks if check.status == "warn"]
+    for check in warnings:
+        lines.append(f"- {STATUS_ICON['warn']} **{title_of(check)}**: {inert(check.summary, 400)}")
+    if failures or warnings:
         lines.append("")
 
     if report.metrics:

@@ -677,8 +677,9 @@ def _compare_evaluations(ctx: Context, base_project: Path, base_checkout: Path) 
         raise
     except LockstepError as exc:
         ctx.pending_trusted = Check("trusted-evaluation", title, "fail",
-                                    f"{review} ({'; '.join(changed[:3])}), and the base's evaluation cannot run on this "
-                                    f"PR's model: {exc.message}", changed)
+                                    f"{_for_review(review)} ({'; '.join(changed[:3])}), and the base's evaluation cannot "
+                                    f"run on this PR's model: {exc.message}. If the evaluation must change for this "
+                                    "model, merge that change on its own first: then it is the base's", changed)
         return
     ctx.report.times.append(Timing("trusted-evaluation", round(ended - started, 3)))
     # what the base's evaluation wrote judges; metrics other stages wrote (a training run's dvclive
@@ -696,6 +697,11 @@ def _compare_evaluations(ctx: Context, base_project: Path, base_checkout: Path) 
 
 
 _PACKAGES_CHANGED = "the project's packages (the Packages check lists them)"
+
+
+def _for_review(review: str) -> str:
+    prefix = "needs a maintainer's review: "
+    return review if review.startswith(prefix) else prefix + review
 
 # What a pull request may change without its evaluation running it: DVC's own files, docs, the
 # repository's workflows (see _undeclared_changes).
