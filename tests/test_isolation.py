@@ -202,3 +202,13 @@ def test_a_main_rebuild_keeps_its_credentials_but_no_token_and_runs_dvc_without_
     assert env == {"AWS_SECRET_ACCESS_KEY": "k", "PATH": "/bin", "PYTHONPATH": ".", "DVC_NO_ANALYTICS": "true",
                    "LOCKSTEP_MLFLOW_RUN_ID": "r1"}
     assert procenv.for_reviewed_code({"DVC_NO_ANALYTICS": "false"})["DVC_NO_ANALYTICS"] == "false"  # the caller's choice stands
+
+
+def test_pr_code_gets_one_try_at_an_mlflow_server_of_its_own_unless_the_project_says_otherwise():
+    """A developer's `mlflow.set_tracking_uri("http://localhost:1234")` in a stage: with MLflow's
+    default retries the job waited minutes for that server before failing (measured: 4 min 10 s)."""
+    from lockstep import procenv
+
+    assert procenv.for_untrusted_code({"PATH": "/bin"})["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] == "0"
+    chosen = procenv.for_untrusted_code({"PATH": "/bin"}, {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3"})
+    assert chosen["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] == "3"

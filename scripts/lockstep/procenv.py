@@ -56,6 +56,10 @@ def for_untrusted_code(environ: Mapping[str, str], extra: Mapping[str, str] | No
     if mlflow_uri:
         env["MLFLOW_TRACKING_URI"] = mlflow_uri
         env["MLFLOW_ALLOW_FILE_STORE"] = "true"  # MLflow 3 refuses a file store unless told; skinny has no SQL store
+    # an MLflow server the code names itself (a developer's `localhost:5000`) gets no credential
+    # here and is seldom reachable: MLflow's own retries would hold the job for minutes before the
+    # error lockstep explains, so it gets one try (the project's `env:` may say otherwise)
+    env.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     return env
 
 
