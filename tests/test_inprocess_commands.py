@@ -436,3 +436,27 @@ def test_a_stage_that_logs_to_an_mlflow_server_of_its_own_is_told_to_use_the_job
     assert "stage 'train' failed" in failed.value.message
     assert failed.value.hint.startswith("the stage logs to an MLflow server of its own, http://127.0.0.1:9, which this job cannot reach")
     assert "MLFLOW_TRACKING_URI" in failed.value.hint
+
+
+def test_a_stage_that_reads_an_output_it_does_not_declare_is_told_to_declare_it(tmp_path, monkeypatch):
+    """The evaluation reads another stage's output that its deps do not list: on the developer's
+    machine the file is there; CI fetches only what the stage declares."""
+    import subprocess
+    import sys
+
+    from lockstep import dvcrepo
+    from lockstep.errors import DvcError
+
+    project = tmp_path / "ml"
+    project.mkdir()
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    subprocess.run([sys.executable, "-m", "dvc", "init", "-q", "--subdir"], cwd=project, check=True)
+    (project / "dvc.yaml").write_text(
+        "stages:\n  features:\n    cmd: python -c \"open('data/processed/test.csv', 'w')\"\n    outs: [data/processed]\n"
+        "  evaluate:\n    cmd: python -c \"open('data/processed/test.csv')\"\n")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(DvcError) as failed:
+        dvcrepo.reproduce(project, ["evaluate"], env={**os.environ, "DVC_NO_ANALYTICS": "true"})
+    assert failed.value.hint.startswith("the stage reads data/processed/test.csv, which dvc.yaml does not list in its deps: "
+                                        "it is (in) the output data/processed")
+    assert "Add data/processed to the stage's deps" in failed.value.hint

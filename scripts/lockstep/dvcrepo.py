@@ -1062,6 +1062,11 @@ def reproduce(project_dir: str | Path, stage_names: Sequence[str], *, env: Mappi
             hint = (f"the stage imports `{missing}`, which the project's environment does not have; it was installed from "
                     f"{_installed_from(project_dir)}: add the package that provides it there, or point the setup's "
                     "`requirements` input at the file that lists it")
+        unread = next((m.group(1) for line in reversed(tail)
+                       if (m := re.search(r"FileNotFoundError: \[Errno 2\] No such file or directory: '([^']+)'", line))), "")
+        undeclared = _undeclared_input(project_dir, failed, unread) if unread and not missing else ""
+        if undeclared:
+            hint = undeclared
         server = next((m.group(1) for line in reversed(tail)
                        if (m := re.search(r"API request to (https?://\S+?)/api/2\.0/mlflow\S* failed", line))), "")
         if server and not missing:
@@ -1070,6 +1075,26 @@ def reproduce(project_dir: str | Path, stage_names: Sequence[str], *, env: Mappi
                     "MLFLOW_TRACKING_URI, a store it forwards to the job's MLflow: have the code use it (MLflow reads "
                     "it when nothing else is set)")
         raise DvcError(f"stage '{failed}' failed (`dvc repro` exited {code}): {last}", hint=hint, file="dvc.yaml")
+
+
+def _undeclared_input(project_dir: str | Path, stage_name: str, path: str) -> str:
+    """A hint when the file a failed stage could not open is (inside) another stage's output that
+    the stage does not list in its deps: CI fetches only what a stage declares, where a developer's
+    workspace has everything. '' when that is not the case."""
+    try:
+        repo = open_repo(project_dir)
+        stage = _stage(repo, stage_name)
+        rel = os.path.relpath(os.path.join(stage.wdir, os.path.normpath(path)), repo.root_dir)
+        owner = _owning_output(repo, rel)
+        deps = [os.path.normpath(os.path.relpath(dep.fs_path, repo.root_dir)) for dep in stage.deps]
+    except Exception:  # noqa: BLE001 - the hint is a courtesy; the failure stands as it is
+        return ""
+    if not owner or any(owner == dep or owner.startswith(dep + os.sep) for dep in deps):
+        return ""
+    return (f"the stage reads {rel.replace(os.sep, '/')}, which dvc.yaml does not list in its deps: it is "
+            f"(in) the output {owner.replace(os.sep, '/')}, which CI fetches only for a stage that declares it (a "
+            f"developer's workspace has every output). Add {owner.replace(os.sep, '/')} to the stage's deps, run `dvc "
+            "repro`, and commit dvc.lock")
 
 
 def _installed_from(project_dir: str | Path) -> str:
