@@ -78,3 +78,12 @@ def test_the_metrics_left_ungated_are_listed_in_the_config_it_writes():
     assert "#   avg_prec.train: a training-split score; its held-out one is gated\n" in text
     loaded = config.load_text(text, "lockstep.yaml")
     assert [gate.metric for gate in loaded.gates] == ["avg_prec.test"]
+
+
+def test_a_score_that_can_be_near_zero_gets_an_absolute_allowance():
+    plan = adopt.Plan(project=Path("."), folder=".", label="wine", model_name="wine", model_path="model.joblib",
+                      evaluation_stages=["train_and_evaluate"], gates={"report/scores.json:r2": "higher", "report/scores.json:rmse": "lower"})
+    loaded = {gate.metric: gate for gate in config.load_text(adopt.config_text(plan), "lockstep.yaml").gates}
+    assert "r2\": {direction: higher, max-regression: 0.05}" in adopt.config_text(plan)
+    assert "rmse\": {direction: lower, max-regression-relative: 0.05}" in adopt.config_text(plan)
+    assert set(loaded) == {"report/scores.json:r2", "report/scores.json:rmse"}

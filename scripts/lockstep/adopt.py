@@ -36,6 +36,9 @@ _BOOKKEEPING = re.compile(r"^(support|count|samples|epochs?|steps?|seed|iteratio
 _QUALITY = re.compile(r"^(acc|accuracy|balanced_accuracy|f1|f1_score|f1-score|fscore|auc|roc_auc|avg_prec|average_precision|ap|"
                       r"precision|recall|r2|rmse|mse|mae|mape|loss|log_loss|logloss|iou|miou|map|bleu|rouge\w*|ndcg|mrr|kappa|mcc)$",
                       re.IGNORECASE)
+# scores that can be near zero or negative (a coefficient of determination, an agreement): a
+# regression relative to them means nothing, so their gate allows an absolute one
+_SIGNED = re.compile(r"^(r2|r_2|r2_score|kappa|cohen_kappa|mcc|matthews_corrcoef|explained_variance)$", re.IGNORECASE)
 MAX_GATES = 12
 _MODEL_NAME = re.compile(r"(model|\.pkl$|\.pickle$|\.joblib$|\.pt$|\.pth$|\.onnx$|\.h5$|\.keras$|\.safetensors$|\.bin$|\.cbm$|\.ubj$)",
                          re.IGNORECASE)
@@ -308,7 +311,8 @@ def config_text(p: Plan) -> str:
     if p.gates:
         lines += ["", "gates:   # REVIEW: directions are guessed from the names; tighten min/max as you need"]
         for metric, direction in p.gates.items():
-            lines.append(f"  {_quote(metric)}: {{direction: {direction}, max-regression-relative: 0.05}}")
+            allowed = "max-regression: 0.05" if _SIGNED.match(_leaf(metric)) else "max-regression-relative: 0.05"
+            lines.append(f"  {_quote(metric)}: {{direction: {direction}, {allowed}}}")
     if p.not_gated:
         lines += ["", "# not gated (add a gate above if one of these matters):"]
         lines += [f"#   {metric}: {why}" for metric, why in p.not_gated]
