@@ -58,3 +58,18 @@ def test_disagreements_respect_tolerance_and_nan():
     found = disagreements(committed, {"acc": 0.91, "f1": 0.8, "nan": 1.0, "name": "y", "extra": 1}, absolute=1e-9, relative=0)
     assert [d.name for d in found] == ["acc", "extra", "name", "nan"]
     assert disagreements({"acc": 100.0}, {"acc": 100.5}, absolute=0, relative=0.01) == []
+
+
+def test_a_metric_keeps_its_file_in_its_name_when_the_other_file_could_not_be_read():
+    """Two files with the same key name each `file:key`; in a read where one of them could not
+    be read (an output not pushed), the other's key would lose its file and its gate find nothing."""
+    from lockstep.dvcrepo import MetricsRead, harmonize
+
+    base = MetricsRead(values={"train/metrics.json:acc": 0.8, "eval/metrics.json:acc": 0.7},
+                       _origin={"train/metrics.json:acc": "train/metrics.json", "eval/metrics.json:acc": "eval/metrics.json"})
+    pr = MetricsRead(values={"acc": 0.75}, problems={"eval/metrics.json": "not in the remote"},
+                     _origin={"acc": "train/metrics.json"})
+    harmonize(base, pr, None)
+    assert pr.values == {"train/metrics.json:acc": 0.75}
+    assert pr.source_of("train/metrics.json:acc") == "train/metrics.json"
+    assert set(base.values) == {"train/metrics.json:acc", "eval/metrics.json:acc"}  # already qualified: unchanged

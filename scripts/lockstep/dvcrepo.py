@@ -1364,6 +1364,26 @@ class MetricsRead:
         )
 
 
+def harmonize(*reads: MetricsRead | None) -> None:
+    """Give each metric the same name in every read. A key is named with its file (`file:key`)
+    when it is in several files of one read; when one of those files could not be read in another
+    read (an output not pushed), the key lost its file there and a gate on `file:key` said the
+    metric was missing. Names are changed in place to the qualified form any read gave."""
+    present = [read for read in reads if read is not None]
+    qualified: dict[tuple[str, str], str] = {}
+    for read in present:
+        for label, origin in read._origin.items():
+            if label.startswith(origin + ":"):
+                qualified[(origin, label[len(origin) + 1:])] = label
+    for read in present:
+        for label in list(read.values):
+            origin = read._origin.get(label, "")
+            target = qualified.get((origin, label))
+            if target and target != label and target not in read.values:
+                read.values[target] = read.values.pop(label)
+                read._origin[target] = read._origin.pop(label)
+
+
 def metrics_written_by(repo, stage_names: Sequence[str]) -> list[str]:
     """The metrics files these stages write: their own `metrics:`, and files of top-level `metrics:`
     inside their outputs (dvclive's folder). Not the metrics files other stages write, nor those

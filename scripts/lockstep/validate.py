@@ -804,6 +804,7 @@ def step_base(ctx: Context) -> None:
 
 def step_gates(ctx: Context) -> None:
     with gha.group("gates"):
+        dvcrepo.harmonize(ctx.base_metrics, ctx.committed, ctx.recomputed, ctx.trusted)
         base = ctx.base_metrics.values
         pr = ctx.pr_metrics
         ctx.report.params = [(d.name, d.base, d.new) for d in diff(ctx.base_params, ctx.pr_params) if d.changed]
