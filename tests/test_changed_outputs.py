@@ -61,6 +61,19 @@ def test_changed_lines_are_bounded_and_inert():
     assert changed[0] == "Changed: data/part-0 Signed-off-by: x <x@example.com> (added)"
 
 
+def rebuild_after(repo, change: str):
+    """The developer's `dvc repro`, push and commit of `change` on main, then a param change merged
+    without its lock, then CI's rebuild of it (no registration)."""
+    run(str(BIN / "dvc"), "repro", cwd=repo.project)
+    repo.dvc("push")
+    repo.commit(change)
+    repo.set_steps(30)
+    repo.commit("thirty steps, lock left to CI")
+    proc, _out, _summary = rebuild(repo.clone("ci"), "ml", f"changed-{uuid.uuid4().hex[:8]}", "--register", "false")
+    assert proc.returncode == EXIT_OK, proc.stdout[-3000:]
+    return proc
+
+
 def test_outputs_a_rebuild_did_not_pull_are_no_change(tmp_path):
     """A retrain of `train` pulls train's inputs only: the raw data `prepare` reads (`dvc add`)
     stays in the remote. The lock commit names what the retrain changed, from the records of both
@@ -71,13 +84,7 @@ def test_outputs_a_rebuild_did_not_pull_are_no_change(tmp_path):
     repo.dvc("add", "source/raw.txt")
     dvc_yaml = repo.project / "dvc.yaml"
     dvc_yaml.write_text(dvc_yaml.read_text().replace("deps: [prepare.py]", "deps: [prepare.py, source/raw.txt]", 1))
-    run(str(BIN / "dvc"), "repro", cwd=repo.project)
-    repo.dvc("push")
-    repo.commit("prepare reads the raw data")
-    repo.set_steps(30)
-    repo.commit("thirty steps, lock left to CI")
-    proc, _out, _summary = rebuild(repo.clone("ci"), "ml", f"changed-{uuid.uuid4().hex[:8]}", "--register", "false")
-    assert proc.returncode == EXIT_OK, proc.stdout[-3000:]
+    proc = rebuild_after(repo, "prepare reads the raw data")
     assert "rebuilding train, evaluate" in proc.stdout
     message = git("log", "-1", "--format=%B", "main", cwd=repo.origin)
     changed = [line for line in message.splitlines() if line.startswith("Changed: ")]
@@ -97,13 +104,7 @@ def test_a_retrain_commits_the_dvc_files_it_rewrote_and_names_the_undeclared_one
         'os.makedirs("webapp", exist_ok=True)\njson.dump({"threshold": best[2]}, open("webapp/model.json", "w"))\n'))
     dvc_yaml = repo.project / "dvc.yaml"
     dvc_yaml.write_text(dvc_yaml.read_text() + "metrics:\n  - train_metrics.json\n")
-    run(str(BIN / "dvc"), "repro", cwd=repo.project)
-    repo.dvc("push")
-    repo.commit("training metrics and a copy for the web app")
-    repo.set_steps(30)
-    repo.commit("thirty steps, lock left to CI")
-    proc, _out, _summary = rebuild(repo.clone("ci"), "ml", f"changed-{uuid.uuid4().hex[:8]}", "--register", "false")
-    assert proc.returncode == EXIT_OK, proc.stdout[-3000:]
+    proc = rebuild_after(repo, "training metrics and a copy for the web app")
     committed = git("show", "--name-only", "--format=", "main", cwd=repo.origin).splitlines()
     assert sorted(committed) == ["ml/dvc.lock", "ml/train_metrics.json"]
     assert git("show", "main:ml/train_metrics.json", cwd=repo.origin).strip() == '{"train_steps": 30}'

@@ -240,6 +240,8 @@ def test_shape_is_adopted_validates_and_rebuilds_as_it_is(shape, tmp_path):
     assert "train.steps changed (12 -> 9)" in checks["lock-vs-code"]["summary"], checks["lock-vs-code"]
     assert checks["lock-vs-remote"]["status"] == "fail"
     assert Path(shape.model).as_posix() in checks["lock-vs-remote"]["summary"]
+    # nothing verified the committed metrics (unreadable where DVC caches them): the gates do not judge them
+    assert checks["gates"]["status"] == "skip" and checks["gates"]["summary"].startswith("not judged"), checks["gates"]
 
     # main rebuild of a param change merged without a lock: one commit, nothing ignored committed;
     # with a params file of another name, the change is the rebuild's own `file:key=value`

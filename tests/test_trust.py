@@ -59,6 +59,14 @@ def worse_model(repo) -> None:
     (repo.project / repo.shape.params).write_text(text.replace("steps: 50", "steps: 1"))
 
 
+def worse_with_kind_evaluation(repo) -> None:
+    """A worse model, and an evaluation that adds 0.3 to its score."""
+    worse_model(repo)
+    evaluate = repo.project / "evaluate.py"
+    evaluate.write_text(evaluate.read_text().replace('scores[split] = sum(', 'scores[split] = 0.3 + sum(', 1))
+    retrain(repo)
+
+
 def test_a_pr_that_loosens_its_own_gate_is_judged_by_the_base_gate(tmp_path):
     repo = make_repo(SEPARATE_EVALUATION, tmp_path)
     good_main(repo)
@@ -89,12 +97,6 @@ def test_a_pr_changing_only_lockstep_yaml_shows_the_proposal_and_passes_by_the_b
 def test_a_pr_whose_evaluation_code_inflates_its_score_is_judged_by_the_base_evaluation(tmp_path):
     repo = make_repo(SEPARATE_EVALUATION, tmp_path)
     good_main(repo)
-
-    def worse_with_kind_evaluation(repo):
-        worse_model(repo)
-        evaluate = repo.project / "evaluate.py"
-        evaluate.write_text(evaluate.read_text().replace('scores[split] = sum(', 'scores[split] = 0.3 + sum(', 1))
-        retrain(repo)
 
     base, head, checkout = pull_request(repo, "kind-eval", worse_with_kind_evaluation)
     proc, results, checks = validate(repo, checkout, base, head)
@@ -449,12 +451,6 @@ def test_metrics_no_evaluation_stage_writes_stay_the_prs_beside_the_base_evaluat
     dvc_yaml.write_text(dvc_yaml.read_text() + "metrics:\n  - train_metrics.json\n")
     good_main(repo)
     assert json.loads((repo.project / "train_metrics.json").read_text()) == {"train_steps": 50}
-
-    def worse_with_kind_evaluation(repo):
-        worse_model(repo)
-        evaluate = repo.project / "evaluate.py"
-        evaluate.write_text(evaluate.read_text().replace('scores[split] = sum(', 'scores[split] = 0.3 + sum(', 1))
-        retrain(repo)
 
     base, head, checkout = pull_request(repo, "kind-eval", worse_with_kind_evaluation)
     proc, results, checks = validate(repo, checkout, base, head)

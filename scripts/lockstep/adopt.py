@@ -17,7 +17,7 @@ from pathlib import Path
 
 from . import config as configmod, dvcrepo, gitrepo, lineage
 from .errors import InputError
-from .metrics import as_number, parse_file_or_empty
+from .metrics import as_number
 
 WORKFLOWS = ("ml-pr.yml", "ml-main.yml", "ml-pr-comment.yml", "ml-retrain.yml")
 DEFAULT_LIBRARY = "lockstep-dev/lockstep@v1"
@@ -95,7 +95,8 @@ def plan(project_dir: Path, repository: str = "") -> Plan:
     if not read.values:
         read = dvcrepo.read_metrics(repo, rev="HEAD")
     written = dvcrepo.metrics_written_by(repo, stages)
-    gates, not_gated = choose_gates(read.values, _params(repo, project), set(read.only(written).values) if written else None)
+    gates, not_gated = choose_gates(read.values, dvcrepo.params_values(repo, project),
+                                    set(read.only(written).values) if written else None)
     notes = []
     if not gates:
         notes.append("no metric values found (run `dvc repro` first to have gates written for them)")
@@ -201,16 +202,6 @@ def _tokens(name: str) -> set[str]:
 def _without(name: str, words: frozenset[str]) -> tuple[str, ...]:
     """A name's words in order, without the split words: `acc.train` and `acc.test` are both ('acc',)."""
     return tuple(word for word in re.split(r"[^a-z0-9]+", name.lower()) if word and word not in words)
-
-
-def _params(repo, project: Path) -> dict[str, object]:
-    """The pipeline's params, flattened (`train.seed`), from every params file its stages read."""
-    values: dict[str, object] = {}
-    for name in dvcrepo.params_files(repo):
-        path = project / name
-        if path.is_file():
-            values.update(parse_file_or_empty(path.read_text("utf-8", errors="replace"), name))
-    return values
 
 
 def _scheme(url: str) -> str:

@@ -1218,6 +1218,24 @@ def params_files(repo) -> list[str]:
     return files
 
 
+def params_keys(text: str, name: str) -> dict[str, Any]:
+    """A params file's values, flattened and keyed `train.seed` for params.yaml and
+    `file.yaml:train.seed` for another file (as lockstep names params everywhere)."""
+    from .metrics import parse_file_or_empty
+
+    return {(k if name == "params.yaml" else f"{name}:{k}"): v for k, v in parse_file_or_empty(text, name).items()}
+
+
+def params_values(repo, project: str | Path) -> dict[str, Any]:
+    """The values of every params file the pipeline's stages read, in the workspace (`params_keys`)."""
+    params: dict[str, Any] = {}
+    for name in params_files(repo):
+        path = Path(project) / name
+        if path.is_file():
+            params.update(params_keys(path.read_text("utf-8", errors="replace"), name))
+    return params
+
+
 def set_params(project_dir: str | Path, assignments: Sequence[str], params_file: str = "params.yaml",
                allowed: Sequence[str] = ()) -> dict[str, Any]:
     """Apply `key.path=value` assignments to the params file, or `file:key.path=value` to another

@@ -13,6 +13,8 @@ from .config import Gate
 Number = float
 
 
+MISSING_METRIC = "required metric is missing from the PR's metrics"
+
 def parse_file(text: str, name: str) -> dict[str, Any]:
     """Parse a metrics or params file (JSON, TOML or YAML) and flatten nested keys with dots."""
     if name.endswith(".json"):
@@ -162,7 +164,7 @@ def check_gate(gate: Gate, value: Any, base: Any) -> GateResult:
     number = as_number(value)
     if value is None:
         if gate.required:
-            reasons.append("required metric is missing from the PR's metrics")
+            reasons.append(MISSING_METRIC)
         return GateResult(gate.metric, not reasons, value, base, tuple(reasons), ("present",) if gate.required else ())
     if number is None or not math.isfinite(number):
         reasons.append(f"value {_fmt(value)} is not a finite number")

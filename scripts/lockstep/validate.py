@@ -61,7 +61,7 @@ from . import (
     tracking,
 )
 from .errors import ConfigError, DvcError, LockstepError
-from .metrics import check_gates, diff, disagreements, format_value, parse_file_or_empty
+from .metrics import MISSING_METRIC, check_gates, diff, disagreements, format_value
 from .report import PLOTS_FILE, Check, Report, Timing, metric_rows, render
 
 
@@ -776,7 +776,7 @@ def _copy(source: Path, target: Path) -> None:
 def step_read_before(ctx: Context) -> None:
     """What the comparison with the base reads from git, read before the PR's code runs (it could
     otherwise rewrite git's objects or the params files in the workspace)."""
-    ctx.pr_params = _read_params(ctx.project, ctx.repo)
+    ctx.pr_params = dvcrepo.params_values(ctx.repo, ctx.project)
     if ctx.inputs.base_sha and ctx.base_available:
         ctx.base_metrics = dvcrepo.read_metrics(ctx.repo, rev=ctx.inputs.base_sha, files=ctx.cfg.metrics_files)
         ctx.base_params = _base_params(ctx)
@@ -814,7 +814,9 @@ def step_gates(ctx: Context) -> None:
         unverified = [c.title for c in ctx.report.checks if c.status == "fail"
                       and c.id in ("lock-vs-code", "lock-vs-remote", "pull", "re-evaluation")] \
             if ctx.recomputed is None and ctx.trusted is None else []
-        shown = [] if unverified and not failed else gates
+        if unverified:  # a metric the failed check left unreadable (not pushed) is not judged missing either
+            failed = [g for g in failed if not all(r.startswith(MISSING_METRIC) for r in g.reasons)]
+        shown = failed if unverified else gates
         ctx.report.metrics = metric_rows(diff(base, pr), shown, {g.metric: g.direction for g in ctx.cfg.gates})
         if not gates:
             ctx.report.add(Check("gates", "Gates", "skip", f"no gates configured in {ctx.cfg.source}"))
@@ -967,18 +969,6 @@ def _evaluation_stages(repo, cfg: configmod.Config) -> list[str]:
     return stages
 
 
-def _params_keys(text: str, name: str) -> dict[str, Any]:
-    """Flattened params, keyed `train.seed` for params.yaml and `file.yaml:train.seed` otherwise."""
-    return {(k if name == "params.yaml" else f"{name}:{k}"): v for k, v in parse_file_or_empty(text, name).items()}
-
-
-def _read_params(project: Path, repo) -> dict[str, Any]:
-    params: dict[str, Any] = {}
-    for name in dvcrepo.params_files(repo):
-        path = project / name
-        if path.is_file():
-            params.update(_params_keys(path.read_text("utf-8", errors="replace"), name))
-    return params
 
 
 def _base_params(ctx: Context) -> dict[str, Any]:
@@ -988,7 +978,7 @@ def _base_params(ctx: Context) -> dict[str, Any]:
     for name in dvcrepo.params_files(ctx.repo):
         text = gitrepo.show(ctx.project, ctx.inputs.base_sha, ctx.prefix + name)
         if text is not None:
-            params.update(_params_keys(text, name))
+            params.update(dvcrepo.params_keys(text, name))
     return params
 
 
