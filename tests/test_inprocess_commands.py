@@ -86,7 +86,7 @@ def test_failing_stage_pushes_commits_and_registers_nothing(bed):
     run = bed.cli("rebuild", "--working-directory", str(checkout / PROJECT), "--set-params", "train.n_estimators=-1")
     assert run.code == EXIT_DVC, run.stdout
     assert "stage 'train' failed" in run.stdout
-    assert "nothing was pushed, committed or registered" in run.stdout
+    assert "lockstep pushed, committed and registered nothing" in run.stdout
     assert bed.sha("main") == before
     assert registry(bed).search_registered_models() == []
     runs = registry(bed).search_runs([e.experiment_id for e in registry(bed).search_experiments()])

@@ -104,6 +104,8 @@ def test_a_pr_whose_evaluation_code_inflates_its_score_is_judged_by_the_base_eva
     assert checks["re-evaluation"]["status"] == "pass"  # the PR's evaluation agrees with itself
     trusted = checks["trusted-evaluation"]
     assert trusted["status"] == "warn" and "needs a maintainer's review" in trusted["summary"]
+    assert "(accuracy: base's evaluation 0.65 · this PR's evaluation 0.95; 2 more)" in trusted["summary"]  # the gap, said
+    assert "::warning title=lockstep%3A Trusted evaluation::needs a maintainer" in proc.stdout  # an annotation too
     assert "evaluate.py changed (stage 'evaluate')" in trusted["details"]
     side = next(d for d in trusted["details"] if d.startswith("accuracy:"))
     assert "base's evaluation 0.65" in side and "this PR's evaluation 0.95" in side

@@ -1072,8 +1072,8 @@ def reproduce(project_dir: str | Path, stage_names: Sequence[str], *, env: Mappi
         if server and not missing:
             hint = (f"the stage logs to an MLflow server of its own, {server}, which this job cannot reach (a URI set in the "
                     "code or its config, such as `mlflow.set_tracking_uri(...)`). lockstep gives the stages "
-                    "MLFLOW_TRACKING_URI, a store it forwards to the job's MLflow: have the code use it (MLflow reads "
-                    "it when nothing else is set)")
+                    "MLFLOW_TRACKING_URI (in PR validation a local store, whose runs it forwards into the PR's MLflow "
+                    "run when the job has MLflow): have the code use it (MLflow reads it when nothing else is set)")
         raise DvcError(f"stage '{failed}' failed (`dvc repro` exited {code}): {last}", hint=hint, file="dvc.yaml")
 
 

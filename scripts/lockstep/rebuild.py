@@ -212,7 +212,7 @@ def _build_and_publish(inputs: RebuildInputs, cfg: configmod.Config, project: Pa
         try:
             dvcrepo.reproduce(project, stage_names, env=env, force=True)
         except LockstepError as exc:
-            exc.hint = f"nothing was pushed, committed or registered; {exc.hint}"
+            exc.hint = f"lockstep pushed, committed and registered nothing; {exc.hint}"
             raise
         finally:
             if pycache is not None:

@@ -431,6 +431,13 @@ def _report_trusted_evaluation(ctx: Context, agreement: Check | None) -> None:
                                    "other metrics than this PR's own. The gates judge by the base's evaluation")
             else:
                 pending.status, pending.summary = "pass", f"{what}: the base's evaluation of this PR's model gives the same metrics"
+        differ = disagreements(ctx.trusted.values, recomputed.values, absolute=ctx.cfg.tolerance_absolute,
+                               relative=ctx.cfg.tolerance_relative)
+        if differ and pending.status != "pass":  # the gap itself, where a reviewer looks first: a gated metric's
+            gated = {gate.metric for gate in ctx.cfg.gates}
+            first = min(differ, key=lambda d: (d.name not in gated, d.name))
+            pending.summary += (f" ({first.name}: base's evaluation {format_value(first.committed)} · this PR's evaluation "
+                                f"{format_value(first.recomputed)}{f'; {len(differ) - 1} more' if len(differ) > 1 else ''})")
         pending.details[:0] = [
             f"{name}: base's evaluation {format_value(ctx.trusted.values.get(name))} · this PR's evaluation "
             f"{format_value(recomputed.values.get(name))}"
