@@ -451,6 +451,8 @@ def test_metrics_no_evaluation_stage_writes_stay_the_prs_beside_the_base_evaluat
     train.write_text(train.read_text() + 'json.dump({"train_steps": train["steps"]}, open("train_metrics.json", "w"))\n')
     dvc_yaml = repo.project / "dvc.yaml"
     dvc_yaml.write_text(dvc_yaml.read_text() + "metrics:\n  - train_metrics.json\n")
+    config = repo.project / "lockstep.yaml"
+    config.write_text(config.read_text() + "  train_steps: {direction: higher}\n")  # a gate on what CI does not recompute
     good_main(repo)
     assert json.loads((repo.project / "train_metrics.json").read_text()) == {"train_steps": 50}
 
@@ -462,3 +464,4 @@ def test_metrics_no_evaluation_stage_writes_stay_the_prs_beside_the_base_evaluat
     assert (rows["train_steps"]["base"], rows["train_steps"]["pr"]) == (50, 1)  # the PR's own training run
     trusted = checks["trusted-evaluation"]
     assert not any(d.startswith("train_steps:") for d in trusted["details"])  # not part of the side by side
+    assert any(d.startswith("train_steps: the committed value; no evaluation stage writes it") for d in checks["gates"]["details"])

@@ -832,11 +832,18 @@ def step_gates(ctx: Context) -> None:
             ctx.report.add(Check("gates", "Gates", "skip", f"not judged: the metrics are the committed ones, which CI could not "
                                  f"verify ({', '.join(unverified)} failed)"))
             return
+        # gates on metrics no evaluation stage writes judge the committed values: said, for the reviewer
+        read = ctx.recomputed or ctx.committed
+        written = set(dvcrepo.metrics_written_by(ctx.repo, ctx.eval_stages)) if ctx.eval_stages else set()
+        committed_only = [g.metric for g in gates if written and read.source_of(g.metric) not in ("", *written)]
+        note = ([f"{', '.join(committed_only)}: the committed value; no evaluation stage writes it, so CI does not "
+                 "recompute it (`lockstep init` gates only what the evaluation writes)"] if committed_only else [])
         if not failed:
-            ctx.report.add(Check("gates", "Gates", "pass", f"all {len(gates)} gate(s) of {ctx.cfg.source} passed"))
+            ctx.report.add(Check("gates", "Gates", "pass", f"all {len(gates)} gate(s) of {ctx.cfg.source} passed", note))
             return
         details = [f"{g.metric}: {'; '.join(g.reasons)}" for g in failed]
-        ctx.report.add(Check("gates", "Gates", "fail", f"{len(failed)} of {len(gates)} gate(s) failed: {'; '.join(details)}", details))
+        ctx.report.add(Check("gates", "Gates", "fail", f"{len(failed)} of {len(gates)} gate(s) failed: {'; '.join(details)}",
+                             details + note))
 
 
 def step_review_view(ctx: Context) -> None:
