@@ -213,7 +213,8 @@ def test_shape_is_adopted_validates_and_rebuilds_as_it_is(shape, tmp_path):
     assert checks["gates"]["status"] == "pass", checks["gates"]
     gate = next(row for row in results["metrics"] if row["gate"] is not None)
     assert results["project"] == ("churn-model" if shape.root else "ml")
-    assert "trusted-evaluation" not in checks  # a training change is not an evaluation change
+    # a training change is not an evaluation change: the base's evaluation is not needed, and says so
+    assert checks["trusted-evaluation"]["status"] == "pass" and checks["trusted-evaluation"]["summary"].startswith("not needed")
     if shape.ignored:
         # neither side's committed values exist anywhere: the report says why, with the rule
         assert gate["base"] is None and gate["pr"] > 0.9

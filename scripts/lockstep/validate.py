@@ -619,6 +619,10 @@ def _compare_evaluations(ctx: Context, base_project: Path, base_checkout: Path) 
     if before == after:
         ctx.undeclared = _undeclared_changes(ctx, base_repo)
         if not ctx.undeclared and not ctx.packages_changed:
+            # said, so that a reviewer can tell "not needed" from "did not run"
+            ctx.pending_trusted = Check("trusted-evaluation", "Trusted evaluation", "pass", (
+                "not needed: this PR changes neither how it evaluates (the evaluation stages' command, code, params "
+                "and metrics files) nor a file or package its evaluation may run that dvc.yaml does not declare"))
             return
         changed = [f"{path} (not declared in dvc.yaml; the evaluation may import or read it)" for path in ctx.undeclared]
         review = "this PR changes files its evaluation may import or read, which dvc.yaml does not declare"
@@ -643,6 +647,10 @@ def _compare_evaluations(ctx: Context, base_project: Path, base_checkout: Path) 
                 "the metrics are computed before merging",
                 code,
             )
+        else:
+            ctx.pending_trusted = Check("trusted-evaluation", title, "pass", (
+                f"not needed: {', '.join(ctx.eval_stages)} trains and evaluates in one stage, and this PR changes only "
+                "its params (a training change)"), changed)
         return
     missing = [p for p in dvcrepo.evaluation_inputs(base_repo, base_stages) if not (ctx.project / p).exists()]
     if missing:
