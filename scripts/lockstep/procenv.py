@@ -65,6 +65,7 @@ def for_untrusted_code(environ: Mapping[str, str], extra: Mapping[str, str] | No
 
 RUN_ID_VARIABLE = "LOCKSTEP_MLFLOW_RUN_ID"  # the main rebuild's MLflow run, for the training code to log into
 
+
 def for_reviewed_code(environ: Mapping[str, str], extra: Mapping[str, str] | None = None, *,
                       mlflow_run_id: str | None = None) -> dict[str, str]:
     """The environment of merged code in a main rebuild: the job's credentials stay (training may

@@ -296,7 +296,6 @@ def _commit_plan(project: Path, repo, stage_names: list[str], changed_params) ->
     return paths, ignored
 
 
-
 def _say_what_is_not_committed(project: Path, commit_paths: list[str]) -> None:
     """Files git tracks that the stages rewrote and dvc.yaml does not declare (a copy of the model
     for a web app, a log): said, not committed. A commit of CI's copy would be a binary no lock

@@ -420,19 +420,18 @@ def _report_trusted_evaluation(ctx: Context, agreement: Check | None) -> None:
     if ctx.trusted is not None:
         # the PR's own evaluation, from the files the base's evaluation was read from
         recomputed = (ctx.recomputed or dvcrepo.MetricsRead()).only(ctx.trusted.files())
+        differ = disagreements(ctx.trusted.values, recomputed.values, absolute=ctx.cfg.tolerance_absolute,
+                               relative=ctx.cfg.tolerance_relative)
         if ctx.undeclared and not ctx.retrains:
             files = ", ".join(ctx.undeclared[:3]) + (f" and {len(ctx.undeclared) - 3} more" if len(ctx.undeclared) > 3 else "")
             what = (f"this PR changes files its evaluation may import or read, which dvc.yaml does not declare ({files})"
                     if not ctx.base_env else f"this PR changes what its evaluation runs beyond dvc.yaml's declared "
                     f"dependencies ({files}); the base's evaluation ran in an environment from the base's requirements")
-            if disagreements(ctx.trusted.values, recomputed.values, absolute=ctx.cfg.tolerance_absolute,
-                             relative=ctx.cfg.tolerance_relative):
+            if differ:
                 pending.summary = (f"needs a maintainer's review: {what}, and the base's evaluation of this PR's model gives "
                                    "other metrics than this PR's own. The gates judge by the base's evaluation")
             else:
                 pending.status, pending.summary = "pass", f"{what}: the base's evaluation of this PR's model gives the same metrics"
-        differ = disagreements(ctx.trusted.values, recomputed.values, absolute=ctx.cfg.tolerance_absolute,
-                               relative=ctx.cfg.tolerance_relative)
         if differ and pending.status != "pass":  # the gap itself, where a reviewer looks first: a gated metric's
             gated = {gate.metric for gate in ctx.cfg.gates}
             first = min(differ, key=lambda d: (d.name not in gated, d.name))
