@@ -239,7 +239,7 @@ def _without_missing_aws_login(name: str, options: dict, environ: Mapping[str, s
     said = []
     for key in ("credentialpath", "configpath"):
         path = options.get(key)
-        if path and not Path(os.path.expanduser(str(path))).is_file():
+        if path and _missing_file(path):
             options.pop(key)
             said.append(f"the AWS {key} {path} of remote '{name}' is not on this machine")
     profile = options.get("profile")
