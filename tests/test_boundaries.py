@@ -214,22 +214,35 @@ def test_the_registry_answers_with_lockstep_versions_not_mlflow_entities(bed, tm
     assert tracker.version_by_alias("boundaries", "champion") is None
 
 
-def test_mlflow_is_imported_while_a_child_runs_and_only_when_configured():
-    """validate imports MLflow during the re-evaluation's `dvc repro`; the import has ended when
-    the block does, and nothing is imported when no tracking server is configured."""
+def test_the_mlflow_client_process_holds_the_credentials_only_in_memory_and_answers_with_errors():
+    """PR validation's MLflow client runs in a child (TrackerProcess): its /proc/<pid>/environ,
+    which a PR's code could read, has no credential and no MLflow setting, yet it uses them; its
+    errors come back as lockstep's, and lockstep's own process never imports MLflow."""
     script = textwrap.dedent("""
-        import os, subprocess, sys
-        from lockstep import tracking
-        os.environ.pop("MLFLOW_TRACKING_URI", None)
-        with tracking.imported_meanwhile():
-            pass
-        assert "mlflow" not in sys.modules, "imported without a tracking URI"
+        import os, sys
         os.environ["MLFLOW_TRACKING_URI"] = "http://127.0.0.1:9"
-        with tracking.imported_meanwhile():
-            subprocess.run([sys.executable, "-c", "pass"], check=True)
-        assert "mlflow.tracking" in sys.modules, "not imported"
-        import threading
-        assert [t.name for t in threading.enumerate() if t.name.startswith("lockstep-")] == [], "left running"
+        os.environ["MLFLOW_TRACKING_PASSWORD"] = "pw-in-memory-only"
+        from lockstep import tracking
+        from lockstep.errors import MlflowError
+        client = tracking.TrackerProcess(retries=0, timeout=2)
+        client.ready()
+        block = open(f"/proc/{client._process.pid}/environ", "rb").read()
+        assert b"pw-in-memory-only" not in block and b"MLFLOW_" not in block, block
+        try:
+            client.experiment_id("lockstep/process")
+        except MlflowError as exc:
+            assert "127.0.0.1:9" in exc.message and exc.hint, vars(exc)
+        else:
+            raise SystemExit("no error from an unreachable server")
+        try:
+            client.no_such_method
+        except AttributeError:
+            pass
+        else:
+            raise SystemExit("an unknown method was accepted")
+        client.close()
+        assert client._process.returncode == 0, client._process.returncode
+        assert "mlflow" not in sys.modules, "imported in lockstep's own process"
         print("ok")
     """)
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}

@@ -1,5 +1,6 @@
 """Everything lockstep asks of MLflow: runs, the Model Registry, aliases. The only module that
-imports mlflow, and only when a function here is called (import costs ~2 s).
+imports mlflow, and only when a function here is called (import costs ~2 s); PR validation calls
+it in a child process that imports MLflow while lockstep checks the lock (`TrackerProcess`).
 
 MLflow's own HTTP layer retries 5xx answers, which would turn a lost `create_model_version`
 response into a duplicate version. Registration therefore runs with MLflow's retries off and
@@ -30,30 +31,109 @@ def configured() -> bool:
     return bool(os.environ.get("MLFLOW_TRACKING_URI"))
 
 
-@contextlib.contextmanager
-def imported_meanwhile() -> Iterator[None]:
-    """Import MLflow (2-3 s of CPU on a runner) in a thread while the body waits on a child
-    process, and wait for the import to end before going on, so that this process never imports
-    two things at once. Does nothing when MLflow is not configured or already imported."""
-    import sys
-    import threading
+class TrackerProcess:
+    """A `Tracker` in a child process, for PR validation: importing MLflow takes a second or more of
+    CPU, which the child spends on another core while lockstep checks the lock and pulls.
 
-    if not configured() or "mlflow" in sys.modules:
-        yield
-        return
+    The child is started with the environment a pull request's code gets (so its /proc/<pid>/environ
+    shows no credential) and is handed the whole environment over its socket. `ready()` waits for
+    its import of MLflow to end: that must happen before any of the PR's code runs, because a
+    module imported later could be one that code rewrote (guard.py checks the files only when each
+    command ends; validate.py has the guard call `ready()` first). Each call of a `Tracker` method
+    runs in the child; its result, or its error, comes back."""
 
-    def load() -> None:
+    def __init__(self, **options: int) -> None:
+        import socket
+        import subprocess
+        import sys
+        from multiprocessing.connection import Connection
+
+        from .procenv import withheld_from_untrusted
+
+        ours, theirs = socket.socketpair()
+        env = {name: value for name, value in os.environ.items() if not withheld_from_untrusted(name)}
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[1]), env.get("PYTHONPATH")]))
+        with theirs:
+            self._process = subprocess.Popen(  # noqa: S603 - this interpreter, this module
+                [sys.executable, "-m", "lockstep.tracking", str(theirs.fileno())],
+                env=env, pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL,
+            )
+        self._conn = Connection(ours.detach())
+        self._conn.send((dict(os.environ), options))
+        self._ready = False
+
+    def ready(self) -> None:
+        if not self._ready:
+            self._ready = True
+            self._receive()
+
+    def _receive(self) -> Any:
         try:
-            import mlflow  # noqa: F401
-        except Exception:  # noqa: BLE001, S110 - the import is tried again where it is used, and fails there, named
-            pass
+            status, value = self._conn.recv()
+        except (EOFError, OSError):
+            raise MlflowError("the MLflow client process ended without an answer",
+                              hint="its error, if any, is in the log above; re-run the job") from None
+        if status == "error":
+            raise value
+        return value
 
-    thread = threading.Thread(target=load, name="lockstep-import-mlflow", daemon=True)
-    thread.start()
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_") or not callable(getattr(Tracker, name, None)):
+            raise AttributeError(name)
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            self.ready()
+            self._conn.send((name, args, kwargs))
+            return self._receive()
+
+        return call
+
+    def close(self) -> None:
+        try:
+            self._conn.send(None)
+        except OSError:
+            pass
+        self._conn.close()
+        try:
+            self._process.wait(timeout=30)
+        except Exception:  # noqa: BLE001 - a child that does not end is killed
+            self._process.kill()
+            self._process.wait()
+
+
+def _serve(fd: int) -> None:
+    """The child of `TrackerProcess`: take the environment, import MLflow, then run calls."""
+    import sys
+    from multiprocessing.connection import Connection
+
+    conn = Connection(fd)
+    environ, options = conn.recv()
+    os.environ.clear()
+    os.environ.update(environ)
     try:
-        yield
-    finally:
-        thread.join()
+        import mlflow  # noqa: F401
+    except Exception:  # noqa: BLE001, S110 - Tracker() imports it again, and fails there, named
+        pass
+    conn.send(("ok", None))
+    tracker: Tracker | None = None
+    while True:
+        try:
+            message = conn.recv()
+        except EOFError:
+            return
+        if message is None:
+            return
+        name, args, kwargs = message
+        try:
+            tracker = tracker or Tracker(**options)
+            reply: tuple[str, Any] = ("ok", getattr(tracker, name)(*args, **kwargs))
+        except Exception as exc:  # noqa: BLE001 - raised again in lockstep's process
+            reply = ("error", exc)
+        sys.stdout.flush()
+        try:
+            conn.send(reply)
+        except Exception as exc:  # noqa: BLE001 - an answer that cannot be pickled is a bug, named
+            conn.send(("error", RuntimeError(f"MLflow client process: {name} answered {type(exc).__name__}: {exc}")))
 
 
 def safe_name(name: str, limit: int = 250) -> str:
@@ -400,3 +480,14 @@ class Tracker:
 
 def _quote(value: str) -> str:
     return str(value).replace("\\", "\\\\").replace("'", "\\'")
+
+
+if __name__ == "__main__":  # TrackerProcess's child: python -m lockstep.tracking FD
+    import sys
+
+    from lockstep.tracking import _serve as serve  # this module's classes by their own name, for pickle
+
+    serve(int(sys.argv[1]))
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)  # without the interpreter's teardown of MLflow's modules (0.3 s)

@@ -117,10 +117,14 @@ class Context:
     undeclared: list[str] = field(default_factory=list)  # files the PR changed that its evaluation may run, undeclared
     packages_changed: list[str] = field(default_factory=list)  # what the Packages check found
     base_env: bool = False  # the base's evaluation ran in an environment from the base's requirements
+    tracker: tracking.TrackerProcess | None = None  # the MLflow client, importing MLflow meanwhile
 
     def stage_env(self) -> dict[str, str]:
         """The environment of the PR's own code: no secret, the trusted config's `env:`. Called
-        right before that code runs, so it first waits for the project's environment."""
+        right before that code runs, so it first waits for the project's environment, and for the
+        MLflow client's import of MLflow (which must end before that code can rewrite a module)."""
+        if self.tracker is not None:
+            self.tracker.ready()
         projectenv.wait_until_installed()
         return procenv.for_untrusted_code(os.environ, self.cfg.env, mlflow_uri=self.local_mlflow)
 
@@ -134,6 +138,16 @@ class Context:
 
 def run(inputs: ValidateInputs) -> ValidateResult:
     sandbox.harden()  # before any of the PR's code runs: no secret in /proc/<pid>/environ, no orphan escapes
+    # MLflow is imported in a child meanwhile, on another core; it has ended before the PR's code runs
+    tracker = tracking.TrackerProcess(retries=1, timeout=10) if tracking.configured() else None
+    try:
+        return _run(inputs, tracker)
+    finally:
+        if tracker is not None:
+            tracker.close()
+
+
+def _run(inputs: ValidateInputs, tracker: tracking.TrackerProcess | None) -> ValidateResult:
     project = inputs.project_dir.resolve()
     if not project.is_dir():
         from .errors import InputError
@@ -154,7 +168,7 @@ def run(inputs: ValidateInputs) -> ValidateResult:
     started = time.monotonic()
     steps: list[tuple[str, float]] = []
     with tempfile.TemporaryDirectory(prefix="lockstep-validate-") as scratch:
-        ctx = Context(inputs, project, prefix, report, head_cfg, dvcrepo.open_repo(project), Path(scratch))
+        ctx = Context(inputs, project, prefix, report, head_cfg, dvcrepo.open_repo(project), Path(scratch), tracker=tracker)
         report.lock_digest = dvcrepo.lock_digest(ctx.repo)
         ctx.guard = guardmod.for_job(project, gitrepo.common_dir(project))
         ctx.local_mlflow = (Path(scratch) / "mlruns").as_uri()
@@ -334,10 +348,7 @@ def step_pull(ctx: Context) -> None:
         ctx.retrains = bool(model_stage) and bool(set(ctx.eval_stages) & dvcrepo.upstream_of(ctx.repo, [model_stage]))
         targets = dvcrepo.evaluation_inputs(ctx.repo, ctx.eval_stages)
         try:
-            # MLflow is imported meanwhile, and so before any of the PR's code runs: a module imported
-            # later could be one the PR's code rewrote (guard.py checks the files after each command)
-            with tracking.imported_meanwhile():
-                fetched = dvcrepo.pull(ctx.repo, targets)
+            fetched = dvcrepo.pull(ctx.repo, targets)
         except LockstepError as exc:
             ctx.report.add(Check("pull", "Pull", "fail", exc.message, [exc.hint] if exc.hint else []))
             return
@@ -905,7 +916,7 @@ def step_mlflow(ctx: Context) -> None:
             lineage.PROJECT: report.project,
         }
         try:
-            tracker = tracking.Tracker(retries=1, timeout=10)
+            tracker = ctx.tracker if ctx.tracker is not None else tracking.Tracker(retries=1, timeout=10)
             run_id = tracker.start_run(experiment, f"pr-{report.pr_number or 'local'}-{report.head_sha[:8]}", tags)
             try:
                 tracker.log(run_id, params=ctx.pr_params, metrics=ctx.pr_metrics)
