@@ -194,9 +194,11 @@ case "${1:-install}" in
     mkdir -p "$root"
     status="$root/project.status"
     # the project's environment installs in its own session (a runner may end a step's process
-    # group with the step), at a lower priority: lockstep's, installed here meanwhile, is needed first
+    # group with the step), at the same priority as lockstep: lockstep's checks end before it does,
+    # so the evaluation waits for it (at a lower priority, lockstep's checks and its MLflow client
+    # starved it of CPU: measured in benchmarks/, README)
     detach=(); if command -v setsid > /dev/null; then detach=(setsid); fi
-    ${detach[@]+"${detach[@]}"} nice -n 10 bash "$0" project-background < /dev/null > /dev/null 2>&1 &
+    ${detach[@]+"${detach[@]}"} bash "$0" project-background < /dev/null > /dev/null 2>&1 &
     project_pid=$!
     echo "$project_pid" > "$root/project.pid"
     uv venv --quiet --relocatable --python "$python" "$root/tool"
