@@ -194,11 +194,9 @@ case "${1:-install}" in
     mkdir -p "$root"
     status="$root/project.status"
     # the project's environment installs in its own session (a runner may end a step's process
-    # group with the step), at lockstep's priority: lockstep's checks and its MLflow client now end
-    # before it does, and the evaluation waits for whichever ends last (against `nice -n 10`, in turn,
-    # 3 pairs: 0.99x cold, 0.97x warm, within the noise)
+    # group with the step), at a lower priority: lockstep's, installed here meanwhile, is needed first
     detach=(); if command -v setsid > /dev/null; then detach=(setsid); fi
-    ${detach[@]+"${detach[@]}"} bash "$0" project-background < /dev/null > /dev/null 2>&1 &
+    ${detach[@]+"${detach[@]}"} nice -n 10 bash "$0" project-background < /dev/null > /dev/null 2>&1 &
     project_pid=$!
     echo "$project_pid" > "$root/project.pid"
     uv venv --quiet --relocatable --python "$python" "$root/tool"
