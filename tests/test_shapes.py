@@ -79,6 +79,10 @@ SHAPES = [
     # and CI's rebuild must not add its own to dvc.lock; or it does, and `.dvcignore` leaves it out
     Shape("code-folder"),
     Shape("code-folder", bytecode=True, setup=(("sh", "-c", "echo __pycache__/ >> .dvcignore"),)),
+    # DVC's experiments example: the training run's dvclive folder (results/train) and the
+    # evaluation's metrics committed to git, named by top-level `metrics:`, `plots:` and `params:`,
+    # output by no stage; the model named under `artifacts:`
+    Shape("experiments-layout", artifact="threshold-model"),
 ]
 
 
@@ -193,6 +197,8 @@ def test_shape_is_adopted_validates_and_rebuilds_as_it_is(shape, tmp_path):
     # a training split is not gated beside its held-out one: a PR that overfits less lowers it
     assert not any(adopt._tokens(g.metric) & adopt._TRAINING for g in cfg.gates), cfg.gates
     assert cfg.env == dict(shape.env)
+    if shape.name == "experiments-layout":  # the evaluation's file is gated; the training run's is its own
+        assert [g.metric for g in cfg.gates] == ["test.accuracy"], cfg.gates
     notes = [n for n in adopt.plan(repo.project).notes if "dependency folder" in n]
     assert not notes  # no false note; bytecode left out by .dvcignore is none either
     workflows = repo.dev / ".github" / "workflows"
@@ -264,6 +270,8 @@ def test_shape_is_adopted_validates_and_rebuilds_as_it_is(shape, tmp_path):
         assert shape.steps.format(30) in git("show", f"main:{'' if shape.root else 'ml/'}{shape.params}", cwd=repo.origin)
     log = git("log", "--format=%an %s", "main", cwd=repo.origin).splitlines()
     assert log[0].startswith(f"{BOT} lockstep: rebuild") and merged[:12] in log[0]
+    if shape.name == "experiments-layout":  # what the retrain wrote into its committed folder goes with the lock
+        assert "ml/results/train/metrics.json" in git("show", "--name-only", "--format=", "main", cwd=repo.origin)
     files = repo.origin_files()
     for path in shape.ignored:
         assert f"{'' if shape.root else 'ml/'}{path}" not in files
@@ -313,6 +321,24 @@ def test_a_lock_that_hashed_bytecode_in_a_code_folder_fails_with_the_fix(tmp_pat
     assert "DVC's hash of the folder src in dvc.lock counts 5 files" in summary and "this checkout 4 files" in summary
     assert "`__pycache__/`" in summary and "`.dvcignore`" in summary, summary
     assert checks["lock-vs-code"]["details"][0].startswith("stage 'prepare' would re-run because DVC's hash of the folder src")
+
+
+def test_committed_evaluation_metrics_named_after_their_stage_are_recomputed_not_trusted(tmp_path):
+    # DVC's experiments layout: no stage outputs results/evaluate/metrics.json; the evaluate stage,
+    # which it is named after, writes it. A PR that commits better numbers there, and a model no
+    # better, is caught by the re-evaluation, and its gate judges what CI computed
+    shape = next(s for s in SHAPES if s.name == "experiments-layout")
+    repo = make_repo(shape, tmp_path)
+    base = git("rev-parse", "HEAD", cwd=repo.dev)
+    git("checkout", "-q", "-b", "inflated", cwd=repo.dev)
+    (repo.project / "results" / "evaluate" / "metrics.json").write_text('{"test": {"accuracy": 0.99}}')
+    head = repo.commit("better numbers", "inflated")
+    git("checkout", "-q", "main", cwd=repo.dev)
+    proc, results, checks = validate(repo, repo.clone("ci-inflated", "inflated"), base, head)
+    assert proc.returncode == EXIT_CHECKS_FAILED, proc.stdout[-4000:]
+    assert checks["re-evaluation"]["status"] == "fail" and "test.accuracy" in checks["re-evaluation"]["summary"]
+    accuracy = next(row for row in results["metrics"] if row["name"] == "test.accuracy")
+    assert accuracy["pr"] == accuracy["base"] < 0.99, results["metrics"]  # CI's number, the base model's
 
 
 def test_an_invalid_dvc_yaml_is_a_named_dvc_error_with_its_line(tmp_path):

@@ -1403,13 +1403,15 @@ def harmonize(*reads: MetricsRead | None) -> None:
 
 
 def metrics_written_by(repo, stage_names: Sequence[str]) -> list[str]:
-    """The metrics files these stages write: their own `metrics:`, and files of top-level `metrics:`
-    inside their outputs (dvclive's folder). Not the metrics files other stages write, nor those
-    git carries that no stage declares (a training run's dvclive folder committed as it is)."""
+    """The metrics files these stages write: their own `metrics:`, files of top-level `metrics:`
+    inside their outputs (dvclive's folder), and those named after them (`named_metrics`). Not the
+    metrics files other stages write, nor those git carries that no stage declares (a training
+    run's dvclive folder committed as it is)."""
     outputs = [path.replace(os.sep, "/").rstrip("/")
                for path in [*_outputs(repo, stage_names, cached=True), *_outputs(repo, stage_names, cached=False)]]
+    named = {name for name, address in named_metrics(repo).items() if address in stage_names}
     return [name for name in all_metrics_files(repo)
-            if any(name == out or name.startswith(out + "/") for out in outputs)]
+            if name in named or any(name == out or name.startswith(out + "/") for out in outputs)]
 
 
 def read_metrics(repo, *, rev: str | None = None, files: Sequence[str] | None = None) -> MetricsRead:
@@ -1666,7 +1668,8 @@ def model_artifacts(repo) -> list[tuple[str, str]]:
 
 
 def metrics_stages(repo) -> list[str]:
-    """Stages that write a metrics file DVC knows (their addresses), in pipeline order."""
+    """Stages that write a metrics file DVC knows (their addresses), in pipeline order: those whose
+    outputs hold one, else those a git-carried metrics file is named after (`named_metrics`)."""
     owners: list[str] = []
     files = all_metrics_files(repo)
     for stage in _pipeline_stages(repo):
@@ -1675,7 +1678,35 @@ def metrics_stages(repo) -> list[str]:
             address = _address(repo, stage)
             if address not in owners and (out.metric or any(os.path.normpath(f) == rel or os.path.normpath(f).startswith(rel + os.sep) for f in files)):
                 owners.append(address)
-    return owners
+    return owners or list(dict.fromkeys(named_metrics(repo).values()))
+
+
+def named_metrics(repo) -> dict[str, str]:
+    """When no stage outputs a metrics file: the metrics files named after the stage that writes
+    them, file -> stage address. DVCLive in a stage writes `Live("results/<stage>")` and names the
+    files in dvc.yaml's top-level `metrics:` (or a dvc.yaml of its own there), and git carries
+    them: DVC's experiments example keeps `results/train/metrics.json` and
+    `results/evaluate/metrics.json`, output by no stage. A file is named after a stage when a
+    folder of its path is the stage's name; of the stages found, those upstream of another found
+    one (training, before the evaluation that reads its model) are left out: their metrics are
+    the run's own, as committed. Empty when some stage outputs a metrics file."""
+    files = all_metrics_files(repo)
+    stages = _pipeline_stages(repo)
+    for stage in stages:
+        for out in stage.outs:
+            rel = os.path.normpath(os.path.relpath(out.fs_path, repo.root_dir))
+            if out.metric or any(os.path.normpath(f) == rel or os.path.normpath(f).startswith(rel + os.sep) for f in files):
+                return {}
+    found: dict[str, str] = {}
+    for name in files:
+        folders = Path(name).parts[:-1]
+        stage = next((s for s in stages if s.name in folders or s.name.split("@")[0] in folders), None)
+        if stage is not None:
+            found[name] = _address(repo, stage)
+    chosen = set(found.values())
+    upstream = {address for address in chosen
+                if any(other != address and _stage(repo, address).name in upstream_of(repo, [other]) for other in chosen)}
+    return {name: address for name, address in found.items() if address not in upstream}
 
 
 # --- plots and data, base vs PR (the reviewer's view) --------------------------------------------
