@@ -127,6 +127,16 @@ def run(inputs: RebuildInputs) -> RebuildResult:
     and the MLflow run ends FINISHED or FAILED on every path."""
     from . import tracking
 
+    # MLflow is imported in a child meanwhile, on another core, while the rebuild plans and pulls
+    tracker = tracking.TrackerProcess() if tracking.configured() and inputs.register else None
+    try:
+        return _run(inputs, tracker)
+    finally:
+        if tracker is not None:
+            tracker.close()
+
+
+def _run(inputs: RebuildInputs, tracker: Any) -> RebuildResult:
     project = inputs.project_dir.resolve()
     if not project.is_dir():
         raise InputError(f"working-directory {inputs.project_dir}: no such folder", hint="point `working-directory` at the DVC project")
@@ -159,9 +169,7 @@ def run(inputs: RebuildInputs) -> RebuildResult:
         fetched = dvcrepo.pull(repo, targets)
         gha.info(f"pulled {', '.join(targets) or 'nothing'} ({fetched} file(s)); outputs being rebuilt were not downloaded")
 
-    tracker = None
-    if tracking.configured() and inputs.register:
-        tracker = tracking.Tracker()
+    if tracker is not None:
         result.mlflow_run_id = tracker.start_run(
             lineage.experiment_name(inputs.experiment or cfg.experiment, repository or "local", label),
             f"rebuild-{start_sha[:8]}",
