@@ -10,7 +10,9 @@ pytestmark = pytest.mark.unit
 
 
 def compare(files: dict[str, tuple[str | None, str | None]]) -> list[str]:
-    return packages.changes(files, base=lambda name: files[name][0], head=lambda name: files[name][1])
+    # a file the commit does not have reads as None, as git's reader gives it
+    return packages.changes(files, base=lambda name: files.get(name, (None, None))[0],
+                            head=lambda name: files.get(name, (None, None))[1])
 
 
 def test_requirement_lines_added_and_removed_ignoring_comments_and_spacing():
@@ -93,3 +95,30 @@ def test_any_change_to_setup_py_counts_it_is_code():
     assert compare({"setup.py": (setup, setup + "import os\n")}) == [
         "setup.py: changed (code that decides the packages when the project is installed)",
     ]
+
+
+def test_poetry_tables_the_build_system_and_uv_sources_count_not_poetry_settings():
+    before = ('[tool.poetry]\nname = "p"\npackage-mode = false\n[tool.poetry.dependencies]\npython = "^3.11"\nnumpy = "^1.26"\n'
+              '[build-system]\nrequires = ["poetry-core"]\nbuild-backend = "poetry.core.masonry.api"\n')
+    assert compare({"pyproject.toml": (before, before.replace('name = "p"', 'name = "q"'))}) == []
+    after = (before.replace('numpy = "^1.26"', 'numpy = "^1.26"\nevil-telemetry = "^1.0"')
+             + '[tool.poetry.group.train.dependencies]\ntorch = {version = "2.5", source = "pytorch"}\n'
+             + '[tool.uv.sources]\nnumpy = {index = "mirror"}\n').replace('["poetry-core"]', '["poetry-core", "backdoor"]')
+    assert compare({"pyproject.toml": (before, after)}) == [
+        "pyproject.toml: +build-system.requires: backdoor",
+        'pyproject.toml: +tool.poetry.dependencies: evil-telemetry = "^1.0"',
+        'pyproject.toml: +tool.poetry.group.train.dependencies: torch = {"source": "pytorch", "version": "2.5"}',
+        'pyproject.toml: +tool.uv.sources: numpy = {"index": "mirror"}',
+    ]
+
+
+def test_setup_cfg_beside_counts_its_dependencies_not_its_tool_settings():
+    setup = "from setuptools import setup\nsetup()\n"
+    cfg = "[metadata]\nname = p\n[options]\ninstall_requires =\n    numpy\n[flake8]\nmax-line-length = 100\n"
+    assert compare({"setup.py": (setup, setup), "setup.cfg": (cfg, cfg.replace("100", "120"))}) == []
+    changed = cfg.replace("    numpy\n", "    numpy\n    evil\n") + "[options.extras_require]\ngpu = torch\n"
+    assert compare({"setup.py": (setup, setup), "setup.cfg": (cfg, changed)}) == [
+        "setup.cfg: +options.extras_require.gpu: torch",
+        "setup.cfg: +options.install_requires: evil",
+    ]
+

@@ -502,3 +502,41 @@ def test_requirements_with_an_extra_index_install_as_pip_installs_them(tmp_path)
     python = tmp_path / "runner" / "lockstep" / "project" / "bin" / "python"
     version = subprocess.run([str(python), "-c", "import six; print(six.__version__)"], capture_output=True, text=True)
     assert version.stdout.strip() == "1.17.0"
+
+
+@pytest.mark.parametrize(("files", "named", "fix"), [
+    ({"requirements/base.txt": "pyyaml\n", "requirements/dev.txt": "-r base.txt\npytest\n"},
+     "requirements/base.txt, requirements/dev.txt", "`requirements: requirements/base.txt`"),
+    ({"Pipfile": "[packages]\npyyaml = \"*\"\n"}, "Pipfile", "`pipenv requirements > requirements.txt`"),
+], ids=["requirements-folder", "pipfile"])
+def test_requirements_that_are_no_default_fail_the_setup_with_the_input_to_set(tmp_path, files, named, fix):
+    """A project whose packages are listed where lockstep does not look by default fails before
+    anything is installed, naming the files, rather than installing nothing for its stages."""
+    folder = project(tmp_path, {"dvc.yaml": "stages: {}\n", **files})
+    for command in ("plan", "project"):
+        proc, _ = setup(command, folder, tmp_path)
+        assert proc.returncode == 2, proc.stdout + proc.stderr
+        assert f"but {named} look like the project's requirements" in proc.stderr and fix in proc.stderr, proc.stderr
+    assert not installed(tmp_path, "yaml")
+    (folder / "requirements.txt").write_text("")  # a default file, even an empty one, is the developer's choice
+    assert setup("plan", folder, tmp_path)[0].returncode == 0
+
+
+def test_a_requirements_file_with_hashes_installs_only_what_it_pins_with_a_hash(tmp_path):
+    """pip's rule: one `--hash` puts the whole file in hash-checking mode, so a requirement the file
+    left without a hash (a dependency pip-compile did not list) is refused, not installed unchecked."""
+    import hashlib
+
+    with package_index(tmp_path / "index", "six", "1.10.0") as url:
+        wheel = next((tmp_path / "index" / "simple" / "six").glob("*.whl"))
+        digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
+        pinned = f"--index-url {url}\nsix==1.10.0 --hash=sha256:{digest}\n"
+        folder = project(tmp_path, {"requirements.txt": pinned + "attrs\n"})
+        proc, _ = setup("project", folder, tmp_path)
+        assert proc.returncode != 0 and "attrs" in proc.stderr, proc.stdout + proc.stderr
+        assert not installed(tmp_path, "six")
+        (folder / "requirements.txt").write_text(pinned)
+        proc, _ = setup("project", folder, tmp_path)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert installed(tmp_path, "six")
+

@@ -52,6 +52,34 @@ requirements() {
   done
 }
 
+# Files that look like the project's requirements but are none of the defaults above (a
+# `requirements/` folder, `requirements-*.txt`, pipenv's files), in the project's folder or at the
+# repository's root: with no default found, the install would leave the stages without packages.
+unlisted_requirements() {
+  local up=""
+  if [ "$(realpath -m "$wd")" != "$(realpath -m .)" ]; then up="$(realpath -m --relative-to="$wd" .)/"; fi
+  for base in "" ${up:+"$up"}; do
+    for file in "$wd/$base"requirements/*.txt "$wd/$base"requirements[-_]*.txt "$wd/$base"*[-_]requirements.txt \
+                "$wd/$base"Pipfile "$wd/$base"Pipfile.lock; do
+      if [ -f "$file" ]; then echo "$base${file#"$wd/$base"}"; fi
+    done
+  done
+}
+
+no_default_requirements() {
+  local found listed
+  found="$(unlisted_requirements)"
+  [ -z "$found" ] && return 0
+  listed="$(paste -sd, - <<< "$found" | sed 's/,/, /g')"
+  local fix="lockstep does not read pipenv's files: export them (\`pipenv requirements > requirements.txt\`), commit that file, and lockstep installs it"
+  local first
+  first="$(grep -v Pipfile <<< "$found" || true)"
+  if [ -n "$first" ]; then
+    fix="set the setup's \`requirements\` input (the reusable workflows' \`requirements\`) to the file(s) the stages need, such as \`requirements: ${first%%$'\n'*}\`"
+  fi
+  fail "no requirements file lockstep installs by default in $wd or at the repository's root (requirements.txt, src/requirements.txt, uv.lock, pyproject.toml, setup.py, environment.yml), but $listed look like the project's requirements, which the stages would then run without: $fix"
+}
+
 # A requirement entry as a path from the workspace (what setup-uv's cache globs see).
 from_workspace() {
   case "$1" in
@@ -114,6 +142,7 @@ install_project() {
   local entries
   entries="$(requirements)"
   if [ -z "$entries" ]; then
+    no_default_requirements
     echo "no requirements.txt, src/requirements.txt, uv.lock, pyproject.toml, setup.py or environment.yml in $wd or at the repository's root: the project environment has no extra packages (set the \`requirements\` input if the stages need some)"
     return
   fi
@@ -147,9 +176,14 @@ install_project() {
         esac
         # and with pip's choice among indexes: the best version any of them has (uv's default takes a
         # package from the first index that has it, and an `--extra-index-url` such as PyTorch's,
-        # which carries old copies of common packages, then fails what pip installs)
+        # which carries old copies of common packages, then fails what pip installs); with pip's
+        # hash rule: a file with a `--hash` in it installs only what it pins with one (uv otherwise
+        # checks the hashes given and installs what the file left out, unchecked)
+        local hashes=()
+        case "$listed" in /*) ;; *) listed="$from/$listed" ;; esac
+        if grep -qsE -- '--hash[= ]' "$listed"; then hashes=(--require-hashes); fi
         (cd "$from" && "${clean[@]}" UV_INDEX_STRATEGY="${UV_INDEX_STRATEGY:-unsafe-best-match}" \
-          uv pip install --quiet --python "$env_dir/bin/python" -r "$listed" "${extras[@]}") ;;
+          uv pip install --quiet --python "$env_dir/bin/python" -r "$listed" ${hashes[@]+"${hashes[@]}"} "${extras[@]}") ;;
     esac
   done <<< "$entries"
 }
@@ -163,6 +197,7 @@ link_bytecode() {
 
 case "${1:-install}" in
   plan)
+    if [ -z "$(requirements)" ]; then no_default_requirements; fi
     version="$(python_version)"
     {
       echo "python-version=$version"

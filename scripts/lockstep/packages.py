@@ -5,12 +5,15 @@ PR's model runs in it too: a new or replaced package runs its code there (an imp
 So a PR that changes them is marked for a maintainer's review, with what changed. Only what decides
 the installed packages counts: the lines of a requirements file, `[project]` dependencies (and
 optional ones, and dependency groups) of a `pyproject.toml`, the pinned versions of a `uv.lock`, the
-packages and `pip:` entries of a conda `environment.yml`; a changed comment or tool setting is no
-change. A `setup.py` is code: any change to it counts.
+packages and `pip:` entries of a conda `environment.yml`, Poetry's dependency tables and sources,
+uv's sources and indexes, the build system, setuptools' `setup.cfg` dependencies; a changed comment
+or tool setting is no change. A `setup.py` is code: any change to it counts.
 """
 
 from __future__ import annotations
 
+import configparser
+import json
 import posixpath
 import re
 import sys
@@ -36,8 +39,11 @@ def changes(files: Iterable[str], base: Callable[[str], str | None], head: Calla
     seen = set(queue)
     for name in queue:
         before, after = base(name), head(name)
-        for text in (before, after):  # files a requirements file includes (`-r`, `-c`) count as its own
-            for included in _included(name, text or ""):
+        # files a requirements file includes (`-r`, `-c`) count as its own; so does the setup.cfg beside
+        # a pyproject.toml or setup.py (setuptools reads the dependencies from there)
+        beside = [posixpath.join(posixpath.dirname(name), "setup.cfg")] if posixpath.basename(name) in ("pyproject.toml", "setup.py") else []
+        for text in (before, after):
+            for included in [*_included(name, text or ""), *beside]:
                 if included not in seen and len(seen) < 50:
                     seen.add(included)
                     queue.append(included)
@@ -84,6 +90,8 @@ def _entries(name: str, text: str) -> set[str] | None:
     if _is_environment(name):
         env = condaenv.read(text)
         return {f"dependencies: {spec}" for spec in env.conda} | {f"pip: {entry}" for entry in env.pip}
+    if posixpath.basename(name) == "setup.cfg":
+        return _setup_cfg_entries(text)
     if name.endswith(".toml") or name.endswith(".lock"):
         try:
             data = tomllib.loads(text)
@@ -119,6 +127,55 @@ def _pyproject_entries(data: dict) -> set[str]:
     groups = data.get("dependency-groups")
     for group, deps in (groups.items() if isinstance(groups, dict) else ()):
         entries |= {f"dependency-groups.{group}: {dep}" for dep in _strings(deps)}
+    # what installing the project runs (its build backend) and where its packages come from
+    build = data.get("build-system")
+    if isinstance(build, dict):
+        entries |= {f"build-system.requires: {dep}" for dep in _strings(build.get("requires"))}
+        if isinstance(build.get("build-backend"), str):
+            entries.add(f"build-system.build-backend: {build['build-backend']}")
+    tool = data.get("tool") if isinstance(data.get("tool"), dict) else {}
+    poetry = tool.get("poetry") if isinstance(tool.get("poetry"), dict) else {}
+    tables = {f"tool.poetry.{key}": poetry.get(key) for key in ("dependencies", "dev-dependencies", "extras", "source")}
+    poetry_groups = poetry.get("group")
+    for group, spec in (poetry_groups.items() if isinstance(poetry_groups, dict) else ()):
+        tables[f"tool.poetry.group.{group}.dependencies"] = spec.get("dependencies") if isinstance(spec, dict) else None
+    uv = tool.get("uv") if isinstance(tool.get("uv"), dict) else {}
+    tables |= {f"tool.uv.{key}": uv.get(key) for key in ("sources", "index", "index-url", "extra-index-url", "find-links")}
+    for table, value in tables.items():
+        entries |= {f"{table}: {item}" for item in _flat(value)}
+    return entries
+
+
+def _flat(value: object) -> list[str]:
+    """A TOML table or list of Poetry's or uv's package settings as one line per entry
+    (`numpy = "^1.26"`, `torch = {"source": "pytorch", "version": "2.5"}`)."""
+    if isinstance(value, dict):
+        return [f"{key} = {_inline(item)}" for key, item in value.items()]
+    if isinstance(value, list):
+        return [_inline(item) for item in value]
+    return [] if value is None else [_inline(value)]
+
+
+def _inline(value: object) -> str:
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def _setup_cfg_entries(text: str) -> set[str] | None:
+    """setuptools' declarative dependencies: `[options]` install_requires, setup_requires and
+    dependency_links, and `[options.extras_require]`; the rest of the file (flake8's, pytest's
+    settings) installs nothing."""
+    parser = configparser.ConfigParser(interpolation=None)
+    try:
+        parser.read_string(text)
+    except configparser.Error:
+        return None
+    wanted = [("options", key) for key in ("install_requires", "setup_requires", "dependency_links")]
+    if parser.has_section("options.extras_require"):
+        wanted += [("options.extras_require", key) for key in parser["options.extras_require"]]
+    entries: set[str] = set()
+    for section, key in wanted:
+        if parser.has_option(section, key):
+            entries |= {f"{section}.{key}: {line}" for line in _requirement_line_list(parser.get(section, key))}
     return entries
 
 
