@@ -126,8 +126,11 @@ def test_python_version_comes_from_the_projects_python_version_file(tmp_path):
     assert setup("plan", folder, tmp_path)[1]["python-version"] == "3.12.4"
     assert setup("plan", folder, tmp_path, SETUP_PYTHON_VERSION="3.10")[1]["python-version"] == "3.10"
     bad = project(tmp_path, {".python-version": "$(touch x)\n"})
-    proc, _ = setup("plan", bad, tmp_path)
+    proc, values = setup("plan", bad, tmp_path)  # no version: named, left aside, never run
+    assert proc.returncode == 0 and values["python-version"] == "3.11" and "which is no Python version" in proc.stderr
+    proc, _ = setup("plan", bad, tmp_path, SETUP_PYTHON_VERSION="$(touch x)")
     assert proc.returncode == 2 and "is not a version" in proc.stderr
+    assert not list(tmp_path.rglob("x"))
 
 
 def test_dvc_extras_follow_the_remotes_url_schemes(tmp_path):
@@ -539,4 +542,18 @@ def test_a_requirements_file_with_hashes_installs_only_what_it_pins_with_a_hash(
         proc, _ = setup("project", folder, tmp_path)
         assert proc.returncode == 0, proc.stdout + proc.stderr
     assert installed(tmp_path, "six")
+
+
+def test_a_python_version_file_with_comments_or_a_virtualenv_name_and_a_python_below_3_10(tmp_path):
+    folder = project(tmp_path, {"dvc.yaml": "stages: {}\n", ".python-version": "# pinned by pyenv\n3.12\n"})
+    proc, values = setup("plan", folder, tmp_path)
+    assert proc.returncode == 0 and values["python-version"] == "3.12", proc.stderr
+    (folder / ".python-version").write_text("churn-env\n")  # pyenv-virtualenv's name: no version
+    proc, values = setup("plan", folder, tmp_path)
+    assert proc.returncode == 0 and values["python-version"] == "3.11", proc.stderr
+    assert "names 'churn-env', which is no Python version" in proc.stderr
+    (folder / ".python-version").write_text("3.9.18\n")
+    proc, _ = setup("plan", folder, tmp_path)
+    assert proc.returncode == 2 and "the project asks for Python 3.9.18 (from " in proc.stderr, proc.stderr
+    assert "lockstep needs Python 3.10 or newer" in proc.stderr
 

@@ -102,10 +102,18 @@ dvc_extras() {
 }
 
 python_version() {
-  local version="${SETUP_PYTHON_VERSION:-}"
+  local version="${SETUP_PYTHON_VERSION:-}" source="the python-version input"
   if [ -z "$version" ]; then
     for file in "$wd/.python-version" .python-version; do
-      if [ -f "$file" ]; then version="$(head -n1 "$file" | tr -d '[:space:]')"; break; fi
+      [ -f "$file" ] || continue
+      # pyenv's file: the first line that is no comment; a virtualenv's name or `system` is no version
+      version="$(grep -v -E '^[[:space:]]*(#|$)' "$file" | head -n1 | tr -d '[:space:]' || true)"
+      source="$file"
+      if [ -n "$version" ] && ! [[ "$version" =~ ^(pypy)?[0-9]+(\.[0-9]+)*[a-z0-9.+-]*$ ]]; then
+        echo "::warning title=lockstep setup::$file names '$version', which is no Python version (a pyenv virtualenv's name?): the version comes from pyproject.toml or the default instead" >&2
+        version=""
+      fi
+      break
     done
   fi
   if [ -z "$version" ] && command -v python3 > /dev/null; then
@@ -122,6 +130,10 @@ python_version() {
   fi
   version="${version:-3.11}"
   [[ "$version" =~ ^[0-9A-Za-z.+-]{1,32}$ ]] || fail "python version '$version' is not a version (from the input or .python-version)"
+  if [[ "$version" =~ ^3\.[0-9](\.|$) ]]; then
+    # both environments are made with one Python, and lockstep's (DVC's, MLflow's) needs 3.10
+    fail "the project asks for Python $version (from $source, or pyproject.toml's requires-python), and lockstep needs Python 3.10 or newer, for its environment and the project's alike: set the \`python-version\` input to 3.10 or newer if the stages run there"
+  fi
   echo "$version"
 }
 
