@@ -104,6 +104,9 @@ def test_poetry_tables_the_build_system_and_uv_sources_count_not_poetry_settings
     after = (before.replace('numpy = "^1.26"', 'numpy = "^1.26"\nevil-telemetry = "^1.0"')
              + '[tool.poetry.group.train.dependencies]\ntorch = {version = "2.5", source = "pytorch"}\n'
              + '[tool.uv.sources]\nnumpy = {index = "mirror"}\n').replace('["poetry-core"]', '["poetry-core", "backdoor"]')
+    lock = '[[package]]\nname = "numpy"\nversion = "1.26.4"\n'
+    assert compare({"pyproject.toml": (before, before), "poetry.lock": (lock, lock.replace("1.26.4", "1.26.0"))}) == [
+        "poetry.lock: -numpy==1.26.4", "poetry.lock: +numpy==1.26.0"]
     assert compare({"pyproject.toml": (before, after)}) == [
         "pyproject.toml: +build-system.requires: backdoor",
         'pyproject.toml: +tool.poetry.dependencies: evil-telemetry = "^1.0"',

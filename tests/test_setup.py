@@ -557,3 +557,55 @@ def test_a_python_version_file_with_comments_or_a_virtualenv_name_and_a_python_b
     assert proc.returncode == 2 and "the project asks for Python 3.9.18 (from " in proc.stderr, proc.stderr
     assert "lockstep needs Python 3.10 or newer" in proc.stderr
 
+
+POETRY_PROJECT = """[tool.poetry]
+name = "churn"
+version = "0.1.0"
+description = "a Poetry project in non-package mode: nothing to build"
+authors = ["A Developer <dev@example.com>"]
+package-mode = false
+
+[tool.poetry.dependencies]
+python = "^3.10"
+six = "^1.15"
+
+[tool.poetry.group.dev.dependencies]
+pytest = "^8"
+
+[tool.poetry.group.train.dependencies]
+attrs = ">=22"
+"""
+POETRY_LOCK = """[[package]]
+name = "six"
+version = "1.16.0"
+description = "Python 2 and 3 compatibility utilities"
+optional = false
+python-versions = ">=2.7, !=3.0.*, !=3.1.*, !=3.2.*"
+files = []
+
+[metadata]
+lock-version = "2.0"
+python-versions = "^3.10"
+content-hash = "0"
+"""
+
+
+def test_a_poetry_project_installs_its_main_dependencies_at_the_versions_its_lock_pins(tmp_path):
+    """Poetry's tables, read by lockstep (a project in non-package mode cannot be built, which is how
+    uv reads a pyproject.toml it does not understand), and the lock's versions as constraints: the
+    developer's `poetry install`, not the newest release within `^1.15`."""
+    folder = project(tmp_path, {"pyproject.toml": POETRY_PROJECT, "poetry.lock": POETRY_LOCK, "dvc.yaml": "stages: {}\n"})
+    proc, values = setup("plan", folder, tmp_path)
+    assert values["requirements"] == f"{folder}/pyproject.toml", proc.stderr
+    proc, _ = setup("project", folder, tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "with the versions" in proc.stdout and "poetry.lock pins (1 package(s))" in proc.stdout
+    python = tmp_path / "runner" / "lockstep" / "project" / "bin" / "python"
+    version = subprocess.run([str(python), "-c", "import six; print(six.__version__)"], capture_output=True, text=True)
+    assert version.stdout.strip() == "1.16.0", version.stdout + version.stderr
+    assert not installed(tmp_path, "pytest") and not installed(tmp_path, "attrs")  # the dev group, an unnamed group
+    proc, _ = setup("project", folder, tmp_path, SETUP_REQUIREMENTS="pyproject.toml[train]")
+    assert proc.returncode == 0 and installed(tmp_path, "attrs"), proc.stdout + proc.stderr
+    proc, _ = setup("project", folder, tmp_path, SETUP_REQUIREMENTS="pyproject.toml[gpu]")
+    assert proc.returncode == 2 and "Poetry declares no group or extra named 'gpu'" in proc.stderr, proc.stderr
+

@@ -80,6 +80,13 @@ no_default_requirements() {
   fail "no requirements file lockstep installs by default in $wd or at the repository's root (requirements.txt, src/requirements.txt, uv.lock, pyproject.toml, setup.py, environment.yml), but $listed look like the project's requirements, which the stages would then run without: $fix"
 }
 
+# A Python with tomllib (3.11+) to read TOML with the standard library: the job's when it has it,
+# else another the machine has (GitHub's runners have their own python3, 3.12).
+tomllib_python() {
+  if "$python" -c 'import tomllib' 2> /dev/null; then echo "$python"; return; fi
+  uv python find --no-python-downloads '>=3.11' 2> /dev/null || echo "$python"
+}
+
 # A requirement entry as a path from the workspace (what setup-uv's cache globs see).
 from_workspace() {
   case "$1" in
@@ -161,11 +168,11 @@ install_project() {
   local clean=(env -u ACTIONS_ID_TOKEN_REQUEST_TOKEN -u ACTIONS_ID_TOKEN_REQUEST_URL -u ACTIONS_RUNTIME_TOKEN
                -u ACTIONS_CACHE_URL -u ACTIONS_RESULTS_URL -u GITHUB_TOKEN)
   while read -r entry; do
-    local file="${entry%%\[*}" extras=()
+    local file="${entry%%\[*}" extras=() wanted="" constraints=()
     [ -f "$wd/$file" ] || fail "requirements: $wd/$file does not exist (the \`requirements\` input or the default)"
     if [ "$file" != "$entry" ]; then
       IFS=, read -r -a names <<< "${entry#*\[}"
-      for name in "${names[@]}"; do name="${name%\]}"; [ -n "$name" ] && extras+=(--extra "$name"); done
+      for name in "${names[@]}"; do name="${name%\]}"; [ -n "$name" ] && extras+=(--extra "$name") && wanted="$wanted,$name"; done
     fi
     echo "installing the project's requirements from $wd/$entry"
     case "$file" in
@@ -185,6 +192,26 @@ install_project() {
             from="$(dirname "$wd/$file")"
             listed="$env_dir.requirements.txt"
             PYTHONPATH="$source_dir/scripts" "$python" -m lockstep.condaenv requirements "$wd/$file" > "$listed" ;;
+          pyproject.toml|*/pyproject.toml)
+            # Poetry's own tables (`[tool.poetry.dependencies]`, groups, sources): read here, as the
+            # project cannot always be built (non-package mode); and a poetry.lock's versions as
+            # constraints, as the developer's `poetry install` installed them
+            local reader lock
+            reader="$(tomllib_python)"
+            lock="$(dirname "$wd/$file")/poetry.lock"
+            if PYTHONPATH="$source_dir/scripts" "$reader" -m lockstep.poetryenv applies "$wd/$file"; then
+              from="$(dirname "$wd/$file")"
+              listed="$env_dir.requirements.txt"
+              PYTHONPATH="$source_dir/scripts" "$reader" -m lockstep.poetryenv requirements "$wd/$file" "${wanted#,}" > "$listed" \
+                || fail "requirements: $wd/$entry: see the message above"
+              extras=()
+            fi
+            if [ -f "$lock" ]; then
+              PYTHONPATH="$source_dir/scripts" "$reader" -m lockstep.poetryenv constraints "$lock" > "$env_dir.constraints.txt" \
+                || fail "requirements: $lock cannot be read as a poetry.lock"
+              constraints=(-c "$env_dir.constraints.txt")
+              echo "with the versions $lock pins ($(grep -c . "$env_dir.constraints.txt") package(s))"
+            fi ;;
         esac
         # and with pip's choice among indexes: the best version any of them has (uv's default takes a
         # package from the first index that has it, and an `--extra-index-url` such as PyTorch's,
@@ -195,7 +222,8 @@ install_project() {
         case "$listed" in /*) ;; *) listed="$from/$listed" ;; esac
         if grep -qsE -- '--hash[= ]' "$listed"; then hashes=(--require-hashes); fi
         (cd "$from" && "${clean[@]}" UV_INDEX_STRATEGY="${UV_INDEX_STRATEGY:-unsafe-best-match}" \
-          uv pip install --quiet --python "$env_dir/bin/python" -r "$listed" ${hashes[@]+"${hashes[@]}"} "${extras[@]}") ;;
+          uv pip install --quiet --python "$env_dir/bin/python" -r "$listed" ${hashes[@]+"${hashes[@]}"} \
+            ${constraints[@]+"${constraints[@]}"} "${extras[@]}") ;;
     esac
   done <<< "$entries"
 }

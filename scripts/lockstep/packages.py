@@ -18,6 +18,7 @@ import posixpath
 import re
 import sys
 from collections.abc import Callable, Iterable
+from typing import Any
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -39,9 +40,11 @@ def changes(files: Iterable[str], base: Callable[[str], str | None], head: Calla
     seen = set(queue)
     for name in queue:
         before, after = base(name), head(name)
-        # files a requirements file includes (`-r`, `-c`) count as its own; so does the setup.cfg beside
-        # a pyproject.toml or setup.py (setuptools reads the dependencies from there)
-        beside = [posixpath.join(posixpath.dirname(name), "setup.cfg")] if posixpath.basename(name) in ("pyproject.toml", "setup.py") else []
+        # files a requirements file includes (`-r`, `-c`) count as its own; so do the setup.cfg beside
+        # a pyproject.toml or setup.py (setuptools reads the dependencies from there) and the
+        # poetry.lock beside it (the setup action installs the versions it pins)
+        beside = [posixpath.join(posixpath.dirname(name), other) for other in ("setup.cfg", "poetry.lock")
+                  if posixpath.basename(name) in ("pyproject.toml", "setup.py")]
         for text in (before, after):
             for included in [*_included(name, text or ""), *beside]:
                 if included not in seen and len(seen) < 50:
@@ -133,17 +136,21 @@ def _pyproject_entries(data: dict) -> set[str]:
         entries |= {f"build-system.requires: {dep}" for dep in _strings(build.get("requires"))}
         if isinstance(build.get("build-backend"), str):
             entries.add(f"build-system.build-backend: {build['build-backend']}")
-    tool = data.get("tool") if isinstance(data.get("tool"), dict) else {}
-    poetry = tool.get("poetry") if isinstance(tool.get("poetry"), dict) else {}
+    tool = _table(data.get("tool"))
+    poetry = _table(tool.get("poetry"))
     tables = {f"tool.poetry.{key}": poetry.get(key) for key in ("dependencies", "dev-dependencies", "extras", "source")}
     poetry_groups = poetry.get("group")
     for group, spec in (poetry_groups.items() if isinstance(poetry_groups, dict) else ()):
         tables[f"tool.poetry.group.{group}.dependencies"] = spec.get("dependencies") if isinstance(spec, dict) else None
-    uv = tool.get("uv") if isinstance(tool.get("uv"), dict) else {}
+    uv = _table(tool.get("uv"))
     tables |= {f"tool.uv.{key}": uv.get(key) for key in ("sources", "index", "index-url", "extra-index-url", "find-links")}
     for table, value in tables.items():
         entries |= {f"{table}: {item}" for item in _flat(value)}
     return entries
+
+
+def _table(value: object) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
 
 
 def _flat(value: object) -> list[str]:
