@@ -60,3 +60,9 @@ def test_the_lock_pins_each_package_from_an_index_once():
         {"name": "feats", "version": "1.0", "source": {"type": "git", "url": "https://example.com/feats.git"}},
     ]}
     assert poetryenv.constraints(lock) == ["six==1.16.0"]
+
+
+def test_a_named_dependency_group_is_a_group_for_uv_and_an_extra_an_extra():
+    data = {"project": {"optional-dependencies": {"gpu": ["torch"]}}, "dependency-groups": {"train": ["optuna"]}}
+    assert poetryenv.selection(data, ["train", "gpu"]) == ["--group", "train", "--extra", "gpu"]
+

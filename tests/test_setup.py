@@ -609,3 +609,11 @@ def test_a_poetry_project_installs_its_main_dependencies_at_the_versions_its_loc
     proc, _ = setup("project", folder, tmp_path, SETUP_REQUIREMENTS="pyproject.toml[gpu]")
     assert proc.returncode == 2 and "Poetry declares no group or extra named 'gpu'" in proc.stderr, proc.stderr
 
+
+def test_a_dependency_group_named_in_the_requirements_input_is_installed(tmp_path):
+    folder = project(tmp_path, {"pyproject.toml": "[project]\nname = 'x'\nversion = '0'\ndependencies = []\n"
+                                                  "[dependency-groups]\ntrain = ['six']\ndev = ['attrs']\n"})
+    proc, _ = setup("project", folder, tmp_path, SETUP_REQUIREMENTS="pyproject.toml[train]")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert installed(tmp_path, "six") and not installed(tmp_path, "attrs")
+

@@ -205,6 +205,8 @@ install_project() {
               PYTHONPATH="$source_dir/scripts" "$reader" -m lockstep.poetryenv requirements "$wd/$file" "${wanted#,}" > "$listed" \
                 || fail "requirements: $wd/$entry: see the message above"
               extras=()
+            elif [ -n "$wanted" ]; then  # a PEP 735 dependency group is `--group`, an extra `--extra`
+              mapfile -t extras < <(PYTHONPATH="$source_dir/scripts" "$reader" -m lockstep.poetryenv selection "$wd/$file" "${wanted#,}")
             fi
             if [ -f "$lock" ]; then
               PYTHONPATH="$source_dir/scripts" "$reader" -m lockstep.poetryenv constraints "$lock" > "$env_dir.constraints.txt" \

@@ -10,6 +10,7 @@ Run by the runner's own python3 before any environment exists: the standard libr
     python3 -m lockstep.poetryenv applies PYPROJECT                 exit 0 when Poetry declares the dependencies
     python3 -m lockstep.poetryenv requirements PYPROJECT [NAMES]    requirement lines (NAMES: groups, extras; comma-separated)
     python3 -m lockstep.poetryenv constraints LOCK                  `name==version` lines of a poetry.lock
+    python3 -m lockstep.poetryenv selection PYPROJECT NAMES         uv's `--group`/`--extra` options for NAMES
 """
 
 from __future__ import annotations
@@ -149,8 +150,16 @@ def constraints(lock: dict[str, Any]) -> list[str]:
     return [f"{name}=={next(iter(found))}" for name, found in sorted(versions.items()) if len(found) == 1]
 
 
+def selection(data: dict[str, Any], names: list[str]) -> list[str]:
+    """uv's options for `pyproject.toml[NAMES]` of a project that declares `[project]`: `--group`
+    for a PEP 735 dependency group, `--extra` for an optional dependency (uv's flag for both
+    would be `--extra`, which fails on a group)."""
+    groups = _table(data.get("dependency-groups"))
+    return [option for name in names for option in (("--group" if name in groups else "--extra"), name)]
+
+
 def main(argv: list[str]) -> int:
-    if len(argv) < 2 or argv[0] not in ("applies", "requirements", "constraints"):
+    if len(argv) < 2 or argv[0] not in ("applies", "requirements", "constraints", "selection"):
         print(__doc__, file=sys.stderr)
         return 2
     data = _load(Path(argv[1]))
@@ -160,7 +169,7 @@ def main(argv: list[str]) -> int:
         print("\n".join(constraints(data)))
         return 0
     names = [name.strip() for name in (argv[2] if len(argv) > 2 else "").split(",") if name.strip()]
-    print("\n".join(requirements(data, names)))
+    print("\n".join(selection(data, names) if argv[0] == "selection" else requirements(data, names)))
     return 0
 
 
