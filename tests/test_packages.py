@@ -125,3 +125,15 @@ def test_setup_cfg_beside_counts_its_dependencies_not_its_tool_settings():
         "setup.cfg: +options.install_requires: evil",
     ]
 
+
+def test_a_pipenv_lock_counts_its_default_packages_not_its_develop_ones():
+    import json
+
+    lock = {"_meta": {}, "default": {"six": {"version": "==1.16.0", "hashes": ["sha256:a"]}}, "develop": {"pytest": {"version": "==8.0"}}}
+    dev_only = json.loads(json.dumps(lock))
+    dev_only["develop"]["pytest"]["version"] = "==8.1"
+    assert compare({"Pipfile.lock": (json.dumps(lock), json.dumps(dev_only))}) == []
+    bumped = json.loads(json.dumps(lock))
+    bumped["default"]["evil"] = {"version": "==1.0", "hashes": ["sha256:b"]}
+    assert compare({"Pipfile.lock": (json.dumps(lock), json.dumps(bumped))}) == ["Pipfile.lock: +evil==1.0 --hash=sha256:b"]
+

@@ -510,8 +510,8 @@ def test_requirements_with_an_extra_index_install_as_pip_installs_them(tmp_path)
 @pytest.mark.parametrize(("files", "named", "fix"), [
     ({"requirements/base.txt": "pyyaml\n", "requirements/dev.txt": "-r base.txt\npytest\n"},
      "requirements/base.txt, requirements/dev.txt", "`requirements: requirements/base.txt`"),
-    ({"Pipfile": "[packages]\npyyaml = \"*\"\n"}, "Pipfile", "`pipenv requirements > requirements.txt`"),
-], ids=["requirements-folder", "pipfile"])
+    ({"requirements-train.txt": "pyyaml\n"}, "requirements-train.txt", "`requirements: requirements-train.txt`"),
+], ids=["requirements-folder", "requirements-dash"])
 def test_requirements_that_are_no_default_fail_the_setup_with_the_input_to_set(tmp_path, files, named, fix):
     """A project whose packages are listed where lockstep does not look by default fails before
     anything is installed, naming the files, rather than installing nothing for its stages."""
@@ -616,4 +616,30 @@ def test_a_dependency_group_named_in_the_requirements_input_is_installed(tmp_pat
     proc, _ = setup("project", folder, tmp_path, SETUP_REQUIREMENTS="pyproject.toml[train]")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert installed(tmp_path, "six") and not installed(tmp_path, "attrs")
+
+
+def test_a_pipenv_lock_installs_its_default_packages_at_their_versions_with_their_hashes(tmp_path):
+    """pipenv's lock, as `pipenv install --deploy` installs it: the default packages at the locked
+    versions, their hashes checked, the develop ones left out, for the Python it asks for."""
+    import hashlib
+    import json
+
+    with package_index(tmp_path / "index", "six", "1.10.0") as url:
+        wheel = next((tmp_path / "index" / "simple" / "six").glob("*.whl"))
+        digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
+        lock = {"_meta": {"requires": {"python_version": "3.12"}, "sources": [{"name": "local", "url": url, "verify_ssl": False}]},
+                "default": {"six": {"hashes": [f"sha256:{digest}"], "index": "local", "version": "==1.10.0"}},
+                "develop": {"attrs": {"hashes": ["sha256:0"], "version": "==25.1.0"}}}
+        folder = project(tmp_path, {"Pipfile": '[packages]\nsix = "*"\n', "Pipfile.lock": json.dumps(lock), "dvc.yaml": "stages: {}\n"})
+        proc, values = setup("plan", folder, tmp_path)
+        assert values["requirements"] == f"{folder}/Pipfile.lock" and values["python-version"] == "3.12", proc.stderr
+        proc, _ = setup("project", folder, tmp_path)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        python = tmp_path / "runner" / "lockstep" / "project" / "bin" / "python"
+        version = subprocess.run([str(python), "-c", "import six; print(six.OLD_COPY)"], capture_output=True, text=True)
+        assert version.stdout.strip() == "True" and not installed(tmp_path, "attrs"), version.stderr  # the index's 1.10.0
+        lock["default"]["six"]["hashes"] = ["sha256:" + "0" * 64]  # a lock whose hash the wheel does not have
+        (folder / "Pipfile.lock").write_text(json.dumps(lock))
+        proc, _ = setup("project", folder, tmp_path)
+        assert proc.returncode != 0 and "six" in proc.stderr, proc.stdout + proc.stderr
 

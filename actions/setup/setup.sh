@@ -29,7 +29,7 @@ fail() { echo "::error title=lockstep setup::$1" >&2; exit 2; }
 
 # The requirement entries (one per line), relative to the project: the input, else the first of
 # requirements.txt, src/requirements.txt, uv.lock, pyproject.toml (one that declares a project, not
-# only tools' settings), setup.py, environment.yml, environment.yaml that exists in the project,
+# only tools' settings), setup.py, environment.yml, environment.yaml, Pipfile.lock, Pipfile that exists in the project,
 # else the first at the repository's root (a project in a sub-folder whose requirements sit at the top).
 requirements() {
   if [ -n "${SETUP_REQUIREMENTS:-}" ]; then
@@ -39,7 +39,8 @@ requirements() {
   local up=""
   if [ "$(realpath -m "$wd")" != "$(realpath -m .)" ]; then up="$(realpath -m --relative-to="$wd" .)/"; fi  # ../ or ../../
   for base in "" ${up:+"$up"}; do
-    for candidate in requirements.txt src/requirements.txt uv.lock pyproject.toml setup.py environment.yml environment.yaml; do
+    for candidate in requirements.txt src/requirements.txt uv.lock pyproject.toml setup.py environment.yml environment.yaml \
+                     Pipfile.lock Pipfile; do
       local file="$wd/$base$candidate"
       [ -f "$file" ] || continue
       if [ "$candidate" = pyproject.toml ] && ! grep -qE '^\[(project|tool\.poetry)[].]' "$file" \
@@ -53,14 +54,13 @@ requirements() {
 }
 
 # Files that look like the project's requirements but are none of the defaults above (a
-# `requirements/` folder, `requirements-*.txt`, pipenv's files), in the project's folder or at the
+# `requirements/` folder, `requirements-*.txt`), in the project's folder or at the
 # repository's root: with no default found, the install would leave the stages without packages.
 unlisted_requirements() {
   local up=""
   if [ "$(realpath -m "$wd")" != "$(realpath -m .)" ]; then up="$(realpath -m --relative-to="$wd" .)/"; fi
   for base in "" ${up:+"$up"}; do
-    for file in "$wd/$base"requirements/*.txt "$wd/$base"requirements[-_]*.txt "$wd/$base"*[-_]requirements.txt \
-                "$wd/$base"Pipfile "$wd/$base"Pipfile.lock; do
+    for file in "$wd/$base"requirements/*.txt "$wd/$base"requirements[-_]*.txt "$wd/$base"*[-_]requirements.txt; do
       if [ -f "$file" ]; then echo "$base${file#"$wd/$base"}"; fi
     done
   done
@@ -71,13 +71,7 @@ no_default_requirements() {
   found="$(unlisted_requirements)"
   [ -z "$found" ] && return 0
   listed="$(paste -sd, - <<< "$found" | sed 's/,/, /g')"
-  local fix="lockstep does not read pipenv's files: export them (\`pipenv requirements > requirements.txt\`), commit that file, and lockstep installs it"
-  local first
-  first="$(grep -v Pipfile <<< "$found" || true)"
-  if [ -n "$first" ]; then
-    fix="set the setup's \`requirements\` input (the reusable workflows' \`requirements\`) to the file(s) the stages need, such as \`requirements: ${first%%$'\n'*}\`"
-  fi
-  fail "no requirements file lockstep installs by default in $wd or at the repository's root (requirements.txt, src/requirements.txt, uv.lock, pyproject.toml, setup.py, environment.yml), but $listed look like the project's requirements, which the stages would then run without: $fix"
+  fail "no requirements file lockstep installs by default in $wd or at the repository's root (requirements.txt, src/requirements.txt, uv.lock, pyproject.toml, setup.py, environment.yml, Pipfile.lock), but $listed look like the project's requirements, which the stages would then run without: set the setup's \`requirements\` input (the reusable workflows' \`requirements\`) to the file(s) the stages need, such as \`requirements: ${found%%$'\n'*}\`"
 }
 
 # A Python with tomllib (3.11+) to read TOML with the standard library: the job's when it has it,
@@ -130,6 +124,11 @@ python_version() {
     environment="$(requirements | grep -m1 -E '(^|/)environment\.ya?ml$' || true)"
     if [ -n "$environment" ]; then
       version="$(PYTHONPATH="$source_dir/scripts" python3 -m lockstep.condaenv python "$wd/$environment" 2>/dev/null || true)"
+    fi
+    local pipfile
+    pipfile="$(requirements | grep -m1 -E '(^|/)Pipfile(\.lock)?$' || true)"
+    if [ -z "$version" ] && [ -n "$pipfile" ]; then
+      version="$(PYTHONPATH="$source_dir/scripts" python3 -m lockstep.pipfile python "$wd/$pipfile" 2>/dev/null || true)"
     fi
     if [ -z "$version" ]; then
       version="$(PYTHONPATH="$source_dir/scripts" python3 -m lockstep.pyversion "$wd/pyproject.toml" pyproject.toml 2>/dev/null || true)"
@@ -192,6 +191,13 @@ install_project() {
             from="$(dirname "$wd/$file")"
             listed="$env_dir.requirements.txt"
             PYTHONPATH="$source_dir/scripts" "$python" -m lockstep.condaenv requirements "$wd/$file" > "$listed" ;;
+          Pipfile|Pipfile.lock|*/Pipfile|*/Pipfile.lock)
+            # pipenv's: the lock's default packages at their versions (hashes and all), else the
+            # Pipfile's packages; never the develop ones
+            from="$(dirname "$wd/$file")"
+            listed="$env_dir.requirements.txt"
+            PYTHONPATH="$source_dir/scripts" "$(tomllib_python)" -m lockstep.pipfile requirements "$wd/$file" > "$listed" \
+              || fail "requirements: $wd/$file cannot be read" ;;
           pyproject.toml|*/pyproject.toml)
             # Poetry's own tables (`[tool.poetry.dependencies]`, groups, sources): read here, as the
             # project cannot always be built (non-package mode); and a poetry.lock's versions as

@@ -25,10 +25,11 @@ if sys.version_info >= (3, 11):
 else:  # a declared dependency below 3.11
     import tomli as tomllib
 
-from . import condaenv
+from . import condaenv, pipfile
 
 # what setup.sh installs from by default, relative to the project: the first that exists
-DEFAULT_FILES = ("requirements.txt", "src/requirements.txt", "uv.lock", "pyproject.toml", "setup.py", *condaenv.NAMES)
+DEFAULT_FILES = ("requirements.txt", "src/requirements.txt", "uv.lock", "pyproject.toml", "setup.py", *condaenv.NAMES,
+                 *pipfile.NAMES)
 
 
 def changes(files: Iterable[str], base: Callable[[str], str | None], head: Callable[[str], str | None]) -> list[str]:
@@ -95,6 +96,12 @@ def _entries(name: str, text: str) -> set[str] | None:
         return {f"dependencies: {spec}" for spec in env.conda} | {f"pip: {entry}" for entry in env.pip}
     if posixpath.basename(name) == "setup.cfg":
         return _setup_cfg_entries(text)
+    if posixpath.basename(name) in pipfile.NAMES:  # what the setup action installs from it: the default packages
+        try:
+            project = pipfile.parse(posixpath.basename(name), text)
+        except ValueError:
+            return None
+        return set(pipfile.requirements(project))
     if name.endswith(".toml") or name.endswith(".lock"):
         try:
             data = tomllib.loads(text)
