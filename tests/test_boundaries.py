@@ -243,6 +243,18 @@ def test_the_mlflow_client_process_holds_the_credentials_only_in_memory_and_answ
         client.close()
         assert client._process.returncode == 0, client._process.returncode
         assert "mlflow" not in sys.modules, "imported in lockstep's own process"
+        # a child that dies is no reason to stop: waiting for it goes on, the calls say what happened
+        gone = tracking.TrackerProcess(retries=0, timeout=2)
+        gone._process.kill()
+        gone._process.wait()
+        gone.ready()
+        try:
+            gone.start_run("e", "r", {})
+        except MlflowError as exc:
+            assert "ended without an answer" in exc.message, exc.message
+        else:
+            raise SystemExit("no error from a dead client")
+        gone.close()
         print("ok")
     """)
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}

@@ -61,11 +61,22 @@ class TrackerProcess:
         self._conn = Connection(ours.detach())
         self._conn.send((dict(os.environ), options))
         self._ready = False
+        self._error: MlflowError | None = None
 
-    def ready(self) -> None:
-        if not self._ready:
-            self._ready = True
+    def ready(self, timeout: float = 300.0) -> None:
+        """Wait until the child has imported MLflow. A child that died or hangs is no reason to stop
+        a validation (its MLflow check says the run was not logged): its error is kept for the calls."""
+        if self._ready:
+            return
+        self._ready = True
+        try:
+            if not self._conn.poll(timeout):
+                self._process.kill()
+                raise MlflowError(f"the MLflow client process did not import MLflow within {timeout:.0f} s",
+                                  hint="re-run the job; if it happens again, report it with the log")
             self._receive()
+        except MlflowError as exc:
+            self._error = exc
 
     def _receive(self) -> Any:
         try:
@@ -83,7 +94,12 @@ class TrackerProcess:
 
         def call(*args: Any, **kwargs: Any) -> Any:
             self.ready()
-            self._conn.send((name, args, kwargs))
+            if self._error is not None:
+                raise self._error
+            try:
+                self._conn.send((name, args, kwargs))
+            except OSError:
+                raise MlflowError("the MLflow client process ended", hint="its error, if any, is in the log above; re-run the job") from None
             return self._receive()
 
         return call
