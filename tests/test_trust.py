@@ -410,6 +410,10 @@ def test_pr_code_runs_without_secrets_and_what_it_logs_to_mlflow_is_forwarded(tm
             "with mlflow.start_run():\n"
             "    mlflow.log_metric('stage_logged', 0.5)\n"
             "    mlflow.log_param('stage_param', 'x')\n"
+            "    mlflow.log_metric('accuracy', 0.99, step=9)\n"  # beside the accuracy lockstep computes
+            "    mlflow.set_tag('lockstep.verdict', 'pass')\n"
+            "    with mlflow.start_run(nested=True):\n"
+            "        mlflow.log_metric('inner', 1.0)\n"
         ))
         retrain(repo)
 
@@ -436,9 +440,19 @@ def test_pr_code_runs_without_secrets_and_what_it_logs_to_mlflow_is_forwarded(tm
     # what the project's code logged locally reached the PR's run on the real server
     from mlflow import MlflowClient
 
-    logged = MlflowClient(mlflow_env.url).get_run(results["mlflow_run_id"]).data
-    assert "stage_logged" in logged.metrics, (results["checks"], proc.stdout[-3000:])
+    # in a child run of the PR's run: the PR's run itself holds only what lockstep measured
+    client = MlflowClient(mlflow_env.url)
+    pr_run = client.get_run(results["mlflow_run_id"])
+    assert "stage_logged" not in pr_run.data.metrics and "stage_param" not in pr_run.data.params
+    children = client.search_runs([pr_run.info.experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{pr_run.info.run_id}'")
+    assert len(children) == 1, (results["checks"], proc.stdout[-3000:])
+    logged = children[0].data
     assert logged.metrics["stage_logged"] == 0.5 and logged.params["stage_param"] == "x"
+    assert logged.tags["lockstep.kind"] == "project-code-run" and children[0].info.status == "FINISHED"
+    assert "lockstep.verdict" not in logged.tags  # the code's own lockstep.* tags are not forwarded
+    assert pr_run.data.metrics.get("accuracy") != 0.99 and pr_run.data.tags["lockstep.verdict"] in ("pass", "fail")
+    nested = client.search_runs([pr_run.info.experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{children[0].info.run_id}'")
+    assert [run.data.metrics for run in nested] == [{"inner": 1.0}]  # nested as the code nested it
     assert proc.returncode in (EXIT_OK, EXIT_CHECKS_FAILED)
 
 

@@ -338,32 +338,48 @@ class Tracker:
 
     def forward_local_runs(self, local_uri: str, run_id: str) -> int:
         """Copy what the project's own code logged to a local MLflow store (PR code gets no
-        credentials, so its client points there) into `run_id`: params it does not have yet,
-        every metric with its steps, and the runs' tags under their names. Returns the runs copied."""
+        credentials, so its client points there) into child runs of `run_id`, one per local run and
+        nested as they were: their params, every metric with its steps, and their tags but MLflow's
+        and lockstep's own. Never into `run_id` itself: that run holds what lockstep measured, and a
+        PR's code must not be able to log an `accuracy` there beside the one CI computed. Returns
+        the runs copied."""
         from mlflow import MlflowClient
 
         local_path = Path(local_uri.removeprefix("file://"))
         if not local_uri.startswith("file:") or not local_path.is_dir():
             return 0
-        copied = 0
         with _environment({"MLFLOW_ALLOW_FILE_STORE": "true"}), self._call("reading the project's local MLflow store"):
             local = MlflowClient(tracking_uri=local_uri)
             runs = [run for experiment in local.search_experiments() for run in local.search_runs([experiment.experiment_id])]
-            histories = [{key: local.get_metric_history(run.info.run_id, key) for key in run.data.metrics} for run in runs]
-        for run, history in zip(runs, histories, strict=True):
-            self._forward(run_id, run, history)
-            copied += 1
-        return copied
+            histories = {run.info.run_id: {key: local.get_metric_history(run.info.run_id, key) for key in run.data.metrics}
+                         for run in runs}
+        with self._call("forwarding the project's runs"):
+            experiment_id = self.client.get_run(run_id).info.experiment_id
+        forwarded: dict[str, str] = {}  # local run id -> its child run here
+        for run in sorted(runs, key=lambda r: (r.info.start_time or 0, r.info.run_id)):
+            parent = forwarded.get(str(run.data.tags.get("mlflow.parentRunId", "")), run_id)
+            forwarded[run.info.run_id] = self._forward(experiment_id, parent, run, histories[run.info.run_id])
+        return len(forwarded)
 
-    def _forward(self, run_id: str, run: Any, history: Mapping[str, list]) -> None:
+    def _forward(self, experiment_id: str, parent: str, run: Any, history: Mapping[str, list]) -> str:
         from mlflow.entities import Metric
 
-        self.log(run_id, params=run.data.params, tags={"lockstep.forwarded_from": run.info.run_id})
-        items = [Metric(safe_name(m.key), m.value, m.timestamp, m.step) for values in history.values() for m in values
-                 if math.isfinite(m.value)]
-        with self._call("forwarding the project's metrics"):
-            for start in range(0, len(items), 500):
-                self.client.log_batch(run_id, metrics=items[start : start + 500])
+        name = re.sub(r"[^\w\-. /:()]", "_", str(run.info.run_name or run.info.run_id))[:200]
+        tags = {key: value for key, value in run.data.tags.items() if not key.startswith(("mlflow.", TAG_PREFIX))}
+        tags |= {"mlflow.parentRunId": parent, f"{TAG_PREFIX}forwarded_from": run.info.run_id,
+                 f"{TAG_PREFIX}kind": "project-code-run"}
+        with self._call("forwarding the project's runs", retries=0):
+            child = self.client.create_run(experiment_id, run_name=f"{name} (the PR's code)", tags=tags).info.run_id
+        try:
+            self.log(child, params=run.data.params)
+            items = [Metric(safe_name(m.key), m.value, m.timestamp, m.step) for values in history.values() for m in values
+                     if math.isfinite(m.value)]
+            with self._call("forwarding the project's metrics"):
+                for start in range(0, len(items), 500):
+                    self.client.log_batch(child, metrics=items[start : start + 500])
+        finally:
+            self.end_run_quietly(child, "FAILED" if run.info.status == "FAILED" else "FINISHED")
+        return child
 
     def run_url(self, run_id: str) -> str:
         base = os.environ.get("MLFLOW_TRACKING_URI", "").rstrip("/")

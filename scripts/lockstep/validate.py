@@ -937,7 +937,7 @@ def step_mlflow(ctx: Context) -> None:
         except LockstepError as exc:
             ctx.report.add(Check("mlflow", "MLflow", "warn", f"the run was not logged: {exc.message}", [exc.hint]))
             return
-        extra = f"; forwarded what the project's code logged ({forwarded})" if forwarded else ""
+        extra = f"; what the project's code logged is in {forwarded} child run(s) of it" if forwarded else ""
         ctx.report.add(Check("mlflow", "MLflow", "pass", f"logged run {run_id} in experiment {experiment}{extra}"))
 
 
