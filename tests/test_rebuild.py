@@ -55,6 +55,8 @@ def test_param_change_on_main_gives_one_skip_ci_commit_and_a_version(consumer, m
     assert version.tags["lockstep.dvc_object"].startswith(f"s3://{consumer.bucket.name}/dvc/files/md5/")
     assert version.tags["lockstep.dvc_object"].split("/files/md5/")[1].replace("/", "") == version.tags["lockstep.model_md5"]
     assert float(version.tags["lockstep.metric.accuracy"]) > 0.9
+    assert version.tags["lockstep.model_source"] == "logged-model"  # the example's train.py logs it into the run
+    assert "is the file" not in proc.stdout
     client = MlflowClient(mlflow_env.url)
     assert client.get_model_version_by_alias(consumer.model, "candidate").version == version.version
     assert client.get_model_version_by_alias(consumer.model, "champion").version == version.version
@@ -91,6 +93,39 @@ def test_training_that_logs_to_an_experiment_of_its_own_rebuilds_and_registers(c
     (team_run,) = client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
     assert team_run.data.metrics["team_metric"] == 1.0  # the team's own run, where its code put it
     assert team_run.info.run_id != out["mlflow-run-id"]
+
+
+def test_training_that_sets_its_experiment_and_logs_into_lockstep_s_run_is_told_the_setting(consumer, mlflow_env):
+    """`set_experiment("team")` then `start_run(run_id=LOCKSTEP_MLFLOW_RUN_ID)`: MLflow refuses a run
+    of another experiment. The failure says which setting puts lockstep's run there, and with it
+    the rebuild registers; before it, nothing was pushed or committed."""
+    train = consumer.project / "src" / "train.py"
+    experiment = f"team-{consumer.bucket.name}"
+    call = "        log_to_mlflow(model, params, train_accuracy, features)\n"
+    train.write_text(train.read_text().replace(call, (
+        "        import mlflow\n"
+        f"        mlflow.set_experiment({experiment!r})\n"
+        "        with mlflow.start_run(run_id=os.environ.get('LOCKSTEP_MLFLOW_RUN_ID')):\n"
+        "            mlflow.log_metric('team_metric', 1.0)\n")))
+    if "import os\n" not in train.read_text():
+        train.write_text("import os\n" + train.read_text())
+    consumer.set_param("max_depth: 6", "max_depth: 5")
+    consumer.commit("Training logs into lockstep's run, from its own experiment")
+    proc, _ = rebuild(consumer.clone("ci"))
+    assert proc.returncode == EXIT_DVC, proc.stdout[-4000:]
+    message = proc.stdout.replace("%0A", "\n")
+    assert "set `mlflow.experiment` in lockstep.yaml to the code's experiment" in message, message[-3000:]
+    assert len(consumer.origin_log()) == 2 and versions(mlflow_env.url, consumer.model) == []
+    config = consumer.project / "lockstep.yaml"
+    config.write_text(config.read_text() + f"mlflow:\n  experiment: {experiment}\n")
+    consumer.commit("lockstep's run in the team's experiment")
+    proc, out = rebuild(consumer.clone("ci-again"))
+    assert proc.returncode == EXIT_OK, proc.stdout[-4000:]
+    assert MlflowClient(mlflow_env.url).get_run(out["mlflow-run-id"]).data.metrics["team_metric"] == 1.0
+    # this code logs no model into the run: the version is the file as it is, and the rebuild says so
+    (version,) = versions(mlflow_env.url, consumer.model)
+    assert version.tags["lockstep.model_source"] == "file"
+    assert f"version {version.version} is the file models/model.pkl as it is, not an MLflow model" in proc.stdout
 
 
 def test_s3_fault_during_push_leaves_no_commit_and_a_rerun_works(consumer, monkeypatch):

@@ -1069,6 +1069,14 @@ def reproduce(project_dir: str | Path, stage_names: Sequence[str], *, env: Mappi
             hint = undeclared
         server = next((m.group(1) for line in reversed(tail)
                        if (m := re.search(r"API request to (https?://\S+?)/api/2\.0/mlflow\S* failed", line))), "")
+        experiment = any("active experiment ID does not match environment run ID" in line for line in tail)
+        if experiment and not missing:
+            from .procenv import RUN_ID_VARIABLE
+
+            hint = (f"the stage logs into lockstep's MLflow run ({RUN_ID_VARIABLE}) after choosing an experiment of its own "
+                    "(`mlflow.set_experiment`), and MLflow refuses a run of another experiment: set `mlflow.experiment` "
+                    "in lockstep.yaml to the code's experiment (lockstep's run is then there), or have the code start a "
+                    "run of its own")
         if server and not missing:
             hint = (f"the stage logs to an MLflow server of its own, {server}, which this job cannot reach (a URI set in the "
                     "code or its config, such as `mlflow.set_tracking_uri(...)`). lockstep gives the stages "

@@ -82,6 +82,11 @@ def for_reviewed_code(environ: Mapping[str, str], extra: Mapping[str, str] | Non
     env.update(dict(extra or {}))
     # lockstep's own `dvc repro`: DVC's usage report would be a second process beside the training
     env.setdefault("DVC_NO_ANALYTICS", "true")
+    # a server the code names itself that this job cannot reach (a developer's `localhost:5000`):
+    # MLflow's default retries hold the rebuild for about four minutes before the error lockstep
+    # explains; two tries, a second apart, still ride out a blip of the job's own server
+    env.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+    env.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
     if mlflow_run_id:
         env[RUN_ID_VARIABLE] = mlflow_run_id
     return env

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import __version__, bytecode, config as configmod, dvcrepo, gha, gitrepo, lineage, procenv, projectenv, provenance, registry
+from . import __version__, bytecode, config as configmod, dvcrepo, gha, gitrepo, lineage, procenv, projectenv, provenance, registry, tracking
 from .errors import ConfigError, DvcError, InputError, LockstepError
 from .metrics import check_gates, parse_file_or_empty
 
@@ -125,8 +125,6 @@ def plan(repo, cfg: configmod.Config, inputs: RebuildInputs) -> list[str]:
 def run(inputs: RebuildInputs) -> RebuildResult:
     """Every decision (stages, what to commit, MLflow names) is made before anything is pushed,
     and the MLflow run ends FINISHED or FAILED on every path."""
-    from . import tracking
-
     # MLflow is imported in a child meanwhile, on another core, while the rebuild plans and pulls
     tracker = tracking.TrackerProcess() if tracking.configured() and inputs.register else None
     try:
@@ -446,6 +444,14 @@ def _register(tracker, result: RebuildResult, cfg, repo, project: Path, lock_dig
     result.model_version = version.version
     result.version_created = version.created
     gha.info(f"{'registered' if version.created else 'found already registered'} {cfg.model_name} version {version.version}")
+    if version.tags.get(tracking.MODEL_SOURCE) == "file":
+        gha.warning(
+            f"{cfg.model_name} version {version.version} is the file {cfg.model_path} as it is, not an MLflow model "
+            f"(`mlflow.pyfunc.load_model` cannot load it): the training code logged no model named "
+            f"'{cfg.model_artifact}' into the rebuild's run. To register a loadable model, log it there: "
+            f"`mlflow.<flavor>.log_model(model, name='{cfg.model_artifact}')` inside "
+            "`mlflow.start_run(run_id=os.environ['LOCKSTEP_MLFLOW_RUN_ID'])`; a model the code logs into a run of its own "
+            "(autolog, its own `start_run`) is not the one registered", title="lockstep rebuild")
     tracker.set_alias(cfg.model_name, cfg.alias, version.version)
     move = {"commit": result.lock_commit, "run": inputs.workflow_run_url, "mlflow_run": result.mlflow_run_id,
             "actor": inputs.actor, "reason": inputs.reason}

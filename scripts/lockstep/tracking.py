@@ -23,6 +23,7 @@ from typing import Any, Union
 from .errors import MlflowError
 
 TAG_PREFIX = "lockstep."
+MODEL_SOURCE = f"{TAG_PREFIX}model_source"  # on a registered version: "logged-model" or "file"
 _NAME_OK = re.compile(r"[^\w\-. /:]")
 Pairs = Union[Mapping[str, Any], Iterable[tuple[str, Any]]]  # what dict() takes
 
@@ -428,7 +429,9 @@ class Tracker:
             except MlflowException as exc:
                 if "RESOURCE_ALREADY_EXISTS" not in str(exc.error_code):
                     raise
-        all_tags = {**tags, **identity}
+        # an MLflow model the training code logged into the run, or the file as it is (which
+        # `mlflow.pyfunc.load_model` cannot load): said on the version
+        all_tags = {**tags, **identity, MODEL_SOURCE: "logged-model" if model_id else "file"}
         last: MlflowError | None = None
         for attempt in range(1, attempts + 1):
             try:
