@@ -110,3 +110,29 @@ def test_a_retrain_commits_the_dvc_files_it_rewrote_and_names_the_undeclared_one
     assert git("show", "main:ml/train_metrics.json", cwd=repo.origin).strip() == '{"train_steps": 30}'
     assert ("::warning title=lockstep rebuild::the rebuilt stages changed files git tracks that dvc.yaml does not "
             "declare: webapp/model.json. They are not committed") in proc.stdout
+
+
+def test_a_frozen_data_stage_is_pulled_not_rebuilt_and_a_frozen_model_stage_is_named(tmp_path):
+    """`dvc freeze prepare` (an expensive data stage): `dvc repro` takes its outputs as they are, and
+    so does a rebuild, forced or not, pulling them from the remote. A frozen training stage would
+    leave the rebuild nothing to retrain: said before anything is done."""
+    repo = make_repo(SHAPE, tmp_path)
+    repo.dvc("freeze", "prepare")
+    repo.commit("the data is frozen")
+    repo.set_steps(30)
+    repo.commit("thirty steps, lock left to CI")
+    for extra in ((), ("--force-all", "true")):
+        proc, out, _summary = rebuild(repo.clone(f"ci{len(extra)}"), "ml", f"frozen-{uuid.uuid4().hex[:8]}",
+                                      "--register", "false", *extra)
+        assert proc.returncode == EXIT_OK, proc.stdout[-3000:]
+        assert ("not rebuilt, frozen (`dvc freeze`): prepare" in proc.stdout) is bool(extra)  # forced: all but it
+        assert "prepare" not in out["stages"].split(","), out
+    git("pull", "-q", "--ff-only", "origin", "main", cwd=repo.dev)  # CI's lock commits
+    head = git("rev-parse", "main", cwd=repo.origin)
+    repo.dvc("freeze", "train")
+    repo.commit("the model is frozen")
+    proc, _out, _summary = rebuild(repo.clone("ci-train"), "ml", f"frozen-{uuid.uuid4().hex[:8]}", "--register", "false")
+    assert proc.returncode == 2, proc.stdout[-3000:]
+    assert "stage train is frozen (`dvc freeze`)" in proc.stdout and "dvc unfreeze train" in proc.stdout
+    assert git("rev-parse", "main~1", cwd=repo.origin) == head  # nothing but the developer's commit
+

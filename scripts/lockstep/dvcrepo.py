@@ -81,6 +81,7 @@ class Stage:
     name: str
     address: str  # how `dvc repro` run in the project names it: `train`, or `sub/dvc.yaml:train`
     cmd: str | list[str]
+    frozen: bool = False  # `dvc freeze`: `dvc repro` takes its outputs as they are
 
 
 @dataclass(frozen=True)
@@ -599,7 +600,7 @@ def pipeline_stages(repo) -> list[Stage]:
 
 
 def _info(repo, stage) -> Stage:
-    return Stage(stage.name, _address(repo, stage), stage.cmd)
+    return Stage(stage.name, _address(repo, stage), stage.cmd, bool(getattr(stage, "frozen", False)))
 
 
 def _pipeline_stages(repo) -> list:
@@ -1053,8 +1054,10 @@ def reproduce(project_dir: str | Path, stage_names: Sequence[str], *, env: Mappi
         # traceback frames above them
         failed = next((m.group(1) for line in reversed(tail) if (m := re.search(r"failed to reproduce '([^']+)'", line))),
                       stage_names[-1])
-        said = [line.strip() for line in tail if line.strip() and not line.startswith((" ", "\t", "Traceback"))
-                and "failed to reproduce" not in line]
+        # DVC's own cause follows its "failed to reproduce 'train': " (missing data, a missing file)
+        said = [re.sub(r"^.*failed to reproduce '[^']+':?\s*", "", line).strip() for line in tail
+                if line.strip() and not line.startswith((" ", "\t", "Traceback"))]
+        said = [line for line in said if line]
         last = " | ".join(said[-3:])[-1500:]
         hint = f"{GENERIC_STAGE_HINT}; reproduce it locally with `dvc repro -f -s {failed}`"
         missing = next((m.group(1) for line in reversed(tail) if (m := re.search(r"ModuleNotFoundError: No module named '([\w.]+)'", line))), "")

@@ -115,11 +115,28 @@ def model_stage(repo, cfg: configmod.Config) -> str:
 
 
 def plan(repo, cfg: configmod.Config, inputs: RebuildInputs) -> list[str]:
-    """Which stages to force, in run order."""
+    """Which stages to force, in run order. A frozen stage (`dvc freeze`) is not rebuilt, as
+    `dvc repro` does not rebuild it: its outputs are pulled as inputs. A frozen model stage is an
+    error: the rebuild would retrain nothing."""
     if inputs.force_all:
-        return [stage.address for stage in dvcrepo.pipeline_stages(repo)]
-    roots = inputs.stages or list(cfg.rebuild_stages or []) or [model_stage(repo, cfg)]
-    return [stage.address for stage in dvcrepo.downstream(repo, roots)]
+        stages = dvcrepo.pipeline_stages(repo)
+    else:
+        roots = inputs.stages or list(cfg.rebuild_stages or []) or [model_stage(repo, cfg)]
+        stages = dvcrepo.downstream(repo, roots)
+    frozen = [stage for stage in stages if stage.frozen]
+    model = model_stage(repo, cfg) if cfg.model_path or cfg.model_stage else ""
+    asked = set(inputs.stages or ())
+    named = [stage.address for stage in frozen if stage.address == model or {stage.name, stage.address} & asked]
+    if named:
+        raise InputError(
+            f"stage {', '.join(named)} is frozen (`dvc freeze`): `dvc repro` does not rebuild it, and neither does lockstep",
+            hint=f"unfreeze it (`dvc unfreeze {' '.join(named)}`, then commit dvc.yaml) to have CI rebuild it",
+            file="dvc.yaml",
+        )
+    if frozen:
+        gha.info(f"not rebuilt, frozen (`dvc freeze`): {', '.join(s.address for s in frozen)}; their outputs are "
+                 "pulled as dvc.lock records them")
+    return [stage.address for stage in stages if not stage.frozen]
 
 
 def run(inputs: RebuildInputs) -> RebuildResult:
