@@ -337,6 +337,27 @@ def test_when_the_base_evaluation_cannot_read_the_pr_model_a_maintainer_must_rev
     assert "KeyError" in trusted["summary"]
 
 
+def test_a_model_that_holds_autologs_run_id_is_named_as_why_no_retrain_matches(tmp_path):
+    """MLflow's autolog sets `_mlflow_run_id` on a fitted estimator, and it is pickled with it: no two
+    trainings give the same file. The failure says so and what to change, not "run dvc repro"."""
+    repo = make_repo(ONE_STAGE, tmp_path)
+
+    def autolog_like(repo):
+        script = repo.project / "train_eval.py"
+        script.write_text(script.read_text().replace(
+            'json.dump({"threshold": best[2]}, open("model/model.json", "w"))',
+            'import uuid\njson.dump({"threshold": best[2], "_mlflow_run_id": uuid.uuid4().hex}, open("model/model.json", "w"))'))
+        retrain(repo)
+
+    base, head, checkout = pull_request(repo, "autolog", autolog_like)
+    proc, _results, checks = validate(repo, checkout, base, head)
+    check = checks["re-evaluation"]
+    assert proc.returncode == EXIT_CHECKS_FAILED and check["status"] == "fail", proc.stdout[-3000:]
+    assert "the committed model is not what this code trains" in check["summary"]
+    assert "`_mlflow_run_id`" in check["summary"] and "del model._mlflow_run_id" in check["summary"]
+    assert "Run `dvc repro` from a clean checkout" not in check["summary"]
+
+
 def replace_model_by_hand(repo) -> None:
     repo.set_steps(50)
     retrain(repo, push=False)

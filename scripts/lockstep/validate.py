@@ -32,6 +32,7 @@ each such command `guard` checks that it changed nothing lockstep runs later (el
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import posixpath
@@ -456,6 +457,22 @@ def _report_trusted_evaluation(ctx: Context, agreement: Check | None) -> None:
     ctx.report.add(pending)
 
 
+def _holds_run_id(path: Path, limit: int = 256 << 20) -> bool:
+    """Whether the model file (or a file of the model folder, up to `limit` bytes read) holds the
+    attribute MLflow's autolog sets on a fitted estimator, pickled with it."""
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else []
+    left = limit
+    for file in files:
+        if left <= 0:
+            break
+        with contextlib.suppress(OSError), file.open("rb") as handle:
+            data = handle.read(left)
+            left -= len(data)
+            if b"_mlflow_run_id" in data:
+                return True
+    return False
+
+
 def _agreement(ctx: Context, retrains: bool, committed_model: str) -> Check:
     recomputed = ctx.recomputed or dvcrepo.MetricsRead()
     stages = ", ".join(ctx.eval_stages)
@@ -471,12 +488,18 @@ def _agreement(ctx: Context, retrains: bool, committed_model: str) -> Check:
         retrained = dvcrepo.output_digest(ctx.repo, ctx.cfg.model_path or "")
         if retrained != committed_model:
             if ctx.cfg.deterministic:
+                advice = ("Run `dvc repro` from a clean checkout and commit what it produces; if training is not "
+                          "deterministic, set `evaluation.deterministic: false` in lockstep.yaml")
+                if _holds_run_id(ctx.project / (ctx.cfg.model_path or "")):
+                    advice = ("The model file holds the MLflow run id autolog attaches to a fitted model "
+                              "(`_mlflow_run_id`), which differs on every run, so no two trainings give the same file: "
+                              "delete it before saving (`del model._mlflow_run_id`), or set "
+                              "`evaluation.deterministic: false` in lockstep.yaml")
                 return Check(
                     "re-evaluation", "Re-evaluation", "fail",
                     f"the committed model is not what this code trains: {stages} also trains {ctx.cfg.model_path}, and "
                     f"re-running it in CI produced md5 {retrained[:12] or '(none)'} where dvc.lock records md5 "
-                    f"{committed_model[:12] or '(none)'}. Run `dvc repro` from a clean checkout and commit what it "
-                    "produces; if training is not deterministic, set `evaluation.deterministic: false` in lockstep.yaml",
+                    f"{committed_model[:12] or '(none)'}. {advice}",
                     [f"committed model md5 {committed_model}", f"retrained model md5 {retrained}", *notes],
                 )
             what = (f"a model retrained in CI (md5 {retrained[:12]}), not the developer's model "
