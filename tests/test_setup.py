@@ -643,3 +643,12 @@ def test_a_pipenv_lock_installs_its_default_packages_at_their_versions_with_thei
         proc, _ = setup("project", folder, tmp_path)
         assert proc.returncode != 0 and "six" in proc.stderr, proc.stdout + proc.stderr
 
+
+def test_a_working_directory_relative_to_the_workspace_installs_its_requirements(tmp_path):
+    """The action's `working-directory` is relative to the workspace (the step's folder), as
+    `example-project` is: the file is read, and installed, from there."""
+    folder = project(tmp_path, {"requirements.txt": "six\n"})
+    proc, _ = setup("project", folder, tmp_path, SETUP_WORKING_DIRECTORY=folder.name)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert installed(tmp_path, "six")
+

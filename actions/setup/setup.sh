@@ -227,8 +227,9 @@ install_project() {
         # hash rule: a file with a `--hash` in it installs only what it pins with one (uv otherwise
         # checks the hashes given and installs what the file left out, unchecked)
         local hashes=()
-        case "$listed" in /*) ;; *) listed="$from/$listed" ;; esac
-        if grep -qsE -- '--hash[= ]' "$listed"; then hashes=(--require-hashes); fi
+        local read="$listed"
+        case "$listed" in /*) ;; *) read="$from/$listed" ;; esac
+        if grep -qsE -- '--hash[= ]' "$read"; then hashes=(--require-hashes); fi
         (cd "$from" && "${clean[@]}" UV_INDEX_STRATEGY="${UV_INDEX_STRATEGY:-unsafe-best-match}" \
           uv pip install --quiet --python "$env_dir/bin/python" -r "$listed" ${hashes[@]+"${hashes[@]}"} \
             ${constraints[@]+"${constraints[@]}"} "${extras[@]}") ;;
