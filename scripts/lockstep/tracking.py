@@ -1,6 +1,6 @@
 """Everything lockstep asks of MLflow: runs, the Model Registry, aliases. The only module that
-imports mlflow, and only when a function here is called (import costs ~2 s); PR validation calls
-it in a child process that imports MLflow while lockstep checks the lock (`TrackerProcess`).
+imports mlflow, and only when a function here is called (import costs ~2 s); PR validation and
+main rebuilds call it in a child process that imports MLflow meanwhile (`TrackerProcess`).
 
 MLflow's own HTTP layer retries 5xx answers, which would turn a lost `create_model_version`
 response into a duplicate version. Registration therefore runs with MLflow's retries off and
@@ -33,15 +33,15 @@ def configured() -> bool:
 
 
 class TrackerProcess:
-    """A `Tracker` in a child process, for PR validation: importing MLflow takes a second or more of
-    CPU, which the child spends on another core while lockstep checks the lock and pulls.
+    """A `Tracker` in a child process: importing MLflow takes a second or more of CPU, which the
+    child spends on another core while lockstep checks the lock and pulls.
 
     The child is started with the environment a pull request's code gets (so its /proc/<pid>/environ
     shows no credential) and is handed the whole environment over its socket. `ready()` waits for
     its import of MLflow to end: that must happen before any of the PR's code runs, because a
     module imported later could be one that code rewrote (guard.py checks the files only when each
-    command ends; validate.py has the guard call `ready()` first). Each call of a `Tracker` method
-    runs in the child; its result, or its error, comes back."""
+    command ends; validate.py's `Context.stage_env`, called right before that code, waits). Each
+    call of a `Tracker` method runs in the child; its result, or its error, comes back."""
 
     def __init__(self, **options: int) -> None:
         import socket
