@@ -29,8 +29,9 @@ fail() { echo "::error title=lockstep setup::$1" >&2; exit 2; }
 
 # The requirement entries (one per line), relative to the project: the input, else the first of
 # requirements.txt, src/requirements.txt, uv.lock, pyproject.toml (one that declares a project, not
-# only tools' settings), setup.py, environment.yml, environment.yaml, Pipfile.lock, Pipfile that exists in the project,
-# else the first at the repository's root (a project in a sub-folder whose requirements sit at the top).
+# only tools' settings), setup.py, environment.yml, environment.yaml, Pipfile.lock, Pipfile that exists
+# in the project, else the first at the repository's root (a project in a sub-folder whose
+# requirements sit at the top).
 requirements() {
   if [ -n "${SETUP_REQUIREMENTS:-}" ]; then
     printf '%s\n' "$SETUP_REQUIREMENTS" | tr ' ' '\n' | sed '/^$/d'
@@ -161,7 +162,7 @@ install_project() {
   entries="$(requirements)"
   if [ -z "$entries" ]; then
     no_default_requirements
-    echo "no requirements.txt, src/requirements.txt, uv.lock, pyproject.toml, setup.py or environment.yml in $wd or at the repository's root: the project environment has no extra packages (set the \`requirements\` input if the stages need some)"
+    echo "no requirements.txt, src/requirements.txt, uv.lock, pyproject.toml, setup.py, environment.yml or Pipfile in $wd or at the repository's root: the project environment has no extra packages (set the \`requirements\` input if the stages need some)"
     return
   fi
   local clean=(env -u ACTIONS_ID_TOKEN_REQUEST_TOKEN -u ACTIONS_ID_TOKEN_REQUEST_URL -u ACTIONS_RUNTIME_TOKEN
@@ -227,9 +228,9 @@ install_project() {
         # hash rule: a file with a `--hash` in it installs only what it pins with one (uv otherwise
         # checks the hashes given and installs what the file left out, unchecked)
         local hashes=()
-        local read="$listed"
-        case "$listed" in /*) ;; *) read="$from/$listed" ;; esac
-        if grep -qsE -- '--hash[= ]' "$read"; then hashes=(--require-hashes); fi
+        local listed_path="$listed"
+        case "$listed" in /*) ;; *) listed_path="$from/$listed" ;; esac
+        if grep -qsE -- '--hash[= ]' "$listed_path"; then hashes=(--require-hashes); fi
         (cd "$from" && "${clean[@]}" UV_INDEX_STRATEGY="${UV_INDEX_STRATEGY:-unsafe-best-match}" \
           uv pip install --quiet --python "$env_dir/bin/python" -r "$listed" ${hashes[@]+"${hashes[@]}"} \
             ${constraints[@]+"${constraints[@]}"} "${extras[@]}") ;;
