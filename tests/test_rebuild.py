@@ -128,6 +128,27 @@ def test_training_that_sets_its_experiment_and_logs_into_lockstep_s_run_is_told_
     assert f"version {version.version} is the file models/model.pkl as it is, not an MLflow model" in proc.stdout
 
 
+def test_training_that_registers_the_model_itself_is_named_beside_lockstep_s_version(consumer, mlflow_env):
+    """`log_model(registered_model_name=...)` in the code's own run: the registry gets the code's
+    version and lockstep's. The rebuild names the code's, and says what to change."""
+    train = consumer.project / "src" / "train.py"
+    call = "        log_to_mlflow(model, params, train_accuracy, features)\n"
+    train.write_text(train.read_text().replace(call, call + (
+        "        import mlflow\n"
+        "        with mlflow.start_run(run_name='own'):\n"
+        f"            mlflow.sklearn.log_model(model, name='own', registered_model_name={consumer.model!r},\n"
+        "                                     serialization_format='cloudpickle', pip_requirements=['scikit-learn'])\n")))
+    consumer.set_param("max_depth: 6", "max_depth: 5")
+    consumer.commit("Training registers its model itself")
+    proc, out = rebuild(consumer.clone("ci"))
+    assert proc.returncode == EXIT_OK, proc.stdout[-4000:]
+    registered = versions(mlflow_env.url, consumer.model)
+    theirs = [v.version for v in registered if "lockstep.lock_commit" not in v.tags]
+    assert len(registered) == 2 and len(theirs) == 1 and out["model-version"] not in theirs
+    assert (f"the project's code registered {consumer.model} itself during this rebuild (version(s) {theirs[0]}, "
+            f"without lockstep's lineage), beside lockstep's version {out['model-version']}") in proc.stdout
+
+
 def test_s3_fault_during_push_leaves_no_commit_and_a_rerun_works(consumer, monkeypatch):
     consumer.set_param("max_depth: 6", "max_depth: 5")
     consumer.commit("Shallower trees")

@@ -231,6 +231,9 @@ def _build_and_publish(inputs: RebuildInputs, cfg: configmod.Config, project: Pa
     with gha.group(f"2. dvc repro -f {' '.join(stage_names)}"):
         env = procenv.for_reviewed_code(os.environ, cfg.env, mlflow_run_id=result.mlflow_run_id or None)
         pycache = _bytecode_elsewhere(code_folders, env)
+        # the versions there are before the project's code runs: one it registers itself is named after
+        registered_before = ({v.version for v in tracker.versions(cfg.model_name)}
+                             if tracker and result.mlflow_run_id and cfg.model_name else None)
         projectenv.wait_until_installed()
         try:
             dvcrepo.reproduce(project, stage_names, env=env, force=True)
@@ -289,8 +292,25 @@ def _build_and_publish(inputs: RebuildInputs, cfg: configmod.Config, project: Pa
     if tracker and result.mlflow_run_id:
         with gha.group("5. register the model"):
             _register(tracker, result, cfg, repo, project, lock_digest, inputs, repository, label)
+            if registered_before is not None:
+                _say_versions_by_the_code(tracker, cfg, registered_before, result.model_version)
     elif inputs.register and cfg.model_name:
         gha.warning("MLFLOW_TRACKING_URI is not set: the model was rebuilt and committed but not registered")
+
+
+def _say_versions_by_the_code(tracker, cfg: configmod.Config, before: set[str], ours: str | None) -> None:
+    """Versions of the model that appeared while the rebuild ran, other than lockstep's, without
+    lockstep's lineage: the project's code registered them (`registered_model_name=`, a
+    registration stage), and the registry now has two versions per rebuild."""
+    theirs = sorted((v.version for v in tracker.versions(cfg.model_name)
+                     if v.version not in before and v.version != ours and lineage.LOCK_COMMIT not in v.tags), key=int)
+    if theirs:
+        gha.warning(
+            f"the project's code registered {cfg.model_name} itself during this rebuild (version(s) {', '.join(theirs)}, "
+            f"without lockstep's lineage), beside lockstep's version {ours or '(none)'}: the registry gets two versions "
+            "per rebuild, and an alias the code sets moves off lockstep's. Leave the registration to lockstep (drop "
+            "`registered_model_name=`, `register_model`, the registration stage) and log the model into the rebuild's "
+            "run (LOCKSTEP_MLFLOW_RUN_ID), or give lockstep's model another `model.name`", title="lockstep rebuild")
 
 
 def _commit_plan(project: Path, repo, stage_names: list[str], changed_params) -> tuple[list[str], dict[str, str]]:
