@@ -340,6 +340,21 @@ def test_committed_evaluation_metrics_named_after_their_stage_are_recomputed_not
     accuracy = next(row for row in results["metrics"] if row["name"] == "test.accuracy")
     assert accuracy["pr"] == accuracy["base"] < 0.99, results["metrics"]  # CI's number, the base model's
 
+    # the same numbers, from an evaluation that no longer writes its file: the committed copy is
+    # not read as recomputed (it is removed before the stage runs, as DVC removes an output)
+    git("checkout", "-q", "-b", "silent", base, cwd=repo.dev)
+    evaluate = repo.project / "src" / "evaluate.py"
+    evaluate.write_text(evaluate.read_text().replace('json.dump({"test"', 'False and json.dump({"test"'))
+    run(str(BIN / "dvc"), "repro", cwd=repo.project, env=shape.dev_env)  # a current lock
+    (repo.project / "results" / "evaluate" / "metrics.json").write_text('{"test": {"accuracy": 0.99}}')
+    head = repo.commit("the evaluation writes nothing; better numbers", "silent")
+    git("checkout", "-q", "main", cwd=repo.dev)
+    proc, results, checks = validate(repo, repo.clone("ci-silent", "silent"), base, head)
+    assert proc.returncode == EXIT_CHECKS_FAILED, proc.stdout[-4000:]
+    assert checks["re-evaluation"]["status"] == "fail", checks["re-evaluation"]
+    accuracy = next(row for row in results["metrics"] if row["name"] == "test.accuracy")
+    assert accuracy["pr"] != 0.99 and checks["gates"]["status"] != "pass", (results["metrics"], checks["gates"])
+
 
 def test_an_invalid_dvc_yaml_is_a_named_dvc_error_with_its_line(tmp_path):
     repo = make_repo(SHAPES[1], tmp_path)

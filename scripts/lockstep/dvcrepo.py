@@ -1413,6 +1413,20 @@ def harmonize(*reads: MetricsRead | None) -> None:
                 read._origin[target] = read._origin.pop(label)
 
 
+def clear_named_metrics(repo, stage_names: Sequence[str]) -> list[str]:
+    """Remove the metrics files named after these stages (`named_metrics`) before they run, as DVC
+    removes a stage's declared outputs: a stage that no longer writes one leaves it missing, rather
+    than its committed copy to be read as recomputed. Returns the files removed."""
+    root = Path(repo.root_dir)
+    removed = []
+    for name, address in named_metrics(repo).items():
+        path = root / name
+        if address in stage_names and path.is_file() and not path.is_symlink() and path.resolve().is_relative_to(root.resolve()):
+            path.unlink()
+            removed.append(name)
+    return removed
+
+
 def metrics_written_by(repo, stage_names: Sequence[str]) -> list[str]:
     """The metrics files these stages write: their own `metrics:`, files of top-level `metrics:`
     inside their outputs (dvclive's folder), and those named after them (`named_metrics`). Not the

@@ -404,6 +404,7 @@ def _reevaluate(ctx: Context) -> Check | None:
         try:
             with sandbox.contained("the re-evaluation", ctx.guard):
                 try:
+                    dvcrepo.clear_named_metrics(ctx.repo, ctx.eval_stages)
                     dvcrepo.reproduce(ctx.project, ctx.eval_stages, env=env, force=True)
                 finally:
                     ended = time.monotonic()  # the guard's check after it is lockstep's time, not the evaluation's
@@ -693,6 +694,7 @@ def _compare_evaluations(ctx: Context, base_project: Path, base_checkout: Path) 
         return
     for path in dvcrepo.evaluation_inputs(base_repo, base_stages):
         _copy(ctx.project / path, base_project / path)
+    dvcrepo.clear_named_metrics(base_repo, base_stages)
     base_repo.close()
     env = ctx.stage_env()
     # The PR's environment holds the PR's packages, and those built from its checkout (`-e .` in
