@@ -232,8 +232,7 @@ def _build_and_publish(inputs: RebuildInputs, cfg: configmod.Config, project: Pa
         env = procenv.for_reviewed_code(os.environ, cfg.env, mlflow_run_id=result.mlflow_run_id or None)
         pycache = _bytecode_elsewhere(code_folders, env)
         # the versions there are before the project's code runs: one it registers itself is named after
-        registered_before = ({v.version for v in tracker.versions(cfg.model_name)}
-                             if tracker and result.mlflow_run_id and cfg.model_name else None)
+        registered_before = _versions_now(tracker, cfg) if tracker and result.mlflow_run_id else None
         projectenv.wait_until_installed()
         try:
             dvcrepo.reproduce(project, stage_names, env=env, force=True)
@@ -298,11 +297,24 @@ def _build_and_publish(inputs: RebuildInputs, cfg: configmod.Config, project: Pa
         gha.warning("MLFLOW_TRACKING_URI is not set: the model was rebuilt and committed but not registered")
 
 
+def _versions_now(tracker, cfg: configmod.Config) -> set[str] | None:
+    """The model's versions, or None when the registry cannot say: only a warning depends on them,
+    and a registry that is down must not stop a rebuild before it commits (a rerun registers)."""
+    try:
+        return {v.version for v in tracker.versions(cfg.model_name)} if cfg.model_name else None
+    except LockstepError:
+        return None
+
+
 def _say_versions_by_the_code(tracker, cfg: configmod.Config, before: set[str], ours: str | None) -> None:
     """Versions of the model that appeared while the rebuild ran, other than lockstep's, without
     lockstep's lineage: the project's code registered them (`registered_model_name=`, a
     registration stage), and the registry now has two versions per rebuild."""
-    theirs = sorted((v.version for v in tracker.versions(cfg.model_name)
+    try:
+        found = tracker.versions(cfg.model_name)
+    except LockstepError:
+        return
+    theirs = sorted((v.version for v in found
                      if v.version not in before and v.version != ours and lineage.LOCK_COMMIT not in v.tags), key=int)
     if theirs:
         gha.warning(
