@@ -72,20 +72,29 @@ def test_param_change_on_main_gives_one_skip_ci_commit_and_a_version(consumer, m
     assert len(versions(mlflow_env.url, consumer.model)) == 1
 
 
+EXAMPLE_LOGGING = "        log_to_mlflow(model, params, train_accuracy, features)\n"
+
+
+def train_logs(consumer, code: str, message: str, *, keep_example: bool = False) -> None:
+    """The example's train.py with the team's own MLflow code instead of (or after) the example's
+    logging into lockstep's run, merged with a param change for a rebuild to retrain."""
+    train = consumer.project / "src" / "train.py"
+    assert EXAMPLE_LOGGING in train.read_text()
+    train.write_text(train.read_text().replace(EXAMPLE_LOGGING, (EXAMPLE_LOGGING if keep_example else "") + code))
+    consumer.set_param("max_depth: 6", "max_depth: 5")
+    consumer.commit(message)
+
+
 def test_training_that_logs_to_an_experiment_of_its_own_rebuilds_and_registers(consumer, mlflow_env):
     """The pattern of most training code: `mlflow.set_experiment(...)` then `mlflow.start_run()`.
     The rebuild offers its run as LOCKSTEP_MLFLOW_RUN_ID, not as MLflow's own MLFLOW_RUN_ID, which
     `start_run()` would resume in lockstep's experiment and refuse after `set_experiment`."""
-    train = consumer.project / "src" / "train.py"
     experiment = f"team-{consumer.bucket.name}"
-    call = "        log_to_mlflow(model, params, train_accuracy, features)\n"
-    assert call in train.read_text()
-    train.write_text(train.read_text().replace(call, (  # the team's own logging instead of the example's
+    train_logs(consumer, (  # the team's own logging instead of the example's
         "        import mlflow\n"
         f"        mlflow.set_experiment({experiment!r})\n"
-        "        with mlflow.start_run(run_name='nightly'):\n            mlflow.log_metric('team_metric', 1.0)\n")))
-    consumer.set_param("max_depth: 6", "max_depth: 5")
-    consumer.commit("Training logs to the team's experiment")
+        "        with mlflow.start_run(run_name='nightly'):\n            mlflow.log_metric('team_metric', 1.0)\n"),
+        "Training logs to the team's experiment")
     proc, out = rebuild(consumer.clone("ci"))
     assert proc.returncode == EXIT_OK, proc.stdout[-4000:] + proc.stderr[-2000:]
     assert out["committed"] == "true" and out["model-version"]
@@ -99,18 +108,13 @@ def test_training_that_sets_its_experiment_and_logs_into_lockstep_s_run_is_told_
     """`set_experiment("team")` then `start_run(run_id=LOCKSTEP_MLFLOW_RUN_ID)`: MLflow refuses a run
     of another experiment. The failure says which setting puts lockstep's run there, and with it
     the rebuild registers; before it, nothing was pushed or committed."""
-    train = consumer.project / "src" / "train.py"
     experiment = f"team-{consumer.bucket.name}"
-    call = "        log_to_mlflow(model, params, train_accuracy, features)\n"
-    train.write_text(train.read_text().replace(call, (
+    train_logs(consumer, (
         "        import mlflow\n"
         f"        mlflow.set_experiment({experiment!r})\n"
         "        with mlflow.start_run(run_id=os.environ.get('LOCKSTEP_MLFLOW_RUN_ID')):\n"
-        "            mlflow.log_metric('team_metric', 1.0)\n")))
-    if "import os\n" not in train.read_text():
-        train.write_text("import os\n" + train.read_text())
-    consumer.set_param("max_depth: 6", "max_depth: 5")
-    consumer.commit("Training logs into lockstep's run, from its own experiment")
+        "            mlflow.log_metric('team_metric', 1.0)\n"),
+        "Training logs into lockstep's run, from its own experiment")
     proc, _ = rebuild(consumer.clone("ci"))
     assert proc.returncode == EXIT_DVC, proc.stdout[-4000:]
     message = proc.stdout.replace("%0A", "\n")
@@ -131,15 +135,12 @@ def test_training_that_sets_its_experiment_and_logs_into_lockstep_s_run_is_told_
 def test_training_that_registers_the_model_itself_is_named_beside_lockstep_s_version(consumer, mlflow_env):
     """`log_model(registered_model_name=...)` in the code's own run: the registry gets the code's
     version and lockstep's. The rebuild names the code's, and says what to change."""
-    train = consumer.project / "src" / "train.py"
-    call = "        log_to_mlflow(model, params, train_accuracy, features)\n"
-    train.write_text(train.read_text().replace(call, call + (
+    train_logs(consumer, (
         "        import mlflow\n"
         "        with mlflow.start_run(run_name='own'):\n"
         f"            mlflow.sklearn.log_model(model, name='own', registered_model_name={consumer.model!r},\n"
-        "                                     serialization_format='cloudpickle', pip_requirements=['scikit-learn'])\n")))
-    consumer.set_param("max_depth: 6", "max_depth: 5")
-    consumer.commit("Training registers its model itself")
+        "                                     serialization_format='cloudpickle', pip_requirements=['scikit-learn'])\n"),
+        "Training registers its model itself", keep_example=True)
     proc, out = rebuild(consumer.clone("ci"))
     assert proc.returncode == EXIT_OK, proc.stdout[-4000:]
     registered = versions(mlflow_env.url, consumer.model)
