@@ -8,6 +8,7 @@ import contextlib
 import os
 import signal
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -243,6 +244,37 @@ def test_in_the_background_the_project_installs_after_the_step_and_lockstep_wait
 
     projectenv.wait_until_installed({"LOCKSTEP_PROJECT_ENV_STATUS": str(status)}, timeout=300)
     assert status.read_text().strip() == "0" and installed(tmp_path, "slowpkg")
+
+
+@pytest.mark.integration  # two real installs: about 10 s
+def test_the_project_install_begins_before_the_cache_restore_and_links_what_it_restored(tmp_path):
+    """`begin` (the key step) starts the project's install; the cache step then restores the
+    bytecode; `install` installs lockstep's environment without starting the project's again, and
+    the project's install links the restored bytecode only once `install` says the cache is in."""
+    from lockstep import bytecode, projectenv
+
+    earlier = tmp_path / "earlier-job"  # an environment a previous job imported yaml in
+    subprocess.run(["uv", "venv", "--quiet", str(earlier)], check=True)
+    subprocess.run(["uv", "pip", "install", "--quiet", "--python", str(earlier / "bin" / "python"), "pyyaml"], check=True)
+    subprocess.run([str(earlier / "bin" / "python"), "-c", "import yaml"], check=True, env={**os.environ, "PYTHONDONTWRITEBYTECODE": ""})
+    folder = project(tmp_path, {"requirements.txt": "pyyaml\n"})
+    proc, values = setup("begin", folder, tmp_path, end_group=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    # another job's archive is restored when this key has none, if it is for the same Python
+    assert values["key"].startswith(values["restore-prefix"]) and values["restore-prefix"].endswith(f"-{sys.implementation.cache_tag}-")
+    root = tmp_path / "runner" / "lockstep"
+    begun = (root / "project.pid").read_text()
+    restored = Path(values["dir"])  # what actions/cache restores, after `begin`
+    restored.mkdir(parents=True)
+    assert bytecode.keep(restored / "project.zip", earlier) > 0
+    env_file = tmp_path / "github-env.txt"
+    proc, _ = setup("install", folder, tmp_path, end_group=True, SETUP_BACKGROUND="true", GITHUB_ENV=str(env_file))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert (root / "project.pid").read_text() == begun  # not started twice
+    projectenv.wait_until_installed({"LOCKSTEP_PROJECT_ENV_STATUS": str(root / "project.status")}, timeout=300)
+    assert installed(tmp_path, "yaml")
+    assert "bytecode file(s) of project restored from the cache" in (root / "project-install.log").read_text()
+    assert list((root / "project").glob("lib/python3*/site-packages/yaml/__pycache__/__init__.*.pyc"))
 
 
 def test_a_failed_project_install_fails_the_install(tmp_path):

@@ -3,8 +3,10 @@
 # and the project's stage requirements into another, so neither can break the other. Called by
 # actions/setup/action.yml:
 #   setup.sh plan      which Python, which requirement files, which DVC extras (to GITHUB_OUTPUT)
-#   setup.sh key       the bytecode cache's key and folder (to GITHUB_OUTPUT)
-#   setup.sh install   install both environments
+#   setup.sh key       the bytecode cache's key, restore prefix and folder (to GITHUB_OUTPUT)
+#   setup.sh begin     `key`, and start installing the project's environment (the cache's restore
+#                      and lockstep's own install then overlap it)
+#   setup.sh install   install lockstep's environment, and the project's unless `begin` started it
 #   setup.sh project   install only the project's environment (into SETUP_ENV_DIR when set: lockstep
 #                      validate installs the base commit's there, for the base's evaluation)
 #   setup.sh project-background   what `install` starts for the project's environment
@@ -238,6 +240,23 @@ install_project() {
   done <<< "$entries"
 }
 
+# Start installing the project's environment, in its own session (a runner may end a step's process
+# group with the step), at a lower priority: lockstep's, installed meanwhile, is needed first.
+start_project() {
+  rm -rf "$root"
+  mkdir -p "$root"
+  local detach=(); if command -v setsid > /dev/null; then detach=(setsid); fi
+  ${detach[@]+"${detach[@]}"} nice -n 10 bash "$0" project-background < /dev/null > /dev/null 2>&1 &
+  echo "$!" > "$root/project.pid"
+}
+
+# Wait until the cache step has restored the bytecode (`install` says so), for at most ten minutes
+# (a job that stopped before it: nothing to link).
+wait_for_bytecode() {
+  local tries=6000
+  while [ ! -f "$root/bytecode.ready" ] && [ "$tries" -gt 0 ]; do sleep 0.1; tries=$((tries - 1)); done
+}
+
 # Extract the restored bytecode of a tree (tool, project, lockstep-source) into it
 # (lockstep/bytecode.py: checked-hash files, which Python compiles again when their source differs).
 link_bytecode() {
@@ -257,33 +276,33 @@ case "${1:-install}" in
       echo "LOCKSTEP_EOF"
     } >> "$GITHUB_OUTPUT"
     ;;
-  key)
+  key|begin)
+    # another key's archive (older requirements, another lockstep) is restored when this one has
+    # none: what still matches its source is used, the rest compiled again
+    prefix="lockstep-bytecode-$(uname -s)-$(uname -m)-$("$python" -c 'import sys; print(sys.implementation.cache_tag)')-"
     {
-      echo "key=lockstep-bytecode-$(uname -s)-$(cache_key)"
+      echo "key=$prefix$(cache_key)"
+      echo "restore-prefix=$prefix"
       echo "dir=$bytecode"
     } >> "$GITHUB_OUTPUT"
+    if [ "$1" = begin ]; then start_project; fi
     ;;
   project)
     rm -rf "${SETUP_ENV_DIR:-$root/project}"
     install_project
     ;;
   project-background)
-    # started by `install`: the exit code lands in project.status (lockstep/projectenv.py waits for it)
+    # started by `begin` or `install`: the exit code lands in project.status (lockstep/projectenv.py
+    # waits for it). The restored bytecode is linked once `install` says the cache step is over.
     set +e
-    ( install_project && link_bytecode project ) > "$root/project-install.log" 2>&1
+    ( install_project && wait_for_bytecode && link_bytecode project ) > "$root/project-install.log" 2>&1
     echo "$?" > "$root/project.status.part"
     mv "$root/project.status.part" "$root/project.status"
     ;;
   install)
-    rm -rf "$root"
-    mkdir -p "$root"
+    if [ ! -f "$root/project.pid" ]; then start_project; fi
+    touch "$root/bytecode.ready"  # the cache step is over: the project's install may link what it restored
     status="$root/project.status"
-    # the project's environment installs in its own session (a runner may end a step's process
-    # group with the step), at a lower priority: lockstep's, installed here meanwhile, is needed first
-    detach=(); if command -v setsid > /dev/null; then detach=(setsid); fi
-    ${detach[@]+"${detach[@]}"} nice -n 10 bash "$0" project-background < /dev/null > /dev/null 2>&1 &
-    project_pid=$!
-    echo "$project_pid" > "$root/project.pid"
     uv venv --quiet --relocatable --python "$python" "$root/tool"
     # lockstep's dependencies are installed as constraints.txt lists them: a complete resolution
     # (every platform's markers), so nothing is resolved here (a third of a warm install's time)
@@ -311,7 +330,7 @@ case "${1:-install}" in
       echo "LOCKSTEP_PROJECT_ENV_STATUS=$status" >> "$GITHUB_ENV"
       echo "the project's requirements go on installing in the background; lockstep waits for them before running the project's code"
     else
-      wait "$project_pid" || true  # still this shell's child (setsid execs): its exit code is in $status
+      while [ ! -f "$status" ] && kill -0 "$(cat "$root/project.pid")" 2> /dev/null; do sleep 0.1; done
       code="$(cat "$status" 2>/dev/null || echo 1)"
       if [ "$code" -ne 0 ]; then cat "$root/project-install.log" >&2; exit "$code"; fi
       cat "$root/project-install.log"
@@ -331,5 +350,5 @@ case "${1:-install}" in
       echo "python-path=$root/project/bin/python"
     } >> "$GITHUB_OUTPUT"
     ;;
-  *) echo "usage: setup.sh plan|key|install|project" >&2; exit 2 ;;
+  *) echo "usage: setup.sh plan|key|begin|install|project" >&2; exit 2 ;;
 esac
