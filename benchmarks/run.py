@@ -13,7 +13,9 @@ same machine:
                   uv recipe (setup-uv with its cache, uv pip install dvc[s3] + requirements, dvc pull,
                   dvc repro, dvc metrics diff --md, one comment call) and the older pip recipe, all
                   under act in one run, cold (empty caches) and warm (the caches of the cold run),
-                  with a phase breakdown from act's per-step timestamps; `--against REV` also runs
+                  with a phase breakdown from act's per-step timestamps, and lockstep's workflow once
+                  more "upgraded" (the warm store with its bytecode archive under another key, as
+                  after a lockstep upgrade or a requirements change); `--against REV` also runs
                   lockstep's workflow from commit REV in turn with this tree's (ratios pair by pair),
                   `--workflows` picks which of the three run
   main-rebuild    job time of lockstep's main-rebuild.yml vs the uv rebuild recipe (pull, repro -f,
@@ -385,7 +387,7 @@ def bench_pr_feedback(repeat: int = 3, pip_repeat: int = 1, against: str = "", o
             checkout = base / "against"
             subprocess.run(["git", "worktree", "add", "-q", "--detach", str(checkout), against], cwd=ROOT, check=True)
             chosen.insert(chosen.index("ml-pr.yml") + 1 if "ml-pr.yml" in chosen else len(chosen), before)
-        samples: dict[str, dict[str, list[dict]]] = {wf: {"cold": [], "warm": []} for wf in chosen}
+        samples: dict[str, dict[str, list[dict]]] = {wf: {"cold": [], "warm": [], "upgraded": []} for wf in chosen}
         make_bucket(env, "pr-feedback")
         make_bucket(env, "mlflow")
         mlflow = servers.start_mlflow(base, server.url, "mlflow")
@@ -414,7 +416,10 @@ def bench_pr_feedback(repeat: int = 3, pip_repeat: int = 1, against: str = "", o
                     if workflow == "ml-pr-pip.yml" and rep >= pip_repeat:
                         continue
                     cache = base / f"cache-{workflow}-{rep}"  # empty: the cold run fills it, the warm run reuses it
-                    for label in ("cold", "warm"):
+                    labels = ("cold", "warm", "upgraded") if workflow.startswith("ml-pr.yml") else ("cold", "warm")
+                    for label in labels:
+                        if label == "upgraded":  # a lockstep upgrade: the bytecode cache's key changed, uv's did not
+                            cache = upgraded_store(cache, base / f"cache-{workflow}-{rep}-upgraded")
                         sent = len(api.requests)
                         proxy.reset()
                         start = time.perf_counter()
@@ -424,7 +429,9 @@ def bench_pr_feedback(repeat: int = 3, pip_repeat: int = 1, against: str = "", o
                         elapsed = time.perf_counter() - start
                         posted = any(r.method in ("POST", "PATCH") for r in api.requests[sent:])
                         if result.returncode != 0 or not posted:
-                            raise RuntimeError(f"{workflow} {label} failed:\n{result.log[-6000:]}")
+                            RESULTS.mkdir(parents=True, exist_ok=True)
+                            (RESULTS / f"act-{workflow}-{label}-{rep}-failed.log").write_text(result.log)
+                            raise RuntimeError(f"{workflow} {label} failed (whole log in benchmarks/results/):\n{result.log[-6000:]}")
                         row = phases(workflow, result.log)
                         row.update(act_s=round(elapsed, 1), s3_down_bytes=proxy.down, s3_up_bytes=proxy.up,
                                    cache_store_bytes=sum(p.stat().st_size for p in cache.glob("*") if p.is_file()))
@@ -449,7 +456,7 @@ def bench_pr_feedback(repeat: int = 3, pip_repeat: int = 1, against: str = "", o
             keys = [k for k in rows[0] if k != "steps"]
             results["medians"][f"{workflow}:{label}"] = {k: round(statistics.median(r[k] for r in rows), 1) for k in keys}
     med = results["medians"]
-    for label in ("cold", "warm"):
+    for label in ("cold", "warm", "upgraded"):
         if f"ml-pr.yml:{label}" not in med:
             continue
         lock = med[f"ml-pr.yml:{label}"]["to comment"]
@@ -464,6 +471,17 @@ def bench_pr_feedback(repeat: int = 3, pip_repeat: int = 1, against: str = "", o
     return results
 
 
+def upgraded_store(store: Path, copy: Path) -> Path:
+    """A copy of a warm cache store in which the bytecode archive is filed under another key of the
+    same prefix, as after a lockstep upgrade (its source is part of the key) or a requirements
+    change: the exact key misses; uv's cache (keyed on the project's requirements) still hits."""
+    shutil.copytree(store, copy)
+    for archive in copy.glob("lockstep-bytecode-*"):
+        name, dot, ext = archive.name.partition(".")
+        archive.rename(archive.with_name(f"{name[:-32]}{'0' * 32}{dot}{ext}"))
+    return copy
+
+
 def label_of(workflow: str) -> str:
     """`ml-pr.yml@REV` is lockstep's workflow from commit REV (`--against`)."""
     name, _, rev = workflow.partition("@")
@@ -471,7 +489,7 @@ def label_of(workflow: str) -> str:
 
 
 def print_phase_table(med: dict, workflows: list[str]) -> None:
-    columns = [c for c in (f"{wf}:{label}" for label in ("cold", "warm") for wf in workflows) if c in med]
+    columns = [c for c in (f"{wf}:{label}" for label in ("cold", "warm", "upgraded") for wf in workflows) if c in med]
     heads = [f"{label_of(c.split(':')[0]).split()[0]}{'@' + c.split('@')[1].split(':')[0] if '@' in c else ''} {c.split(':')[1]}" for c in columns]
     print("  " + f"{'phase (median s)':<28}" + "".join(f"{h:>16}" for h in heads))
     for phase in (*PHASES, "to comment", "job", "s3_down_bytes", "cache_store_bytes"):

@@ -277,6 +277,28 @@ def test_the_project_install_begins_before_the_cache_restore_and_links_what_it_r
     assert list((root / "project").glob("lib/python3*/site-packages/yaml/__pycache__/__init__.*.pyc"))
 
 
+def test_the_project_install_outlives_the_step_that_began_it_however_late_it_detaches(tmp_path):
+    """A busy runner may schedule the install's process after the `begin` step has ended, and the
+    end of a step may end its process group: `begin` returns only once the install is in its own
+    session. Here `setsid` is slow to start (a shim on PATH), and the step's group is killed as
+    soon as the step ends."""
+    from lockstep import projectenv
+
+    real = subprocess.run(["bash", "-c", "command -v setsid"], capture_output=True, text=True).stdout.strip()
+    assert real, "this machine has no setsid"
+    shims = tmp_path / "shims"
+    shims.mkdir()
+    (shims / "setsid").write_text(f"#!/bin/sh\nsleep 0.5\nexec {real} \"$@\"\n")
+    (shims / "setsid").chmod(0o755)
+    folder = project(tmp_path, {"requirements.txt": ""})
+    proc, _ = setup("begin", folder, tmp_path, end_group=True, PATH=f"{shims}:{os.environ['PATH']}")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    root = tmp_path / "runner" / "lockstep"
+    (root / "bytecode.ready").touch()  # what `install` says after the cache step
+    projectenv.wait_until_installed({"LOCKSTEP_PROJECT_ENV_STATUS": str(root / "project.status")}, timeout=120)
+    assert (root / "project.status").read_text().strip() == "0"
+
+
 def test_a_failed_project_install_fails_the_install(tmp_path):
     folder = project(tmp_path, {"dvc.yaml": "stages: {}\n"})
     proc, _ = setup("install", folder, tmp_path, SETUP_REQUIREMENTS="nope/requirements.txt")

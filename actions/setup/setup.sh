@@ -247,7 +247,10 @@ start_project() {
   mkdir -p "$root"
   local detach=(); if command -v setsid > /dev/null; then detach=(setsid); fi
   ${detach[@]+"${detach[@]}"} nice -n 10 bash "$0" project-background < /dev/null > /dev/null 2>&1 &
-  echo "$!" > "$root/project.pid"
+  # it writes its pid once it is in its own session: until then, the end of this step would end it
+  local tries=100 started=$!
+  while [ ! -f "$root/project.pid" ] && [ "$tries" -gt 0 ]; do sleep 0.02; tries=$((tries - 1)); done
+  if [ ! -f "$root/project.pid" ]; then echo "$started" > "$root/project.pid"; fi
 }
 
 # Wait until the cache step has restored the bytecode (`install` says so), for at most ten minutes
@@ -295,6 +298,7 @@ case "${1:-install}" in
     # started by `begin` or `install`: the exit code lands in project.status (lockstep/projectenv.py
     # waits for it). The restored bytecode is linked once `install` says the cache step is over.
     set +e
+    echo "$$" > "$root/project.pid.part" && mv "$root/project.pid.part" "$root/project.pid"
     ( install_project && wait_for_bytecode && link_bytecode project ) > "$root/project-install.log" 2>&1
     echo "$?" > "$root/project.status.part"
     mv "$root/project.status.part" "$root/project.status"
