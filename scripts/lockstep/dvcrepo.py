@@ -27,7 +27,7 @@ LOCK_FILE = "dvc.lock"
 
 @dataclass(frozen=True)
 class Change:
-    kind: str  # "cmd" | "file" | "untracked" | "param" | "upstream" | "never-run" | "new-dep"
+    kind: str  # "cmd" | "file" | "untracked" | "param" | "upstream" | "never-run" | "new-dep" | "composed"
     path: str = ""
     key: str = ""
     old: Any = None
@@ -42,6 +42,8 @@ class Change:
             if self.old is _MISSING:
                 return f"{self.path}:{self.key} was added ({self.new!r})"
             return f"{self.path}:{self.key} changed ({self.old!r} -> {self.new!r})"
+        if self.kind == "composed":
+            return f"{self.path}:{self.key} is {_short(self.old)} where the composition gives {_short(self.new)}"
         if self.kind == "file":
             return f"{self.path} was {self.new}"
         if self.kind == "untracked":
@@ -62,6 +64,11 @@ class _Missing:
 
 
 _MISSING = _Missing()
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 @dataclass
@@ -1320,6 +1327,185 @@ def _strings(value: Any) -> list[str]:
 def params_file_of(name: str, default: str = "params.yaml") -> str:
     """The file of a param named as lockstep names them: `train.steps` or `config/train.yaml:train.steps`."""
     return name.rpartition(":")[0] if ":" in name else default
+
+
+# --- DVC's Hydra composition (`dvc exp run` composes params.yaml from conf/) ------------------
+
+
+HYDRA_OUTPUT = "params.yaml"  # where `dvc exp run` writes the composition: DVC's default params file
+
+
+@dataclass(frozen=True)
+class Hydra:
+    """DVC's `[hydra]` settings of a project whose params.yaml `dvc exp run` composes."""
+
+    config_dir: str  # relative to the project, as DVC joins it to the project's root
+    config_name: str
+    refused: str = ""  # why lockstep does not compose it: composing would import the project's code, or read outside it
+
+    def describe(self) -> str:
+        return f"{self.config_dir.rstrip('/')}/{self.config_name}.yaml"
+
+
+def hydra_settings(repo) -> Hydra | None:
+    """The project's Hydra composition, when `.dvc/config` enables it (`hydra.enabled`) and a
+    stage reads params.yaml (which is what it composes); None otherwise."""
+    conf = repo.config.get("hydra", {})
+    if not conf.get("enabled") or HYDRA_OUTPUT not in params_files(repo):
+        return None
+    return hydra_of(Path(repo.root_dir), conf)
+
+
+def hydra_of(root: Path, conf: Mapping[str, Any]) -> Hydra:
+    """The settings as `dvc exp run` reads them (`config_dir` default `conf`, relative to the
+    project; `config_name` default `config`), and whether lockstep can compose them as DVC does
+    without running any of the project's code. DVC imports a `config_module`, and every module of
+    a `hydra_plugins` package under `plugins_path` (the project's root unless set); lockstep does
+    neither, and says so instead of composing something else."""
+    config_dir = str(conf.get("config_dir") or "conf")
+    hydra = Hydra(config_dir, str(conf.get("config_name") or "config"))
+    root = root.resolve()
+    folder = root / config_dir
+    refused = ""
+    if conf.get("config_module"):
+        refused = (f"`hydra.config_module` ({conf['config_module']!r}) composes from a Python module, and importing it "
+                   "runs its code")
+    elif (root / str(conf.get("plugins_path") or "") / "hydra_plugins").is_dir():
+        refused = ("the project has Hydra plugins (a `hydra_plugins` package where `hydra.plugins_path` points), which "
+                   "composing imports: they are its code")
+    elif os.path.isabs(config_dir) or not folder.resolve().is_relative_to(root):
+        refused = f"`hydra.config_dir` ({config_dir!r}) is outside the project"
+    elif not folder.is_dir():
+        refused = f"{config_dir}/ does not exist"
+    else:
+        outside = [str(path.relative_to(folder)) for path in sorted(folder.rglob("*"))
+                   if path.is_symlink() and not path.resolve().is_relative_to(root)]
+        if outside:
+            refused = f"{config_dir}/ has symlinks leading out of the project ({', '.join(outside[:3])})"
+    return Hydra(hydra.config_dir, hydra.config_name, refused) if refused else hydra
+
+
+# Composed in a child: DVC's own `compose_and_dump`, its plugins folder an empty one, in isolated
+# mode (no folder of the checkout on sys.path, no PYTHON* variable), so that nothing of the
+# project is imported; Hydra's composition reads YAML and never calls a `_target_`.
+_COMPOSE = """\
+import json, sys
+from dvc.utils.hydra import compose_and_dump
+args = json.loads(sys.argv[1])
+try:
+    compose_and_dump(args["output"], args["config_dir"], None, args["config_name"], args["plugins"], args["overrides"])
+except Exception as exc:
+    sys.exit("lockstep-hydra: " + " ".join(f"{type(exc).__name__}: {exc}".split()))
+"""
+
+
+def compose(root: str | Path, hydra: Hydra, overrides: Sequence[str] = (), *, into: Path | None = None) -> dict[str, Any]:
+    """What `dvc exp run` (with `-S` overrides) would write to params.yaml, as data; written to
+    `into` too, as DVC writes it, when given. Composed without secrets in its environment
+    (`${oc.env:...}` reads only what the project's code may read) and without the project's code
+    (see `hydra_of`: a refused composition is an error)."""
+    import subprocess
+    import sys
+    import tempfile
+
+    import yaml
+
+    from .procenv import for_untrusted_code
+
+    root = Path(root).resolve()
+    if hydra.refused:
+        raise DvcError(f"{hydra.describe()}: lockstep does not compose it: {hydra.refused}")
+    with tempfile.TemporaryDirectory(prefix="lockstep-hydra-") as scratch:
+        output, plugins = Path(scratch) / HYDRA_OUTPUT, Path(scratch) / "no-plugins"
+        plugins.mkdir()
+        args = {"output": str(output), "config_dir": str(root / hydra.config_dir), "config_name": hydra.config_name,
+                "plugins": str(plugins), "overrides": list(overrides)}
+        proc = subprocess.run(  # noqa: S603 - this interpreter, code of this module, arguments as JSON
+            [sys.executable, "-I", "-c", _COMPOSE, json.dumps(args)], cwd=root, capture_output=True, text=True,
+            env=for_untrusted_code(os.environ), timeout=120, check=False,
+        )
+        if proc.returncode != 0:
+            said = next((line.removeprefix("lockstep-hydra: ") for line in proc.stderr.splitlines()
+                         if line.startswith("lockstep-hydra: ")), f"exit {proc.returncode}: {proc.stderr.strip()[-300:]}")[:600]
+            raise DvcError(f"{hydra.describe()}: Hydra cannot compose it: {said}",
+                           hint="run `dvc exp run` locally: it composes params.yaml the same way, and shows the same error",
+                           file=hydra.describe())
+        text = output.read_text("utf-8")
+        if into is not None:
+            into.write_text(text, "utf-8")
+    data = yaml.safe_load(text) or {}
+    return data if isinstance(data, dict) else {}
+
+
+def compose_params(project_dir: str | Path, hydra: Hydra, assignments: Sequence[str] = ()) -> dict[str, Any]:
+    """Compose params.yaml from the project's Hydra config, as `dvc exp run -S ...` does: the
+    assignments (`train.steps=30`, or a config group's option, `train=large`) are Hydra overrides
+    of the composition, not edits of the file afterwards. As `set_params`, only existing params
+    (or config groups) can be set, to plain values; Hydra reads the value. Returns {name: (old,
+    new)}, old as the committed params.yaml has it."""
+    import yaml
+
+    from .errors import InputError
+
+    root = Path(project_dir)
+    before = compose(root, hydra)
+    known = _flatten(before)
+    overrides = []
+    for assignment in assignments:
+        name, sep, raw = assignment.partition("=")
+        name = name.strip()
+        key = name.split(":", 1)[1] if ":" in name else name
+        if not sep or not re.fullmatch(r"[A-Za-z_][\w-]*(?:[./][A-Za-z_0-9][\w-]*)*", key):
+            raise InputError(f"set-params: {assignment!r} is not KEY=VALUE",
+                             hint="e.g. `train.n_estimators=300`, or a config group's option: `train=large`")
+        shell = sorted({ch for ch in raw if ch in _SHELL_CHARACTERS})
+        if shell:
+            raise InputError(f"set-params: the value of {name} has characters a shell would interpret: {' '.join(shell)}",
+                             hint="set-params takes plain values (numbers, words, dates, paths); change anything else in a reviewed commit")
+        group = (root / hydra.config_dir / key).is_dir()
+        if not group and key not in known and not any(k.startswith(key + ".") for k in known):
+            raise InputError(f"set-params: {key} does not exist in what {hydra.describe()} composes",
+                             hint="only existing params, or a config group of the Hydra config, can be set")
+        overrides.append(f"{key}={raw}")
+    path = root / HYDRA_OUTPUT
+    try:
+        committed = yaml.safe_load(path.read_text("utf-8")) if path.is_file() else {}
+    except yaml.YAMLError:
+        committed = {}
+    after = compose(root, hydra, overrides, into=path)
+    return {name.strip(): (_at(committed, key), _at(after, key))
+            for name, key in ((a.partition("=")[0], a.partition("=")[0].strip().split(":")[-1]) for a in assignments)}
+
+
+def _at(data: Any, key: str) -> Any:
+    for part in key.replace("/", ".").split("."):
+        data = data.get(part) if isinstance(data, dict) else None
+    return data
+
+
+def composition_drift(committed: Mapping[str, Any], composed: Mapping[str, Any]) -> list[Change]:
+    """The keys where the committed params.yaml differs from the composition, as data (order and
+    formatting aside): `old` the committed value, `new` the composed one."""
+    old, new = _flatten(committed), _flatten(composed)
+    return [Change("composed", path=HYDRA_OUTPUT, key=key, old=old.get(key, _MISSING), new=new.get(key, _MISSING))
+            for key in sorted(set(old) | set(new)) if old.get(key, _MISSING) != new.get(key, _MISSING)]
+
+
+def stale_composition(repo) -> tuple[Hydra | None, list[Change]]:
+    """The project's Hydra settings, and how its committed params.yaml differs from what
+    `dvc exp run` composes from them (nothing when lockstep does not compose them: `refused`)."""
+    import yaml
+
+    hydra = hydra_settings(repo)
+    if hydra is None or hydra.refused:
+        return hydra, []
+    path = Path(repo.root_dir) / HYDRA_OUTPUT
+    try:
+        committed = yaml.safe_load(path.read_text("utf-8")) if path.is_file() else {}
+    except yaml.YAMLError:
+        return hydra, []  # DVC's own check of the params file names the error
+    composed = compose(repo.root_dir, hydra)
+    return hydra, composition_drift(committed if isinstance(committed, dict) else {}, composed)
 
 
 # --- what a rebuild changed, from DVC's own diff -----------------------------------------------

@@ -158,8 +158,9 @@ def _run(inputs: RebuildInputs, tracker: Any) -> RebuildResult:
     cfg = configmod.load(project, inputs.config_path or None)
     changed_params: dict[str, Any] = {}
     repo = dvcrepo.open_repo(project)
-    if inputs.set_params:
-        changed_params = dvcrepo.set_params(project, inputs.set_params, allowed=dvcrepo.params_files(repo))
+    hydra = _composition(repo)
+    if inputs.set_params or hydra is not None:
+        changed_params = _set_params(project, repo, hydra, inputs.set_params)
         for key, (old, new) in changed_params.items():
             gha.info(f"set {key}: {old!r} -> {new!r}")
         repo.close()
@@ -175,6 +176,8 @@ def _run(inputs: RebuildInputs, tracker: Any) -> RebuildResult:
     # Decide what the commit will hold before anything is pushed: outputs that git carries, except
     # those the project's .gitignore keeps out of git (dvc.lock records their hashes all the same).
     commit_paths, ignored = _commit_plan(project, repo, stage_names, changed_params)
+    if hydra is not None and dvcrepo.HYDRA_OUTPUT not in commit_paths:
+        commit_paths.append(dvcrepo.HYDRA_OUTPUT)  # recomposed: committed with the lock when it changed
     for path, rule in ignored.items():
         gha.info(f"{path} is not committed: {rule} ignores it (dvc.lock records its hash)")
     code_folders = dvcrepo.code_folders(repo, stage_names)
@@ -209,6 +212,34 @@ def _run(inputs: RebuildInputs, tracker: Any) -> RebuildResult:
         raise
     bytecode.keep_for_cache()
     return result
+
+
+def _composition(repo) -> dvcrepo.Hydra | None:
+    """The Hydra composition a rebuild makes before reproducing, as `dvc exp run` would: None when
+    the project has none, or when lockstep does not compose it (said: the stages then run on the
+    committed params.yaml, as `dvc repro` would)."""
+    hydra = dvcrepo.hydra_settings(repo)
+    if hydra is not None and hydra.refused:
+        gha.warning(f"params.yaml is not composed from {hydra.describe()} (DVC's Hydra integration): {hydra.refused}. The "
+                    "stages run on the committed params.yaml, as `dvc repro` runs them", title="lockstep rebuild")
+        return None
+    return hydra
+
+
+def _set_params(project: Path, repo, hydra: dvcrepo.Hydra | None, assignments: list[str]) -> dict[str, Any]:
+    """Apply `set-params`. With a Hydra composition, params.yaml is composed from the config
+    first, its assignments as Hydra overrides (what `dvc exp run -S` does), and the other params
+    files are edited in place."""
+    if hydra is None:
+        return dvcrepo.set_params(project, assignments, allowed=dvcrepo.params_files(repo))
+    mine = [a for a in assignments if dvcrepo.params_file_of(a.partition("=")[0].strip()) == dvcrepo.HYDRA_OUTPUT]
+    changed = dvcrepo.compose_params(project, hydra, mine)
+    gha.info(f"composed params.yaml from {hydra.describe()}" + (f" with {' '.join(mine)}" if mine else "")
+             + (": it differs from the committed one" if dvcrepo.HYDRA_OUTPUT in gitrepo.modified(project) else ": unchanged"))
+    others = [a for a in assignments if a not in mine]
+    if others:
+        changed.update(dvcrepo.set_params(project, others, allowed=dvcrepo.params_files(repo)))
+    return changed
 
 
 def _bytecode_elsewhere(folders: list[str], env: dict[str, str]) -> Path | None:
@@ -403,6 +434,10 @@ def moved_reasons(project: Path, repo, stage_names: list[str], old: str, new: st
     files, params = dvcrepo.input_paths(repo, stage_names)
     changed = [path[len(prefix):] for path in gitrepo.changed_files(project, old, new) if path.startswith(prefix)]
     reasons = [f"{path} changed" for path in changed if path in files or path.endswith(".dvc")]
+    hydra = dvcrepo.hydra_settings(repo)
+    if hydra is not None and not hydra.refused:  # params.yaml is composed from it before the stages run
+        folder = hydra.config_dir.rstrip("/") + "/"
+        reasons += [f"{path} changed (params.yaml is composed from {folder})" for path in changed if path.startswith(folder)]
     for params_file, keys in params.items():
         if params_file not in changed:
             continue

@@ -293,8 +293,19 @@ def _judge_by_base_config(ctx: Context) -> None:
 def step_lock_vs_code(ctx: Context) -> None:
     with gha.group("dvc.lock vs code and params"):
         stale = dvcrepo.stale_stages(ctx.repo)
+        composed = _stale_composition(ctx)
+        if composed is not None and composed.status == "fail":
+            if stale:  # `dvc exp run` fixes both
+                composed.summary += f" dvc.lock does not match the committed files either: {'; '.join(s.describe() for s in stale)}."
+                composed.details += [s.describe() for s in stale]
+            ctx.report.add(composed)
+            return
         if not stale:
-            ctx.report.add(Check("lock-vs-code", "dvc.lock vs code", "pass", "every stage in dvc.lock matches the code, params and dependencies"))
+            passed = Check("lock-vs-code", "dvc.lock vs code", "pass", "every stage in dvc.lock matches the code, params and dependencies")
+            if composed is not None:  # what was (or was not) compared with the Hydra composition
+                passed.status, passed.summary = composed.status, f"{passed.summary}; {composed.summary}"
+                passed.details += composed.details
+            ctx.report.add(passed)
             return
         names = " ".join(s.name for s in stale)
         summary = (
@@ -312,6 +323,37 @@ def step_lock_vs_code(ctx: Context) -> None:
                 "changed since the last run) and commit `.dvcignore` and dvc.lock."
             )
         ctx.report.add(Check("lock-vs-code", "dvc.lock vs code", "fail", summary, [s.describe() for s in stale]))
+
+
+def _stale_composition(ctx: Context) -> Check | None:
+    """With DVC's Hydra integration, `dvc exp run` composes params.yaml from conf/ before it runs
+    the stages, and `dvc repro` does not: a PR that edited conf/ and ran `dvc repro` has a lock that
+    matches a params.yaml conf/ no longer gives. Composed here as DVC composes it, without the
+    project's code (`dvcrepo.hydra_of`), and compared as data. None when the project does not
+    compose its params; else a failed check, or the note the passing check carries."""
+    try:
+        hydra, drift = dvcrepo.stale_composition(ctx.repo)
+    except DvcError as exc:
+        return Check("lock-vs-code", "dvc.lock vs code", "fail",
+                     f"params.yaml is composed from {exc.file or 'conf/'} by `dvc exp run` (DVC's Hydra integration), and "
+                     f"that composition fails: {exc.message}. {exc.hint}", [exc.message])
+    if hydra is None:
+        return None
+    source = hydra.describe()
+    if hydra.refused:
+        return Check("lock-vs-code", "dvc.lock vs code", "warn",
+                     f"params.yaml was not compared with its Hydra composition from {source}: {hydra.refused}",
+                     [f"{dvcrepo.HYDRA_OUTPUT}: not composed by lockstep ({hydra.refused})"])
+    if not drift:
+        return Check("lock-vs-code", "dvc.lock vs code", "pass", f"params.yaml is what {source} composes")
+    shown = "; ".join(change.describe() for change in drift[:3]) + (f"; {len(drift) - 3} more" if len(drift) > 3 else "")
+    return Check(
+        "lock-vs-code", "dvc.lock vs code", "fail",
+        f"params.yaml is stale: it is not what `dvc exp run` composes from {source} (DVC's Hydra integration): "
+        f"{shown}. dvc.lock and the model were made from the committed params.yaml, not from {hydra.config_dir}/. "
+        f"Run `dvc exp run` (it composes params.yaml, then reproduces), `dvc push`, and commit params.yaml and dvc.lock.",
+        [change.describe() for change in drift],
+    )
 
 
 def step_lock_vs_remote(ctx: Context) -> None:

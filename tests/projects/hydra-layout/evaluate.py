@@ -1,0 +1,7 @@
+"""Score the model on the test split."""
+import csv
+import json
+
+threshold = json.load(open("models/model.json"))["threshold"]
+rows = [(float(x), int(y)) for x, y in csv.reader(open("data/test.csv"))]
+json.dump({"accuracy": sum((x > threshold) == bool(y) for x, y in rows) / len(rows)}, open("metrics.json", "w"), indent=2)
