@@ -386,3 +386,114 @@ def test_init_templates_render_the_example_workflows():
     rendered = adopt.workflow_texts("example-project", "OWNER/lockstep@v1", "example-project")
     for name, text in rendered.items():
         assert text == (example / "workflows" / name).read_text(), name
+
+
+# DVC's Hydra integration: `dvc exp run` composes params.yaml from conf/ before it runs the stages
+# (`dvc repro` does not), and the project commits the composition
+HYDRA = Shape("hydra-layout", setup=(("dvc", "config", "hydra.enabled", "true"),))
+SMALL = "conf/train/small.yaml"
+
+
+def hydra_pr(repo: Repo, branch: str, *, steps: int, compose: bool) -> tuple[str, str, Path]:
+    """A PR that changes the training config in conf/ and reproduces: with `dvc exp run` (which
+    composes params.yaml first), or with `dvc repro` (which leaves params.yaml as it was)."""
+    base = git("rev-parse", "HEAD", cwd=repo.dev)
+    git("checkout", "-q", "-b", branch, cwd=repo.dev)
+    (repo.project / SMALL).write_text(f"steps: {steps}\n")
+    run(str(BIN / "dvc"), *(("exp", "run") if compose else ("repro",)), cwd=repo.project, env=HYDRA.dev_env)
+    repo.dvc("push")
+    head = repo.commit(f"steps {steps} in {SMALL}", branch)
+    git("checkout", "-q", "main", cwd=repo.dev)
+    return base, head, repo.clone(f"ci-{branch}", branch)
+
+
+def rebuild(repo: Repo, *extra: str):
+    checkout = repo.clone(f"ci-main-{len(list(repo.root.glob('ci-main-*')))}")
+    return lockstep("rebuild", "--working-directory", HYDRA.folder, "--branch", "main", "--register", "false", *extra,
+                    cwd=checkout, env={"GITHUB_ACTIONS": "true", "GITHUB_OUTPUT": str(checkout.parent / f"{checkout.name}.txt")})
+
+
+def origin_params(repo: Repo) -> dict:
+    import yaml
+
+    return yaml.safe_load(git("show", "main:ml/params.yaml", cwd=repo.origin))
+
+
+def test_a_hydra_project_whose_params_are_composed_validates_and_rebuilds(tmp_path):
+    repo = make_repo(HYDRA, tmp_path)
+    assert "[hydra]" in (repo.project / ".dvc" / "config").read_text()
+    base, head, checkout = hydra_pr(repo, "better", steps=50, compose=True)
+    proc, results, checks = validate(repo, checkout, base, head)
+    assert proc.returncode == EXIT_OK, proc.stdout[-6000:]
+    assert checks["lock-vs-code"]["status"] == "pass"
+    assert "params.yaml is what conf/config.yaml composes" in checks["lock-vs-code"]["summary"], checks["lock-vs-code"]
+    assert {"name": "train.steps", "base": 1, "pr": 50} in results["params"], results["params"]
+
+    # the merged PR, rebuilt: params.yaml is composed as it is committed, and reproduced
+    git("merge", "-q", "--ff-only", "better", cwd=repo.dev)
+    git("push", "-q", "origin", "main", cwd=repo.dev)
+    merged = git("rev-parse", "main", cwd=repo.origin)
+    proc = rebuild(repo)
+    assert proc.returncode == EXIT_OK, proc.stdout[-6000:]
+    assert "composed params.yaml from conf/config.yaml: unchanged" in proc.stdout
+    assert git("rev-parse", "main", cwd=repo.origin) == merged  # the lock reproduced: nothing to commit
+    assert origin_params(repo)["train"] == {"steps": 50}
+
+
+def test_a_hydra_pr_that_changes_conf_without_composing_fails_the_lock_check(tmp_path):
+    # the developer edited conf/ and ran `dvc repro`: dvc.lock matches params.yaml, which still
+    # says 1 step, and the model was trained on it; conf/ says 50
+    repo = make_repo(HYDRA, tmp_path)
+    base, head, checkout = hydra_pr(repo, "stale", steps=50, compose=False)
+    proc, results, checks = validate(repo, checkout, base, head)
+    assert proc.returncode == EXIT_CHECKS_FAILED, proc.stdout[-4000:]
+    lock = checks["lock-vs-code"]
+    assert lock["status"] == "fail"
+    assert lock["summary"].startswith("params.yaml is stale: it is not what `dvc exp run` composes from conf/config.yaml"), lock
+    assert "params.yaml:train.steps is 1 where the composition gives 50" in lock["summary"]
+    assert "Run `dvc exp run`" in lock["summary"] and "commit params.yaml and dvc.lock" in lock["summary"]
+    assert lock["details"] == ["params.yaml:train.steps is 1 where the composition gives 50"]
+    # nothing ran on what the lock check could not vouch for, and nothing was written in the checkout
+    assert checks["pull"]["status"] == "skip" and checks["re-evaluation"]["status"] == "skip"
+    assert checks["gates"]["status"] == "skip", checks["gates"]
+    assert git("status", "--porcelain", cwd=checkout) == ""  # the composition went to a temporary file
+    assert (checkout / "ml" / "params.yaml").read_text() == (repo.project / "params.yaml").read_text()
+
+
+def test_a_hydra_rebuild_composes_a_merged_conf_change_trains_on_it_and_commits_params(tmp_path):
+    # conf/ changed on main and params.yaml was not recomposed (or was edited by hand): the
+    # rebuild composes it as `dvc exp run` would, trains on it, and commits it with the lock
+    repo = make_repo(HYDRA, tmp_path)
+    (repo.project / SMALL).write_text("steps: 30\n")
+    merged = repo.commit("thirty steps in conf/, params.yaml left to CI")
+    proc = rebuild(repo)
+    assert proc.returncode == EXIT_OK, proc.stdout[-6000:]
+    log = git("log", "--format=%an %s", "main", cwd=repo.origin).splitlines()
+    assert log[0].startswith(f"{BOT} lockstep: rebuild") and merged[:12] in log[0]
+    assert {"ml/params.yaml", "ml/dvc.lock"} <= set(git("show", "--name-only", "--format=", "main", cwd=repo.origin).splitlines())
+    assert origin_params(repo) == {"train": {"steps": 30}, "prepare": {"seed": 7, "noise": 0.1}}
+    fresh = repo.clone("after")
+    from lockstep import dvcrepo
+
+    opened = dvcrepo.open_repo(fresh / "ml")
+    assert dvcrepo.stale_stages(opened) == []  # the lock is of the composed params: trained on 30 steps
+    assert dvcrepo.stale_composition(opened)[1] == []
+
+
+def test_set_params_under_hydra_are_overrides_of_the_composition(tmp_path):
+    repo = make_repo(HYDRA, tmp_path)
+    start = git("rev-parse", "main", cwd=repo.origin)
+    # a key the composition does not have is refused before anything is done
+    proc = rebuild(repo, "--set-params", "train.epochs=3")
+    assert proc.returncode == 2, proc.stdout[-4000:]
+    assert "train.epochs does not exist in what conf/config.yaml composes" in proc.stdout
+    assert git("rev-parse", "main", cwd=repo.origin) == start
+    # a config group's option, as `dvc exp run -S train=large` chooses it; conf/ is not edited
+    proc = rebuild(repo, "--set-params", "train=large,prepare.noise=0.2", "--force-all", "true")
+    assert proc.returncode == EXIT_OK, proc.stdout[-6000:]
+    assert origin_params(repo) == {"train": {"steps": 50}, "prepare": {"seed": 7, "noise": 0.2}}
+    assert "Set-param: train=large" in git("log", "-1", "--format=%B", "main", cwd=repo.origin)
+    assert git("show", f"main:ml/{SMALL}", cwd=repo.origin) == "steps: 1"
+    from lockstep import dvcrepo
+
+    assert dvcrepo.stale_stages(dvcrepo.open_repo(repo.clone("after") / "ml")) == []
