@@ -478,6 +478,15 @@ def test_a_hydra_rebuild_composes_a_merged_conf_change_trains_on_it_and_commits_
     opened = dvcrepo.open_repo(fresh / "ml")
     assert dvcrepo.stale_stages(opened) == []  # the lock is of the composed params: trained on 30 steps
     assert dvcrepo.stale_composition(opened)[1] == []
+    # a commit on main that changes conf/ while a rebuild runs changes what it composed: its push stops
+    from lockstep import rebuild as rebuildmod
+
+    git("pull", "-q", "origin", "main", cwd=repo.dev)
+    old = git("rev-parse", "HEAD", cwd=repo.dev)
+    (repo.project / "conf" / "train" / "large.yaml").write_text("steps: 60\n")
+    new = repo.commit("a larger large")
+    reasons = rebuildmod.moved_reasons(repo.project, dvcrepo.open_repo(repo.project), ["train", "evaluate"], old, new)
+    assert reasons == ["conf/train/large.yaml changed (params.yaml is composed from conf/)"]
 
 
 def test_set_params_under_hydra_are_overrides_of_the_composition(tmp_path):
