@@ -322,7 +322,8 @@ def step_lock_vs_code(ctx: Context) -> None:
                 "(`__pycache__/`, `*.egg-info/`), then run `dvc repro` (or `dvc commit -f` when the code has not "
                 "changed since the last run) and commit `.dvcignore` and dvc.lock."
             )
-        ctx.report.add(Check("lock-vs-code", "dvc.lock vs code", "fail", summary, [s.describe() for s in stale]))
+        notes = composed.details if composed is not None else []  # what the Hydra composition was (not) compared with
+        ctx.report.add(Check("lock-vs-code", "dvc.lock vs code", "fail", summary, [s.describe() for s in stale] + notes))
 
 
 def _stale_composition(ctx: Context) -> Check | None:
@@ -335,8 +336,8 @@ def _stale_composition(ctx: Context) -> Check | None:
         hydra, drift = dvcrepo.stale_composition(ctx.repo)
     except DvcError as exc:
         return Check("lock-vs-code", "dvc.lock vs code", "fail",
-                     f"params.yaml is composed from {exc.file or 'conf/'} by `dvc exp run` (DVC's Hydra integration), and "
-                     f"that composition fails: {exc.message}. {exc.hint}", [exc.message])
+                     f"params.yaml is composed by `dvc exp run` (DVC's Hydra integration), and composing it as DVC does "
+                     f"fails: {exc.message}. Fix the config, {exc.hint}", [exc.message])
     if hydra is None:
         return None
     source = hydra.describe()
@@ -345,7 +346,8 @@ def _stale_composition(ctx: Context) -> Check | None:
                      f"params.yaml was not compared with its Hydra composition from {source}: {hydra.refused}",
                      [f"{dvcrepo.HYDRA_OUTPUT}: not composed by lockstep ({hydra.refused})"])
     if not drift:
-        return Check("lock-vs-code", "dvc.lock vs code", "pass", f"params.yaml is what {source} composes")
+        return Check("lock-vs-code", "dvc.lock vs code", "pass", f"params.yaml is what {source} composes",
+                     [f"{dvcrepo.HYDRA_OUTPUT}: what {source} composes (DVC's Hydra integration)"])
     shown = "; ".join(change.describe() for change in drift[:3]) + (f"; {len(drift) - 3} more" if len(drift) > 3 else "")
     return Check(
         "lock-vs-code", "dvc.lock vs code", "fail",
