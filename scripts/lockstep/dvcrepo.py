@@ -876,8 +876,9 @@ def object_path(repo, oid: str, remote: str | None = None) -> str:
     return f"{base}/files/md5/{oid[:2]}/{oid[2:]}"
 
 
-def verify_remote(repo, stages: Sequence[str] | None = None) -> RemoteCheck:
-    """Check that every object of every cached output in the lock is in its remote.
+def verify_remote(repo, stages: Sequence[str] | None = None, *, outputs: Iterable[str] | None = None) -> RemoteCheck:
+    """Check that every object of every cached output in the lock is in its remote (of these
+    stages' outputs only, or of only these `outputs`, paths relative to the project).
 
     Directory listings (`.dir` objects) are read from the remote itself, so the check works with
     an empty local cache, and then every file inside is checked, not only the listing.
@@ -885,6 +886,7 @@ def verify_remote(repo, stages: Sequence[str] | None = None) -> RemoteCheck:
     from dvc_data.hashfile.tree import Tree
 
     chosen = [_stage(repo, name) for name in stages] if stages is not None else list(repo.index.stages)
+    only = {os.path.normpath(path) for path in outputs} if outputs is not None else None
     check = RemoteCheck(remote=remote_url(repo) or "(default)")
     # (remote name, hash name) -> {oid: [MissingObject candidates]}
     wanted: dict[tuple[str | None, str], dict[str, list[MissingObject]]] = {}
@@ -899,6 +901,8 @@ def verify_remote(repo, stages: Sequence[str] | None = None) -> RemoteCheck:
             if not out.use_cache or not out.can_push or not out.hash_info:
                 continue
             rel = os.path.relpath(out.fs_path, repo.root_dir)
+            if only is not None and os.path.normpath(rel) not in only:
+                continue
             hash_name = out.hash_info.name or "md5"
             key = (out.remote, hash_name)
             bucket = wanted.setdefault(key, {})
@@ -1205,6 +1209,25 @@ def metrics_files(repo) -> list[str]:
 def _outputs(repo, stage_names: Sequence[str], *, cached: bool) -> list[str]:
     stages = [_stage(repo, name) for name in stage_names]
     return [os.path.relpath(out.fs_path, repo.root_dir) for stage in stages for out in stage.outs if out.use_cache is cached]
+
+
+def persisted_outputs(repo, stage_names: Sequence[str]) -> list[Output]:
+    """Outputs with `persist: true` of these stages, as dvc.lock records them (md5 '' when the lock
+    has no entry for them yet). DVC leaves such an output in place while its stage re-runs: a
+    checkpoint training resumes from, records a collecting stage adds to."""
+    found = []
+    for name in stage_names:
+        stage = _stage(repo, name)
+        for out in stage.outs:
+            if out.persist:
+                found.append(Output(
+                    path=os.path.relpath(out.fs_path, repo.root_dir).replace(os.sep, "/"),
+                    stage=_address(repo, stage),
+                    md5=out.hash_info.value if out.hash_info else "",
+                    remote=out.remote,
+                    cached=bool(out.use_cache),
+                ))
+    return found
 
 
 def all_outputs(repo) -> list[str]:

@@ -1,6 +1,7 @@
 """Main rebuilds: the official model is built by CI, never taken from a developer's machine.
 
-  1. pull the inputs of the rebuilt stages only (never their own outputs)
+  1. pull the inputs of the rebuilt stages only, and the outputs they keep while they re-run
+     (`persist: true`) except the model stage's: that stage trains from scratch
   2. create the MLflow run, offer it to the project's code as LOCKSTEP_MLFLOW_RUN_ID, force the stages
   3. dvc push, then verify every object of the new lock is in the remote
   4. commit dvc.lock (and git-carried outputs) with [skip ci]; push without force, rebasing on a
@@ -11,6 +12,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -184,8 +186,10 @@ def _run(inputs: RebuildInputs, tracker: Any) -> RebuildResult:
 
     with gha.group("1. pull the inputs of the rebuilt stages"):
         targets = dvcrepo.dep_outputs(repo, stage_names)
-        fetched = dvcrepo.pull(repo, targets)
-        gha.info(f"pulled {', '.join(targets) or 'nothing'} ({fetched} file(s)); outputs being rebuilt were not downloaded")
+        kept = _persisted_to_restore(repo, cfg, project, stage_names)
+        fetched = dvcrepo.pull(repo, targets + [path for path in kept if path not in targets])
+        gha.info(f"pulled {', '.join(targets) or 'nothing'} ({fetched} file(s)); outputs being rebuilt were not downloaded"
+                 + (f", but for those their stages keep while they re-run (`persist: true`): {', '.join(kept)}" if kept else ""))
 
     if tracker is not None:
         result.mlflow_run_id = tracker.start_run(
@@ -240,6 +244,58 @@ def _set_params(project: Path, repo, hydra: dvcrepo.Hydra | None, assignments: l
     if others:
         changed.update(dvcrepo.set_params(project, others, allowed=dvcrepo.params_files(repo)))
     return changed
+
+
+def _persisted_to_restore(repo, cfg: configmod.Config, project: Path, stage_names: list[str]) -> list[str]:
+    """The `persist: true` outputs of the rebuilt stages to pull before they re-run, as the lock
+    being rebuilt records them: DVC keeps such an output while its stage runs, and a collecting
+    stage (scraped records, a growing feature store) adds to it; run on nothing, it would commit
+    only its new batch. The model stage's are not restored, and removed if the checkout has them
+    (git-carried): a checkpoint in the merged lock is the developer's, and the rebuild trains from
+    scratch. A persisted output missing from the remote stops the rebuild here, before any stage runs."""
+    persisted = dvcrepo.persisted_outputs(repo, stage_names)
+    if not persisted:
+        return []
+    model = model_stage(repo, cfg) if cfg.model_path or cfg.model_stage else ""
+    scratch = [out for out in persisted if out.stage == model]
+    if scratch:
+        for out in scratch:
+            path = project / out.path
+            if path.is_symlink() or path.is_file():
+                path.unlink()
+            elif path.is_dir():
+                shutil.rmtree(path)
+        gha.info(f"stage '{model}' trains from scratch: its persisted output(s) {', '.join(o.path for o in scratch)} "
+                 "(`persist: true`) are not restored, because the copy dvc.lock records is the developer's and the "
+                 "rebuild never builds on the developer's model; a developer's `dvc repro` resumes from it")
+    kept = [out for out in persisted if out.stage != model and out.cached]
+    new = [out for out in kept if not out.md5]
+    for out in new:
+        gha.info(f"{out.path} (`persist: true`, stage '{out.stage}') has no entry in dvc.lock yet: the stage runs "
+                 "without it, as on a fresh clone")
+    restore = [out for out in kept if out.md5]
+    if not restore:
+        return []
+    check = dvcrepo.verify_remote(repo, sorted({out.stage for out in restore}), outputs=[out.path for out in restore])
+    if not check.ok:
+        missing = {os.path.normpath(path): members for path, members in check.missing_outputs().items()}
+        named = [out for out in restore if os.path.normpath(out.path) in missing]
+        said = "; ".join(_missing_persisted(out, missing[os.path.normpath(out.path)]) for out in named)
+        raise DvcError(
+            f"the persisted output(s) (`persist: true`) the rebuilt stages keep while they re-run are not in "
+            f"{check.remote} as dvc.lock records them: {said}. Run without them, the stages would start from nothing "
+            "and the rebuild would commit only what they add this time",
+            hint=f"push them from the machine that last ran the stage (`dvc push {' '.join(o.path for o in named)}`) "
+                 "and re-run the job; lockstep ran, pushed, committed and registered nothing",
+            file="dvc.yaml",
+        )
+    return [out.path for out in restore]
+
+
+def _missing_persisted(out: dvcrepo.Output, members: list[str]) -> str:
+    what = "" if members == ["(the whole output)"] else f", {len(members)} of its files ({', '.join(members[:3])}" + (
+        " …)" if len(members) > 3 else ")")
+    return f"{out.path} of stage '{out.stage}' (md5 {out.md5[:12]}{what})"
 
 
 def _bytecode_elsewhere(folders: list[str], env: dict[str, str]) -> Path | None:
