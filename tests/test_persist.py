@@ -15,11 +15,11 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
-from lockstep.errors import EXIT_DVC, EXIT_OK
+from lockstep.errors import EXIT_CHECKS_FAILED, EXIT_DVC, EXIT_OK
 from test_faults import rebuild, versions
 
 from conftest import BIN, git, run
-from test_shapes import Shape, make_repo
+from test_shapes import Shape, make_repo, validate
 
 pytestmark = pytest.mark.integration
 PERSIST = Shape("persist-outputs")
@@ -132,3 +132,63 @@ def test_a_persisted_output_missing_from_the_remote_stops_the_rebuild_before_any
     assert git("rev-parse", "main", cwd=repo.origin) == head  # nothing committed
     assert versions(mlflow_env.url, repo.model_name) == []  # nothing registered
     assert MlflowClient(mlflow_env.url).get_experiment_by_name(experiment) is None  # not even a run
+
+
+SCORE_CACHE = '''"""Accuracy of the threshold on the collected records, kept in a score cache by threshold."""
+import csv
+import json
+import os
+
+threshold = json.load(open("models/model.json"))["threshold"]
+cache = json.load(open("reports/scores.json")) if os.path.exists("reports/scores.json") else {}
+if str(threshold) not in cache:
+    rows = [(float(x), int(y)) for _id, x, y in csv.reader(open("data/records.csv"))]
+    cache[str(threshold)] = sum((x > threshold) == bool(y) for x, y in rows) / len(rows)
+os.makedirs("reports", exist_ok=True)
+json.dump(cache, open("reports/scores.json", "w"))
+json.dump({"accuracy": cache[str(threshold)]}, open("metrics.json", "w"))
+'''
+
+
+@pytest.mark.parametrize("in_git", [False, True], ids=["cached", "git-carried"])
+def test_an_evaluation_s_persisted_cache_never_decides_its_metrics(tmp_path, bucket, mlflow_env, source, in_git):
+    """The evaluation reads back a score cache it keeps (`persist: true`). A pull request that
+    doctors it, and its metrics, with a consistent lock: its re-evaluation starts without the cache
+    and disagrees; merged, the rebuild's metrics are CI's own."""
+    repo = make_repo(PERSIST, tmp_path, remote=f"s3://{bucket.name}/dvc")
+    (repo.project / "evaluate.py").write_text(SCORE_CACHE)
+    dvc_yaml = repo.project / "dvc.yaml"
+    dvc_yaml.write_text(dvc_yaml.read_text() + "    outs:\n      - reports/scores.json:\n          persist: true\n"
+                        + ("          cache: false\n" if in_git else ""))
+    run(str(BIN / "dvc"), "repro", cwd=repo.project)
+    repo.dvc("push")
+    base = repo.commit("the evaluation keeps a score cache")
+
+    git("checkout", "-q", "-b", "better", cwd=repo.dev)
+    repo.set_steps(30)
+    run(str(BIN / "dvc"), "repro", cwd=repo.project)
+    threshold = json.loads((repo.project / "models" / "model.json").read_text())["threshold"]
+    (repo.project / "reports" / "scores.json").write_text(json.dumps({str(threshold): 0.999}))
+    (repo.project / "metrics.json").write_text(json.dumps({"accuracy": 0.999}))
+    repo.dvc("commit", "-f", "-q")  # the lock records the doctored files: it is consistent
+    repo.dvc("push")
+    head = repo.commit("thirty steps", "better")
+    git("checkout", "-q", "main", cwd=repo.dev)
+
+    proc, _results, checks = validate(repo, repo.clone("ci-pr", "better"), base, head)
+    assert proc.returncode == EXIT_CHECKS_FAILED, proc.stdout[-4000:]
+    assert checks["lock-vs-code"]["status"] == "pass" and checks["lock-vs-remote"]["status"] == "pass", checks
+    assert checks["re-evaluation"]["status"] == "fail", checks["re-evaluation"]
+    if in_git:
+        assert "removed before the re-evaluation, as DVC removes an output that does not persist: reports/scores.json" \
+            in proc.stdout
+
+    git("push", "-q", "origin", "better:main", cwd=repo.dev)  # merged as it is
+    proc, out, _summary = rebuild(repo.clone("ci"), PERSIST.folder, f"persist-{uuid.uuid4().hex[:8]}",
+                                  "--force-all", "true")
+    assert proc.returncode == EXIT_OK, proc.stdout[-4000:] + proc.stderr[-2000:]
+    assert "the persisted output(s) reports/scores.json (stage 'evaluate') (`persist: true`) are not restored" in proc.stdout
+    accuracy = json.loads(git("show", "main:ml/metrics.json", cwd=repo.origin))["accuracy"]
+    assert accuracy != 0.999 and 0.5 < accuracy < 1, accuracy
+    version = MlflowClient(mlflow_env.url).get_model_version(repo.model_name, out["model-version"])
+    assert float(version.tags["lockstep.metric.accuracy"]) == accuracy

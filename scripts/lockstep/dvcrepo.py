@@ -1636,6 +1636,28 @@ def clear_named_metrics(repo, stage_names: Sequence[str]) -> list[str]:
     return removed
 
 
+def remove_persisted(repo, stage_names: Sequence[str]) -> list[str]:
+    """Remove the `persist: true` outputs of these stages that the workspace holds (in a fresh
+    checkout, those git carries) before they run, as DVC removes an output that does not persist:
+    the stage starts from its declared inputs only. Returns the outputs removed."""
+    import shutil
+
+    root = Path(repo.root_dir).resolve()
+    removed = []
+    for out in persisted_outputs(repo, stage_names):
+        path = root / out.path
+        if not path.parent.resolve().is_relative_to(root):
+            continue
+        if path.is_symlink() or path.is_file():
+            path.unlink()
+        elif path.is_dir():
+            shutil.rmtree(path)
+        else:
+            continue
+        removed.append(out.path)
+    return removed
+
+
 def metrics_written_by(repo, stage_names: Sequence[str]) -> list[str]:
     """The metrics files these stages write: their own `metrics:`, files of top-level `metrics:`
     inside their outputs (dvclive's folder), and those named after them (`named_metrics`). Not the

@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -186,7 +185,7 @@ def _run(inputs: RebuildInputs, tracker: Any) -> RebuildResult:
 
     with gha.group("1. pull the inputs of the rebuilt stages"):
         targets = dvcrepo.dep_outputs(repo, stage_names)
-        kept = _persisted_to_restore(repo, cfg, project, stage_names)
+        kept = _persisted_to_restore(repo, cfg, stage_names)
         fetched = dvcrepo.pull(repo, targets + [path for path in kept if path not in targets])
         gha.info(f"pulled {', '.join(targets) or 'nothing'} ({fetched} file(s)); outputs being rebuilt were not downloaded"
                  + (f", but for those their stages keep while they re-run (`persist: true`): {', '.join(kept)}" if kept else ""))
@@ -246,29 +245,35 @@ def _set_params(project: Path, repo, hydra: dvcrepo.Hydra | None, assignments: l
     return changed
 
 
-def _persisted_to_restore(repo, cfg: configmod.Config, project: Path, stage_names: list[str]) -> list[str]:
+def _persisted_to_restore(repo, cfg: configmod.Config, stage_names: list[str]) -> list[str]:
     """The `persist: true` outputs of the rebuilt stages to pull before they re-run, as the lock
     being rebuilt records them: DVC keeps such an output while its stage runs, and a collecting
     stage (scraped records, a growing feature store) adds to it; run on nothing, it would commit
-    only its new batch. The model stage's are not restored, and removed if the checkout has them
-    (git-carried): a checkpoint in the merged lock is the developer's, and the rebuild trains from
-    scratch. A persisted output missing from the remote stops the rebuild here, before any stage runs."""
+    only its new batch. Those of the model stage and of the evaluation stages are not restored, and
+    removed if the checkout has them (git-carried): the copy in the merged lock is the developer's,
+    and the rebuild never builds its model or its metrics (which decide promotion) on it. A
+    persisted output missing from the remote stops the rebuild here, before any stage runs."""
     persisted = dvcrepo.persisted_outputs(repo, stage_names)
     if not persisted:
         return []
     model = model_stage(repo, cfg) if cfg.model_path or cfg.model_stage else ""
-    scratch = [out for out in persisted if out.stage == model]
+    evaluation = ([dvcrepo.stage_named(repo, name).address for name in cfg.evaluation_stages] if cfg.evaluation_stages
+                  else dvcrepo.metrics_stages(repo))
+    fresh = {model, *evaluation} - {""}
+    scratch = [out for out in persisted if out.stage in fresh]
     if scratch:
-        for out in scratch:
-            path = project / out.path
-            if path.is_symlink() or path.is_file():
-                path.unlink()
-            elif path.is_dir():
-                shutil.rmtree(path)
-        gha.info(f"stage '{model}' trains from scratch: its persisted output(s) {', '.join(o.path for o in scratch)} "
+        dvcrepo.remove_persisted(repo, sorted({out.stage for out in scratch}))
+    trained = [out.path for out in scratch if out.stage == model]
+    if trained:
+        gha.info(f"stage '{model}' trains from scratch: its persisted output(s) {', '.join(trained)} "
                  "(`persist: true`) are not restored, because the copy dvc.lock records is the developer's and the "
                  "rebuild never builds on the developer's model; a developer's `dvc repro` resumes from it")
-    kept = [out for out in persisted if out.stage != model and out.cached]
+    scored = [out for out in scratch if out.stage != model]
+    if scored:
+        gha.info(f"the evaluation starts from its declared inputs: the persisted output(s) "
+                 f"{', '.join(f'{o.path} (stage {o.stage!r})' for o in scored)} (`persist: true`) are not restored, "
+                 "because the copy dvc.lock records is the developer's and the rebuilt metrics decide promotion")
+    kept = [out for out in persisted if out.stage not in fresh and out.cached]
     new = [out for out in kept if not out.md5]
     for out in new:
         gha.info(f"{out.path} (`persist: true`, stage '{out.stage}') has no entry in dvc.lock yet: the stage runs "

@@ -449,6 +449,12 @@ def _reevaluate(ctx: Context) -> Check | None:
             with sandbox.contained("the re-evaluation", ctx.guard):
                 try:
                     dvcrepo.clear_named_metrics(ctx.repo, ctx.eval_stages)
+                    # what the stages keep between runs (`persist: true`) is the PR's: git carries it,
+                    # and a stage that reads it back (a score cache) would be judged by it
+                    removed = dvcrepo.remove_persisted(ctx.repo, ctx.eval_stages)
+                    if removed:
+                        gha.info(f"removed before the re-evaluation, as DVC removes an output that does not persist: "
+                                 f"{', '.join(removed)} (`persist: true`); the stages start from their declared inputs")
                     dvcrepo.reproduce(ctx.project, ctx.eval_stages, env=env, force=True)
                 finally:
                     ended = time.monotonic()  # the guard's check after it is lockstep's time, not the evaluation's
