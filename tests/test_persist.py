@@ -65,7 +65,7 @@ def test_a_forced_retrain_keeps_the_records_a_collecting_stage_gathered_before(t
     assert out["committed"] == "true" and out["model-version"], out
     records = ids(committed(repo, "data/records.csv")["data/records.csv"])
     assert records == [f"r{n}" for n in range(350)]  # the earlier 200, then the 150 new ones, once each
-    assert "their stages keep while they re-run (`persist: true`): data/records.csv" in proc.stdout
+    assert "their stages keep while they re-run (`persist: true`), as dvc.lock records them: data/records.csv" in proc.stdout
     assert proc.stdout.count(SCRATCH) == 1, proc.stdout[-4000:]  # the checkpoint is the model stage's
     message = git("log", "-1", "--format=%B", "main", cwd=repo.origin)
     assert "Changed: data/records.csv (modified)" in message, message

@@ -186,9 +186,10 @@ def _run(inputs: RebuildInputs, tracker: Any) -> RebuildResult:
     with gha.group("1. pull the inputs of the rebuilt stages"):
         targets = dvcrepo.dep_outputs(repo, stage_names)
         kept = _persisted_to_restore(repo, cfg, stage_names)
-        fetched = dvcrepo.pull(repo, targets + [path for path in kept if path not in targets])
-        gha.info(f"pulled {', '.join(targets) or 'nothing'} ({fetched} file(s)); outputs being rebuilt were not downloaded"
-                 + (f", but for those their stages keep while they re-run (`persist: true`): {', '.join(kept)}" if kept else ""))
+        fetched = dvcrepo.pull(repo, targets + kept)
+        gha.info(f"pulled {', '.join(targets) or 'nothing'} ({fetched} file(s) in all); outputs being rebuilt were not downloaded"
+                 + (f", except those their stages keep while they re-run (`persist: true`), as dvc.lock records them: "
+                    f"{', '.join(kept)}" if kept else ""))
 
     if tracker is not None:
         result.mlflow_run_id = tracker.start_run(
