@@ -79,6 +79,49 @@ def test_rebuild_pushes_one_skip_ci_commit_and_registers_a_version(bed):
     assert "| model-version | `1` |" in run.summary
 
 
+def test_a_rebuild_that_registers_a_file_commits_but_leaves_the_mlflow_model_serving(bed):
+    """The training code stopped logging the model into the rebuild's run: the version is the file,
+    which `models:/NAME@champion` consumers cannot load. The lock is committed and the version
+    registered as the candidate; champion stays on the MLflow model, and the rebuild says why."""
+    bed.use_mlflow()
+    first = bed.cli("rebuild", "--working-directory", str(bed.clone("ci-1") / PROJECT), "--branch", "main")
+    assert first.code == EXIT_OK, first.stdout + first.stderr
+    client = registry(bed)
+    logged = first.outputs["model-version"]
+    assert client.get_model_version(MODEL, logged).tags["lockstep.model_source"] == "logged-model"
+    assert first.outputs["promoted"] == "true"
+
+    git("pull", "-q", "origin", "main", cwd=bed.dev)
+
+    def no_model_logged(project):
+        train = project / "src" / "train.py"
+        call = "        log_to_mlflow(model, params, train_accuracy, features)\n"
+        assert call in train.read_text()
+        train.write_text(train.read_text().replace(call, "        pass\n"))
+
+    bed.commit_on("main", "Training logs nothing to MLflow", no_model_logged)
+    run = bed.cli("rebuild", "--working-directory", str(bed.clone("ci-2") / PROJECT), "--branch", "main",
+                  "--set-params", "train.max_depth=5")
+    assert run.code == EXIT_OK, run.stdout + run.stderr
+    raw = run.outputs["model-version"]
+    assert raw != logged and run.outputs["committed"] == "true" and run.outputs["promoted"] == "false"
+    assert bed.sha("main") == run.outputs["lock-commit"]
+    assert client.get_model_version(MODEL, raw).tags["lockstep.model_source"] == "file"
+    assert str(client.get_model_version_by_alias(MODEL, "candidate").version) == raw
+    assert str(client.get_model_version_by_alias(MODEL, "champion").version) == logged
+    assert "lockstep.promoted_from" not in client.get_model_version(MODEL, raw).tags
+    from lockstep import registry as lockstep_registry, tracking
+
+    moves = lockstep_registry.read_history(tracking.Tracker(), MODEL, "champion")
+    assert [(m.version, m.by) for m in moves] == [(logged, "promotion")]
+    said = run.stdout.replace("%0A", "\n")
+    assert "::warning title=lockstep rebuild%3A not promoted::not promoted to 'champion'" in said
+    assert f"{MODEL}@champion serves version {logged}, an MLflow model" in said
+    assert f"'champion' stays on version {logged}" in said and "mlflow.<flavor>.log_model(model, name='model')" in said
+    card = client.get_model_version(MODEL, raw).description
+    assert f"Promotion: not promoted to `champion`: version {logged} holds an MLflow model, this version the model file" in card
+
+
 def test_failing_stage_pushes_commits_and_registers_nothing(bed):
     bed.use_mlflow()
     checkout = bed.clone("ci")

@@ -400,3 +400,113 @@ def test_promote_goes_on_with_a_warning_when_the_approval_cannot_be_read(bed, ap
     assert tags["lockstep.promotion.approved_by"] == ""
     assert tags["lockstep.promotion.approval"].startswith("approval not recorded: GET /repos/octo/ml/actions/runs/4242/approvals: 403")
     assert run.outputs["approved-by"] == "" and "⚠️ approval not recorded" in run.summary
+
+
+# --- what an alias serves: an MLflow model is not replaced by a raw file ---------------------------
+
+
+def test_only_a_file_after_a_logged_model_is_a_downgrade():
+    from types import SimpleNamespace
+
+    def version(number, source):
+        return SimpleNamespace(version=number, tags={"lockstep.model_source": source} if source is not None else {})
+
+    def check(before, after):
+        holder = version("1", before) if before != "none" else None
+        return (bool(registry.file_after_model("clf", "champion", holder, version("2", after))),
+                bool(registry.source_not_known("clf", "champion", holder, version("2", after))))
+
+    assert check("logged-model", "file") == (True, False)
+    for allowed in (("file", "file"), ("logged-model", "logged-model"), ("file", "logged-model"), ("none", "file"),
+                    (None, None), (None, "logged-model"), ("file", None)):
+        assert check(*allowed) == (False, False), allowed
+    # a version an older lockstep registered (no tag) cannot be told apart: allowed, and said
+    assert check(None, "file") == (False, True) and check("logged-model", None) == (False, True)
+    assert check("logged-model", "junk") == (False, True)  # a value lockstep does not write counts as unknown
+    message = registry.file_after_model("clf", "champion", version("7", "logged-model"), version("9", "file"))
+    assert "version 7, an MLflow model" in message and "version 9 is the model file as it is" in message
+    assert "mlflow.pyfunc.load_model('models:/clf@champion')" in message
+
+
+def _registered(bed, *sources):
+    """Versions with lockstep's lineage, one per `lockstep.model_source` given (None: no such tag,
+    as an older lockstep registered them); the last holds the candidate alias."""
+    from mlflow import MlflowClient
+
+    bed.use_mlflow()
+    client = MlflowClient(bed.tracking_uri)
+    client.create_registered_model("breast-cancer-classifier")
+    experiment = client.create_experiment("ci")
+    numbers = []
+    for source in sources:
+        run = client.create_run(experiment)
+        tags = {**{tag: "a" * 40 for tag in lineage.REQUIRED},
+                **{lineage.METRIC_PREFIX + name: "0.97" for name in ("accuracy", "f1", "roc_auc")},
+                **({"lockstep.model_source": source} if source else {})}
+        created = client.create_model_version("breast-cancer-classifier", f"{run.info.artifact_uri}/model",
+                                              run.info.run_id, tags=tags)
+        numbers.append(str(created.version))
+    client.set_registered_model_alias("breast-cancer-classifier", "candidate", numbers[-1])
+    return client, numbers
+
+
+@pytest.mark.unit
+def test_promote_refuses_a_file_where_the_alias_serves_an_mlflow_model(bed):
+    client, (logged, raw) = _registered(bed, "logged-model", "file")
+    model = "breast-cancer-classifier"
+    project = str(bed.project)
+    first = bed.cli("promote", "--working-directory", project, "--version", logged, "--reason", "first")
+    assert first.code == EXIT_OK, first.stdout + first.stderr
+    before = client.get_model_version(model, raw).tags
+    run = bed.cli("promote", "--working-directory", project, "--reason", "merge of #4")
+    assert run.code == EXIT_USAGE, run.stdout + run.stderr
+    said = run.stdout.replace("%0A", "\n")
+    assert f"{model}@champion serves version {logged}, an MLflow model" in said
+    assert f"version {raw} is the model file as it is (lockstep.model_source: file)" in said
+    assert "mlflow.<flavor>.log_model(model, name='model')" in said and "LOCKSTEP_MLFLOW_RUN_ID" in said
+    assert f"--version {raw} --allow-file-model true" in said
+    assert "model file as it is" in run.outputs["error"] and "invalid input" in run.summary
+    # nothing changed in the registry: the alias, the refused version's tags, the alias history
+    assert str(client.get_model_version_by_alias(model, "champion").version) == logged
+    assert client.get_model_version(model, raw).tags == before
+    assert [(m.version, m.by) for m in registry.read_history(_tracker(), model, "champion")] == [(logged, "promotion")]
+
+    # on purpose: the alias moves, with a warning, and is recorded as any promotion
+    run = bed.cli("promote", "--working-directory", project, "--reason", "consumers load the file",
+                  "--allow-file-model", "true")
+    assert run.code == EXIT_OK, run.stdout + run.stderr
+    assert "::warning title=lockstep promote%3A a file replaces an MLflow model::" in run.stdout
+    assert str(client.get_model_version_by_alias(model, "champion").version) == raw
+    assert [(m.version, m.previous) for m in registry.read_history(_tracker(), model, "champion")] == [
+        (logged, ""), (raw, logged)]
+
+
+@pytest.mark.unit
+def test_promote_moves_file_to_file_file_to_model_and_versions_that_do_not_say(bed):
+    client, (old, raw, raw_again, logged) = _registered(bed, None, "file", "file", "logged-model")
+    model = "breast-cancer-classifier"
+    project = str(bed.project)
+    steps = [(old, ""), (raw, f"version {old} does not say whether it holds an MLflow model"), (raw_again, ""), (logged, "")]
+    for version, note in steps:
+        run = bed.cli("promote", "--working-directory", project, "--version", version, "--reason", "next")
+        assert run.code == EXIT_OK, run.stdout + run.stderr
+        assert str(client.get_model_version_by_alias(model, "champion").version) == version
+        assert (note in run.stdout) if note else ("does not say" not in run.stdout)
+        assert "::warning" not in run.stdout
+
+
+@pytest.mark.unit
+def test_a_rollback_to_a_file_from_an_mlflow_model_is_made_with_a_warning(bed):
+    """A rollback is a person's choice of one version: it is not refused, what it breaks is said."""
+    client, (raw, logged) = _registered(bed, "file", "logged-model")
+    model = "breast-cancer-classifier"
+    client.set_registered_model_alias(model, "champion", logged)
+    run = bed.cli("rollback", "--working-directory", str(bed.project), "--reason", "latency")
+    assert run.code == EXIT_OK, run.stdout + run.stderr
+    assert str(client.get_model_version_by_alias(model, "champion").version) == raw
+    assert "::warning title=lockstep rollback%3A a file replaces an MLflow model::" in run.stdout
+    assert f"{model}@champion serves version {logged}, an MLflow model" in run.stdout
+    assert "⚠️" in run.summary and "The rollback was made as asked" in run.summary
+    # back to the MLflow model: nothing to say
+    run = bed.cli("rollback", "--working-directory", str(bed.project), "--version", logged, "--reason", "fixed")
+    assert run.code == EXIT_OK and "::warning" not in run.stdout

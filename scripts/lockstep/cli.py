@@ -277,7 +277,16 @@ def cmd_rollback(inputs: Inputs) -> int:
     from .registry import history_section
     from .report import inert
 
-    gha.add_summary(f"## lockstep rollback\n\n{inert(message, 2000)}\n\n{history_section(tracker, model, [result.alias])}")
+    warning = ""
+    if result.file_after_model:
+        # a person chose this version: it moves, and what it breaks is said where they look
+        warning = (f"{result.file_after_model}. The rollback was made as asked; consumers that load "
+                   f"`models:/{result.model}@{result.alias}` with `mlflow.pyfunc.load_model` fail until the alias holds "
+                   "an MLflow model again (roll forward, or promote a version whose lockstep.model_source is logged-model)")
+        gha.warning(warning, title="lockstep rollback: a file replaces an MLflow model")
+        warning = f"⚠️ {inert(warning, 2000)}\n\n"
+    gha.add_summary(f"## lockstep rollback\n\n{inert(message, 2000)}\n\n{warning}"
+                    f"{history_section(tracker, model, [result.alias])}")
     return EXIT_OK
 
 
@@ -318,6 +327,8 @@ def cmd_promote(inputs: Inputs) -> int:
         environment=environment,
         run_url=inputs.get("workflow-run-url", gha.run_url()),
         approval=approval,
+        allow_file_model=inputs.flag("allow-file-model"),
+        artifact=cfg.model_artifact,
     )
     gha.set_outputs({"promoted": result.promoted, "model-name": result.model, "model-version": result.version,
                      "alias": result.alias, "previous-version": result.previous, "lock-commit": result.lock_commit,
@@ -464,7 +475,7 @@ COMMANDS: dict[str, tuple[Callable[[Inputs], int], str, Sequence[str]]] = {
                  ("working-directory", "config", "model", "alias", "version", "reason", "actor")),
     "promote": (cmd_promote, "move the promotion alias to a CI-built version that passes the gates; record who, when, why",
                 ("working-directory", "config", "model", "version", "from", "to", "reason", "actor", "environment",
-                 "workflow-run-url", "github-token", "repository", "run-id")),
+                 "workflow-run-url", "github-token", "repository", "run-id", "allow-file-model")),
     "history": (cmd_history, "list which version each alias pointed to, when, from which commit and run, moved by what",
                 ("working-directory", "config", "model", "alias")),
     "verify": (cmd_verify, "check a model file against the SHA-256 the registry recorded for NAME@ALIAS",
@@ -488,6 +499,7 @@ POSITIONAL: dict[str, str] = {"verify": "model-file"}
 # One help text per option name, shared by every command that takes it (README, "Inputs"). Each
 # option can also come from the action input `INPUT_<NAME>`; `lockstep COMMAND --help` shows them.
 OPTION_HELP: dict[str, str] = {
+    "allow-file-model": "true: promote the model file as it is (lockstep.model_source: file) where the alias holds an MLflow model, on purpose",
     "comment-author": "login whose comments lockstep may update (default: github-actions[bot]); a marker in anyone else's comment is ignored",
     "dispatch-payload": "a repository_dispatch client_payload as JSON, validated; its keys replace stages, force-all, set-params, reason",
     "environment": "the GitHub Environment whose reviewers approved this promotion (recorded on the version, with who approved)",

@@ -27,6 +27,7 @@ class Card:
     previous_version: str = ""  # the version the alias pointed to before this one
     promote_to: str = ""
     promoted: bool | None = None  # None: promotion left to an approval (or not configured)
+    promotion_note: str = ""  # why it was not promoted although the gates passed
     repository: str = ""
     project: str = ""
     lock_commit: str = ""
@@ -130,7 +131,8 @@ def _gates(card: Card) -> list[str]:
     if card.promote_to:
         state = {True: f"promoted to `{inert(card.promote_to)}`", False: f"not promoted to `{inert(card.promote_to)}`",
                  None: f"promotion to `{inert(card.promote_to)}` waits for approval"}[card.promoted]
-        lines += ["", f"Promotion: {state}."]
+        note = f": {inert(card.promotion_note, 300)}" if card.promotion_note and card.promoted is False else ""
+        lines += ["", f"Promotion: {state}{note}."]
     return lines
 
 

@@ -59,6 +59,7 @@ class RebuildResult:
     model_path: str = ""  # the model's path from the repository root (the attestation's subject)
     model_kind: str = ""  # "file" | "directory"
     card: str = ""  # the model card (Markdown) of the registered version
+    promotion_note: str = ""  # why promote-to did not move although the gates passed
     history: str = ""  # the alias history section (Markdown)
     start_commit: str = ""  # the commit the rebuild started from
     unchanged_commit: str = ""  # that version's lock commit
@@ -590,14 +591,12 @@ def _register(tracker, result: RebuildResult, cfg, repo, project: Path, lock_dig
     result.model_version = version.version
     result.version_created = version.created
     gha.info(f"{'registered' if version.created else 'found already registered'} {cfg.model_name} version {version.version}")
-    if version.tags.get(tracking.MODEL_SOURCE) == "file":
+    if registry.model_source(version) == registry.RAW_FILE:
         gha.warning(
             f"{cfg.model_name} version {version.version} is the file {cfg.model_path} as it is, not an MLflow model "
             f"(`mlflow.pyfunc.load_model` cannot load it): the training code logged no model named "
             f"'{cfg.model_artifact}' into the rebuild's run. To register a loadable model, log it there: "
-            f"`mlflow.<flavor>.log_model(model, name='{cfg.model_artifact}')` inside "
-            "`mlflow.start_run(run_id=os.environ['LOCKSTEP_MLFLOW_RUN_ID'])`; a model the code logs into a run of its own "
-            "(autolog, its own `start_run`) is not the one registered", title="lockstep rebuild")
+            f"{registry.log_model_hint(cfg.model_artifact)}", title="lockstep rebuild")
     tracker.set_alias(cfg.model_name, cfg.alias, version.version)
     move = {"commit": result.lock_commit, "run": inputs.workflow_run_url, "mlflow_run": result.mlflow_run_id,
             "actor": inputs.actor, "reason": inputs.reason}
@@ -605,16 +604,35 @@ def _register(tracker, result: RebuildResult, cfg, repo, project: Path, lock_dig
         registry.record_move(tracker, cfg.model_name, cfg.alias, version.version,
                              str(current.version) if current is not None else "", "rebuild", **move)
     if cfg.promote_to and inputs.promote:
-        result.promoted = _promote(tracker, cfg, version.version, result.metrics, move)
+        result.promoted = _promote(tracker, cfg, version, result.metrics, move, result)
     elif cfg.promote_to:
         gha.info(f"promotion to '{cfg.promote_to}' is left to the `promote` job (after its environment's approval)")
     _card(tracker, result, cfg, repo, project, lock_digest, inputs, repository, label, current, model_md5)
 
 
-def _promote(tracker, cfg, version: str, metrics: dict[str, Any], move: dict[str, str] | None = None) -> bool:
+def _promote(tracker, cfg, registered, metrics: dict[str, Any], move: dict[str, str] | None = None,
+             result: RebuildResult | None = None) -> bool:
+    """Move registry.promote-to to the version just registered when the gates pass and the alias
+    would not serve the raw model file where it served an MLflow model. A refusal is a warning:
+    the version is registered and the lock committed, only the alias stays."""
+    version = str(registered.version)
     current = tracker.version_by_alias(cfg.model_name, cfg.promote_to)
-    if current is not None and str(current.version) == str(version):
+    if current is not None and str(current.version) == version:
         return True
+    downgrade = registry.file_after_model(cfg.model_name, cfg.promote_to, current, registered)
+    if downgrade:
+        gha.warning(
+            f"not promoted to '{cfg.promote_to}': {downgrade}. Version {version} is registered and the lock committed; "
+            f"'{cfg.promote_to}' stays on version {current.version}. Log the model into the rebuild's run, "
+            f"{registry.log_model_hint(cfg.model_artifact)}; or, if the consumers of '{cfg.promote_to}' load the file "
+            f"rather than an MLflow model, promote it on purpose: `lockstep promote --version {version} "
+            "--allow-file-model true` (promote.yml: `allow-file-model: true`)", title="lockstep rebuild: not promoted")
+        if result is not None:
+            result.promotion_note = (f"version {current.version} holds an MLflow model, this version the model file as "
+                                     "it is, which mlflow.pyfunc.load_model cannot load")
+        return False
+    if note := registry.source_not_known(cfg.model_name, cfg.promote_to, current, registered):
+        gha.info(note)
     base: dict[str, Any] = {}
     if current is not None:
         held = current.tags or {}
@@ -666,6 +684,7 @@ def _card(tracker, result: RebuildResult, cfg, repo, project: Path, lock_digest:
     card = registry.card_of(registry.CardInputs(
         model=cfg.model_name, version=result.model_version, alias=cfg.alias, previous=previous,
         promote_to=cfg.promote_to or "", promoted=result.promoted if inputs.promote else None,
+        promotion_note=result.promotion_note,
         repository=repository, project=label, lock_commit=result.lock_commit, start_commit=start,
         start_subject=gitrepo.subject(project, start), lock_sha256=lock_digest, model_path=cfg.model_path,
         model_md5=model_md5, model_sha256=result.model_sha256, stages=result.stages, trigger=inputs.trigger,

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import __version__, gha, history, lineage, modelcard, provenance
+from . import __version__, gha, history, lineage, modelcard, provenance, tracking
 from .errors import ChecksFailed, GitHubError, InputError, MlflowError
 from .metrics import GateResult, check_gates
 
@@ -108,6 +108,7 @@ class CardInputs:
     inputs: Mapping[str, str] = field(default_factory=dict)
     params: Mapping[str, Any] = field(default_factory=dict)
     evaluation_data: Mapping[str, str] = field(default_factory=dict)
+    promotion_note: str = ""  # why the version was not promoted although its gates passed
 
 
 def card_of(given: CardInputs) -> modelcard.Card:
@@ -120,6 +121,7 @@ def card_of(given: CardInputs) -> modelcard.Card:
     return modelcard.Card(
         model=given.model, version=str(given.version), alias=given.alias, lockstep_version=__version__,
         previous_version=previous_version, promote_to=given.promote_to or "", promoted=given.promoted,
+        promotion_note=given.promotion_note,
         repository=given.repository, project=given.project, lock_commit=given.lock_commit,
         start_commit=given.start_commit, pr_number=pr_number(given.start_subject), lock_sha256=given.lock_sha256,
         model_path=given.model_path, model_md5=given.model_md5, model_sha256=given.model_sha256, stages=given.stages,
@@ -215,6 +217,54 @@ def approval_from(environment: str, reviews: list[dict[str, Any]]) -> Approval:
     return Approval(environment, tuple(found))
 
 
+# --- what an alias serves -------------------------------------------------------------------------
+
+LOGGED_MODEL, RAW_FILE = "logged-model", "file"  # the values of tracking.MODEL_SOURCE
+
+
+def model_source(version) -> str:
+    """What a registered version holds: `logged-model` (an MLflow model), `file` (the model file as
+    it is), or '' when it does not say (registered by a lockstep before the tag, or not by lockstep)."""
+    value = dict(getattr(version, "tags", None) or {}).get(tracking.MODEL_SOURCE, "")
+    return value if value in (LOGGED_MODEL, RAW_FILE) else ""
+
+
+def log_model_hint(artifact: str) -> str:
+    """How the training code logs a loadable model into the rebuild's run."""
+    return (f"`mlflow.<flavor>.log_model(model, name='{artifact or 'model'}')` inside "
+            "`mlflow.start_run(run_id=os.environ['LOCKSTEP_MLFLOW_RUN_ID'])`; a model the code logs into a run of its "
+            "own (autolog, its own `start_run`) is not the one registered")
+
+
+def file_after_model(model: str, alias: str, holder, chosen) -> str:
+    """Why moving `alias` from `holder` to `chosen` would make it serve the raw model file where it
+    served an MLflow model: consumers of `models:/<model>@<alias>` would stop loading. '' when it
+    would not (file to file, model to model, file to model, a first move, or a version that does
+    not say what it holds)."""
+    if holder is None or str(holder.version) == str(chosen.version):
+        return ""
+    if model_source(holder) != LOGGED_MODEL or model_source(chosen) != RAW_FILE:
+        return ""
+    return (f"{model}@{alias} serves version {holder.version}, an MLflow model ({tracking.MODEL_SOURCE}: "
+            f"{LOGGED_MODEL}); version {chosen.version} is the model file as it is ({tracking.MODEL_SOURCE}: "
+            f"{RAW_FILE}), which `mlflow.pyfunc.load_model('models:/{model}@{alias}')` cannot load")
+
+
+def source_not_known(model: str, alias: str, holder, chosen) -> str:
+    """A note when file_after_model could not tell: one of the two versions does not say what it
+    holds (an older lockstep registered it) and the other leaves a downgrade possible. ''
+    otherwise, also when neither says (a registry of older versions only: nothing to compare)."""
+    if holder is None or str(holder.version) == str(chosen.version):
+        return ""
+    before, after = model_source(holder), model_source(chosen)
+    if (before, after) not in (("", RAW_FILE), (LOGGED_MODEL, "")):
+        return ""
+    unknown = holder if not before else chosen
+    return (f"{model}@{alias}: version {unknown.version} does not say whether it holds an MLflow model "
+            f"(no {tracking.MODEL_SOURCE} tag: an older lockstep registered it), so moving the alias from version "
+            f"{holder.version} to {chosen.version} was not checked for a raw file replacing an MLflow model")
+
+
 # --- promotion ----------------------------------------------------------------------------------
 
 
@@ -232,11 +282,13 @@ class Promotion:
 
 def promote(tracker, *, model: str, version: str | None, source_alias: str, target_alias: str, gates,
             actor: str, reason: str, environment: str = "", run_url: str = "",
-            approval: Approval | None = None) -> Promotion:
+            approval: Approval | None = None, allow_file_model: bool = False, artifact: str = "model") -> Promotion:
     """Move `target_alias` to `version` (default: the holder of `source_alias`) when the version
     is CI-built and passes the gates against the current holder of `target_alias`; record who,
     when, why, who approved (`approval`, when the promotion ran in an environment) and the move in
-    the alias history. Raises ChecksFailed (exit 1) when a gate fails."""
+    the alias history. Raises ChecksFailed (exit 1) when a gate fails, InputError (exit 2) when the
+    alias would serve the raw model file where it served an MLflow model (unless
+    `allow_file_model`); nothing is written to the registry then."""
     if not target_alias:
         raise InputError("no alias to promote to", hint="set registry.promote-to in lockstep.yaml or pass --to")
     if version:
@@ -269,6 +321,19 @@ def promote(tracker, *, model: str, version: str | None, source_alias: str, targ
     if previous == version:
         result.promoted = True
         return result
+    downgrade = file_after_model(model, target_alias, holder, chosen)
+    if downgrade and not allow_file_model:
+        raise InputError(
+            f"{downgrade}: version {version} was not promoted to '{target_alias}'",
+            hint=(f"'{target_alias}' did not move. Have the training code log the model into the rebuild's run, "
+                  f"{log_model_hint(artifact)}, and promote the version the next rebuild registers. If the consumers "
+                  f"of '{target_alias}' load the file rather than an MLflow model, promote it on purpose with "
+                  f"`allow-file-model: true` (`lockstep promote --version {version} --allow-file-model true`)"),
+        )
+    if downgrade:
+        gha.warning(f"{downgrade}; promoted all the same (allow-file-model)", title="lockstep promote: a file replaces an MLflow model")
+    elif note := source_not_known(model, target_alias, holder, chosen):
+        gha.info(note)
     failed = [g for g in results if not g.passed]
     if failed:
         held = f"version {previous}" if previous else "nobody"

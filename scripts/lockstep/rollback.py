@@ -22,6 +22,7 @@ class RollbackResult:
     version: str
     previous: str | None
     lock_commit: str
+    file_after_model: str = ""  # registry.file_after_model: the alias now serves a file where it served a model
 
     @property
     def restore(self) -> str:
@@ -56,6 +57,11 @@ def rollback(tracker: Tracker, model: str, alias: str, version: str | None, *, a
             f"{model} version {version} has no lockstep lineage ({', '.join(missing)} missing): it was not built by CI",
             hint="roll back only to versions registered by a lockstep main rebuild",
         )
+    from . import registry
+
+    # A rollback is a person's choice of a version, often during an incident: a raw file replacing
+    # an MLflow model is said (a warning), not refused as a promotion is.
+    downgrade = registry.file_after_model(model, alias, current, target)
     tracker.set_alias(model, alias, version)
     tracker.set_version_tags(model, version, {
         "lockstep.rollback.alias": alias,
@@ -64,8 +70,6 @@ def rollback(tracker: Tracker, model: str, alias: str, version: str | None, *, a
         "lockstep.rollback.at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "lockstep.rollback.from_version": previous or "",
     })
-    from . import registry
-
     registry.record_move(tracker, model, alias, version, previous, "rollback", commit=target.tags["lockstep.lock_commit"],
                          run=run_url, actor=actor or "unknown", reason=reason)
-    return RollbackResult(model, alias, version, previous, target.tags["lockstep.lock_commit"])
+    return RollbackResult(model, alias, version, previous, target.tags["lockstep.lock_commit"], downgrade)
