@@ -87,3 +87,140 @@ def test_a_score_that_can_be_near_zero_gets_an_absolute_allowance():
     assert "r2\": {direction: higher, max-regression: 0.05}" in adopt.config_text(plan)
     assert "rmse\": {direction: lower, max-regression-relative: 0.05}" in adopt.config_text(plan)
     assert set(loaded) == {"report/scores.json:r2", "report/scores.json:rmse"}
+
+
+# --- the stages' requirements where the setup action does not look by default ----------------------
+
+DVC_YAML = """stages:
+  train:
+    cmd: python train.py
+    deps: [train.py]
+    outs: [model.pkl]
+  evaluate:
+    cmd: python evaluate.py
+    deps: [model.pkl, evaluate.py]
+    metrics:
+      - metrics.json:
+          cache: false
+"""
+
+
+def _adoptable(tmp_path: Path, files: dict[str, str], folder: str = "ml") -> Path:
+    """A throwaway repository with a DVC project in `folder` ('.' at the root), its first
+    `dvc repro` as if done (metrics written), and `files` relative to the repository's root."""
+    import subprocess
+    import sys
+
+    root = tmp_path / "repo"
+    project = root / folder
+    project.mkdir(parents=True)
+    subprocess.run(["git", "init", "-q", str(root)], check=True)
+    subprocess.run([sys.executable, "-m", "dvc", "init", "-q", *(["--subdir"] if folder != "." else [])], cwd=project, check=True)
+    for name, text in {f"{folder}/dvc.yaml": DVC_YAML, f"{folder}/metrics.json": '{"accuracy": 0.9}\n',
+                       f"{folder}/train.py": "", f"{folder}/evaluate.py": "", **files}.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+    return project
+
+
+def _init(project: Path, capsys) -> tuple[int, str, dict[str, dict]]:
+    import yaml
+
+    from lockstep import cli
+
+    capsys.readouterr()
+    code = cli.main(["init", "--working-directory", str(project), "--repository", "octo/ml"])
+    out = capsys.readouterr().out
+    workflows = project.parent / ".github" / "workflows" if project.name == "ml" else project / ".github" / "workflows"
+    calls = {}
+    for name in adopt.WORKFLOWS:
+        jobs = yaml.safe_load((workflows / name).read_text())["jobs"]
+        calls[name] = next(job for job in jobs.values() if "with" in job)["with"]
+    return code, out, calls
+
+
+@pytest.mark.parametrize(("files", "folder", "expected"), [
+    ({"ml/requirements/base.txt": "pyyaml\n", "ml/requirements/train.txt": "-r base.txt\nsix\n",
+      "ml/requirements/dev.txt": "-r train.txt\npytest\n", "ml/requirements/docs.txt": "sphinx\n"},
+     "ml", "requirements/base.txt requirements/train.txt"),
+    ({"ml/requirements-train.txt": "six\n", "ml/requirements-dev.txt": "pytest\n"}, "ml", "requirements-train.txt"),
+    ({"ml/gpu-requirements.txt": "six\n", "ml/test_requirements.txt": "pytest\n"}, "ml", "gpu-requirements.txt"),
+    ({"requirements/common.txt": "six\n", "requirements/lint.txt": "ruff\n"}, "ml", "../requirements/common.txt"),
+    ({"requirements/base.txt": "six\n", "requirements/serve.txt": "fastapi\n"}, ".", "requirements/base.txt"),
+    ({"ml/requirements-dev.txt": "pytest\n", "requirements/ml.txt": "six\n", "requirements/api.txt": "fastapi\n"}, "ml",
+     "../requirements/api.txt ../requirements/ml.txt"),
+], ids=["folder-base-and-train", "dash-train", "suffix-one-left", "root-of-a-sub-folder-project", "project-at-root",
+        "developer-file-here-all-of-the-root-s"])
+def test_init_writes_the_requirements_the_setup_would_not_find(tmp_path, capsys, files, folder, expected):
+    """No default requirements file, but files that look like requirements: the setup action would
+    stop (exit 2) asking for the `requirements` input. `lockstep init` writes its best guess into
+    every workflow that installs the stages' requirements, with the rule as a comment to review,
+    and says what it chose."""
+    import subprocess
+
+    from conftest import BIN
+
+    project = _adoptable(tmp_path, files, folder)
+    code, out, calls = _init(project, capsys)
+    assert code == 0, out
+    for name in ("ml-pr.yml", "ml-main.yml", "ml-retrain.yml"):
+        assert calls[name]["requirements"] == expected, name
+    assert "requirements" not in calls["ml-pr-comment.yml"]
+    workflows = sorted((project.parent if folder == "ml" else project).joinpath(".github", "workflows").glob("*.yml"))
+    text = next(path for path in workflows if path.name == "ml-pr.yml").read_text()
+    assert "# REVIEW `requirements`: no file the setup installs by default" in text
+    assert "without the ones for developers (dev, test, lint, docs)" in " ".join(text.replace("#", " ").split())
+    flat = " ".join(out.split())
+    assert f"Requirements: the workflows pass `requirements: {expected}` to the setup (REVIEW" in flat, out
+    lint = subprocess.run([str(BIN / "actionlint"), "-color=false", *map(str, workflows)], capture_output=True, text=True)
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+    audit = subprocess.run([str(BIN / "zizmor"), "--offline", "--persona", "pedantic", "--no-progress", *map(str, workflows)],
+                           capture_output=True, text=True)
+    assert audit.returncode == 0, audit.stdout + audit.stderr
+
+
+def test_init_writes_no_requirements_when_the_setup_finds_them_or_only_developer_files(tmp_path, capsys):
+    found = _adoptable(tmp_path / "a", {"ml/requirements.txt": "six\n", "ml/requirements-dev.txt": "pytest\n"})
+    code, out, calls = _init(found, capsys)
+    assert code == 0 and all("requirements" not in call for call in calls.values()) and "Requirements:" not in out
+    developers = _adoptable(tmp_path / "b", {"ml/requirements-dev.txt": "pytest\n", "ml/requirements/test.txt": "pytest\n"})
+    code, out, calls = _init(developers, capsys)
+    assert code == 0 and all("requirements" not in call for call in calls.values())
+    flat = " ".join(out.split())
+    assert ("Note: requirements/test.txt, requirements-dev.txt look like the project's requirements, but only for developers"
+            in flat), out
+
+
+@pytest.mark.parametrize("files", [
+    {"ml/requirements/base.txt": "", "ml/requirements/train.txt": "", "ml/requirements-dev.txt": ""},
+    {"ml/train_requirements.txt": "", "requirements/base.txt": "", "requirements-ci.txt": ""},
+    {"requirements/base.txt": "", "requirements/dev.txt": ""},
+    {"ml/pyproject.toml": "[tool.ruff]\nline-length = 100\n", "ml/requirements-gpu.txt": ""},  # tools' settings only
+    {"ml/pyproject.toml": "[project]\nname = 'ml'\n", "ml/requirements-gpu.txt": ""},
+    {"requirements.txt": "", "ml/requirements/base.txt": ""},
+    {"ml/notes.txt": "", "ml/requirements.in": ""},
+], ids=["folder-and-dash", "suffix-and-root", "root-only", "tools-pyproject", "project-pyproject", "root-default", "none"])
+def test_init_and_the_setup_action_see_the_same_requirements(tmp_path, files):
+    """adopt.py lists requirements as actions/setup/setup.sh does: the same default, or the same
+    files when there is none (the setup then stops), and the input init infers satisfies the setup."""
+    from test_setup import setup
+
+    project = _adoptable(tmp_path, files)
+    root = project.parent
+    proc, values = setup("plan", project, root)
+    default = adopt.default_requirements(project, root)
+    if proc.returncode == 2:
+        assert default == ""
+        listed = proc.stderr.split(" but ", 1)[1].split(" look like ", 1)[0].split(", ")
+        assert sorted(listed) == sorted(adopt.unlisted_requirements(project, root)), proc.stderr
+        inferred = adopt.infer_requirements(project, root)
+        assert inferred is not None and inferred.entries
+        proc, values = setup("plan", project, root, SETUP_REQUIREMENTS=" ".join(inferred.entries))
+        assert proc.returncode == 0, proc.stderr
+        assert [str((root / p).resolve()) for p in values["requirements"].splitlines()] == [
+            str((project / entry).resolve()) for entry in inferred.entries]
+    else:
+        assert proc.returncode == 0, proc.stderr
+        expected = [str((project / default).resolve())] if default else []
+        assert [str((root / p).resolve()) for p in values["requirements"].splitlines()] == expected
+        assert adopt.infer_requirements(project, root) is None

@@ -317,9 +317,11 @@ def _quote(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def workflow_texts(folder: str, library: str, label: str, schemes: Sequence[str] = ("s3",)) -> dict[str, str]:
+def workflow_texts(folder: str, library: str, label: str, schemes: Sequence[str] = ("s3",),
+                   requirements: Requirements | None = None) -> dict[str, str]:
     """The consumer workflows for a project in `folder`, calling lockstep at `library`
-    (`OWNER/REPO@REF`), handing it the secrets its remotes (URL `schemes`) and MLflow need."""
+    (`OWNER/REPO@REF`), handing it the secrets its remotes (URL `schemes`) and MLflow need, and
+    the `requirements` input when the setup action would not find the stages' requirements."""
     path, _at, ref = library.partition("@")
     if not re.fullmatch(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+", path) or not re.fullmatch(r"[A-Za-z0-9_./-]+", ref or ""):
         raise InputError(f"library {library!r} is not OWNER/REPO@REF", hint="e.g. `--library my-org/lockstep@v1`")
@@ -330,9 +332,128 @@ def workflow_texts(folder: str, library: str, label: str, schemes: Sequence[str]
         if folder == ".":
             text = text.replace("project in __WORKING_DIRECTORY__/.", "project at the repository's root.")
         secrets = "".join(f"      {name}: ${{{{ secrets.{name} }}}}\n" for name in secret_names(schemes))
-        texts[name] = (text.replace("__LIBRARY__", path).replace("__REF__", ref).replace("      __SECRETS__\n", secrets)
-                       .replace("__WORKING_DIRECTORY__", folder).replace("__ARTIFACT__", artifact))
+        text = (text.replace("__LIBRARY__", path).replace("__REF__", ref).replace("      __SECRETS__\n", secrets)
+                .replace("__WORKING_DIRECTORY__", folder).replace("__ARTIFACT__", artifact))
+        if requirements is not None and name in _INSTALLING:  # the calls that install the stages' requirements
+            line = f"      working-directory: {folder}\n"
+            assert text.count(line) == 1, name  # noqa: S101 - the templates' own shape
+            text = text.replace(line, line + _requirements_lines(requirements))
+        texts[name] = text
     return texts
+
+
+_INSTALLING = ("ml-pr.yml", "ml-main.yml", "ml-retrain.yml")  # pr-validate.yml and main-rebuild.yml take `requirements`
+
+
+# --- the stages' requirements: what the setup action installs (actions/setup/setup.sh) ----------
+
+# setup.sh `requirements()`: the first of these in the project's folder, else at the repository's root
+DEFAULT_REQUIREMENTS = ("requirements.txt", "src/requirements.txt", "uv.lock", "pyproject.toml", "setup.py",
+                        "environment.yml", "environment.yaml", "Pipfile.lock", "Pipfile")
+# setup.sh `unlisted_requirements()`: files that look like requirements but are no default; with no
+# default found, the setup fails (exit 2) and asks for the `requirements` input
+_PREFIXED, _SUFFIXED = re.compile(r"^requirements[-_].*\.txt$"), re.compile(r"^.*[-_]requirements\.txt$")
+# the part of such a file's name beside `requirements`: `requirements/train.txt`, `requirements-train.txt`
+# and `train-requirements.txt` are all "train"
+_PART = re.compile(r"^(?:requirements/(?P<a>.+)|requirements[-_](?P<b>.+)|(?P<c>.+)[-_]requirements)\.txt$")
+_FOR_DEVELOPERS = frozenset({"dev", "develop", "development", "test", "tests", "testing", "lint", "docs", "doc"})
+_FOR_THE_STAGES = (("base", "common", "core"), ("train", "training"))  # in this order
+_SAFE_PATH = re.compile(r"[A-Za-z0-9_./-]+")  # the input is space-separated, and it goes into YAML as it is
+
+
+def _bases(project: Path, root: Path) -> list[tuple[str, Path]]:
+    """(prefix, folder): the project's folder, then the repository's root when it is another."""
+    bases = [("", project)]
+    if project.resolve() != root.resolve():
+        bases.append((os.path.relpath(root, project).replace(os.sep, "/") + "/", root))
+    return bases
+
+
+def default_requirements(project: Path, root: Path) -> str:
+    """The requirement entry the setup action installs without a `requirements` input, relative to
+    the project ('' when none): its `requirements()`, rule for rule."""
+    for prefix, folder in _bases(project, root):
+        for name in DEFAULT_REQUIREMENTS:
+            path = folder / name
+            if not path.is_file():
+                continue
+            if name == "pyproject.toml" and not re.search(r"^\[(project|tool\.poetry)[].]", path.read_text("utf-8", "replace"),
+                                                          re.MULTILINE) \
+                    and not (folder / "setup.py").is_file() and not (folder / "setup.cfg").is_file():
+                continue  # black's or ruff's settings only
+            return prefix + name
+    return ""
+
+
+def unlisted_requirements(project: Path, root: Path) -> list[str]:
+    """Files that look like requirements and are no default, relative to the project, as the setup
+    action's `unlisted_requirements()` lists them: `requirements/*.txt`, `requirements-*.txt`,
+    `requirements_*.txt`, `*-requirements.txt`, `*_requirements.txt`, in the project's folder, then at the root."""
+    found: list[str] = []
+    for prefix, folder in _bases(project, root):
+        inside = sorted(path.name for path in (folder / "requirements").glob("*.txt") if path.is_file())
+        beside = sorted(path.name for path in folder.glob("*.txt") if path.is_file())
+        found += [prefix + "requirements/" + name for name in inside]  # in the setup's order: this folder,
+        found += [prefix + name for name in beside if _PREFIXED.match(name)]  # then requirements-*.txt,
+        found += [prefix + name for name in beside if _SUFFIXED.match(name)]  # then *-requirements.txt
+    return list(dict.fromkeys(found))
+
+
+@dataclass
+class Requirements:
+    """What `lockstep init` writes as the workflows' `requirements` input, and why."""
+
+    entries: list[str]
+    found: list[str]  # the files that looked like requirements
+
+
+def infer_requirements(project: Path, root: Path) -> Requirements | None:
+    """The `requirements` input to write when the setup action would find no default and fail:
+    None when it finds one (or nothing looks like requirements). The rule, kept simple: by the part
+    of their name beside `requirements`, leave out the files for developers (dev, test, lint,
+    docs); take what is left in the project's folder, else at the root; of those, the ones named
+    base/common/core then train/training when there are any, else all of them."""
+    if default_requirements(project, root):
+        return None
+    found = unlisted_requirements(project, root)
+    if not found:
+        return None
+    candidates: list[tuple[str, str]] = []  # (the part of the name beside `requirements`, the path)
+    for here in (False, True):  # the project's folder first, then the root's (`../`)
+        for name in found:
+            match = _PART.match(name.rsplit("../", 1)[-1])
+            part = next((group for group in match.groups() if group), "").lower() if match else ""
+            if (name.startswith("../") == here and _SAFE_PATH.fullmatch(name)
+                    and not set(re.split(r"[-_.]", part)) & _FOR_DEVELOPERS):
+                candidates.append((part, name))
+        if candidates:
+            break
+    chosen = [name for names in _FOR_THE_STAGES for wanted in names for part, name in candidates if part == wanted]
+    return Requirements(chosen or [name for _part, name in candidates], found)
+
+
+REQUIREMENTS_RULE = (
+    "no file the setup installs by default (requirements.txt, src/requirements.txt, uv.lock, pyproject.toml, "
+    "setup.py, environment.yml, Pipfile) is in the project's folder or at the repository's root, so `lockstep init` "
+    "chose among the files that look like requirements ({found}): without the ones for developers (dev, test, lint, "
+    "docs), those of the project's folder (else the root's), and of those base/common/core then train/training "
+    "when there are any, else all"
+)
+
+
+def _requirements_lines(req: Requirements) -> str:
+    """The workflows' `requirements:` input, with the rule as a comment for the user to check."""
+    if not req.entries:
+        return ""
+    words = REQUIREMENTS_RULE.format(found=", ".join(req.found)).split()
+    comment, line = [], "      # REVIEW `requirements`:"
+    for word in words:
+        if len(line) + 1 + len(word) > 110:
+            comment.append(line)
+            line = "      #"
+        line += " " + word
+    comment.append(line)
+    return "\n".join(comment) + f"\n      requirements: {' '.join(req.entries)}\n"
 
 
 @dataclass
@@ -340,13 +461,15 @@ class Written:
     files: list[Path]
     secrets: list[str]
     notes: list[str]
+    requirements: Requirements | None = None
 
 
 def write(project_dir: Path, *, library: str = DEFAULT_LIBRARY, repository: str = "", force: bool = False) -> Written:
     p = plan(project_dir, repository)
     root = gitrepo.toplevel(p.project)
     targets = {p.project / configmod.CONFIG_NAME: config_text(p)}
-    for name, text in workflow_texts(p.folder, library, p.label, p.remote_schemes).items():
+    requirements = infer_requirements(p.project, root)
+    for name, text in workflow_texts(p.folder, library, p.label, p.remote_schemes, requirements).items():
         targets[root / ".github" / "workflows" / name] = text
     existing = [path for path in targets if path.exists()]
     if existing and not force:
@@ -364,7 +487,11 @@ def write(project_dir: Path, *, library: str = DEFAULT_LIBRARY, repository: str 
         p.notes.append("the DVC remote is a local folder: CI runners cannot reach it; add a cloud remote")
     elif not p.remote_scheme:
         p.notes.append("no DVC remote is configured: add one with `dvc remote add -d`")
-    return Written(list(targets), secrets, p.notes)
+    if requirements is not None and not requirements.entries:
+        p.notes.append(f"{', '.join(requirements.found)} look like the project's requirements, but only for developers "
+                       "(dev, test, lint, docs): the setup action installs none of them and stops; set the `requirements` "
+                       "input of the workflows to the file(s) the stages need")
+    return Written(list(targets), secrets, p.notes, requirements)
 
 
 def summary(written: Written) -> str:
@@ -374,6 +501,9 @@ def summary(written: Written) -> str:
               "  git add " + " ".join(os.path.relpath(path) for path in written.files),
               "Secrets to set in the repository (Settings > Secrets and variables > Actions):"]
     lines += [f"  {secret}" for secret in written.secrets]
+    if written.requirements is not None and written.requirements.entries:
+        lines += [f"Requirements: the workflows pass `requirements: {' '.join(written.requirements.entries)}` to the setup "
+                  f"(REVIEW: it installs those for the stages): {REQUIREMENTS_RULE.format(found=', '.join(written.requirements.found))}"]
     lines += [f"Note: {note}" for note in written.notes]
     return "\n".join(lines)
 
