@@ -614,7 +614,7 @@ def _promote(tracker, cfg, registered, metrics: dict[str, Any], move: dict[str, 
              result: RebuildResult | None = None) -> bool:
     """Move registry.promote-to to the version just registered when the gates pass and the alias
     would not serve the raw model file where it served an MLflow model. A refusal is a warning:
-    the version is registered and the lock committed, only the alias stays."""
+    the version stays registered (and the lock committed), only promote-to does not move."""
     version = str(registered.version)
     current = tracker.version_by_alias(cfg.model_name, cfg.promote_to)
     if current is not None and str(current.version) == version:
@@ -622,7 +622,7 @@ def _promote(tracker, cfg, registered, metrics: dict[str, Any], move: dict[str, 
     downgrade = registry.file_after_model(cfg.model_name, cfg.promote_to, current, registered)
     if downgrade:
         gha.warning(
-            f"not promoted to '{cfg.promote_to}': {downgrade}. Version {version} is registered and the lock committed; "
+            f"not promoted to '{cfg.promote_to}': {downgrade}. Version {version} is registered and '{cfg.alias}' points to it; "
             f"'{cfg.promote_to}' stays on version {current.version}. Log the model into the rebuild's run, "
             f"{registry.log_model_hint(cfg.model_artifact)}; or, if the consumers of '{cfg.promote_to}' load the file "
             f"rather than an MLflow model, promote it on purpose: `lockstep promote --version {version} "
