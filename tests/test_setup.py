@@ -299,6 +299,14 @@ def test_the_project_install_outlives_the_step_that_began_it_however_late_it_det
     assert (root / "project.status").read_text().strip() == "0"
 
 
+def test_lockstep_s_own_install_failing_fails_the_step_with_its_log(tmp_path):
+    folder = project(tmp_path, {"requirements.txt": ""})
+    proc, values = setup("install", folder, tmp_path, SETUP_PYTHON=str(tmp_path / "no-such-python"))
+    assert proc.returncode != 0
+    assert "lockstep's own environment did not install" in proc.stderr and "no-such-python" in proc.stderr
+    assert "lockstep-version" not in values
+
+
 def test_a_failed_project_install_fails_the_install(tmp_path):
     folder = project(tmp_path, {"dvc.yaml": "stages: {}\n"})
     proc, _ = setup("install", folder, tmp_path, SETUP_REQUIREMENTS="nope/requirements.txt")

@@ -4,12 +4,12 @@
 # actions/setup/action.yml:
 #   setup.sh plan      which Python, which requirement files, which DVC extras (to GITHUB_OUTPUT)
 #   setup.sh key       the bytecode cache's key, restore prefix and folder (to GITHUB_OUTPUT)
-#   setup.sh begin     `key`, and start installing the project's environment (the cache's restore
-#                      and lockstep's own install then overlap it)
-#   setup.sh install   install lockstep's environment, and the project's unless `begin` started it
+#   setup.sh begin     `key`, and start installing both environments (the cache's restore then
+#                      overlaps them)
+#   setup.sh install   finish lockstep's environment (unless `begin` did, start both installs first)
 #   setup.sh project   install only the project's environment (into SETUP_ENV_DIR when set: lockstep
 #                      validate installs the base commit's there, for the base's evaluation)
-#   setup.sh project-background   what `install` starts for the project's environment
+#   setup.sh tool-background, project-background   what `begin` starts for each environment
 # lockstep runs from the action's own source (a .pth file), so nothing is built. The two installs
 # run side by side; with SETUP_BACKGROUND=true the project's goes on after this step, and
 # `lockstep validate` / `lockstep rebuild` wait for it (LOCKSTEP_PROJECT_ENV_STATUS) before they run
@@ -240,17 +240,38 @@ install_project() {
   done <<< "$entries"
 }
 
-# Start installing the project's environment, in its own session (a runner may end a step's process
-# group with the step), at a lower priority: lockstep's, installed meanwhile, is needed first.
-start_project() {
+# Start installing both environments, each in its own session (a runner may end a step's process
+# group with the step). lockstep's first, and the project's at a lower priority: lockstep's is needed
+# first, and the two share uv's cache, whose entries one install locks while it unpacks them (the
+# project's, started first, held lockstep's install up until its own end).
+start_installs() {
   rm -rf "$root"
   mkdir -p "$root"
-  local detach=(); if command -v setsid > /dev/null; then detach=(setsid); fi
-  ${detach[@]+"${detach[@]}"} nice -n 10 bash "$0" project-background < /dev/null > /dev/null 2>&1 &
-  # it writes its pid once it is in its own session: until then, the end of this step would end it
+  detach tool
+  detach project nice -n 10
+}
+
+# Start `setup.sh NAME-background` detached, and return once it runs in its own session: it writes
+# NAME.pid then (until then, the end of this step would end it).
+detach() {
+  local name="$1"; shift
+  local session=(); if command -v setsid > /dev/null; then session=(setsid); fi
+  ${session[@]+"${session[@]}"} "$@" bash "$0" "$name-background" < /dev/null > /dev/null 2>&1 &
   local tries=100 started=$!
-  while [ ! -f "$root/project.pid" ] && [ "$tries" -gt 0 ]; do sleep 0.02; tries=$((tries - 1)); done
-  if [ ! -f "$root/project.pid" ]; then echo "$started" > "$root/project.pid"; fi
+  while [ ! -f "$root/$name.pid" ] && [ "$tries" -gt 0 ]; do sleep 0.02; tries=$((tries - 1)); done
+  if [ ! -f "$root/$name.pid" ]; then echo "$started" > "$root/$name.pid"; fi
+}
+
+# The exit code of a background install (NAME.status), once it has one; 1 if it stopped without.
+finished() {
+  while [ ! -f "$root/$1.status" ] && kill -0 "$(cat "$root/$1.pid")" 2> /dev/null; do sleep 0.05; done
+  cat "$root/$1.status" 2> /dev/null || echo 1
+}
+
+# Record a background install's end: its exit code in NAME.status, written whole.
+record_status() {
+  echo "$2" > "$root/$1.status.part"
+  mv "$root/$1.status.part" "$root/$1.status"
 }
 
 # Wait until the cache step has restored the bytecode (`install` says so), for at most ten minutes
@@ -288,11 +309,21 @@ case "${1:-install}" in
       echo "restore-prefix=$prefix"
       echo "dir=$bytecode"
     } >> "$GITHUB_OUTPUT"
-    if [ "$1" = begin ]; then start_project; fi
+    if [ "$1" = begin ]; then start_installs; fi
     ;;
   project)
     rm -rf "${SETUP_ENV_DIR:-$root/project}"
     install_project
+    ;;
+  tool-background)
+    # started by `begin` or `install`: lockstep's dependencies as constraints.txt lists them, a
+    # complete resolution (every platform's markers), so nothing is resolved here (a third of a warm
+    # install's time); `install` goes on from there
+    set +e
+    echo "$$" > "$root/tool.pid.part" && mv "$root/tool.pid.part" "$root/tool.pid"
+    ( uv venv --quiet --relocatable --python "$python" "$root/tool" \
+        && uv pip sync --quiet --python "$root/tool/bin/python" "$source_dir/constraints.txt" ) > "$root/tool-install.log" 2>&1
+    record_status tool "$?"
     ;;
   project-background)
     # started by `begin` or `install`: the exit code lands in project.status (lockstep/projectenv.py
@@ -300,17 +331,18 @@ case "${1:-install}" in
     set +e
     echo "$$" > "$root/project.pid.part" && mv "$root/project.pid.part" "$root/project.pid"
     ( install_project && wait_for_bytecode && link_bytecode project ) > "$root/project-install.log" 2>&1
-    echo "$?" > "$root/project.status.part"
-    mv "$root/project.status.part" "$root/project.status"
+    record_status project "$?"
     ;;
   install)
-    if [ ! -f "$root/project.pid" ]; then start_project; fi
+    if [ ! -f "$root/project.pid" ]; then start_installs; fi
     touch "$root/bytecode.ready"  # the cache step is over: the project's install may link what it restored
     status="$root/project.status"
-    uv venv --quiet --relocatable --python "$python" "$root/tool"
-    # lockstep's dependencies are installed as constraints.txt lists them: a complete resolution
-    # (every platform's markers), so nothing is resolved here (a third of a warm install's time)
-    uv pip sync --quiet --python "$root/tool/bin/python" "$source_dir/constraints.txt"
+    code="$(finished tool)"
+    if [ "$code" -ne 0 ]; then
+      echo "::error title=lockstep setup::lockstep's own environment did not install (exit $code): see the log below" >&2
+      cat "$root/tool-install.log" >&2
+      exit "$code"
+    fi
     extras="$(dvc_extras)"
     if [ -n "$extras" ]; then
       echo "installing dvc[$extras] for the project's remotes"
@@ -334,8 +366,7 @@ case "${1:-install}" in
       echo "LOCKSTEP_PROJECT_ENV_STATUS=$status" >> "$GITHUB_ENV"
       echo "the project's requirements go on installing in the background; lockstep waits for them before running the project's code"
     else
-      while [ ! -f "$status" ] && kill -0 "$(cat "$root/project.pid")" 2> /dev/null; do sleep 0.1; done
-      code="$(cat "$status" 2>/dev/null || echo 1)"
+      code="$(finished project)"
       if [ "$code" -ne 0 ]; then cat "$root/project-install.log" >&2; exit "$code"; fi
       cat "$root/project-install.log"
     fi
