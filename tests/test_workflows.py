@@ -349,3 +349,24 @@ def test_self_test_calls_the_library_through_self_references():
     assert attest["needs"] == "rebuild" and "needs.rebuild.outputs.model-sha256 != ''" in attest["if"]
     assert attest["with"] == {"model-path": "${{ needs.rebuild.outputs.model-path }}",
                               "model-sha256": "${{ needs.rebuild.outputs.model-sha256 }}"}
+
+
+
+@pytest.mark.parametrize(("pattern", "fixture"), [("(a)", "ingest-external"), ("(c)", "persist-outputs")])
+def test_readme_ingestion_stages_are_the_fixtures_stages(pattern, fixture):
+    """The README's ingestion patterns are the stages the tests run (tests/projects/...): the same
+    fields, `always_changed` and output options (`persist`), the paths aside."""
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("### Making new data visible to DVC"):]
+    block = section[section.index(f"\n{pattern} "):]
+    block = block[block.index("```yaml\n") + len("```yaml\n"):]
+    (readme,) = yaml.safe_load(block[: block.index("```")])["stages"].values()
+    tested = yaml.safe_load((ROOT / "tests" / "projects" / fixture / "dvc.yaml").read_text())["stages"]
+    stage = next(iter(tested.values()))  # the ingestion stage comes first in the pipeline, as the README says
+
+    def options(outs: list) -> list[dict]:
+        return [next(iter(out.values())) if isinstance(out, dict) else {} for out in outs]
+
+    assert sorted(readme) == sorted(stage), f"README {pattern}: fields {sorted(readme)}, the fixture's {sorted(stage)}"
+    assert readme.get("always_changed") == stage.get("always_changed")
+    assert options(readme["outs"]) == options(stage["outs"])
