@@ -3,9 +3,8 @@
 # and the project's stage requirements into another, so neither can break the other. Called by
 # actions/setup/action.yml:
 #   setup.sh plan      which Python, which requirement files, which DVC extras (to GITHUB_OUTPUT)
-#   setup.sh key       the bytecode cache's key, restore prefix and folder (to GITHUB_OUTPUT)
-#   setup.sh begin     `key`, and start installing both environments (the cache's restore then
-#                      overlaps them)
+#   setup.sh begin     the bytecode cache's key, restore prefix and folder (to GITHUB_OUTPUT), and
+#                      start installing both environments (the cache's restore then overlaps them)
 #   setup.sh install   finish lockstep's environment (unless `begin` did, start both installs first)
 #   setup.sh project   install only the project's environment (into SETUP_ENV_DIR when set: lockstep
 #                      validate installs the base commit's there, for the base's evaluation)
@@ -242,8 +241,7 @@ install_project() {
 
 # Start installing both environments, each in its own session (a runner may end a step's process
 # group with the step). lockstep's first, and the project's at a lower priority: lockstep's is needed
-# first, and the two share uv's cache, whose entries one install locks while it unpacks them (the
-# project's, started first, held lockstep's install up until its own end).
+# first (the two share the cores and the disk, and each slows the other).
 start_installs() {
   rm -rf "$root"
   mkdir -p "$root"
@@ -300,7 +298,7 @@ case "${1:-install}" in
       echo "LOCKSTEP_EOF"
     } >> "$GITHUB_OUTPUT"
     ;;
-  key|begin)
+  begin)
     # another key's archive (older requirements, another lockstep) is restored when this one has
     # none: what still matches its source is used, the rest compiled again
     prefix="lockstep-bytecode-$(uname -s)-$(uname -m)-$("$python" -c 'import sys; print(sys.implementation.cache_tag)')-"
@@ -309,7 +307,7 @@ case "${1:-install}" in
       echo "restore-prefix=$prefix"
       echo "dir=$bytecode"
     } >> "$GITHUB_OUTPUT"
-    if [ "$1" = begin ]; then start_installs; fi
+    start_installs
     ;;
   project)
     rm -rf "${SETUP_ENV_DIR:-$root/project}"
@@ -385,5 +383,5 @@ case "${1:-install}" in
       echo "python-path=$root/project/bin/python"
     } >> "$GITHUB_OUTPUT"
     ;;
-  *) echo "usage: setup.sh plan|key|begin|install|project" >&2; exit 2 ;;
+  *) echo "usage: setup.sh plan|begin|install|project" >&2; exit 2 ;;
 esac

@@ -1923,6 +1923,14 @@ def model_artifacts(repo) -> list[tuple[str, str]]:
     return found
 
 
+def evaluation_stages(repo, configured: Sequence[str] | None = None) -> list[str]:
+    """The evaluation stages (addresses): those lockstep.yaml names (`evaluation.stages`), else
+    those that write a metrics file DVC knows (`metrics_stages`); [] when there are none."""
+    if configured:
+        return [_address(repo, _stage(repo, name)) for name in configured]
+    return metrics_stages(repo)
+
+
 def metrics_stages(repo) -> list[str]:
     """Stages that write a metrics file DVC knows (their addresses), in pipeline order: those whose
     outputs hold one, else those a git-carried metrics file is named after (`named_metrics`)."""

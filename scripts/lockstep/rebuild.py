@@ -259,9 +259,7 @@ def _persisted_to_restore(repo, cfg: configmod.Config, stage_names: list[str]) -
     if not persisted:
         return []
     model = model_stage(repo, cfg) if cfg.model_path or cfg.model_stage else ""
-    evaluation = ([dvcrepo.stage_named(repo, name).address for name in cfg.evaluation_stages] if cfg.evaluation_stages
-                  else dvcrepo.metrics_stages(repo))
-    fresh = {model, *evaluation} - {""}
+    fresh = {model, *dvcrepo.evaluation_stages(repo, cfg.evaluation_stages)} - {""}
     scratch = [out for out in persisted if out.stage in fresh]
     if scratch:
         dvcrepo.remove_persisted(repo, sorted({out.stage for out in scratch}))
@@ -677,7 +675,7 @@ def _card(tracker, result: RebuildResult, cfg, repo, project: Path, lock_digest:
     """The model card on the version (description), on the run (model_card.md) and in the job
     summary, and the alias history for the summary."""
     deps, params = dvcrepo.stage_inputs(repo, result.stages)
-    evaluation = list(cfg.evaluation_stages or dvcrepo.metrics_stages(repo))
+    evaluation = dvcrepo.evaluation_stages(repo, cfg.evaluation_stages)
     eval_deps, _ = dvcrepo.stage_inputs(repo, evaluation)
     data = set(dvcrepo.evaluation_inputs(repo, evaluation))
     start = result.start_commit

@@ -1064,9 +1064,7 @@ def _model_stage(ctx: Context) -> str:
 
 
 def _evaluation_stages(repo, cfg: configmod.Config) -> list[str]:
-    if cfg.evaluation_stages:
-        return [dvcrepo.stage_named(repo, name).address for name in cfg.evaluation_stages]
-    stages = dvcrepo.metrics_stages(repo)
+    stages = dvcrepo.evaluation_stages(repo, cfg.evaluation_stages)
     if not stages:
         raise ConfigError(
             "no evaluation stage: no stage in dvc.yaml writes a metrics file DVC knows",
