@@ -253,13 +253,25 @@ def consumer_repo(base: Path, env: dict, bucket: str) -> tuple[Path, str, str]:
 
 # act with `--json`, each line prefixed with the wall time it arrived (act's own `time` field has
 # one-second resolution): the phases below are computed from these timestamps
+# It is also the job's subreaper (prctl PR_SET_CHILD_SUBREAPER), so the background installs that
+# leave their step's process group still count: the last line gives the CPU seconds of every process
+# the job started (servers on loopback are not the job's and do not count).
 TIMED_ACT = """#!{python}
-import subprocess, sys, time
+import ctypes, json, os, resource, subprocess, sys, time
+ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
 proc = subprocess.Popen([{act!r}, "--json", *sys.argv[1:]], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 for line in proc.stdout:
     sys.stdout.write(f"{{time.time():.3f}} {{line}}")
     sys.stdout.flush()
-sys.exit(proc.wait())
+code = proc.wait()
+while True:  # orphans handed to this process: wait for them, so their CPU time is counted
+    try:
+        os.wait()
+    except ChildProcessError:
+        break
+usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+sys.stdout.write(f"{{time.time():.3f}} " + json.dumps({{"lockstep_bench_cpu_s": usage.ru_utime + usage.ru_stime}}) + "\\n")
+sys.exit(code)
 """
 
 PHASES = ("job set-up, checkout", "cache restore", "install", "checks before evaluation", "pull", "evaluation",
@@ -367,6 +379,9 @@ def phases(workflow: str, log: str) -> dict:
     out = {phase: round(seconds, 1) for phase, seconds in out.items()}
     out["to comment"] = round((comment_end or job_end) - job_start, 1)
     out["job"] = round(job_end - job_start, 1)  # to the end of the last post step (act's own clean-up excluded)
+    cpu = [e["lockstep_bench_cpu_s"] for e in events if "lockstep_bench_cpu_s" in e]
+    if cpu:  # every process of the job, act's own included (the same on both sides)
+        out["cpu_s"] = round(cpu[-1], 1)
     out["steps"] = [{"stage": s["stage"], "name": s["name"][:60], "top": s["top"][:60], "s": round(s["end"] - s["start"], 2)} for s in steps]
     return out
 
@@ -492,8 +507,8 @@ def print_phase_table(med: dict, workflows: list[str]) -> None:
     columns = [c for c in (f"{wf}:{label}" for label in ("cold", "warm", "upgraded") for wf in workflows) if c in med]
     heads = [f"{label_of(c.split(':')[0]).split()[0]}{'@' + c.split('@')[1].split(':')[0] if '@' in c else ''} {c.split(':')[1]}" for c in columns]
     print("  " + f"{'phase (median s)':<28}" + "".join(f"{h:>16}" for h in heads))
-    for phase in (*PHASES, "to comment", "job", "s3_down_bytes", "cache_store_bytes"):
-        print("  " + f"{phase:<28}" + "".join(f"{med[c][phase]:>16,}" if "bytes" in phase else f"{med[c][phase]:>16.1f}" for c in columns))
+    for phase in (*PHASES, "to comment", "job", "cpu_s", "s3_down_bytes", "cache_store_bytes"):
+        print("  " + f"{phase:<28}" + "".join(f"{med[c].get(phase, 0):>16,}" if "bytes" in phase else f"{med[c].get(phase, 0.0):>16.1f}" for c in columns))
 
 
 def bench_main_rebuild(repeat: int = 1) -> dict:

@@ -225,6 +225,8 @@ def test_install_builds_both_environments_and_runs_lockstep_from_its_source(tmp_
     assert f"DVC version: {pinned}" in dvc.stdout  # lockstep's dependencies at the versions constraints.txt pins
     assert list((site / "dvc" / "__pycache__").glob("__init__.*.pyc"))  # imported: written
     assert not list((site / "botocore").glob("**/*.pyc"))  # not imported: not compiled
+    # without project-in-background the step ends with MLflow's client installed too
+    assert (root / "mlflow.status").read_text().strip() == "0" and list(site.glob("mlflow_skinny-*.dist-info"))
 
 
 @pytest.mark.integration  # two real installs and a package build: about 15 s
@@ -244,6 +246,12 @@ def test_in_the_background_the_project_installs_after_the_step_and_lockstep_wait
 
     projectenv.wait_until_installed({"LOCKSTEP_PROJECT_ENV_STATUS": str(status)}, timeout=300)
     assert status.read_text().strip() == "0" and installed(tmp_path, "slowpkg")
+    # MLflow's client goes on installing into lockstep's environment after the step too (toolenv.py)
+    client = tmp_path / "runner" / "lockstep" / "mlflow.status"
+    assert f"LOCKSTEP_MLFLOW_CLIENT_STATUS={client}" in env_file.read_text().splitlines()
+    projectenv.wait_for_mlflow_client({"LOCKSTEP_MLFLOW_CLIENT_STATUS": str(client)}, timeout=300)
+    tool = tmp_path / "runner" / "lockstep" / "tool" / "bin" / "python"
+    assert subprocess.run([str(tool), "-c", "import mlflow.tracking, dvc.repo"], capture_output=True).returncode == 0
 
 
 @pytest.mark.integration  # two real installs: about 10 s

@@ -261,9 +261,22 @@ detach() {
 }
 
 # The exit code of a background install (NAME.status), once it has one; 1 if it stopped without.
+# The process is NAME's, or the one named second (MLflow's client is installed by lockstep's).
 finished() {
-  while [ ! -f "$root/$1.status" ] && kill -0 "$(cat "$root/$1.pid")" 2> /dev/null; do sleep 0.05; done
+  while [ ! -f "$root/$1.status" ] && kill -0 "$(cat "$root/${2:-$1}.pid")" 2> /dev/null; do sleep 0.05; done
   cat "$root/$1.status" 2> /dev/null || echo 1
+}
+
+# The DVC extras for the project's remotes (beyond S3), into lockstep's environment.
+install_extras() {
+  local extras
+  extras="$(dvc_extras)"
+  [ -n "$extras" ] || return 0
+  echo "installing dvc[$extras] for the project's remotes"
+  # pyOpenSSL before 22.1 (which pydrive2, Google Drive's client, allows) sets no upper bound on
+  # cryptography, and cannot be imported with the one DVC needs
+  local floor=(); if [[ ",$extras," == *,gdrive,* ]]; then floor=("pyopenssl>=22.1.0"); fi
+  uv pip install --quiet --python "$root/tool/bin/python" -c "$source_dir/constraints.txt" "dvc[$extras]" ${floor[@]+"${floor[@]}"}
 }
 
 # Record a background install's end: its exit code in NAME.status, written whole.
@@ -316,12 +329,25 @@ case "${1:-install}" in
   tool-background)
     # started by `begin` or `install`: lockstep's dependencies as constraints.txt lists them, a
     # complete resolution (every platform's markers), so nothing is resolved here (a third of a warm
-    # install's time); `install` goes on from there
+    # install's time). First what lockstep's checks need (tool.status: `install` goes on from
+    # there), then the packages only MLflow's client needs (mlflow.status: lockstep waits for them
+    # before it imports MLflow or runs the project's code), while the checks run (lockstep/toolenv.py).
     set +e
     echo "$$" > "$root/tool.pid.part" && mv "$root/tool.pid.part" "$root/tool.pid"
-    ( uv venv --quiet --relocatable --python "$python" "$root/tool" \
-        && uv pip sync --quiet --python "$root/tool/bin/python" "$source_dir/constraints.txt" ) > "$root/tool-install.log" 2>&1
-    record_status tool "$?"
+    (
+      "$python" -I -S "$source_dir/scripts/lockstep/toolenv.py" split "$source_dir/constraints.txt" \
+          "$root/tool-first.txt" "$root/tool-later.txt" \
+        && uv venv --quiet --relocatable --python "$python" "$root/tool" \
+        && uv pip sync --quiet --python "$root/tool/bin/python" "$root/tool-first.txt" \
+        && install_extras \
+        && { wait_for_bytecode; link_bytecode tool; }
+    ) > "$root/tool-install.log" 2>&1
+    code="$?"
+    record_status tool "$code"
+    if [ "$code" -ne 0 ]; then record_status mlflow "$code"; exit 0; fi
+    ( uv pip install --quiet --no-deps --python "$root/tool/bin/python" -r "$root/tool-later.txt" \
+        && link_bytecode tool ) > "$root/mlflow-install.log" 2>&1
+    record_status mlflow "$?"
     ;;
   project-background)
     # started by `begin` or `install`: the exit code lands in project.status (lockstep/projectenv.py
@@ -341,17 +367,9 @@ case "${1:-install}" in
       cat "$root/tool-install.log" >&2
       exit "$code"
     fi
-    extras="$(dvc_extras)"
-    if [ -n "$extras" ]; then
-      echo "installing dvc[$extras] for the project's remotes"
-      # pyOpenSSL before 22.1 (which pydrive2, Google Drive's client, allows) sets no upper bound on
-      # cryptography, and cannot be imported with the one DVC needs
-      floor=(); if [[ ",$extras," == *,gdrive,* ]]; then floor=("pyopenssl>=22.1.0"); fi
-      uv pip install --quiet --python "$root/tool/bin/python" -c "$source_dir/constraints.txt" "dvc[$extras]" ${floor[@]+"${floor[@]}"}
-    fi
+    cat "$root/tool-install.log"
     site="$("$root/tool/bin/python" -c 'import sysconfig; print(sysconfig.get_path("purelib"))')"
     echo "$source_dir/scripts" > "$site/lockstep-source.pth"
-    link_bytecode tool
     link_bytecode lockstep-source "$source_dir/scripts"
     if [ "${SETUP_CACHE:-false}" = true ] && [ "${SETUP_CACHE_HIT:-}" != true ]; then
       printf 'LOCKSTEP_BYTECODE_SAVE=%s\nLOCKSTEP_ENVIRONMENTS=%s\n' "$bytecode" "$root" >> "$GITHUB_ENV"
@@ -361,9 +379,16 @@ case "${1:-install}" in
       echo "LOCKSTEP_PROJECT_REQUIREMENTS=$(requirements | tr '\n' ' ')" >> "$GITHUB_ENV"
     fi
     if [ "${SETUP_BACKGROUND:-false}" = true ]; then
+      echo "LOCKSTEP_MLFLOW_CLIENT_STATUS=$root/mlflow.status" >> "$GITHUB_ENV"
       echo "LOCKSTEP_PROJECT_ENV_STATUS=$status" >> "$GITHUB_ENV"
       echo "the project's requirements go on installing in the background; lockstep waits for them before running the project's code"
     else
+      code="$(finished mlflow tool)"
+      if [ "$code" -ne 0 ]; then
+        echo "::error title=lockstep setup::MLflow's client did not install into lockstep's environment (exit $code): see the log below" >&2
+        cat "$root/mlflow-install.log" >&2
+        exit "$code"
+      fi
       code="$(finished project)"
       if [ "$code" -ne 0 ]; then cat "$root/project-install.log" >&2; exit "$code"; fi
       cat "$root/project-install.log"
@@ -379,7 +404,7 @@ case "${1:-install}" in
     echo "$root/bin" >> "$GITHUB_PATH"
     echo "$root/project/bin" >> "$GITHUB_PATH"
     {
-      echo "lockstep-version=$("$root/bin/lockstep" --version | cut -d' ' -f2)"
+      echo "lockstep-version=$(sed -n 's/^version = "\(.*\)"$/\1/p' "$source_dir/pyproject.toml")"  # as lockstep --version says, run from its source
       echo "python-path=$root/project/bin/python"
     } >> "$GITHUB_OUTPUT"
     ;;

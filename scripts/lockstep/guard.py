@@ -155,6 +155,10 @@ class Guard:
             self._contents = {name: _read(path) for name, path in self.step_files.items()}
 
     def snapshot(self) -> None:
+        # nothing may still be writing to lockstep's environment: MLflow's client may be installing
+        from . import projectenv
+
+        projectenv.wait_for_mlflow_client(required=False)
         started = time.monotonic()
         self._before = [tree.walk() for tree in self.trees]
         if not self._records:

@@ -15,7 +15,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 from . import gha, procenv
-from .errors import InputError
+from .errors import InputError, MlflowError
 
 _ready: set[str] = set()
 
@@ -54,6 +54,43 @@ def wait_until_installed(environ: Mapping[str, str] = os.environ, *, timeout: fl
         raise InputError(f"the project's requirements did not install (exit {code or '?'}): {last}",
                          hint="the whole install log is in the group above; fix the requirements file or the `requirements` "
                               f"input{python}")
+    _ready.add(status)
+
+
+def wait_for_mlflow_client(environ: Mapping[str, str] = os.environ, *, required: bool = True, timeout: float = 1800.0,
+                           poll: float = 0.05) -> None:
+    """Return once the setup action has installed the packages only MLflow's client needs into
+    lockstep's environment, after lockstep's checks began (LOCKSTEP_MLFLOW_CLIENT_STATUS names the
+    file its exit code lands in). `required`: raise MlflowError (exit 7) with the install's log when
+    it failed; otherwise only wait for it to end (the guard: nothing may still be writing to
+    lockstep's environment when the project's code starts)."""
+    status = environ.get("LOCKSTEP_MLFLOW_CLIENT_STATUS")
+    if not status or status in _ready:
+        return
+    path = Path(status)
+    log = path.with_name("mlflow-install.log")
+    started = time.monotonic()
+    while not path.is_file():
+        if not _installing(path.with_name("tool.pid")) and not path.is_file():
+            if not required:
+                return
+            raise MlflowError(f"the install of MLflow's client into lockstep's environment stopped without finishing ({log})",
+                              hint="its process was ended from outside (out of memory, or the runner); re-run the job")
+        if time.monotonic() - started > timeout:
+            raise MlflowError(f"MLflow's client was still installing into lockstep's environment after {timeout:.0f} s ({log})",
+                              hint="the install's progress is in that log; re-run the job")
+        time.sleep(poll)
+    code = path.read_text().strip()
+    if code != "0":
+        if not required:
+            return
+        try:
+            said = log.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            said = ""
+        last = " | ".join(line.strip() for line in said.splitlines()[-5:] if line.strip())[-1500:]
+        raise MlflowError(f"MLflow's client did not install into lockstep's environment (exit {code or '?'}): {last or '(nothing printed)'}",
+                          hint=f"the whole log is {log}; a package index that could not be reached is the usual cause: re-run the job")
     _ready.add(status)
 
 

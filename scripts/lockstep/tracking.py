@@ -128,6 +128,9 @@ def _serve(fd: int) -> None:
     os.environ.clear()
     os.environ.update(environ)
     try:
+        from . import projectenv
+
+        projectenv.wait_for_mlflow_client()  # the setup may still be installing it (setup.sh)
         import mlflow  # noqa: F401
     except Exception:  # noqa: BLE001, S110 - Tracker() imports it again, and fails there, named
         pass
@@ -239,6 +242,9 @@ class Tracker:
     def __init__(self, *, retries: int = 2, timeout: int = 15) -> None:
         self.retries = retries
         self.timeout = timeout
+        from . import projectenv
+
+        projectenv.wait_for_mlflow_client()  # the setup may still be installing it: its error, named
         with self._call("client setup"):
             from mlflow import MlflowClient
 
