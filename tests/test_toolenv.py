@@ -16,9 +16,10 @@ from packaging.markers import default_environment
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from conftest import ROOT
 from lockstep import guard, projectenv, toolenv
 from lockstep.errors import EXIT_MLFLOW, MlflowError
+
+from conftest import ROOT
 
 CONSTRAINTS = (ROOT / "constraints.txt").read_text()
 
