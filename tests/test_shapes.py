@@ -83,6 +83,9 @@ SHAPES = [
     # evaluation's metrics committed to git, named by top-level `metrics:`, `plots:` and `params:`,
     # output by no stage; the model named under `artifacts:`
     Shape("experiments-layout", artifact="threshold-model"),
+    # dependencies that overlap other stages' outputs without naming them: a file inside a folder
+    # output (`data/raw/train.csv` of `data/raw`), a folder that holds an output (`models`)
+    Shape("overlapping-outputs"),
 ]
 
 
@@ -506,3 +509,43 @@ def test_set_params_under_hydra_are_overrides_of_the_composition(tmp_path):
     from lockstep import dvcrepo
 
     assert dvcrepo.stale_stages(dvcrepo.open_repo(repo.clone("after") / "ml")) == []
+
+
+def test_dependencies_overlapping_outputs_are_checked_against_the_lock_and_pulled_alone(tmp_path):
+    # `train` depends on data/raw/train.csv inside `prepare`'s folder output data/raw, `evaluate` on
+    # the folder models, which holds `train`'s output: CI's checkout has pulled none of them, and
+    # the lock check compares the lock's hashes, as `dvc status` on the developer's machine would
+    shape = next(s for s in SHAPES if s.name == "overlapping-outputs")
+    repo = make_repo(shape, tmp_path)
+    base, head, checkout = open_pr(repo, "better", steps=50)
+    proc, _results, checks = validate(repo, checkout, base, head)
+    assert proc.returncode == EXIT_OK, proc.stdout[-6000:]
+    assert checks["lock-vs-code"]["status"] == "pass", checks["lock-vs-code"]
+    # what the evaluation reads, and nothing else: the test split alone, not the training data
+    assert checks["pull"]["summary"].startswith("pulled models/model.json, data/raw/test.csv ("), checks["pull"]
+    assert (checkout / "ml" / "data" / "raw" / "test.csv").exists()
+    assert not (checkout / "ml" / "data" / "raw" / "train.csv").exists()
+
+    # the data changed and only its stage was reproduced: the stages reading inside it are stale
+    base = git("rev-parse", "HEAD", cwd=repo.dev)
+    git("checkout", "-q", "-b", "stale", cwd=repo.dev)
+    repo.set_param("seed: 7", "seed: 8")
+    run(str(BIN / "dvc"), "repro", "prepare", cwd=repo.project, env=shape.dev_env)
+    repo.dvc("push")
+    head = repo.commit("new data, downstream not reproduced", "stale")
+    proc, _results, checks = validate(repo, repo.clone("ci-stale", "stale"), base, head)
+    assert proc.returncode == EXIT_CHECKS_FAILED, proc.stdout[-4000:]
+    summary = checks["lock-vs-code"]["summary"]
+    assert "data/raw/train.csv no longer matches the output of stage 'prepare'" in summary, summary
+    assert "data/raw/test.csv no longer matches the output of stage 'prepare'" in summary, summary
+
+    # a model retrained without re-evaluating: the folder holding it no longer matches
+    repo.set_steps(7)
+    run(str(BIN / "dvc"), "repro", "train", cwd=repo.project, env=shape.dev_env)
+    repo.dvc("push")
+    head = repo.commit("retrained, not re-evaluated", "stale")
+    git("checkout", "-q", "main", cwd=repo.dev)
+    proc, _results, checks = validate(repo, repo.clone("ci-stale-2", "stale"), base, head)
+    assert proc.returncode == EXIT_CHECKS_FAILED, proc.stdout[-4000:]
+    said = " ".join(checks["lock-vs-code"]["details"])
+    assert "stage 'evaluate' would re-run because models no longer matches the output of stage 'train'" in said, said

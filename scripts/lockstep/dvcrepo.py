@@ -696,6 +696,99 @@ def _producers(repo) -> dict[str, tuple[Any, Any]]:
     return producers
 
 
+def _inside(path: str, folder: str) -> bool:
+    return path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+def _holder(producers: Mapping[str, tuple[Any, Any]], path: str) -> tuple[Any, Any] | None:
+    """The (stage, out) whose folder output holds `path` (`data/raw` for `data/raw/train.csv`)."""
+    return next((producer for out_path, producer in producers.items() if _inside(path, out_path)), None)
+
+
+def _held(producers: Mapping[str, tuple[Any, Any]], path: str) -> list[tuple[Any, Any]]:
+    """The (stage, out) pairs whose outputs lie inside the folder `path` (`models/model.json` in `models`)."""
+    return [producer for out_path, producer in producers.items() if _inside(out_path, path)]
+
+
+def _produced(producers: Mapping[str, tuple[Any, Any]], path: str) -> bool:
+    """Whether `path` is, is inside, or holds an output: data, not code alone. DVC links a stage to
+    the stages whose outputs overlap its dependencies, not only to those of the same path."""
+    return path in producers or _holder(producers, path) is not None or bool(_held(producers, path))
+
+
+def _listing(repo, out):
+    """The folder output's `.dir` listing as dvc.lock records it: from the cache, else from its
+    remote (only the listing is read, never the files)."""
+    from dvc_data.hashfile.tree import Tree
+
+    hash_name = out.hash_info.name or "md5"
+    cache = repo.cache.local if hash_name == "md5" else repo.cache.legacy
+    try:
+        return Tree.load(cache, out.hash_info)
+    except (FileNotFoundError, OSError):
+        pass
+    try:
+        return Tree.load(_remote_odb(repo, out.remote, hash_name), out.hash_info)
+    except Exception as exc:  # noqa: BLE001 - missing listing, network and auth errors alike
+        rel = os.path.relpath(out.fs_path, repo.root_dir).replace(os.sep, "/")
+        raise DvcError(
+            f"the listing of {rel} ({out.hash_info.value}), which {LOCK_FILE} records, is in neither the cache nor the "
+            f"remote {remote_url(repo, out.remote) or '(default)'}: {_short_error(exc)}",
+            hint=f"a dependency inside {rel} is checked against it: run `dvc push` for {rel} and re-run",
+        ) from None
+
+
+def _entries(repo, out, prefix: str = "") -> list[dict[str, Any]]:
+    """The files of an output as (relpath under `prefix`, md5) listing entries: a file output is
+    one entry, a folder output its listing's."""
+    if not out.hash_info or not out.hash_info.value:
+        return []
+    if not out.hash_info.isdir:
+        return [{"relpath": prefix.rstrip("/"), "md5": out.hash_info.value}]
+    return [{"relpath": prefix + "/".join(key), "md5": info.value}
+            for key, (_meta, info) in _listing(repo, out).iteritems() if info]
+
+
+def _digest(entries: Sequence[Mapping[str, Any]]) -> str:
+    from dvc_data.hashfile.tree import Tree
+
+    tree = Tree.from_list([dict(entry) for entry in entries])
+    tree.digest()
+    return tree.hash_info.value if tree.hash_info else ""
+
+
+def _inside_output_matches(repo, dep, upstream_out) -> bool:
+    """Whether a dependency inside a folder output (a file, or a sub-folder) is, as its lock
+    records it, what the upstream output's listing holds at that path: what `dvc status` finds on
+    a developer's machine whose workspace holds the upstream output."""
+    member = os.path.relpath(dep.fs_path, upstream_out.fs_path).replace(os.sep, "/")
+    entries = _entries(repo, upstream_out)
+    if not dep.hash_info.isdir:
+        return any(entry["relpath"] == member and entry["md5"] == dep.hash_info.value for entry in entries)
+    below = [{"relpath": entry["relpath"][len(member) + 1:], "md5": entry["md5"]}
+             for entry in entries if entry["relpath"].startswith(member + "/")]
+    return bool(below) and _digest(below) == dep.hash_info.value
+
+
+def _folder_with_outputs_matches(repo, dep, held: Sequence[tuple[Any, Any]]) -> bool:
+    """Whether a folder dependency that holds other stages' outputs is, as its lock records it,
+    this checkout's files (git's) together with those outputs as dvc.lock records them: DVC hashed
+    the developer's folder, outputs included."""
+    from dvc_data.hashfile.hash import file_md5
+
+    root = dep.fs_path
+    outs = [out.fs_path for _stage, out in held]
+    entries: list[dict[str, Any]] = []
+    for _stage, out in held:
+        entries += _entries(repo, out, os.path.relpath(out.fs_path, root).replace(os.sep, "/") + ("/" if out.hash_info and out.hash_info.isdir else ""))
+    if os.path.isdir(root):
+        for path in dep.repo.dvcignore.find(dep.repo.fs, root):
+            if path in outs or any(_inside(path, out) for out in outs):
+                continue
+            entries.append({"relpath": os.path.relpath(path, root).replace(os.sep, "/"), "md5": file_md5(path, dep.repo.fs)})
+    return _digest(entries) == dep.hash_info.value
+
+
 # --- staleness ----------------------------------------------------------------------------------
 
 
@@ -734,8 +827,20 @@ def stale_stages(repo, only: Iterable[str] | None = None) -> list[StaleStage]:
             if producer is not None and producer[0] is not stage:
                 upstream_stage, upstream_out = producer
                 if not _same_data(upstream_out, dep):
-                    name = _address(repo, upstream_stage) if hasattr(upstream_stage, "name") else upstream_stage.addressing
-                    changes.append(Change("upstream", path=rel, key=name))
+                    changes.append(Change("upstream", path=rel, key=_name_of(repo, upstream_stage)))
+                continue
+            # overlapping paths (DVC links these stages too): compared with the lock's hashes, since
+            # CI's checkout has not pulled the data a developer's `dvc status` would read
+            holder = _holder(producers, dep.fs_path)
+            if holder is not None and holder[0] is not stage and dep.hash_info.name == "md5":
+                if not _inside_output_matches(repo, dep, holder[1]):
+                    changes.append(Change("upstream", path=rel, key=_name_of(repo, holder[0])))
+                continue
+            held = [item for item in _held(producers, dep.fs_path) if item[0] is not stage]
+            if held and dep.hash_info.name == "md5":
+                if not _folder_with_outputs_matches(repo, dep, held):
+                    names = "', '".join(dict.fromkeys(_name_of(repo, item[0]) for item in held))
+                    changes.append(Change("upstream", path=rel, key=names))
                 continue
             status = dep.status()
             if status and not _differs_only_in_line_endings(dep):
@@ -743,6 +848,10 @@ def stale_stages(repo, only: Iterable[str] | None = None) -> list[StaleStage]:
         if changes:
             result.append(StaleStage(address, changes))
     return result
+
+
+def _name_of(repo, stage) -> str:
+    return _address(repo, stage) if hasattr(stage, "name") else stage.addressing
 
 
 def _untracked_in_folder(dep, rel: str) -> Change | None:
@@ -1139,15 +1248,17 @@ def dep_outputs(repo, stage_names: Sequence[str]) -> list[str]:
     targets: list[str] = []
     for stage in stages:
         for dep in stage.deps:
-            producer = producers.get(dep.fs_path)
-            if producer is None or producer[0] in chosen:
-                continue
-            upstream_stage, upstream_out = producer
-            if not upstream_out.use_cache:
-                continue
-            rel = os.path.relpath(dep.fs_path, repo.root_dir)
-            if rel not in targets:
-                targets.append(rel)
+            # the output itself; a file or folder inside a folder output (pulled alone, as `dvc pull
+            # data/raw/train.csv` does); or the outputs a folder dependency holds
+            producer = producers.get(dep.fs_path) or _holder(producers, dep.fs_path)
+            wanted = [(dep.fs_path, producer)] if producer else [
+                (item[1].fs_path, item) for item in _held(producers, dep.fs_path)]
+            for path, (upstream_stage, upstream_out) in wanted:
+                if upstream_stage in chosen or not upstream_out.use_cache:
+                    continue
+                rel = os.path.relpath(path, repo.root_dir)
+                if rel not in targets:
+                    targets.append(rel)
     return targets
 
 
@@ -1161,7 +1272,7 @@ def code_folders(repo, stage_names: Sequence[str]) -> list[str]:
     found: list[str] = []
     for name in stage_names:
         for dep in _stage(repo, name).deps:
-            if isinstance(dep, ParamsDependency) or dep.fs_path in producers or not os.path.isdir(dep.fs_path):
+            if isinstance(dep, ParamsDependency) or _produced(producers, dep.fs_path) or not os.path.isdir(dep.fs_path):
                 continue
             rel = os.path.relpath(dep.fs_path, repo.root_dir)
             if rel not in found:
@@ -1192,7 +1303,7 @@ def input_paths(repo, stage_names: Sequence[str]) -> tuple[set[str], dict[str, s
                 keys = set(_flatten(dep.hash_info.value if dep.hash_info else {}))
                 keys |= set(dep.params or [])
                 params.setdefault(rel, set()).update(keys or {"*"})
-            elif dep.fs_path not in producers:
+            elif not _produced(producers, dep.fs_path):
                 files.add(rel)
     return files, params
 
@@ -1884,7 +1995,7 @@ def evaluation_signature(repo, stage_names: Sequence[str]) -> dict[str, Any]:
                     entry["params"][rel] = _flatten(dep.read_params() or {})
                 except Exception as exc:  # noqa: BLE001 - unreadable params differ from readable ones
                     entry["params"][rel] = f"unreadable: {exc}"
-            elif dep.fs_path not in producers:
+            elif not _produced(producers, dep.fs_path):
                 entry["code"][rel] = _content_digest(Path(dep.fs_path))
         signature[name] = entry
     return signature
