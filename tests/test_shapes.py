@@ -86,6 +86,8 @@ SHAPES = [
     # dependencies that overlap other stages' outputs without naming them: a file inside a folder
     # output (`data/raw/train.csv` of `data/raw`), a folder that holds an output (`models`)
     Shape("overlapping-outputs"),
+    # an evaluation that reads an upstream output it does not declare (data/test.csv)
+    Shape("undeclared-eval-data"),
 ]
 
 
@@ -549,3 +551,18 @@ def test_dependencies_overlapping_outputs_are_checked_against_the_lock_and_pulle
     assert proc.returncode == EXIT_CHECKS_FAILED, proc.stdout[-4000:]
     said = " ".join(checks["lock-vs-code"]["details"])
     assert "stage 'evaluate' would re-run because models no longer matches the output of stage 'train'" in said, said
+
+
+def test_an_evaluation_reading_undeclared_upstream_data_is_pulled_that_output_and_told_to_declare_it(tmp_path):
+    # evaluate opens data/test.csv, an output of prepare that it does not declare: CI pulls that
+    # output alone (not the training data) after the first run fails, and says to declare it
+    shape = next(s for s in SHAPES if s.name == "undeclared-eval-data")
+    repo = make_repo(shape, tmp_path)
+    base, head, checkout = open_pr(repo, "better", steps=50)
+    proc, _results, checks = validate(repo, checkout, base, head)
+    assert proc.returncode == EXIT_OK, proc.stdout[-6000:]
+    said = " ".join(checks["re-evaluation"]["details"])
+    assert "the evaluation reads data/test.csv (outputs of other stages), which dvc.yaml does not list" in said, said
+    assert "Add the files it reads to the evaluation stage's deps" in said
+    assert "::warning file=dvc.yaml" in proc.stdout and "lockstep pulled data/test.csv" in proc.stdout
+    assert not (checkout / "ml" / "data" / "train.csv").exists()  # only what the evaluation read

@@ -1205,7 +1205,26 @@ def reproduce(project_dir: str | Path, stage_names: Sequence[str], *, env: Mappi
                     "code or its config, such as `mlflow.set_tracking_uri(...)`). lockstep gives the stages "
                     "MLFLOW_TRACKING_URI (in PR validation a local store, whose runs it forwards into the PR's MLflow "
                     "run when the job has MLflow): have the code use it (MLflow reads it when nothing else is set)")
-        raise DvcError(f"stage '{failed}' failed (`dvc repro` exited {code}): {last}", hint=hint, file="dvc.yaml")
+        error = DvcError(f"stage '{failed}' failed (`dvc repro` exited {code}): {last}", hint=hint, file="dvc.yaml")
+        error.undeclared = undeclared_output(project_dir, failed, unread) if undeclared else ""
+        raise error
+
+
+def undeclared_output(project_dir: str | Path, stage_name: str, path: str) -> str:
+    """The cached output of another stage that holds `path` (as the failed stage named it), which
+    the stage does not declare: '' when there is none, or it is the stage's own or downstream of it."""
+    try:
+        repo = open_repo(project_dir)
+        stage = _stage(repo, stage_name)
+        rel = os.path.relpath(os.path.join(stage.wdir, os.path.normpath(path)), repo.root_dir)
+        owner, out = _owner(repo, _owning_output(repo, rel))
+    except Exception:  # noqa: BLE001 - no output to fetch
+        return ""
+    if owner is None or out is None or not out.use_cache or not hasattr(owner, "name") or owner is stage:
+        return ""
+    if stage.name in upstream_of(repo, [_address(repo, owner)]):
+        return ""  # downstream of the failed stage: not something it can read first
+    return os.path.relpath(out.fs_path, repo.root_dir).replace(os.sep, "/")
 
 
 def _undeclared_input(project_dir: str | Path, stage_name: str, path: str) -> str:

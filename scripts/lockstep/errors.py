@@ -54,6 +54,7 @@ class ConfigError(LockstepError):
 class DvcError(LockstepError):
     exit_code = EXIT_DVC
     title = "DVC failed"
+    undeclared = ""  # a stage failed reading inside this output of another stage, which it does not declare
 
 
 class GitError(LockstepError):

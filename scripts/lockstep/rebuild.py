@@ -326,8 +326,20 @@ def _build_and_publish(inputs: RebuildInputs, cfg: configmod.Config, project: Pa
         # the versions there are before the project's code runs: one it registers itself is named after
         registered_before = _versions_now(tracker, cfg) if tracker and result.mlflow_run_id else None
         projectenv.wait_until_installed()
+        fetched: list[str] = []
         try:
-            dvcrepo.reproduce(project, stage_names, env=env, force=True)
+            while True:
+                try:
+                    dvcrepo.reproduce(project, stage_names, env=env, force=True)
+                    break
+                except DvcError as exc:
+                    # a stage reads another stage's output without declaring it (PR validation does the same)
+                    if not exc.undeclared or exc.undeclared in fetched or len(fetched) >= 3:
+                        raise
+                    fetched.append(exc.undeclared)
+                    gha.warning(f"{exc.hint}. lockstep pulled {exc.undeclared} as dvc.lock records it and reproduces "
+                                "again", file="dvc.yaml")
+                    dvcrepo.pull(dvcrepo.open_repo(project), [exc.undeclared])
         except LockstepError as exc:
             exc.hint = f"lockstep pushed, committed and registered nothing; {exc.hint}"
             raise

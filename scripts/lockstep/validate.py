@@ -445,17 +445,22 @@ def _reevaluate(ctx: Context) -> Check | None:
         committed_model = dvcrepo.output_digest(ctx.repo, ctx.cfg.model_path or "") if retrains else ""
         env = ctx.stage_env()
         started = ended = time.monotonic()
+        fetched: list[str] = []  # outputs of other stages the evaluation read without declaring them
         try:
-            with sandbox.contained("the re-evaluation", ctx.guard):
+            while True:
                 try:
-                    dvcrepo.clear_named_metrics(ctx.repo, ctx.eval_stages)
-                    # what the stages keep between runs (`persist: true`) is the PR's: git carries it,
-                    # and a stage that reads it back (a score cache) would be judged by it
-                    removed = dvcrepo.remove_persisted(ctx.repo, ctx.eval_stages)
-                    if removed:
-                        gha.info(f"removed before the re-evaluation, as DVC removes an output that does not persist: "
-                                 f"{', '.join(removed)} (`persist: true`); the stages start from their declared inputs")
-                    dvcrepo.reproduce(ctx.project, ctx.eval_stages, env=env, force=True)
+                    _run_evaluation(ctx, env)
+                    break
+                except DvcError as exc:
+                    # a developer's workspace has every output; CI pulls what the stages declare. An
+                    # output the evaluation reads undeclared is pulled as dvc.lock records it (what
+                    # the remote check verified), and the evaluation runs again, once per output
+                    if not exc.undeclared or exc.undeclared in fetched or len(fetched) >= MAX_UNDECLARED_PULLS:
+                        raise
+                    fetched.append(exc.undeclared)
+                    gha.warning(f"{exc.hint}. lockstep pulled {exc.undeclared} as dvc.lock records it and runs the "
+                                "evaluation again", file="dvc.yaml")
+                    dvcrepo.pull(ctx.repo, [exc.undeclared])
                 finally:
                     ended = time.monotonic()  # the guard's check after it is lockstep's time, not the evaluation's
         except guardmod.Tampered:
@@ -470,7 +475,29 @@ def _reevaluate(ctx: Context) -> Check | None:
                 f"dvc repro of {', '.join(ctx.eval_stages)}" + (", which also trains the model" if retrains else ""))))
         ctx.repo = dvcrepo.open_repo(ctx.project, remotes=ctx.remotes)  # the re-run stages' lock entries were rewritten
         ctx.recomputed = dvcrepo.read_metrics(ctx.repo, files=ctx.cfg.metrics_files)
-        return _agreement(ctx, retrains, committed_model)
+        agreement = _agreement(ctx, retrains, committed_model)
+        if fetched:
+            agreement.details.append(
+                f"the evaluation reads {', '.join(fetched)} (outputs of other stages), which dvc.yaml does not list in its "
+                f"deps: CI pulled {'it' if len(fetched) == 1 else 'them'} after a first run failed. Add the files it reads "
+                "to the evaluation stage's deps, run `dvc repro`, and commit dvc.lock, so that DVC re-runs the "
+                "evaluation when they change")
+        return agreement
+
+
+MAX_UNDECLARED_PULLS = 3  # outputs pulled for an evaluation that reads them undeclared, one run each
+
+
+def _run_evaluation(ctx: Context, env: dict[str, str]) -> None:
+    with sandbox.contained("the re-evaluation", ctx.guard):
+        dvcrepo.clear_named_metrics(ctx.repo, ctx.eval_stages)
+        # what the stages keep between runs (`persist: true`) is the PR's: git carries it,
+        # and a stage that reads it back (a score cache) would be judged by it
+        removed = dvcrepo.remove_persisted(ctx.repo, ctx.eval_stages)
+        if removed:
+            gha.info(f"removed before the re-evaluation, as DVC removes an output that does not persist: "
+                     f"{', '.join(removed)} (`persist: true`); the stages start from their declared inputs")
+        dvcrepo.reproduce(ctx.project, ctx.eval_stages, env=env, force=True)
 
 
 def _report_trusted_evaluation(ctx: Context, agreement: Check | None) -> None:
