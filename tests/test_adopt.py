@@ -224,3 +224,40 @@ def test_init_and_the_setup_action_see_the_same_requirements(tmp_path, files):
         expected = [str((project / default).resolve())] if default else []
         assert [str((root / p).resolve()) for p in values["requirements"].splitlines()] == expected
         assert adopt.infer_requirements(project, root) is None
+
+
+SCALAR_YAML = """\
+stages:
+  train:
+    cmd: python train.py
+    deps: [train.py]
+    outs: [model.pkl]
+  evaluate:
+    cmd: python evaluate.py
+    deps: [model.pkl, evaluate.py]
+    metrics:
+      - metrics.txt:
+          cache: false
+      - report.csv:
+          cache: false
+"""
+
+
+def test_a_file_of_one_number_is_named_by_its_path_and_a_csv_is_said_to_give_none(tmp_path, capsys):
+    """`metrics.txt` holding `0.93` is the metric `metrics.txt`, as `dvc metrics show` names it
+    (it was read as nothing, and init said "run dvc repro"); a CSV, which DVC reads as one string,
+    is named with the reason and the fix instead of being silently empty."""
+    from lockstep import dvcrepo
+
+    project = _adoptable(tmp_path, {"ml/dvc.yaml": SCALAR_YAML, "ml/metrics.txt": "0.93\n",
+                                    "ml/report.csv": "accuracy,rows\n0.93,200\n"})
+    read = dvcrepo.read_metrics(dvcrepo.open_repo(project))
+    assert read.values == {"metrics.txt": 0.93, "report.csv": "accuracy,rows 0.93,200"}
+    assert list(read.no_numbers) == ["report.csv"] and "CSV" in read.no_numbers["report.csv"]
+    assert "write the metrics as JSON or YAML" in read.no_numbers["report.csv"]
+    code, out, _calls = _init(project, capsys)
+    assert code == 0, out
+    cfg = config.load(project, required=True)
+    assert [(g.metric, g.direction) for g in cfg.gates] == [("metrics.txt", "higher")]
+    assert "no gate for report.csv holds no number DVC can read" in out
+    assert "run `dvc repro` first" not in out

@@ -37,7 +37,7 @@ def test_diff_absolute_relative_and_missing_sides():
         (Gate("loss", direction="lower", max_regression=0.01), 0.05, 0.10, True, ""),
         (Gate("auc", max_regression_relative=0.02), 0.97, 1.0, False, "regressed by 3.00% vs base 1 (allowed 2.00%)"),
         (Gate("auc", max_regression_relative=0.02), 0.99, 1.0, True, ""),
-        (Gate("f1"), None, 0.9, False, "required metric is missing"),
+        (Gate("f1"), None, 0.9, False, "required metric is missing from the PR's metrics: no metrics file CI read gives 'f1'. Compare"),
         (Gate("f1", required=False), None, 0.9, True, ""),
         (Gate("f1", min=0.5), math.nan, 0.9, False, "is not a finite number"),
         (Gate("f1", min=0.5), "high", 0.9, False, "is not a finite number"),

@@ -88,6 +88,11 @@ SHAPES = [
     Shape("overlapping-outputs"),
     # an evaluation that reads an upstream output it does not declare (data/test.csv)
     Shape("undeclared-eval-data"),
+    # the accuracy alone in a `metrics:` file (`metrics.txt`: `0.93`) beside a one-row CSV report
+    Shape("scalar-metrics"),
+    # data preparation, training and evaluation each declare metrics (cached by DVC): the training
+    # run's own (a wall-clock time) are not an evaluation's
+    Shape("training-metrics"),
 ]
 
 
@@ -204,6 +209,11 @@ def test_shape_is_adopted_validates_and_rebuilds_as_it_is(shape, tmp_path):
     assert cfg.env == dict(shape.env)
     if shape.name == "experiments-layout":  # the evaluation's file is gated; the training run's is its own
         assert [g.metric for g in cfg.gates] == ["test.accuracy"], cfg.gates
+    if shape.name == "training-metrics":  # only the stage after the model's is re-run and gated
+        assert cfg.evaluation_stages == ("evaluation",) and [g.metric for g in cfg.gates] == ["accuracy"], cfg
+        assert any("training the model" in n or "train(s) the model" in n for n in adopt.plan(repo.project).notes)
+    if shape.name == "scalar-metrics":  # named by its file, as `dvc metrics show` names it; the CSV gives no number
+        assert [g.metric for g in cfg.gates] == ["metrics.txt"], cfg.gates
     notes = [n for n in adopt.plan(repo.project).notes if "dependency folder" in n]
     assert not notes  # no false note; bytecode left out by .dvcignore is none either
     workflows = repo.dev / ".github" / "workflows"

@@ -85,7 +85,11 @@ def plan(project_dir: Path, repository: str = "") -> Plan:
     repo = dvcrepo.open_repo(project)
     prefix = gitrepo.prefix_of(project)
     label = lineage.project_label(prefix, lineage.repository(repository), project)
-    stages = dvcrepo.metrics_stages(repo)
+    everything = dvcrepo.metrics_owners(repo)
+    declared = [(name, path) for name, path in dvcrepo.model_artifacts(repo) if dvcrepo.output_owner(repo, path)]
+    guessed = declared[0][1] if declared else (_guess_model(repo, everything) if everything else None)
+    stages = dvcrepo.metrics_stages(repo, guessed)
+    training = [address for address in everything if address not in stages]
     if not stages:
         raise InputError(
             f"{project}: no stage writes a metrics file DVC knows, so there is nothing to validate",
@@ -98,11 +102,17 @@ def plan(project_dir: Path, repository: str = "") -> Plan:
     gates, not_gated = choose_gates(read.values, dvcrepo.params_values(repo, project),
                                     set(read.only(written).values) if written else None)
     notes = []
-    if not gates:
+    notes += [f"no gate for {why}" for why in read.no_numbers.values()]
+    if not gates and not read.no_numbers:
         notes.append("no metric values found (run `dvc repro` first to have gates written for them)")
     # a model that dvc.yaml declares under `artifacts:` (DVC's model registry) names itself
-    declared = [(name, path) for name, path in dvcrepo.model_artifacts(repo) if dvcrepo.output_owner(repo, path)]
     model_path = declared[0][1] if declared else _guess_model(repo, stages)
+    if training:
+        files = ", ".join(dvcrepo.metrics_written_by(repo, training)) or "metrics"
+        notes.append(f"{', '.join(training)}: write(s) metrics too ({files}), but train(s) the model or run(s) before it: "
+                     "those are the training run's own (a time, a training loss), shown and compared with the base, not "
+                     "re-evaluated in CI (that would retrain the model) and not gated; evaluation.stages lists the stages "
+                     "that evaluate the model")
     if model_path is None:
         notes.append("no model output found: set model.path in lockstep.yaml to the file or folder the training stage writes")
     notes += _machine_specific_folders(repo, project)

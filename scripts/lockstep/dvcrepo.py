@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import DvcError
-from .metrics import flatten as _flatten
+from .metrics import as_number, flatten as _flatten
 
 LOCK_FILE = "dvc.lock"
 
@@ -1711,6 +1711,8 @@ class MetricsRead:
     values: dict[str, Any] = field(default_factory=dict)
     sources: dict[str, str] = field(default_factory=dict)  # file -> "git" | "workspace" | "DVC ..."
     problems: dict[str, str] = field(default_factory=dict)  # file -> why it was not read
+    # file -> why it gave no number (a CSV, a label): read, but nothing in it can be compared or gated
+    no_numbers: dict[str, str] = field(default_factory=dict)
 
     def source_of(self, metric: str) -> str:
         return self._origin.get(metric, "")
@@ -1728,6 +1730,7 @@ class MetricsRead:
             values={name: value for name, value in self.values.items() if self._origin.get(name) in keep},
             sources={name: source for name, source in self.sources.items() if name in keep},
             problems={name: why for name, why in self.problems.items() if name in keep or name == "(all)"},
+            no_numbers={name: why for name, why in self.no_numbers.items() if name in keep},
             _origin={name: origin for name, origin in self._origin.items() if origin in keep},
         )
 
@@ -1836,7 +1839,9 @@ def read_metrics(repo, *, rev: str | None = None, files: Sequence[str] | None = 
         if "error" in entry:
             read.problems[name] = _unreadable_metrics(repo, name, entry["error"], rev)
             continue
-        per_file[name] = _flatten(entry.get("data") or {})
+        per_file[name] = _file_values(name, entry.get("data"))
+        if not any(as_number(value) is not None for value in per_file[name].values()):
+            read.no_numbers[name] = _no_numbers(name, entry.get("data"))
         if rev is None:
             read.sources[name] = "workspace"
         elif gitrepo.show(root, rev, prefix + name) is not None:
@@ -1854,6 +1859,24 @@ def read_metrics(repo, *, rev: str | None = None, files: Sequence[str] | None = 
             read.values[label] = value
             read._origin[label] = name
     return read
+
+
+def _file_values(name: str, data: Any) -> dict[str, Any]:
+    """A metrics file's values as `dvc metrics show` names them: nested keys with dots, and a file
+    that holds one value (`metrics.txt` with `0.93`; a CSV, which DVC reads as YAML, is one string)
+    by the file's own path."""
+    if isinstance(data, (int, float, str)) and not isinstance(data, bool):
+        return {name: data}
+    return _flatten(data if isinstance(data, dict) else {})
+
+
+def _no_numbers(name: str, data: Any) -> str:
+    """Why a metrics file gave no number, and what to write instead."""
+    fix = "write the metrics as JSON or YAML, `name: value` (e.g. `{\"accuracy\": 0.93}`), as `dvc metrics show` reads them"
+    if isinstance(data, str) and ("," in data or "\t" in data or name.endswith((".csv", ".tsv"))):
+        return (f"{name} holds no number DVC can read: DVC reads a metrics file as JSON, YAML or TOML, and reads "
+                f"this one (a CSV or TSV?) as the single text {data[:60]!r}, so nothing in it is compared or gated; {fix}")
+    return f"{name} holds no numeric metric ({'empty' if not data else type(data).__name__}), so nothing in it is compared or gated; {fix}"
 
 
 def _inside_project(root: Path, name: str) -> None:
@@ -2053,17 +2076,42 @@ def model_artifacts(repo) -> list[tuple[str, str]]:
     return found
 
 
-def evaluation_stages(repo, configured: Sequence[str] | None = None) -> list[str]:
+def evaluation_stages(repo, configured: Sequence[str] | None = None, model_path: str | None = None) -> list[str]:
     """The evaluation stages (addresses): those lockstep.yaml names (`evaluation.stages`), else
-    those that write a metrics file DVC knows (`metrics_stages`); [] when there are none."""
+    those that write a metrics file DVC knows and evaluate the model (`metrics_stages`); [] when
+    there are none."""
     if configured:
         return [_address(repo, _stage(repo, name)) for name in configured]
-    return metrics_stages(repo)
+    return metrics_stages(repo, model_path)
 
 
-def metrics_stages(repo) -> list[str]:
-    """Stages that write a metrics file DVC knows (their addresses), in pipeline order: those whose
-    outputs hold one, else those a git-carried metrics file is named after (`named_metrics`)."""
+def metrics_stages(repo, model_path: str | None = None) -> list[str]:
+    """Stages that write a metrics file DVC knows and evaluate the model (their addresses), in
+    pipeline order: those whose outputs hold one, else those a git-carried metrics file is named
+    after (`named_metrics`); without the training side's (`training_metrics_stages`)."""
+    owners = metrics_owners(repo)
+    training = training_metrics_stages(repo, owners, model_path)
+    return [address for address in owners if address not in training]
+
+
+def training_metrics_stages(repo, owners: Sequence[str], model_path: str | None = None) -> list[str]:
+    """Of these metrics stages, those whose metrics are the training run's own (a training time,
+    a training loss, a data stage's row counts): the model's stage and the stages upstream of it
+    when `model_path` is a stage's output, else the stages upstream of another of them. Re-running
+    them in CI would retrain the model (and a wall-clock metric never agrees). None when that would
+    leave no stage: one stage that trains and evaluates is its own evaluation."""
+    owner = output_owner(repo, model_path) if model_path else None
+    if owner is not None and owner.stage:
+        upstream = upstream_of(repo, [owner.stage])
+        training = [address for address in owners if _stage(repo, address).name in upstream]
+    else:
+        training = [address for address in owners
+                    if any(other != address and _stage(repo, address).name in upstream_of(repo, [other]) for other in owners)]
+    return training if len(training) < len(owners) else []
+
+
+def metrics_owners(repo) -> list[str]:
+    """Every stage that writes a metrics file DVC knows, the training side's included."""
     owners: list[str] = []
     files = all_metrics_files(repo)
     for stage in _pipeline_stages(repo):

@@ -164,7 +164,9 @@ def check_gate(gate: Gate, value: Any, base: Any) -> GateResult:
     number = as_number(value)
     if value is None:
         if gate.required:
-            reasons.append(MISSING_METRIC)
+            reasons.append(f"{MISSING_METRIC}: no metrics file CI read gives {gate.metric!r}. Compare the gate's name with "
+                           "`dvc metrics show` (a file that holds one number is named by its path), or set "
+                           "`required: false` on the gate if the metric may be absent")
         return GateResult(gate.metric, not reasons, value, base, tuple(reasons), ("present",) if gate.required else ())
     if number is None or not math.isfinite(number):
         reasons.append(f"value {_fmt(value)} is not a finite number")

@@ -259,7 +259,7 @@ def _persisted_to_restore(repo, cfg: configmod.Config, stage_names: list[str]) -
     if not persisted:
         return []
     model = model_stage(repo, cfg) if cfg.model_path or cfg.model_stage else ""
-    fresh = {model, *dvcrepo.evaluation_stages(repo, cfg.evaluation_stages)} - {""}
+    fresh = {model, *dvcrepo.evaluation_stages(repo, cfg.evaluation_stages, cfg.model_path)} - {""}
     scratch = [out for out in persisted if out.stage in fresh]
     if scratch:
         dvcrepo.remove_persisted(repo, sorted({out.stage for out in scratch}))
@@ -687,7 +687,7 @@ def _card(tracker, result: RebuildResult, cfg, repo, project: Path, lock_digest:
     """The model card on the version (description), on the run (model_card.md) and in the job
     summary, and the alias history for the summary."""
     deps, params = dvcrepo.stage_inputs(repo, result.stages)
-    evaluation = dvcrepo.evaluation_stages(repo, cfg.evaluation_stages)
+    evaluation = dvcrepo.evaluation_stages(repo, cfg.evaluation_stages, cfg.model_path)
     eval_deps, _ = dvcrepo.stage_inputs(repo, evaluation)
     data = set(dvcrepo.evaluation_inputs(repo, evaluation))
     start = result.start_commit

@@ -62,7 +62,7 @@ from . import (
     tracking,
 )
 from .errors import ConfigError, DvcError, LockstepError
-from .metrics import MISSING_METRIC, check_gates, diff, disagreements, format_value
+from .metrics import MISSING_METRIC, as_number, check_gates, diff, disagreements, format_value
 from .report import PLOTS_FILE, Check, Report, Timing, metric_rows, render
 
 
@@ -554,12 +554,20 @@ def _holds_run_id(path: Path, limit: int = 256 << 20) -> bool:
 def _agreement(ctx: Context, retrains: bool, committed_model: str) -> Check:
     recomputed = ctx.recomputed or dvcrepo.MetricsRead()
     stages = ", ".join(ctx.eval_stages)
-    committed = ctx.committed.values
+    # files no evaluation stage writes and CI did not pull (a training stage's cached metrics): the
+    # training run's own, compared with the base, not recomputed
+    written = set(dvcrepo.metrics_written_by(ctx.repo, ctx.eval_stages))
+    not_rerun = {name for name in recomputed.problems if name not in written and name != "(all)"}
+    committed = {k: v for k, v in ctx.committed.values.items() if ctx.committed.source_of(k) not in not_rerun}
     comparable = {} if "(all)" in ctx.committed.problems else {
         k: v for k, v in recomputed.values.items() if recomputed.source_of(k) not in ctx.committed.problems
     }
     notes = [f"{name}: {why}" for name, why in ctx.committed.problems.items()]
+    notes += [f"{name}: written by a stage that is not re-run in CI (not an evaluation stage); its committed values are "
+              "compared with the base, not recomputed" for name in sorted(not_rerun)]
     notes += [f"{name}: read from {source}" for name, source in ctx.committed.sources.items()]
+    empty = {**ctx.committed.no_numbers, **recomputed.no_numbers}
+    notes += list(empty.values())
     found = disagreements(committed, comparable, absolute=ctx.cfg.tolerance_absolute, relative=ctx.cfg.tolerance_relative)
     what = "the developer's model"
     if retrains:
@@ -587,7 +595,13 @@ def _agreement(ctx: Context, retrains: bool, committed_model: str) -> Check:
             what = f"the developer's model (retrained in CI byte for byte: md5 {retrained[:12]})"
     if not found:
         agreed = len(set(committed) & set(comparable))
+        numbers = sum(1 for name in set(committed) & set(comparable) if as_number(committed[name]) is not None)
         unread = f"; {len(ctx.committed.problems)} committed file(s) could not be read (details)" if ctx.committed.problems else ""
+        if not numbers:  # nothing was judged: a pass would say the developer's numbers were checked
+            said = (f"; {', '.join(sorted(empty))}: no numeric value read (details)" if empty else
+                    "; no metrics file was read: list the evaluation's files under `metrics.files` in lockstep.yaml")
+            return Check("re-evaluation", "Re-evaluation", "warn",
+                         f"re-ran {stages} on {what}, but no numeric metric was compared with a committed one{said}{unread}", notes)
         return Check("re-evaluation", "Re-evaluation", "warn" if retrains and "not the developer" in what else "pass",
                      f"re-ran {stages} on {what}: {agreed} metric(s) agree with the committed ones{unread}", notes)
     details = [f"{d.name}: committed {format_value(d.committed)}, recomputed {format_value(d.recomputed)}" for d in found]
@@ -1091,7 +1105,11 @@ def _model_stage(ctx: Context) -> str:
 
 
 def _evaluation_stages(repo, cfg: configmod.Config) -> list[str]:
-    stages = dvcrepo.evaluation_stages(repo, cfg.evaluation_stages)
+    stages = dvcrepo.evaluation_stages(repo, cfg.evaluation_stages, cfg.model_path)
+    training = [] if cfg.evaluation_stages else [s for s in dvcrepo.metrics_owners(repo) if s not in stages]
+    if training and stages:
+        gha.info(f"evaluation stages: {', '.join(stages)}; {', '.join(training)} also write(s) metrics but train(s) the "
+                 "model or run(s) before it, so they are not re-run (set evaluation.stages in lockstep.yaml to choose)")
     if not stages:
         raise ConfigError(
             "no evaluation stage: no stage in dvc.yaml writes a metrics file DVC knows",
