@@ -93,6 +93,8 @@ SHAPES = [
     # data preparation, training and evaluation each declare metrics (cached by DVC): the training
     # run's own (a wall-clock time) are not an evaluation's
     Shape("training-metrics"),
+    # no metrics declared: the evaluation's scores are a plain cached output (`outs: [eval/metrics.json]`)
+    Shape("plain-output-metrics"),
 ]
 
 
@@ -212,6 +214,10 @@ def test_shape_is_adopted_validates_and_rebuilds_as_it_is(shape, tmp_path):
     if shape.name == "training-metrics":  # only the stage after the model's is re-run and gated
         assert cfg.evaluation_stages == ("evaluation",) and [g.metric for g in cfg.gates] == ["accuracy"], cfg
         assert any("training the model" in n or "train(s) the model" in n for n in adopt.plan(repo.project).notes)
+    if shape.name == "plain-output-metrics":  # init names the file and the stage, for review
+        assert cfg.metrics_files == ("eval/metrics.json",) and cfg.evaluation_stages == ("evaluate",), cfg
+        assert [g.metric for g in cfg.gates] == ["accuracy"], cfg.gates
+        assert "# REVIEW: dvc.yaml declares no metrics" in (repo.project / "lockstep.yaml").read_text()
     if shape.name == "scalar-metrics":  # named by its file, as `dvc metrics show` names it; the CSV gives no number
         assert [g.metric for g in cfg.gates] == ["metrics.txt"], cfg.gates
     notes = [n for n in adopt.plan(repo.project).notes if "dependency folder" in n]

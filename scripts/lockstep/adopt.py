@@ -78,6 +78,7 @@ class Plan:
     remote_scheme: str = ""  # the default remote's
     notes: list[str] = field(default_factory=list)
     remote_schemes: tuple[str, ...] = ()  # every remote's, in name order ("local" for a folder)
+    metrics_files: list[str] = field(default_factory=list)  # when dvc.yaml declares no metrics: the ones init chose
 
 
 def plan(project_dir: Path, repository: str = "") -> Plan:
@@ -90,18 +91,28 @@ def plan(project_dir: Path, repository: str = "") -> Plan:
     guessed = declared[0][1] if declared else (_guess_model(repo, everything) if everything else None)
     stages = dvcrepo.metrics_stages(repo, guessed)
     training = [address for address in everything if address not in stages]
+    metrics_files: list[str] = []
+    notes = []
+    if not stages:  # no metrics declared: the evaluation's JSON or YAML outputs, for the user to review
+        stage, metrics_files = dvcrepo.undeclared_metrics(repo)
+        stages = [stage] if stage else []
+        if stage:
+            notes.append(f"dvc.yaml declares no metrics: lockstep reads {', '.join(metrics_files)} (written by {stage}, "
+                         "which reads the model) as the metrics (`metrics.files`, marked REVIEW in lockstep.yaml). "
+                         "Declaring them in dvc.yaml under the stage's `metrics:` is what `dvc metrics show` reads too")
     if not stages:
         raise InputError(
-            f"{project}: no stage writes a metrics file DVC knows, so there is nothing to validate",
-            hint="declare the evaluation's metrics in dvc.yaml (stage `metrics:` or top-level `metrics:`), then run `lockstep init` again",
+            f"{project}: no stage writes a metrics file DVC knows, and no stage that reads another's output writes "
+            "a JSON or YAML file holding numbers, so there is nothing to validate",
+            hint="declare the evaluation's metrics in dvc.yaml (stage `metrics:` or top-level `metrics:`), run `dvc repro`, "
+                 "then run `lockstep init` again",
         )
-    read = dvcrepo.read_metrics(repo)
+    read = dvcrepo.read_metrics(repo, files=metrics_files or None)
     if not read.values:
-        read = dvcrepo.read_metrics(repo, rev="HEAD")
-    written = dvcrepo.metrics_written_by(repo, stages)
+        read = dvcrepo.read_metrics(repo, rev="HEAD", files=metrics_files or None)
+    written = metrics_files or dvcrepo.metrics_written_by(repo, stages)
     gates, not_gated = choose_gates(read.values, dvcrepo.params_values(repo, project),
                                     set(read.only(written).values) if written else None)
-    notes = []
     notes += [f"no gate for {why}" for why in read.no_numbers.values()]
     if not gates and not read.no_numbers:
         notes.append("no metric values found (run `dvc repro` first to have gates written for them)")
@@ -132,6 +143,7 @@ def plan(project_dir: Path, repository: str = "") -> Plan:
         remote_scheme=scheme,
         notes=notes,
         remote_schemes=tuple(_scheme(str(options.get("url") or "")) for _name, options in sorted(remotes.items())),
+        metrics_files=metrics_files,
     )
 
 
@@ -305,7 +317,13 @@ def config_text(p: Plan) -> str:
         lines.append(f"  path: {_quote(p.model_path)}   # REVIEW: guessed from dvc.yaml")
     else:
         lines.append("  path: REPLACE-ME   # REVIEW: the model file or folder, an output in dvc.yaml")
-    lines += ["", "evaluation:", f"  stages: [{', '.join(_quote(s) for s in p.evaluation_stages)}]"]
+    stages = f"  stages: [{', '.join(_quote(s) for s in p.evaluation_stages)}]"
+    if p.metrics_files:
+        lines += ["", "# REVIEW: dvc.yaml declares no metrics, so `lockstep init` took the JSON/YAML outputs holding numbers",
+                  "# of the last stage that reads the model as the metrics, and that stage as the evaluation.",
+                  "metrics:", f"  files: [{', '.join(_quote(f) for f in p.metrics_files)}]   # REVIEW"]
+        stages += "   # REVIEW"
+    lines += ["", "evaluation:", stages]
     if p.env:
         lines += ["", "env:   # the stages need it to import the project's own code"]
         lines += [f"  {key}: {_quote(value)}" for key, value in p.env.items()]

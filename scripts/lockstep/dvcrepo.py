@@ -2110,6 +2110,30 @@ def training_metrics_stages(repo, owners: Sequence[str], model_path: str | None 
     return training if len(training) < len(owners) else []
 
 
+def undeclared_metrics(repo) -> tuple[str, list[str]]:
+    """When dvc.yaml declares no metrics: the most downstream stage that reads another stage's
+    output (the model) and writes JSON or YAML outputs holding numbers (`eval/metrics.json` under
+    `outs:`), as (address, files relative to the project); ('', []) when there is none. Read from
+    the workspace, after the developer's `dvc repro`."""
+    from .metrics import parse_file_or_empty
+
+    root = Path(repo.root_dir)
+    for stage in reversed(_pipeline_stages(repo)):
+        address = _address(repo, stage)
+        if not dep_outputs(repo, [address]):
+            continue  # reads no other stage's output: no model to evaluate
+        files = []
+        for out in stage.outs:
+            path = Path(out.fs_path)
+            if path.suffix.lower() in (".json", ".yaml", ".yml") and path.is_file():
+                values = parse_file_or_empty(path.read_text("utf-8", errors="replace"), path.name)
+                if any(as_number(value) is not None for value in values.values()):
+                    files.append(os.path.relpath(path, root).replace(os.sep, "/"))
+        if files:
+            return address, files
+    return "", []
+
+
 def metrics_owners(repo) -> list[str]:
     """Every stage that writes a metrics file DVC knows, the training side's included."""
     owners: list[str] = []
