@@ -126,6 +126,14 @@ def plan(project_dir: Path, repository: str = "") -> Plan:
                      "that evaluate the model")
     if model_path is None:
         notes.append("no model output found: set model.path in lockstep.yaml to the file or folder the training stage writes")
+    owner = dvcrepo.output_owner(repo, model_path) if model_path else None
+    if owner is not None and not owner.stage:
+        notes.append(
+            f"the model {model_path} is added with `dvc add` ({owner.dvcfile}): no stage in dvc.yaml trains it. PR validation "
+            "re-evaluates it as it is; a main rebuild (ml-main.yml, ml-retrain.yml) has nothing to retrain and stops (exit 2) "
+            "before doing anything. To have CI retrain it, make its training a stage (`dvc remove "
+            f"{owner.dvcfile}`, then `dvc stage add -n train ... -o {model_path} ...`)"
+        )
     notes += _machine_specific_folders(repo, project)
     url = dvcrepo.remote_url(repo)
     scheme = _scheme(url)

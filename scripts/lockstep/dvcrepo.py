@@ -100,6 +100,7 @@ class Output:
     md5: str  # the hash dvc.lock records ('' when none yet)
     remote: str | None  # the output's own `remote:` (None: the default remote)
     cached: bool  # False for `cache: false` (git carries it)
+    dvcfile: str = ""  # the file that records it, relative to the project: dvc.yaml, or a `dvc add`-ed file's `.dvc` file
 
 
 @dataclass
@@ -672,6 +673,7 @@ def output_owner(repo, path: str) -> Output | None:
         md5=out.hash_info.value if out.hash_info else "",
         remote=out.remote,
         cached=bool(out.use_cache),
+        dvcfile=os.path.relpath(stage.path, repo.root_dir).replace(os.sep, "/"),
     )
 
 

@@ -105,6 +105,19 @@ def model_stage(repo, cfg: configmod.Config) -> str:
             file=cfg.source,
             line=line,
         )
+    if not owner.stage:
+        line = cfg.line_of("model", "path")
+        raise InputError(
+            f"{cfg.source}:{line}: model.path: {cfg.model_path!r} is added with `dvc add` ({owner.dvcfile}), and no stage in "
+            "dvc.yaml retrains it: a main rebuild has nothing to rebuild, and stopped before pulling, pushing, committing or "
+            "registering anything",
+            hint="to have CI retrain the model, make its training a stage: `dvc remove "
+                 f"{owner.dvcfile}`, then `dvc stage add -n train -d <training code and data> -o {owner.path} <training command>`, "
+                 "`dvc repro` and commit dvc.yaml and dvc.lock. PR validation needs no stage: it re-evaluates the added model "
+                 "as it is. Until then, do not call main-rebuild.yml",
+            file=cfg.source,
+            line=line,
+        )
     if cfg.model_stage and owner.stage != dvcrepo.stage_named(repo, cfg.model_stage).address:
         line = cfg.line_of("model", "stage")
         raise ConfigError(
@@ -160,6 +173,8 @@ def _run(inputs: RebuildInputs, tracker: Any) -> RebuildResult:
     cfg = configmod.load(project, inputs.config_path or None)
     changed_params: dict[str, Any] = {}
     repo = dvcrepo.open_repo(project)
+    if cfg.model_path:
+        model_stage(repo, cfg)  # a model no stage builds stops the rebuild before anything, params set included
     hydra = _composition(repo)
     if inputs.set_params or hydra is not None:
         changed_params = _set_params(project, repo, hydra, inputs.set_params)
