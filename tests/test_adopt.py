@@ -149,8 +149,13 @@ def _init(project: Path, capsys) -> tuple[int, str, dict[str, dict]]:
     ({"requirements/base.txt": "six\n", "requirements/serve.txt": "fastapi\n"}, ".", "requirements/base.txt"),
     ({"ml/requirements-dev.txt": "pytest\n", "requirements/ml.txt": "six\n", "requirements/api.txt": "fastapi\n"}, "ml",
      "../requirements/api.txt ../requirements/ml.txt"),
+    # the folder's files named as if they were beside it: their part beside `requirements` counts
+    ({"ml/requirements/train-requirements.txt": "six\n", "ml/requirements/pipe-requirements.txt": "six\n",
+      "ml/requirements/dev-requirements.txt": "pytest\n"}, "ml", "requirements/train-requirements.txt"),
+    ({"requirements/requirements_base.txt": "six\n", "requirements/requirements_serve.txt": "fastapi\n"}, ".",
+     "requirements/requirements_base.txt"),
 ], ids=["folder-base-and-train", "dash-train", "suffix-one-left", "root-of-a-sub-folder-project", "project-at-root",
-        "developer-file-here-all-of-the-root-s"])
+        "developer-file-here-all-of-the-root-s", "folder-suffixed-names", "folder-prefixed-names"])
 def test_init_writes_the_requirements_the_setup_would_not_find(tmp_path, capsys, files, folder, expected):
     """No default requirements file, but files that look like requirements: the setup action would
     stop (exit 2) asking for the `requirements` input. `lockstep init` writes its best guess into
@@ -199,7 +204,10 @@ def test_init_writes_no_requirements_when_the_setup_finds_them_or_only_developer
     {"ml/pyproject.toml": "[project]\nname = 'ml'\n", "ml/requirements-gpu.txt": ""},
     {"requirements.txt": "", "ml/requirements/base.txt": ""},
     {"ml/notes.txt": "", "ml/requirements.in": ""},
-], ids=["folder-and-dash", "suffix-and-root", "root-only", "tools-pyproject", "project-pyproject", "root-default", "none"])
+    {"ml/requirements/train-requirements.txt": "", "ml/requirements/pipe-requirements.txt": "",
+     "ml/requirements/requirements-dev.txt": ""},
+], ids=["folder-and-dash", "suffix-and-root", "root-only", "tools-pyproject", "project-pyproject", "root-default", "none",
+        "folder-named-as-beside"])
 def test_init_and_the_setup_action_see_the_same_requirements(tmp_path, files):
     """adopt.py lists requirements as actions/setup/setup.sh does: the same default, or the same
     files when there is none (the setup then stops), and the input init infers satisfies the setup."""

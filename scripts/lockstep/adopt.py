@@ -390,8 +390,10 @@ DEFAULT_REQUIREMENTS = ("requirements.txt", "src/requirements.txt", "uv.lock", "
 # default found, the setup fails (exit 2) and asks for the `requirements` input
 _PREFIXED, _SUFFIXED = re.compile(r"^requirements[-_].*\.txt$"), re.compile(r"^.*[-_]requirements\.txt$")
 # the part of such a file's name beside `requirements`: `requirements/train.txt`, `requirements-train.txt`
-# and `train-requirements.txt` are all "train"
-_PART = re.compile(r"^(?:requirements/(?P<a>.+)|requirements[-_](?P<b>.+)|(?P<c>.+)[-_]requirements)\.txt$")
+# and `train-requirements.txt` are all "train", and so are `requirements/train-requirements.txt` and
+# `requirements/requirements_train.txt` (the folder's files named as if they were beside it)
+_PART = re.compile(r"^(?:requirements/(?:requirements[-_](?P<d>.+)|(?P<e>.+)[-_]requirements|(?P<a>.+))"
+                   r"|requirements[-_](?P<b>.+)|(?P<c>.+)[-_]requirements)\.txt$")
 _FOR_DEVELOPERS = frozenset({"dev", "develop", "development", "test", "tests", "testing", "lint", "docs", "doc"})
 _FOR_THE_STAGES = (("base", "common", "core"), ("train", "training"))  # in this order
 _SAFE_PATH = re.compile(r"[A-Za-z0-9_./-]+")  # the input is space-separated, and it goes into YAML as it is
