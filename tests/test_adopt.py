@@ -269,3 +269,31 @@ def test_a_file_of_one_number_is_named_by_its_path_and_a_csv_is_said_to_give_non
     assert [(g.metric, g.direction) for g in cfg.gates] == [("metrics.txt", "higher")]
     assert "no gate for report.csv holds no number DVC can read" in out
     assert "run `dvc repro` first" not in out
+# --- the environment the stages need to import the project's own code ---------------------------
+
+SRC_LAYOUT_DVC_YAML = """stages:
+  evaluate:
+    cmd: python src/cnnClassifier/pipeline/stage_04_evaluation.py
+    deps: [src/cnnClassifier]
+    metrics:
+      - metrics.json:
+          cache: false
+"""
+SRC_LAYOUT = {"ml/dvc.yaml": SRC_LAYOUT_DVC_YAML, "ml/setup.py": "from setuptools import setup\nsetup(name='cnnClassifier')\n",
+              "ml/src/cnnClassifier/__init__.py": "", "ml/src/cnnClassifier/pipeline/__init__.py": "",
+              "ml/src/cnnClassifier/pipeline/stage_04_evaluation.py":
+                  "from cnnClassifier.components.evaluation import Evaluation\n"}
+
+
+@pytest.mark.parametrize(("extra", "env"), [
+    ({"ml/requirements.txt": "pyyaml\n"}, {"PYTHONPATH": "src"}),  # never installed: PYTHONPATH is how it imports
+    ({"ml/requirements.txt": "pyyaml\n-e .\n"}, None),  # installed by the requirements the setup installs
+    ({"ml/requirements.txt": "pyyaml\n", "ml/src/cnnClassifier/pipeline/stage_04_evaluation.py": "import json\n"}, None),
+], ids=["script-path-not-installed", "installed-by-requirements", "imports-nothing-of-its-own"])
+def test_init_gives_a_src_layout_script_run_by_its_path_the_path_it_imports_from(tmp_path, capsys, extra, env):
+    """`python src/<pkg>/pipeline/stage_04_evaluation.py` importing `<pkg>` (a `setup.py`, never
+    installed: the developer's IDE or shell puts `src` on the path): `env: {PYTHONPATH: src}`."""
+    project = _adoptable(tmp_path, {**SRC_LAYOUT, **extra})
+    code, out, _calls = _init(project, capsys)
+    assert code == 0, out
+    assert config.load(project).env == (env or {})

@@ -444,6 +444,34 @@ def test_a_stage_missing_a_module_is_told_where_the_environment_came_from(tmp_pa
     assert "`requirements` input" in failed.value.hint
 
 
+@pytest.mark.parametrize(("layout", "folder"), [("src/cnnClassifier", "src"), ("cnnClassifier", ".")])
+def test_a_stage_missing_the_project_s_own_package_is_told_to_set_its_path(tmp_path, monkeypatch, layout, folder):
+    """The module missing is the project's own package (a src/ layout's, run by its script's path):
+    no requirement provides it; `env: {PYTHONPATH: ...}` in lockstep.yaml does."""
+    import subprocess
+    import sys
+
+    from lockstep import dvcrepo
+    from lockstep.errors import DvcError
+
+    project = tmp_path / "ml"
+    (project / layout / "pipeline").mkdir(parents=True)
+    (project / layout / "__init__.py").write_text("")
+    (project / layout / "pipeline" / "stage.py").write_text("from cnnClassifier.components import evaluation\n")
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    subprocess.run([sys.executable, "-m", "dvc", "init", "-q", "--subdir"], cwd=project, check=True)
+    (project / "dvc.yaml").write_text(f"stages:\n  evaluate:\n    cmd: python {layout}/pipeline/stage.py\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("LOCKSTEP_PROJECT_REQUIREMENTS", "requirements.txt ")
+    with pytest.raises(DvcError) as failed:
+        dvcrepo.reproduce(project, ["evaluate"], env={**os.environ, "DVC_NO_ANALYTICS": "true"})
+    assert "No module named 'cnnClassifier'" in failed.value.message
+    assert failed.value.hint.startswith(f"the stage imports `cnnClassifier`, the project's own package ({folder}/cnnClassifier/), "
+                                        "which Python does not find from the project's folder")
+    assert f"Add `env: {{PYTHONPATH: {folder}}}` to lockstep.yaml" in failed.value.hint
+    assert "`requirements` input" not in failed.value.hint
+
+
 def test_google_credentials_that_are_not_a_json_key_are_a_named_error():
     from lockstep import dvcrepo
     from lockstep.errors import DvcError

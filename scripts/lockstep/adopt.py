@@ -294,6 +294,7 @@ def _machine_specific_folders(repo, project: Path) -> list[str]:
 def _guess_env(repo, project: Path) -> dict[str, str]:
     """`PYTHONPATH: .` when the stages' scripts import the project's own package by its folder;
     `PYTHONPATH: src` when they run a module (`python -m pkg.train`) of a package in a src/ layout,
+    or a script of it by its path (`python src/pkg/pipeline/stage_01.py`) that imports it,
     which developers install with `pip install -e .` and lockstep does not install (it installs
     the dependencies only, so that a base commit's evaluation imports the base's code)."""
     for stage in dvcrepo.pipeline_stages(repo):
@@ -306,10 +307,30 @@ def _guess_env(repo, project: Path) -> dict[str, str]:
             script = project / word
             if word.endswith(".py") and script.is_file():
                 text = script.read_text("utf-8", errors="replace")
-                package = Path(word).parts[0] if len(Path(word).parts) > 1 else ""
-                if package and re.search(rf"^\s*(from|import)\s+{re.escape(package)}[.\s]", text, re.MULTILINE):
+                parts = Path(word).parts
+                package = parts[0] if len(parts) > 1 else ""
+                if package and _imports(text, package):
                     return {"PYTHONPATH": "."}
+                # a script of a src/ layout's package, run by its path, that imports the package
+                # (`python src/pkg/pipeline/stage_01.py`: `from pkg.components import ...`)
+                if (package == "src" and len(parts) > 2 and (project / "src" / parts[1]).is_dir()
+                        and _imports(text, parts[1]) and not _installs_itself(project)):
+                    return {"PYTHONPATH": "src"}
     return {}
+
+
+def _imports(text: str, package: str) -> bool:
+    return bool(re.search(rf"^\s*(from|import)\s+{re.escape(package)}[.\s]", text, re.MULTILINE))
+
+
+def _installs_itself(project: Path) -> bool:
+    """Whether the project's requirements.txt installs the project (`-e .`), as the template many
+    ML repositories copy does: the setup action installs it, and the stages import it from there."""
+    for name in ("requirements.txt", "src/requirements.txt"):
+        path = project / name
+        if path.is_file() and re.search(r"^\s*(-e|--editable)?\s*\.(/)?\s*$", path.read_text("utf-8", "replace"), re.MULTILINE):
+            return True
+    return False
 
 
 def config_text(p: Plan) -> str:

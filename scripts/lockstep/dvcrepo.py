@@ -1187,6 +1187,13 @@ def reproduce(project_dir: str | Path, stage_names: Sequence[str], *, env: Mappi
             hint = (f"the stage imports `{missing}`, which the project's environment does not have; it was installed from "
                     f"{_installed_from(project_dir)}: add the package that provides it there, or point the setup's "
                     "`requirements` input at the file that lists it")
+            local = _local_package(Path(project_dir), missing.split(".")[0])
+            if local:
+                hint = (f"the stage imports `{missing}`, the project's own package ({local}/{missing.split('.')[0]}/), which "
+                        "Python does not find from the project's folder: a developer's `pip install -e .` or shell puts "
+                        f"{local} on the path, and lockstep installs the project's dependencies, not the project. Add "
+                        f"`env: {{PYTHONPATH: {local}}}` to lockstep.yaml (the README's lockstep.yaml section), not a "
+                        "requirement")
         unread = next((m.group(1) for line in reversed(tail)
                        if (m := re.search(r"FileNotFoundError: \[Errno 2\] No such file or directory: '([^']+)'", line))), "")
         undeclared = _undeclared_input(project_dir, failed, unread) if unread and not missing else ""
@@ -1227,6 +1234,16 @@ def undeclared_output(project_dir: str | Path, stage_name: str, path: str) -> st
     if stage.name in upstream_of(repo, [_address(repo, owner)]):
         return ""  # downstream of the failed stage: not something it can read first
     return os.path.relpath(out.fs_path, repo.root_dir).replace(os.sep, "/")
+
+
+def _local_package(project: Path, top: str) -> str:
+    """The folder ('.' or 'src', relative to the project) that holds the project's own package or
+    module `top`, or '' when it is none of the project's."""
+    for folder in (".", "src"):
+        base = project / folder
+        if (base / top / "__init__.py").is_file() or (base / f"{top}.py").is_file():
+            return folder
+    return ""
 
 
 def _undeclared_input(project_dir: str | Path, stage_name: str, path: str) -> str:
