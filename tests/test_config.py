@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from lockstep import config
@@ -95,3 +97,25 @@ def test_set_params_edits_the_named_params_file_in_place(tmp_path):
     assert (tmp_path / "params.toml").read_text() == "[train]\nseed = 3 # fixed\nsteps = 7\n"
     assert dvcrepo.set_params(tmp_path, ["config/train.yaml:train.steps=2026-12-01T10:00"], allowed=allowed)
     assert (tmp_path / "params.toml").read_text() == "[train]\nseed = 3 # fixed\nsteps = 7\n"
+
+
+def test_set_params_edits_a_python_params_file_and_refuses_what_dvc_s_writer_leaves_unchanged(tmp_path):
+    """DVC's writer for `params.py` replaces ` = <old>` on the value's line: numbers change, a quoted
+    string does not (silently). lockstep reads the file back: such a value is an error, and the file
+    is left as it was. A JSON file named in capitals is still written as JSON (DVC picks by suffix, in any case)."""
+    from lockstep import dvcrepo
+    from lockstep.errors import InputError
+
+    (tmp_path / "params.py").write_text('LR = 0.01\n\n\nclass Train:\n    steps = 30\n    optimizer = "adam"\n')
+    (tmp_path / "CONFIG.JSON").write_text('{"train": {"steps": 1}}\n')
+    allowed = ["params.py", "CONFIG.JSON"]
+    changes = dvcrepo.set_params(tmp_path, ["params.py:Train.steps=50", "params.py:LR=0.1", "CONFIG.JSON:train.steps=5"],
+                                 allowed=allowed)
+    assert changes == {"params.py:Train.steps": (30, 50), "params.py:LR": (0.01, 0.1), "CONFIG.JSON:train.steps": (1, 5)}
+    assert (tmp_path / "params.py").read_text() == 'LR = 0.1\n\n\nclass Train:\n    steps = 50\n    optimizer = "adam"\n'
+    assert json.loads((tmp_path / "CONFIG.JSON").read_text()) == {"train": {"steps": 5}}  # JSON, not YAML
+    with pytest.raises(InputError, match=r"params\.py:Train\.optimizer could not be set in params\.py: written back, it still "
+                                         r"reads 'adam'; params\.py is as it was") as refused:
+        dvcrepo.set_params(tmp_path, ["params.py:LR=0.5", "params.py:Train.optimizer=sgd"], allowed=allowed)
+    assert "numbers and booleans in place, not its strings" in refused.value.hint
+    assert (tmp_path / "params.py").read_text() == 'LR = 0.1\n\n\nclass Train:\n    steps = 50\n    optimizer = "adam"\n'

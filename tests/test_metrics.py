@@ -73,3 +73,50 @@ def test_a_metric_keeps_its_file_in_its_name_when_the_other_file_could_not_be_re
     assert pr.values == {"train/metrics.json:acc": 0.75}
     assert pr.source_of("train/metrics.json:acc") == "train/metrics.json"
     assert set(base.values) == {"train/metrics.json:acc", "eval/metrics.json:acc"}  # already qualified: unchanged
+
+
+PARAMS_PY = '''"""Training settings."""
+import pathlib
+
+LR = 0.01
+EPOCHS: int = 5
+RAN = pathlib.Path({canary!r}).write_text("the file ran")  # code, not a value: left out, never run
+
+
+class Train:
+    optimizer = {{"name": "adam", "beta": 0.9}}
+    layers = [64, 32]
+
+    def __init__(self):
+        self.seed = 42
+'''
+
+
+def test_a_python_params_file_is_parsed_as_dvc_parses_it_and_never_run(tmp_path):
+    """DVC reads `params: - params.py:` with `ast` (module constants, class attributes, `self.x`
+    of `__init__`), running nothing: so does lockstep, where it read the file as YAML ({})."""
+    canary = tmp_path / "ran"
+    values = parse_file(PARAMS_PY.format(canary=str(canary)), "params.py")
+    assert values == {"LR": 0.01, "EPOCHS": 5, "Train.optimizer.name": "adam", "Train.optimizer.beta": 0.9,
+                      "Train.layers.0": 64, "Train.layers.1": 32, "Train.seed": 42}
+    assert not canary.exists()
+    assert parse_file("LR = 0.1\n", "config/PARAMS.PY") == {"LR": 0.1}
+
+
+def test_a_python_params_file_that_is_no_python_or_too_big_is_a_named_load_error():
+    from lockstep.metrics import parse_file_or_empty
+    from lockstep.safeload import LoadError
+
+    with pytest.raises(LoadError, match=r"^params\.py: not valid Python"):
+        parse_file("def (:\n", "params.py")
+    with pytest.raises(LoadError, match=r"^params\.py: not valid Python"):
+        parse_file("X = " + "[" * 5000 + "]" * 5000 + "\n", "params.py")
+    with pytest.raises(LoadError, match="over the 2000000-byte limit"):
+        parse_file("X = 1\n" * 400_000, "params.py")
+    assert parse_file_or_empty("def (:\n", "params.py") == {}
+
+
+@pytest.mark.parametrize(("text", "name"), [('{"acc": {"test": 0.9}}', "metrics.JSON"), ("[acc]\ntest = 0.9\n", "Params.TOML"),
+                                            ("acc:\n  test: 0.9\n", "metrics.YML")])
+def test_a_file_s_suffix_chooses_its_parser_in_any_case(text, name):
+    assert parse_file(text, name) == {"acc.test": 0.9}

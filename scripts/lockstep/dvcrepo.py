@@ -1430,7 +1430,8 @@ def set_params(project_dir: str | Path, assignments: Sequence[str], params_file:
                allowed: Sequence[str] = ()) -> dict[str, Any]:
     """Apply `key.path=value` assignments to the params file, or `file:key.path=value` to another
     one (named as lockstep names its params: `config/train.yaml:train.steps=5`), keeping each file's
-    comments and layout (YAML, JSON or TOML). Another file must be one of `allowed`: the files the
+    comments and layout (YAML, JSON, TOML or Python, by the file's suffix in any case, as DVC
+    chooses; a Python file's values are read back, and one that did not land is an error). Another file must be one of `allowed`: the files the
     pipeline reads as params (never dvc.yaml or code: a dispatch sets values, it does not change
     what runs). Values are read as YAML (`300` is a number, `true` a bool). Returns
     {name: (old, new)}, names as given."""
@@ -1468,7 +1469,8 @@ def set_params(project_dir: str | Path, assignments: Sequence[str], params_file:
         if not path.is_file():
             raise InputError(f"set-params: {file} not found in {project_dir}",
                              hint="set-params changes an existing params file; name another as `file:key=value`")
-        with MODIFIERS[path.suffix](str(path)) as data:
+        before = path.read_bytes()
+        with MODIFIERS[path.suffix.lower()](str(path)) as data:  # chosen as DVC chooses its reader
             for name, key, value in items:
                 node = data
                 parts = key.split(".")
@@ -1480,7 +1482,28 @@ def set_params(project_dir: str | Path, assignments: Sequence[str], params_file:
                     raise InputError(f"set-params: {key} does not exist in {file}", hint="only existing params can be set")
                 changes[name] = (node[parts[-1]], value)
                 node[parts[-1]] = value
+        if path.suffix.lower() == ".py":
+            _check_written(path, file, before, items)
     return changes
+
+
+def _check_written(path: Path, file: str, before: bytes, items: list[tuple[str, str, Any]]) -> None:
+    """Read the params file back: DVC's writer for a Python params file rewrites ` = <old>` as
+    ` = <new>` on the value's line, which leaves a quoted string as it was, saying nothing. A value
+    that did not land puts the file back as it was and is an error, not a rebuild with the old value."""
+    from .errors import InputError
+    from .metrics import parse_file_or_empty
+
+    written = parse_file_or_empty(path.read_text("utf-8", errors="replace"), file)
+    unchanged = [name for name, key, value in items if written.get(key, object()) != value]
+    if unchanged:
+        path.write_bytes(before)
+        raise InputError(
+            f"set-params: {', '.join(unchanged)} could not be set in {file}: written back, it still reads "
+            f"{', '.join(repr(written.get(key)) for name, key, _value in items if name in unchanged)}; {file} is as it was",
+            hint="DVC changes a Python params file's numbers and booleans in place, not its strings: change the value in a "
+                 "reviewed commit, or keep the param in a YAML, JSON or TOML params file",
+        )
 
 
 _SHELL_CHARACTERS = frozenset(";&|$`<>(){}[]!*?~#'\"\\\n\r")

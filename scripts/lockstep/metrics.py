@@ -16,11 +16,15 @@ Number = float
 MISSING_METRIC = "required metric is missing from the PR's metrics"
 
 def parse_file(text: str, name: str) -> dict[str, Any]:
-    """Parse a metrics or params file (JSON, TOML or YAML) and flatten nested keys with dots."""
-    if name.endswith(".json"):
+    """Parse a metrics or params file (JSON, TOML, Python or YAML, by its suffix in any case, as DVC
+    chooses) and flatten nested keys with dots."""
+    suffix = name.rpartition(".")[2].lower() if "." in name.rpartition("/")[2] else ""
+    if suffix == "json":
         data = safeload.load_json(text, name)  # NaN/Infinity literals are accepted, as DVC does
-    elif name.endswith(".toml"):
+    elif suffix == "toml":
         data = safeload.load_toml(text, name)
+    elif suffix == "py":
+        data = safeload.load_python_params(text, name)  # parsed, never run
     else:
         data = safeload.load_yaml(text, name)
     return flatten(data if isinstance(data, dict) else {})

@@ -1,4 +1,4 @@
-"""Bounded YAML and JSON loading: the one place lockstep parses files a pull request controls.
+"""Bounded YAML, JSON, TOML and Python-params loading: the one place lockstep parses files a pull request controls.
 
 A few hundred bytes of YAML can describe billions of nodes through anchors and aliases ("billion
 laughs"), an alias can point into itself, and deeply nested YAML or JSON exhausts the recursion
@@ -192,6 +192,24 @@ def load_toml(text: str | bytes, source: str, *, max_bytes: int = MAX_BYTES) -> 
         raise LoadError(f"not valid TOML: {exc}", source=source) from None
     except RecursionError:
         raise LoadError("nested too deeply", source=source) from None
+
+
+def load_python_params(text: str | bytes, source: str, *, max_bytes: int = MAX_YAML_BYTES) -> Any:
+    """A Python params file (DVC reads `params.py`: module-level constants, classes' attributes and
+    their `__init__`'s `self.x = ...`), within the size bound, by DVC's own parser: `ast.parse` and
+    `ast.literal_eval` of each value, so none of the file's code runs (a value that is not a literal
+    is left out, as DVC leaves it out)."""
+    _check_size(text, source, max_bytes)
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "replace")
+    from dvc.utils.serialize import ParseError, parse_py
+
+    try:
+        return parse_py(text, source)
+    except ParseError as exc:
+        raise LoadError(f"not valid Python: {exc}", source=source) from None
+    except (RecursionError, MemoryError, ValueError, SyntaxError):  # nesting past the parser's own limits, NUL bytes
+        raise LoadError("not valid Python, or nested too deeply", source=source) from None
 
 
 def json_depth_exceeds(text: str, max_depth: int) -> bool:
