@@ -269,6 +269,8 @@ def test_a_file_of_one_number_is_named_by_its_path_and_a_csv_is_said_to_give_non
     assert [(g.metric, g.direction) for g in cfg.gates] == [("metrics.txt", "higher")]
     assert "no gate for report.csv holds no number DVC can read" in out
     assert "run `dvc repro` first" not in out
+
+
 # --- the environment the stages need to import the project's own code ---------------------------
 
 SRC_LAYOUT_DVC_YAML = """stages:
