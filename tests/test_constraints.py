@@ -98,8 +98,14 @@ def test_the_constraints_are_a_complete_resolution():
 def test_the_setup_action_installs_lockstep_from_the_constraints():
     setup = (ROOT / "actions" / "setup" / "setup.sh").read_text().replace("\\\n", " ")
     tool = [line for line in setup.splitlines() if '"$root/tool/bin/python"' in line and " uv pip " in line]
-    assert '&& uv pip sync --quiet --python "$root/tool/bin/python" "$source_dir/constraints.txt" )' in tool[0]
-    assert all('-c "$source_dir/constraints.txt"' in line for line in tool[1:])  # the remotes' extras
+    # constraints.txt, split in two parts (toolenv.py): the first synced, MLflow's client after it
+    assert '"$python" -I -S "$source_dir/scripts/lockstep/toolenv.py" split "$source_dir/constraints.txt"' in setup
+    synced = [line for line in tool if " uv pip sync " in line]
+    assert len(synced) == 1 and '&& uv pip sync --quiet --python "$root/tool/bin/python" "$root/tool-first.txt"' in synced[0]
+    later = [line for line in tool if '-r "$root/tool-later.txt"' in line]
+    assert len(later) == 1 and "--no-deps" in later[0]  # as pinned, nothing resolved
+    extras = [line for line in tool if "dvc[$extras]" in line]
+    assert extras and all('-c "$source_dir/constraints.txt"' in line for line in extras)  # the remotes' extras
     key = setup[setup.index("cache_key() {"):setup.index("\n}\n", setup.index("cache_key() {"))]
     assert '"$source_dir/constraints.txt"' in key  # a new pin is a new bytecode cache
     assert "-c constraints.txt" in (ROOT / ".ci" / "run").read_text()

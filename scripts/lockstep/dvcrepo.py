@@ -1408,6 +1408,18 @@ def params_files(repo) -> list[str]:
     return files
 
 
+def parse_python_params(text: str, source: str) -> Any:
+    """A Python params file's values as DVC reads them (`ast.parse` and `ast.literal_eval`: none of
+    its code runs). Raises ValueError (DVC's ParseError) for a file that is not valid Python;
+    safeload.load_python_params bounds the size first."""
+    from dvc.utils.serialize import ParseError, parse_py
+
+    try:
+        return parse_py(text, source)
+    except ParseError as exc:
+        raise ValueError(str(exc)) from None
+
+
 def params_keys(text: str, name: str) -> dict[str, Any]:
     """A params file's values, flattened and keyed `train.seed` for params.yaml and
     `file.yaml:train.seed` for another file (as lockstep names params everywhere)."""

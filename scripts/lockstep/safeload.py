@@ -202,13 +202,13 @@ def load_python_params(text: str | bytes, source: str, *, max_bytes: int = MAX_Y
     _check_size(text, source, max_bytes)
     if isinstance(text, bytes):
         text = text.decode("utf-8", "replace")
-    from dvc.utils.serialize import ParseError, parse_py
+    from . import dvcrepo  # the one module that talks to DVC
 
     try:
-        return parse_py(text, source)
-    except ParseError as exc:
+        return dvcrepo.parse_python_params(text, source)
+    except ValueError as exc:  # DVC's ParseError included
         raise LoadError(f"not valid Python: {exc}", source=source) from None
-    except (RecursionError, MemoryError, ValueError, SyntaxError):  # nesting past the parser's own limits, NUL bytes
+    except (RecursionError, MemoryError, SyntaxError):  # nesting past the parser's own limits
         raise LoadError("not valid Python, or nested too deeply", source=source) from None
 
 
