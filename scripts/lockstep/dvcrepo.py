@@ -1918,8 +1918,9 @@ def read_metrics(repo, *, rev: str | None = None, files: Sequence[str] | None = 
 def _file_values(name: str, data: Any) -> dict[str, Any]:
     """A metrics file's values as `dvc metrics show` names them: nested keys with dots, and a file
     that holds one value (`metrics.txt` with `0.93`; a CSV, which DVC reads as YAML, is one string)
-    by the file's own path."""
-    if isinstance(data, (int, float, str)) and not isinstance(data, bool):
+    by the file's own path, when it is a number (a text is no metric: a CSV, or the text of a
+    symbolic link that git carries, which must not reach the report)."""
+    if isinstance(data, (int, float)) and not isinstance(data, bool):
         return {name: data}
     return _flatten(data if isinstance(data, dict) else {})
 

@@ -597,7 +597,10 @@ def _agreement(ctx: Context, retrains: bool, committed_model: str) -> Check:
         agreed = len(set(committed) & set(comparable))
         numbers = sum(1 for name in set(committed) & set(comparable) if as_number(committed[name]) is not None)
         unread = f"; {len(ctx.committed.problems)} committed file(s) could not be read (details)" if ctx.committed.problems else ""
-        if not numbers:  # nothing was judged: a pass would say the developer's numbers were checked
+        recomputed_numbers = any(as_number(value) is not None for value in recomputed.values.values())
+        if not numbers and not recomputed_numbers:
+            # nothing was judged: a pass would say the developer's numbers were checked (a committed
+            # file git does not carry, with CI's numbers read, is the ignored-results shape: a pass)
             said = (f"; {', '.join(sorted(empty))}: no numeric value read (details)" if empty else
                     "; no metrics file was read: list the evaluation's files under `metrics.files` in lockstep.yaml")
             return Check("re-evaluation", "Re-evaluation", "warn",
