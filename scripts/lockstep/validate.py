@@ -9,7 +9,7 @@ Checks, in order, each a named result in the report:
   config              which lockstep.yaml judges this PR (the base's); the PR's changes as proposals
   lock-vs-code        dvc.lock matches dvc.yaml, the code, the params and the upstream lock entries
   lock-vs-remote      every object the lock references is in the remote, object by object
-  pull                only the outputs the evaluation stages read
+  pull                only the outputs the evaluation stages read (fetched while the remote is checked)
   model-load          what loading the PR's pickle-family files would run, told from their bytes:
                       a call a model has no reason to make fails, one the base's model does not
                       make is marked for review (no check when nothing the evaluation reads is one)
@@ -40,6 +40,7 @@ import shlex
 import shutil
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -90,6 +91,15 @@ class ValidateResult:
 
 
 @dataclass
+class Pulled:
+    """What the pull of the evaluation's inputs fetched, or why it failed."""
+
+    targets: list[str]
+    fetched: int
+    error: LockstepError | None = None
+
+
+@dataclass
 class Context:
     """Everything a step needs, passed explicitly: no step changes the process's directory or
     environment."""
@@ -119,6 +129,7 @@ class Context:
     packages_changed: list[str] = field(default_factory=list)  # what the Packages check found
     base_env: bool = False  # the base's evaluation ran in an environment from the base's requirements
     tracker: tracking.TrackerProcess | None = None  # the MLflow client, importing MLflow meanwhile
+    pulled: Pulled | None = None  # the pull made during the remote check (None: not made)
 
     def stage_env(self) -> dict[str, str]:
         """The environment of the PR's own code: no secret, the trusted config's `env:`. Called
@@ -359,9 +370,17 @@ def _stale_composition(ctx: Context) -> Check | None:
 
 
 def step_lock_vs_remote(ctx: Context) -> None:
-    with gha.group("dvc.lock vs remote"):
+    """Check every object the lock references against the remote, in a thread of its own (with a
+    DVC repo of its own), while this one pulls what the evaluation needs: both mostly wait on the
+    remote. The pull only reads the remote and writes the workspace's outputs and DVC cache, and
+    counts only when both lock checks pass (`step_pull`); it starts only once dvc.lock matches the
+    code, as it did when it came after this check."""
+    with gha.group("dvc.lock vs remote"), ThreadPoolExecutor(1, thread_name_prefix="lockstep-remote") as pool:
+        checking = pool.submit(_verify_remote, ctx.project, ctx.remotes)
+        if _passed(ctx, "lock-vs-code"):
+            ctx.pulled = _pull(ctx)
         try:
-            remote = dvcrepo.verify_remote(ctx.repo)
+            remote = checking.result()
         except DvcError as exc:  # unreachable or no credentials: a failed check, with the report
             summary = (
                 f"{exc.message}. Pull requests from forks get no secrets: a maintainer can push the branch to this "
@@ -381,23 +400,37 @@ def step_lock_vs_remote(ctx: Context) -> None:
         ctx.report.add(Check("lock-vs-remote", "dvc.lock vs remote", "fail", summary, details))
 
 
+def _verify_remote(project: Path, remotes: dvcrepo.Remotes | None) -> dvcrepo.RemoteCheck:
+    """The remote check on a DVC repo of its own: DVC's Repo is not shared between threads."""
+    return dvcrepo.verify_remote(dvcrepo.open_repo(project, remotes=remotes))
+
+
+def _pull(ctx: Context) -> Pulled:
+    ctx.eval_stages = _evaluation_stages(ctx.repo, ctx.cfg)
+    model_stage = _model_stage(ctx)
+    ctx.retrains = bool(model_stage) and bool(set(ctx.eval_stages) & dvcrepo.upstream_of(ctx.repo, [model_stage]))
+    targets = dvcrepo.evaluation_inputs(ctx.repo, ctx.eval_stages)
+    try:
+        return Pulled(targets, dvcrepo.pull(ctx.repo, targets))
+    except LockstepError as exc:
+        return Pulled(targets, 0, exc)
+
+
 def step_pull(ctx: Context) -> None:
+    """Report the pull `step_lock_vs_remote` made meanwhile."""
     ctx.eval_stages = _evaluation_stages(ctx.repo, ctx.cfg)
     ctx.committed = dvcrepo.read_metrics(ctx.repo, rev="HEAD", files=ctx.cfg.metrics_files)
-    if not _passed(ctx, "lock-vs-code", "lock-vs-remote"):
+    if not _passed(ctx, "lock-vs-code", "lock-vs-remote") or ctx.pulled is None:
         reason = "skipped: the lock checks failed, so the developer's outputs cannot be trusted or pulled"
         ctx.report.add(Check("pull", "Pull", "skip", reason))
         return
     with gha.group("pull what evaluation needs"):
-        model_stage = _model_stage(ctx)
-        ctx.retrains = bool(model_stage) and bool(set(ctx.eval_stages) & dvcrepo.upstream_of(ctx.repo, [model_stage]))
-        targets = dvcrepo.evaluation_inputs(ctx.repo, ctx.eval_stages)
-        try:
-            fetched = dvcrepo.pull(ctx.repo, targets)
-        except LockstepError as exc:
+        pulled = ctx.pulled
+        if pulled.error is not None:
+            exc = pulled.error
             ctx.report.add(Check("pull", "Pull", "fail", exc.message, [exc.hint] if exc.hint else []))
             return
-        ctx.report.add(Check("pull", "Pull", "pass", f"pulled {', '.join(targets) or 'nothing'} ({fetched} file(s) fetched)"))
+        ctx.report.add(Check("pull", "Pull", "pass", f"pulled {', '.join(pulled.targets) or 'nothing'} ({pulled.fetched} file(s) fetched)"))
 
 
 def step_tests(ctx: Context) -> None:
