@@ -134,6 +134,48 @@ def test_python_version_comes_from_the_projects_python_version_file(tmp_path):
     assert not list(tmp_path.rglob("x"))
 
 
+@pytest.mark.parametrize(("files", "expected"), [
+    ({"runtime.txt": "python-3.12.4\n"}, "3.12.4"),
+    ({"Dockerfile": "FROM --platform=linux/amd64 python:3.10-slim AS train\n"}, "3.10"),
+    ({"setup.cfg": "[metadata]\nname = churn\n[options]\npython_requires = >=3.12\n"}, "3.12"),
+    ({".tool-versions": "python 3.13.1\n", "Dockerfile": "FROM python:3.12\n"}, "3.13.1"),
+    ({"runtime.txt": "python-3.12.4\n", ".python-version": "3.10\n"}, "3.10"),  # .python-version first
+    ({"Dockerfile": "FROM python:3.12\n", "pyproject.toml": "[project]\nname = 'x'\nversion = '0'\nrequires-python = '>=3.13'\n"},
+     "3.13"),  # pyproject.toml first
+], ids=["runtime.txt", "dockerfile", "setup.cfg", "tool-versions-before-dockerfile", "python-version-first", "pyproject-first"])
+def test_python_version_comes_from_the_files_other_tools_read_it_from(tmp_path, files, expected):
+    folder = project(tmp_path, {"dvc.yaml": "stages: {}\n", **files})
+    proc, values = setup("plan", folder, tmp_path)
+    assert proc.returncode == 0 and values["python-version"] == expected, proc.stderr
+
+
+def test_a_sub_folder_project_takes_the_python_of_the_dockerfile_at_the_root(tmp_path):
+    (tmp_path / "Dockerfile").write_text("FROM python:3.12-slim\n")
+    folder = project(tmp_path, {"dvc.yaml": "stages: {}\n"})
+    assert setup("plan", folder, tmp_path)[1]["python-version"] == "3.12"
+    (folder / "runtime.txt").write_text("python-3.13.0\n")
+    assert setup("plan", folder, tmp_path)[1]["python-version"] == "3.13.0"
+
+
+def test_a_python_below_3_10_from_setup_cfg_fails_the_setup_naming_its_line(tmp_path):
+    folder = project(tmp_path, {"requirements.txt": "scikit-learn==0.24.2\n",
+                                "setup.cfg": "[metadata]\nname = churn\n\n[options]\npython_requires = >=3.6, <3.10\n"})
+    proc, values = setup("plan", folder, tmp_path)
+    assert proc.returncode == 2 and "python-version" not in values
+    assert f"the project asks for Python 3.9 (from {folder}/setup.cfg:5: `python_requires = >=3.6, <3.10`)" in proc.stderr
+    assert "set the `python-version` input to 3.10 or newer if the stages run there, and raise the requirements pinned" in proc.stderr
+    proc, values = setup("plan", folder, tmp_path, SETUP_PYTHON_VERSION="3.10")  # what the message says to do
+    assert proc.returncode == 0 and values["python-version"] == "3.10", proc.stderr
+
+
+def test_a_pinned_python_below_3_10_in_a_dockerfile_warns_and_the_default_runs_the_stages(tmp_path):
+    folder = project(tmp_path, {"requirements.txt": "pyyaml\n", "Dockerfile": "# serving\nFROM python:3.8-slim\n"})
+    proc, values = setup("plan", folder, tmp_path)
+    assert proc.returncode == 0 and values["python-version"] == "3.11", proc.stderr
+    assert f"{folder}/Dockerfile:2: `FROM python:3.8-slim` asks for Python 3.8, and lockstep needs 3.10 or newer" in proc.stderr
+    assert "the stages run on Python 3.11, the default" in proc.stderr
+
+
 def test_dvc_extras_follow_the_remotes_url_schemes(tmp_path):
     folder = project(tmp_path, {".dvc/config": (
         "[core]\n    remote = gcs\n['remote \"gcs\"']\n    url = gs://bucket/dvc\n"
@@ -622,10 +664,10 @@ def test_a_python_version_file_with_comments_or_a_virtualenv_name_and_a_python_b
     proc, values = setup("plan", folder, tmp_path)
     assert proc.returncode == 0 and values["python-version"] == "3.11", proc.stderr
     assert "names 'churn-env', which is no Python version" in proc.stderr
-    (folder / ".python-version").write_text("3.9.18\n")
+    (folder / ".python-version").write_text("# the team's\n3.9.18\n")
     proc, _ = setup("plan", folder, tmp_path)
-    assert proc.returncode == 2 and "the project asks for Python 3.9.18 (from " in proc.stderr, proc.stderr
-    assert "lockstep needs Python 3.10 or newer" in proc.stderr
+    assert proc.returncode == 2 and f"the project asks for Python 3.9.18 (from {folder}/.python-version:2: `3.9.18`)" in proc.stderr, proc.stderr
+    assert "lockstep needs Python 3.10 or newer" in proc.stderr and "set the `python-version` input to 3.10 or newer" in proc.stderr
 
 
 POETRY_PROJECT = """[tool.poetry]

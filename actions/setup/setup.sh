@@ -104,14 +104,26 @@ dvc_extras() {
       done | sort -u | paste -sd, -
 }
 
+# FILE:LINE: `the line` for the first line of FILE that matches the extended regex (FILE alone when none does).
+line_of() {
+  local found
+  found="$(grep -n -m1 -E -- "$2" "$1" 2> /dev/null || true)"
+  if [ -z "$found" ]; then echo "$1"; return; fi
+  echo "$1:${found%%:*}: \`$(sed -E 's/^[[:space:]]+|[[:space:]]+$//g' <<< "${found#*:}")\`"
+}
+
+# The Python for both environments: the input, else .python-version (the project's folder, then the
+# root's), else a conda environment file's python, else a Pipfile's, else what pyproject.toml,
+# runtime.txt, .tool-versions, a Dockerfile, setup.py or setup.cfg asks for (lockstep/pyversion.py),
+# else 3.11. `source` names the file and line that asked, for the message when it is below 3.10.
 python_version() {
-  local version="${SETUP_PYTHON_VERSION:-}" source="the python-version input"
+  local version="${SETUP_PYTHON_VERSION:-}" source="the \`python-version\` input"
   if [ -z "$version" ]; then
     for file in "$wd/.python-version" .python-version; do
       [ -f "$file" ] || continue
       # pyenv's file: the first line that is no comment; a virtualenv's name or `system` is no version
       version="$(grep -v -E '^[[:space:]]*(#|$)' "$file" | head -n1 | tr -d '[:space:]' || true)"
-      source="$file"
+      source="$(line_of "$file" '^[[:space:]]*[^#[:space:]]')"
       if [ -n "$version" ] && ! [[ "$version" =~ ^(pypy)?[0-9]+(\.[0-9]+)*[a-z0-9.+-]*$ ]]; then
         echo "::warning title=lockstep setup::$file names '$version', which is no Python version (a pyenv virtualenv's name?): the version comes from pyproject.toml or the default instead" >&2
         version=""
@@ -120,27 +132,31 @@ python_version() {
     done
   fi
   if [ -z "$version" ] && command -v python3 > /dev/null; then
-    # what a conda environment file pins, else what pyproject.toml's requires-python (or Poetry's
-    # python) accepts, the default first
+    # what a conda environment file pins, else a Pipfile, else the files pyversion.py reads
     local environment
     environment="$(requirements | grep -m1 -E '(^|/)environment\.ya?ml$' || true)"
     if [ -n "$environment" ]; then
       version="$(PYTHONPATH="$source_dir/scripts" python3 -m lockstep.condaenv python "$wd/$environment" 2>/dev/null || true)"
+      source="$(line_of "$wd/$environment" '^[[:space:]]*-[[:space:]]*python([[:space:]=<>!~]|$)')"
     fi
     local pipfile
     pipfile="$(requirements | grep -m1 -E '(^|/)Pipfile(\.lock)?$' || true)"
     if [ -z "$version" ] && [ -n "$pipfile" ]; then
       version="$(PYTHONPATH="$source_dir/scripts" python3 -m lockstep.pipfile python "$wd/$pipfile" 2>/dev/null || true)"
+      source="$(line_of "$wd/$pipfile" 'python_(full_)?version')"
     fi
     if [ -z "$version" ]; then
-      version="$(PYTHONPATH="$source_dir/scripts" python3 -m lockstep.pyversion "$wd/pyproject.toml" pyproject.toml 2>/dev/null || true)"
+      # its warnings (a pinned version below 3.10 set aside) go to the log
+      local found
+      found="$(PYTHONPATH="$source_dir/scripts" python3 -m lockstep.pyversion find "$wd" . || true)"
+      if [ -n "$found" ]; then IFS=$'\t' read -r version source <<< "$found"; fi
     fi
   fi
   version="${version:-3.11}"
-  [[ "$version" =~ ^[0-9A-Za-z.+-]{1,32}$ ]] || fail "python version '$version' is not a version (from the input or .python-version)"
-  if [[ "$version" =~ ^3\.[0-9](\.|$) ]]; then
+  [[ "$version" =~ ^[0-9A-Za-z.+-]{1,32}$ ]] || fail "python version '$version' is not a version (from $source)"
+  if [[ "$version" =~ ^([0-2]|3\.[0-9])(\.|$) ]]; then
     # both environments are made with one Python, and lockstep's (DVC's, MLflow's) needs 3.10
-    fail "the project asks for Python $version (from $source, or pyproject.toml's requires-python), and lockstep needs Python 3.10 or newer, for its environment and the project's alike: set the \`python-version\` input to 3.10 or newer if the stages run there"
+    fail "the project asks for Python $version (from $source), and lockstep needs Python 3.10 or newer, for its environment and the project's alike: set the \`python-version\` input to 3.10 or newer if the stages run there, and raise the requirements pinned to releases that predate it (such a release has no wheel for a newer Python, and its build from source usually fails)"
   fi
   echo "$version"
 }
