@@ -181,6 +181,76 @@ def test_a_failed_background_install_stops_lockstep_with_its_log(tmp_path):
     assert "it was installed for Python 3.11.7 (the setup's `python-version` input, else `.python-version`" in failed.value.hint
 
 
+# uv 0.13's words, as it printed them installing these pins into a Python 3.11 environment
+TENSORFLOW = (
+    "error: No solution found when resolving dependencies\n"
+    "  cause: Because tensorflow==2.5.0 has no wheels with a matching Python ABI tag (e.g., `cp311`) and you require "
+    "tensorflow==2.5.0, we can conclude that your requirements are unsatisfiable.\n"
+    "\n"
+    "hint: You require CPython 3.11 (`cp311`), but we only found wheels for `tensorflow` (v2.5.0) with the following "
+    "Python ABI tags: `cp36m`, `cp37m`, `cp38`, `cp39`\n"
+)
+SCIKIT_LEARN = """error: Failed to build `scikit-learn==0.24.2`
+  cause: The build backend returned an error
+  cause: Call to `setuptools.build_meta:__legacy__.get_requires_for_build_wheel` failed (exit status: 1)
+
+         [stderr]
+         ModuleNotFoundError: No module named 'pkg_resources'
+
+hint: This error likely indicates that `scikit-learn@0.24.2` depends on `pkg_resources`, but doesn't declare it as a build dependency.
+
+[tool.uv.extra-build-dependencies]
+scikit-learn = ["pkg_resources"]
+
+or `uv pip install pkg_resources` into the environment and re-run with `--no-build-isolation`.
+"""
+REQUIRES_PYTHON = """  × No solution found when resolving dependencies:
+  ╰─▶ Because the current Python version (3.11.7) does not satisfy Python>=3.6,<3.10 and numba==0.53.1 depends on
+      Python>=3.6,<3.10, we can conclude that numba==0.53.1 cannot be used.
+"""
+
+
+@pytest.mark.parametrize(("log", "cause"), [
+    (TENSORFLOW, "tensorflow==2.5.0 has no wheel for Python 3.11.7 (its wheels are for cp36m, cp37m, cp38, cp39)"),
+    (SCIKIT_LEARN, "scikit-learn==0.24.2 has no wheel for Python 3.11.7, and its build from source failed"),
+    (REQUIRES_PYTHON, "numba==0.53.1 requires Python >=3.6,<3.10"),
+    (TENSORFLOW + SCIKIT_LEARN, "tensorflow==2.5.0 has no wheel for Python 3.11.7 (its wheels are for cp36m, cp37m, cp38, cp39); "
+                                "scikit-learn==0.24.2 has no wheel for Python 3.11.7, and its build from source failed"),
+    ("  × No solution found when resolving dependencies:\n  ╰─▶ no-such-package was not found\n", ""),
+], ids=["no-wheel-for-its-tags", "build-from-source-failed", "requires-python", "both", "something-else"])
+def test_the_pinned_release_with_nothing_for_the_python_is_named_from_uvs_words(log, cause):
+    assert projectenv.no_wheel(log, "3.11.7") == cause
+
+
+def test_a_failed_background_install_names_the_pin_with_no_wheel_for_its_python(tmp_path):
+    status = tmp_path / "project.status"
+    (tmp_path / "project-install.log").write_text("installing the project's requirements from ./requirements.txt\n" + SCIKIT_LEARN)
+    status.write_text("1\n")
+    (tmp_path / "project").mkdir()
+    (tmp_path / "project" / "pyvenv.cfg").write_text("home = /usr/bin\nimplementation = CPython\nversion_info = 3.11.7\n")
+    with pytest.raises(InputError) as failed:
+        projectenv.wait_until_installed({"LOCKSTEP_PROJECT_ENV_STATUS": str(status)})
+    assert failed.value.message == ("the project's requirements did not install (exit 1): scikit-learn==0.24.2 has no wheel "
+                                    "for Python 3.11.7, and its build from source failed")
+    assert "it was installed for Python 3.11.7 (the setup's `python-version` input, else `.python-version`" in failed.value.hint
+    assert "raise the pins named to releases made for Python 3.11.7" in failed.value.hint
+    assert "set the `python-version` input (3.10 or newer) to a Python they have wheels for" in failed.value.hint
+
+
+def test_a_failed_install_in_the_setups_step_is_explained_by_projectenv(tmp_path):
+    (tmp_path / "project-install.log").write_text(TENSORFLOW)
+    (tmp_path / "pyvenv.cfg").write_text("version_info = 3.11.7\n")
+    explain = [sys.executable, "-m", "lockstep.projectenv", "explain", str(tmp_path / "project-install.log"), str(tmp_path / "pyvenv.cfg")]
+    env = {"PYTHONPATH": str(Path(__file__).resolve().parents[1] / "scripts"), "GITHUB_ACTIONS": "true"}
+    proc = subprocess.run(explain, capture_output=True, text=True, env=env, check=False)
+    assert proc.returncode == 0
+    assert proc.stdout.startswith("::error title=lockstep setup::the project's requirements did not install: tensorflow==2.5.0 "
+                                  "has no wheel for Python 3.11.7 (its wheels are for cp36m, cp37m, cp38, cp39). To fix: raise")
+    (tmp_path / "project-install.log").write_text("error: Distribution not found at: file:///nowhere\n")
+    proc = subprocess.run(explain, capture_output=True, text=True, env=env, check=False)
+    assert proc.returncode == 0 and proc.stdout == ""  # nothing it can name: the log says it
+
+
 def test_an_install_that_was_killed_is_named_at_once(tmp_path):
     (tmp_path / "project-install.log").write_text("installing the project's requirements\n")
     gone = subprocess.Popen([sys.executable, "-c", "pass"])

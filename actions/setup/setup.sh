@@ -406,7 +406,13 @@ case "${1:-install}" in
         exit "$code"
       fi
       code="$(finished project)"
-      if [ "$code" -ne 0 ]; then cat "$root/project-install.log" >&2; exit "$code"; fi
+      if [ "$code" -ne 0 ]; then
+        cat "$root/project-install.log" >&2
+        # a pinned release with no wheel for this Python, named (lockstep/projectenv.py)
+        PYTHONPATH="$source_dir/scripts" "$root/tool/bin/python" -m lockstep.projectenv explain "$root/project-install.log" \
+          "$root/project/pyvenv.cfg" >&2 || true
+        exit "$code"
+      fi
       cat "$root/project-install.log"
     fi
     mkdir -p "$root/bin"

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import os
+import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -48,13 +50,50 @@ def wait_until_installed(environ: Mapping[str, str] = os.environ, *, timeout: fl
     if code != "0":
         last = " | ".join(line.strip() for line in said.splitlines()[-5:] if line.strip())[-1500:]
         version = _python_version(path.with_name("project") / "pyvenv.cfg")
+        cause = no_wheel(said, version)
         python = (f"; it was installed for Python {version} (the setup's `python-version` input, else `.python-version`, else "
-                  "what pyproject.toml's `requires-python` accepts, else 3.11): a package pinned to a release that has no "
-                  "wheel for that Python builds from source, or cannot be installed") if version else ""
-        raise InputError(f"the project's requirements did not install (exit {code or '?'}): {last}",
+                  "what the project's files ask for: a conda environment.yml, a Pipfile, pyproject.toml's `requires-python`, "
+                  "runtime.txt, .tool-versions, a Dockerfile's `FROM python:…`, `python_requires`; else 3.11)") if version else ""
+        python += (f": {_fix(version)}" if cause else
+                   ": a package pinned to a release that has no wheel for that Python builds from source, or cannot be installed"
+                   if version else "")
+        raise InputError(f"the project's requirements did not install (exit {code or '?'}): {cause or last}",
                          hint="the whole install log is in the group above; fix the requirements file or the `requirements` "
                               f"input{python}")
     _ready.add(status)
+
+
+# uv's words when a pinned release has nothing for this Python: no wheel with its tags (and no
+# source to build), a Requires-Python that leaves it out, or a build from source (what a release
+# without a wheel for it gets) that failed
+_NO_WHEEL = re.compile(r"\b([A-Za-z0-9][\w.-]*==[\w.+!-]*\w) has no wheels with a matching Python (?:ABI|version|implementation) tag")
+_WHEEL_TAGS = re.compile(r"wheels for `([\w.-]+)` \(v([\w.+!-]+)\) with the following Python (?:ABI |implementation )?tags?: "
+                         r"((?:`[\w.]+`(?:, )?)+)")
+_REQUIRES_PYTHON = re.compile(r"\b([A-Za-z0-9][\w.-]*==[\w.+!-]*\w) depends on Python([<>=!~][^\s,]*(?:,[<>=!~][^\s,]*)*)")
+_BUILD_FAILED = re.compile(r"Failed to (?:download and )?build:? `([A-Za-z0-9][\w.-]*==[\w.+!-]+)`")
+
+
+def no_wheel(said: str, version: str = "") -> str:
+    """The pinned releases an install's log (uv's) says have nothing for this Python, as a sentence
+    that names them; "" when it says no such thing."""
+    python = f"Python {version}" if version else "this Python"
+    said = " ".join(said.split())  # uv wraps its lines to a terminal's width
+    found: dict[str, str] = {}
+    tags = {f"{m.group(1).lower()}=={m.group(2)}": m.group(3).replace("`", "").strip() for m in _WHEEL_TAGS.finditer(said)}
+    for match in _NO_WHEEL.finditer(said):
+        pin = match.group(1)
+        only = tags.get(pin.lower())
+        found.setdefault(pin, f"{pin} has no wheel for {python}" + (f" (its wheels are for {only})" if only else ""))
+    for match in _REQUIRES_PYTHON.finditer(said):
+        found.setdefault(match.group(1), f"{match.group(1)} requires Python {match.group(2)}")
+    for match in _BUILD_FAILED.finditer(said):
+        found.setdefault(match.group(1), f"{match.group(1)} has no wheel for {python}, and its build from source failed")
+    return "; ".join(found.values())
+
+
+def _fix(version: str) -> str:
+    return (f"raise the pins named to releases made for Python {version or 'this Python'} (an old release has wheels only for "
+            "the Pythons of its time), or set the `python-version` input (3.10 or newer) to a Python they have wheels for")
 
 
 def wait_for_mlflow_client(environ: Mapping[str, str] = os.environ, *, required: bool = True, timeout: float = 1800.0,
@@ -148,8 +187,9 @@ def install_base(project: Path, workspace: Path, target: Path, environ: Mapping[
         gha.info(said or "(nothing printed)")
     if proc.returncode != 0:
         last = " | ".join(line.strip() for line in said.splitlines()[-5:] if line.strip())[-1500:]
-        raise InputError(f"the base's requirements did not install (exit {proc.returncode}): {last}",
-                         hint="the install's output is in the group above")
+        cause = no_wheel(said, platform.python_version())
+        raise InputError(f"the base's requirements did not install (exit {proc.returncode}): {cause or last}",
+                         hint="the install's output is in the group above" + (f"; {_fix(platform.python_version())}" if cause else ""))
     return target / "bin"
 
 
@@ -174,3 +214,25 @@ def installed_from_checkout(environ: Mapping[str, str], checkout: Path) -> list[
         if url.startswith("file://") and Path(unquote(urlparse(url).path)).resolve().is_relative_to(root):
             found.append(record.parent.name.removesuffix(".dist-info").rsplit("-", 1)[0])
     return found
+
+
+def main(argv: list[str]) -> int:
+    """`python -m lockstep.projectenv explain LOG PYVENV_CFG`, for the setup action when the project's
+    install failed in its own step: an error annotation naming the pinned releases the log says have
+    nothing for the environment's Python, and what to do; nothing when it says no such thing."""
+    if len(argv) != 3 or argv[0] != "explain":
+        print(main.__doc__, file=sys.stderr)
+        return 2
+    try:
+        said = Path(argv[1]).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return 0
+    version = _python_version(Path(argv[2]))
+    cause = no_wheel(said, version)
+    if cause:
+        gha.error(f"the project's requirements did not install: {cause}. To fix: {_fix(version)}", title="lockstep setup")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
