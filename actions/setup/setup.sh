@@ -125,7 +125,7 @@ python_version() {
       version="$(grep -v -E '^[[:space:]]*(#|$)' "$file" | head -n1 | tr -d '[:space:]' || true)"
       source="$(line_of "$file" '^[[:space:]]*[^#[:space:]]')"
       if [ -n "$version" ] && ! [[ "$version" =~ ^(pypy)?[0-9]+(\.[0-9]+)*[a-z0-9.+-]*$ ]]; then
-        echo "::warning title=lockstep setup::$file names '$version', which is no Python version (a pyenv virtualenv's name?): the version comes from pyproject.toml or the default instead" >&2
+        echo "::warning title=lockstep setup::$file names '$version', which is no Python version (a pyenv virtualenv's name?): the version comes from the project's other files or the default instead" >&2
         version=""
       fi
       break
