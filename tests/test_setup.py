@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -325,6 +326,39 @@ def test_the_project_install_begins_before_the_cache_restore_and_links_what_it_r
     assert installed(tmp_path, "yaml")
     assert "bytecode file(s) of project restored from the cache" in (root / "project-install.log").read_text()
     assert list((root / "project").glob("lib/python3*/site-packages/yaml/__pycache__/__init__.*.pyc"))
+
+
+def background_ended(root: Path, timeout: float = 120) -> None:
+    """Wait until the project's background install (and what it does after) has exited."""
+    pid = int((root / "project.pid").read_text())
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.05)
+    raise AssertionError("the project's background install did not end")
+
+
+@pytest.mark.parametrize("cache_hit", [False, True])
+def test_after_the_project_install_what_the_stages_import_is_compiled_unless_the_cache_had_it(tmp_path, cache_hit):
+    """With no bytecode cache for this key, the background install goes on, once project.status is
+    written, to compile what the scripts dvc.yaml names import (lockstep/precompile.py); with this
+    key's archive restored (a cache hit) it has nothing to do."""
+    folder = project(tmp_path, {"requirements.txt": "pyyaml\n", "dvc.yaml": "stages:\n  evaluate:\n    cmd: python src/evaluate.py\n",
+                                "src/evaluate.py": "import yaml\n"})
+    proc, _ = setup("install", folder, tmp_path, end_group=True, SETUP_CACHE_HIT=str(cache_hit).lower())
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    root = tmp_path / "runner" / "lockstep"
+    assert (root / "project.status").read_text().strip() == "0"
+    background_ended(root)
+    compiled = list((root / "project").glob("lib/python3*/site-packages/yaml/__pycache__/*.pyc"))
+    if cache_hit:
+        assert not (root / "precompile.log").exists() and not compiled
+    else:
+        assert "precompiled" in (root / "precompile.log").read_text() and compiled
+        assert not list(folder.rglob("__pycache__"))
 
 
 def test_the_project_install_outlives_the_step_that_began_it_however_late_it_detaches(tmp_path):
