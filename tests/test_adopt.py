@@ -299,3 +299,98 @@ def test_init_gives_a_src_layout_script_run_by_its_path_the_path_it_imports_from
     code, out, _calls = _init(project, capsys)
     assert code == 0, out
     assert config.load(project).env == (env or {})
+
+
+# --- dvclive's default folder when dvc.yaml declares no metrics ----------------------------------
+
+DVCLIVE_FILES = {  # what `Live()` leaves after `log_param`, `log_metric` per step and `end()`
+    "ml/dvclive/metrics.json": '{"step": 2, "accuracy": 0.91, "loss": 0.27}\n',
+    "ml/dvclive/params.yaml": "epochs: 3\n",
+    "ml/dvclive/plots/metrics/accuracy.tsv": "step\taccuracy\n0\t0.8\n1\t0.9\n2\t0.91\n",
+}
+
+
+def _evaluation_yaml(outs: str) -> str:
+    return DVC_YAML.split("    metrics:")[0] + outs
+
+
+@pytest.mark.parametrize(("outs", "why"), [
+    ("    outs: [dvclive]\n", "dvclive/metrics.json (dvclive's metrics file, in the output folder dvclive)"),
+    ("", "dvclive/metrics.json (dvclive's default metrics file, which no stage declares as an output)"),
+], ids=["declared-folder", "undeclared"])
+def test_init_takes_dvclives_metrics_file_when_nothing_declares_metrics(tmp_path, capsys, outs, why):
+    """An evaluation that logs with dvclive (`Live()`, its default folder `dvclive/`) and declares
+    the folder as a plain output, or not at all: dvclive/metrics.json is the metrics, for review."""
+    project = _adoptable(tmp_path, {"ml/dvc.yaml": _evaluation_yaml(outs), **DVCLIVE_FILES})
+    (project / "metrics.json").unlink()  # only dvclive writes metrics here
+    code, out, _calls = _init(project, capsys)
+    assert code == 0, out
+    cfg = config.load(project, required=True)
+    assert cfg.metrics_files == ("dvclive/metrics.json",) and cfg.evaluation_stages == ("evaluate",)
+    assert {(g.metric, g.direction) for g in cfg.gates} == {("accuracy", "higher"), ("loss", "lower")}  # not `step`
+    text = (project / "lockstep.yaml").read_text()
+    assert "metrics:\n  files: [dvclive/metrics.json]   # REVIEW\n" in text
+    assert "  stages: [evaluate]   # REVIEW\n" in text
+    assert why in " ".join(line.lstrip("# ") for line in text.splitlines())
+    assert f"lockstep reads {why} as the metrics (`metrics.files`), written by evaluate" in " ".join(out.split()), out
+
+
+def test_init_reads_dvclives_metrics_file_declared_under_metrics_as_any_other(tmp_path, capsys):
+    outs = "    outs: [dvclive/plots]\n    metrics:\n      - dvclive/metrics.json:\n          cache: false\n"
+    project = _adoptable(tmp_path, {"ml/dvc.yaml": _evaluation_yaml(outs), **DVCLIVE_FILES})
+    code, out, _calls = _init(project, capsys)
+    assert code == 0, out
+    cfg = config.load(project, required=True)
+    assert cfg.metrics_files is None and cfg.evaluation_stages == ("evaluate",)
+    assert {g.metric for g in cfg.gates} == {"accuracy", "loss"}
+    assert "REVIEW: dvc.yaml declares no metrics" not in (project / "lockstep.yaml").read_text()
+
+
+def test_init_finds_dvclives_metrics_file_in_the_listing_dvc_lock_records(tmp_path, capsys):
+    """The folder output `dvclive` is not in the workspace (a fresh clone, before `dvc pull`): the
+    listing dvc.lock records for it, in the cache, holds metrics.json."""
+    import shutil
+
+    from dvc.repo import Repo
+
+    from lockstep import cli
+
+    from conftest import _rebind_dvc_logging, git
+    from localbed import _dvc_repo
+
+    root = tmp_path / "repo"
+    root.mkdir()
+    git("init", "-q", "-b", "main", str(root), cwd=tmp_path)
+    (root / "dvc.yaml").write_text(
+        "stages:\n  train:\n    cmd: python train.py\n    deps: [train.py]\n    outs: [model.pkl]\n"
+        "  evaluate:\n    cmd: python evaluate.py\n    deps: [evaluate.py, model.pkl]\n    outs: [dvclive]\n")
+    (root / "train.py").write_text("open('model.pkl', 'w').write('m')\n")
+    (root / "evaluate.py").write_text("import json, os\nos.makedirs('dvclive/plots/metrics', exist_ok=True)\n"
+                                      "json.dump({'step': 2, 'accuracy': 0.91}, open('dvclive/metrics.json', 'w'))\n")
+    _rebind_dvc_logging()
+    Repo.init(str(root)).close()
+    with _dvc_repo(root) as repo:
+        repo.reproduce()
+    git("add", "-A", cwd=root)
+    git("commit", "-q", "-m", "first model", cwd=root)
+    shutil.rmtree(root / "dvclive")
+    capsys.readouterr()
+    code = cli.main(["init", "--working-directory", str(root), "--repository", "octo/ml"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    cfg = config.load(root, required=True)
+    assert cfg.metrics_files == ("dvclive/metrics.json",) and cfg.evaluation_stages == ("evaluate",)
+    assert [g.metric for g in cfg.gates] == ["accuracy"]  # read through DVC, from the cache
+    assert "dvclive/metrics.json (dvclive's metrics file, in the output folder dvclive)" in " ".join(out.split())
+
+
+def test_init_without_dvclives_metrics_file_still_says_there_is_nothing_to_validate(tmp_path, capsys):
+    from lockstep import cli
+
+    files = {"ml/dvc.yaml": _evaluation_yaml("    outs: [dvclive]\n"), "ml/dvclive/params.yaml": "epochs: 3\n"}
+    project = _adoptable(tmp_path, files)
+    (project / "metrics.json").unlink()
+    capsys.readouterr()
+    assert cli.main(["init", "--working-directory", str(project), "--repository", "octo/ml"]) != 0
+    captured = capsys.readouterr()
+    assert "no stage writes a metrics file DVC knows" in captured.out + captured.err

@@ -79,6 +79,7 @@ class Plan:
     notes: list[str] = field(default_factory=list)
     remote_schemes: tuple[str, ...] = ()  # every remote's, in name order ("local" for a folder)
     metrics_files: list[str] = field(default_factory=list)  # when dvc.yaml declares no metrics: the ones init chose
+    metrics_why: str = ""  # where those come from (an output, dvclive's folder)
 
 
 def plan(project_dir: Path, repository: str = "") -> Plan:
@@ -92,13 +93,15 @@ def plan(project_dir: Path, repository: str = "") -> Plan:
     stages = dvcrepo.metrics_stages(repo, guessed)
     training = [address for address in everything if address not in stages]
     metrics_files: list[str] = []
+    metrics_why = ""
     notes = []
     if not stages:  # no metrics declared: the evaluation's JSON or YAML outputs, for the user to review
         stage, metrics_files = dvcrepo.undeclared_metrics(repo)
         stages = [stage] if stage else []
         if stage:
-            notes.append(f"dvc.yaml declares no metrics: lockstep reads {', '.join(metrics_files)} (written by {stage}, "
-                         "which reads the model) as the metrics (`metrics.files`, marked REVIEW in lockstep.yaml). "
+            metrics_why = _metrics_why(repo, metrics_files)
+            notes.append(f"dvc.yaml declares no metrics: lockstep reads {metrics_why} as the metrics (`metrics.files`), "
+                         f"written by {stage}, its evaluation stage (both marked REVIEW in lockstep.yaml). "
                          "Declaring them in dvc.yaml under the stage's `metrics:` is what `dvc metrics show` reads too")
     if not stages:
         raise InputError(
@@ -152,7 +155,21 @@ def plan(project_dir: Path, repository: str = "") -> Plan:
         notes=notes,
         remote_schemes=tuple(_scheme(str(options.get("url") or "")) for _name, options in sorted(remotes.items())),
         metrics_files=metrics_files,
+        metrics_why=metrics_why,
     )
+
+
+def _metrics_why(repo, files: Sequence[str]) -> str:
+    """Where the metrics files init took come from, for the note and the REVIEW comment."""
+    whys = []
+    for name in files:
+        if dvcrepo.output_owner(repo, name) is not None:
+            whys.append(f"{name} (an output holding numbers)")
+        elif dvcrepo.output_owner(repo, os.path.dirname(name)) is not None:
+            whys.append(f"{name} (dvclive's metrics file, in the output folder {os.path.dirname(name)})")
+        else:
+            whys.append(f"{name} (dvclive's default metrics file, which no stage declares as an output)")
+    return ", ".join(whys)
 
 
 def choose_gates(metrics: dict[str, object], params: dict[str, object],
@@ -349,7 +366,8 @@ def config_text(p: Plan) -> str:
     stages = f"  stages: [{', '.join(_quote(s) for s in p.evaluation_stages)}]"
     if p.metrics_files:
         lines += ["", "# REVIEW: dvc.yaml declares no metrics, so `lockstep init` took the JSON/YAML outputs holding numbers",
-                  "# of the last stage that reads the model as the metrics, and that stage as the evaluation.",
+                  "# of the last stage that reads the model (or dvclive's metrics.json) as the metrics, and that stage",
+                  "# as the evaluation" + (f": {' '.join(p.metrics_why.split())}." if p.metrics_why else "."),  # one line
                   "metrics:", f"  files: [{', '.join(_quote(f) for f in p.metrics_files)}]   # REVIEW"]
         stages += "   # REVIEW"
     lines += ["", "evaluation:", stages]

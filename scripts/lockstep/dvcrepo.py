@@ -2165,28 +2165,67 @@ def training_metrics_stages(repo, owners: Sequence[str], model_path: str | None 
     return training if len(training) < len(owners) else []
 
 
+# dvclive's default layout (`Live()`): `dvclive/metrics.json` (its `Live.metrics_file`, `{dir}/metrics.json`),
+# beside `params.yaml` and `plots/metrics/`; `Live("eval")` writes the same files under `eval/`
+DVCLIVE_DIR = "dvclive"
+DVCLIVE_METRICS = "metrics.json"
+
+
 def undeclared_metrics(repo) -> tuple[str, list[str]]:
     """When dvc.yaml declares no metrics: the most downstream stage that reads another stage's
     output (the model) and writes JSON or YAML outputs holding numbers (`eval/metrics.json` under
-    `outs:`), as (address, files relative to the project); ('', []) when there is none. Read from
-    the workspace, after the developer's `dvc repro`."""
-    from .metrics import parse_file_or_empty
-
+    `outs:`), or a folder output holding dvclive's `metrics.json` (`outs: [dvclive]`), as
+    (address, files relative to the project); else dvclive's default `dvclive/metrics.json`,
+    written by a stage that does not declare it, with that stage; ('', []) when there is none.
+    Read from the workspace, after the developer's `dvc repro` (a folder output's file also from
+    the `.dir` listing dvc.lock records, when the workspace does not hold it)."""
     root = Path(repo.root_dir)
-    for stage in reversed(_pipeline_stages(repo)):
-        address = _address(repo, stage)
-        if not dep_outputs(repo, [address]):
-            continue  # reads no other stage's output: no model to evaluate
+    readers = [stage for stage in _pipeline_stages(repo) if dep_outputs(repo, [_address(repo, stage)])]
+    for stage in reversed(readers):
         files = []
         for out in stage.outs:
             path = Path(out.fs_path)
-            if path.suffix.lower() in (".json", ".yaml", ".yml") and path.is_file():
-                values = parse_file_or_empty(path.read_text("utf-8", errors="replace"), path.name)
-                if any(as_number(value) is not None for value in values.values()):
-                    files.append(os.path.relpath(path, root).replace(os.sep, "/"))
+            if path.suffix.lower() in (".json", ".yaml", ".yml") and path.is_file() and _holds_numbers(path):
+                files.append(os.path.relpath(path, root).replace(os.sep, "/"))
+            elif _folder_holds_metrics(repo, out):
+                files.append(os.path.relpath(path / DVCLIVE_METRICS, root).replace(os.sep, "/"))
         if files:
-            return address, files
+            return _address(repo, stage), files
+    default = root / DVCLIVE_DIR / DVCLIVE_METRICS
+    stages = _pipeline_stages(repo)
+    producers = _producers(repo)
+    owner = producers.get(str(default)) or _holder(producers, str(default))
+    if owner is not None:  # an output of a stage that reads no other's (the one stage there is)
+        writer = owner[0] if owner[0] in stages else None  # a `dvc add`-ed folder: no stage writes it
+        found = ((default.is_file() and _holds_numbers(default))
+                 or (Path(owner[1].fs_path) == default.parent and _folder_holds_metrics(repo, owner[1])))
+    else:  # no stage declares it: the stage that reads the model writes it (or the one stage there is)
+        writer = readers[-1] if readers else stages[0] if len(stages) == 1 else None
+        found = default.is_file() and _holds_numbers(default)
+    if writer is not None and found:
+        return _address(repo, writer), [f"{DVCLIVE_DIR}/{DVCLIVE_METRICS}"]
     return "", []
+
+
+def _holds_numbers(path: Path) -> bool:
+    from .metrics import parse_file_or_empty
+
+    values = parse_file_or_empty(path.read_text("utf-8", errors="replace"), path.name)
+    return any(as_number(value) is not None for value in values.values())
+
+
+def _folder_holds_metrics(repo, out) -> bool:
+    """Whether a folder output holds dvclive's `metrics.json` with numbers in the workspace, or,
+    when the workspace does not hold the folder, in the listing dvc.lock records for it."""
+    path = Path(out.fs_path)
+    if path.is_dir():
+        return (path / DVCLIVE_METRICS).is_file() and _holds_numbers(path / DVCLIVE_METRICS)
+    if not (out.hash_info and out.hash_info.isdir and out.hash_info.name == "md5"):
+        return False
+    try:
+        return any(entry["relpath"] == DVCLIVE_METRICS for entry in _entries(repo, out))
+    except DvcError:  # the listing is in neither the cache nor the remote: nothing to tell from
+        return False
 
 
 def metrics_owners(repo) -> list[str]:
