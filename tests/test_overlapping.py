@@ -18,7 +18,7 @@ import pytest
 from lockstep import dvcrepo
 from lockstep.errors import DvcError
 
-from conftest import git
+from conftest import _rebind_dvc_logging, git
 from localbed import _dvc_repo
 
 pytestmark = pytest.mark.unit
@@ -38,6 +38,7 @@ def _template(tmp_path_factory) -> Path:
     (project / "models").mkdir()
     (project / "models" / "README.md").write_text("models/model.json: the threshold `train` learns\n")
     git("init", "-q", "-b", "main", str(project), cwd=root)
+    _rebind_dvc_logging()
     Repo.init(str(project)).close()
     config = project / ".dvc" / "config"
     config.write_text(f"[core]\n    remote = local\n['remote \"local\"']\n    url = {REMOTE}\n")
