@@ -9,7 +9,7 @@ import pytest
 
 from lockstep.errors import EXIT_CHECKS_FAILED, EXIT_CONFIG, EXIT_OK
 
-from conftest import PROJECT
+from conftest import PROJECT, git
 from test_cli_contract import action_outputs
 
 pytestmark = pytest.mark.unit
@@ -335,3 +335,54 @@ def test_a_failed_re_evaluation_says_what_to_do_first_when_lockstep_can_tell_why
     assert check["status"] == "fail"
     assert check["summary"].startswith("the stage imports `sklearn`, which the project's environment does not have"), check["summary"]
     assert "No module named 'sklearn'" in check["summary"]
+
+
+def _reevaluated(project, edit) -> None:
+    """`edit(project)`, then the developer's `dvc repro evaluate` on the PR's model, as committed."""
+    from localbed import _dvc_repo
+
+    edit(project)
+    with _dvc_repo(project) as repo:
+        repo.checkout(force=True)
+        repo.reproduce("evaluate", single_item=True)
+
+
+def test_a_re_evaluation_that_reads_no_number_warns_instead_of_passing(bed):
+    """An evaluation that writes its scores as text (`"accuracy": "0.95"`, a common slip with
+    f-strings): the committed and recomputed files agree, but no number was compared, so the
+    re-evaluation says so as a warning, naming the file, instead of passing."""
+    def as_text(project):
+        script = project / "src" / "evaluate.py"
+        script.write_text(script.read_text().replace(
+            "json.dumps(metrics, indent=2", 'json.dumps({name: f"{value:.4f}" for name, value in metrics.items()}, indent=2'))
+
+    head = bed.commit_on("feature", "Scores as text", lambda project: _reevaluated(project, as_text))
+    assert json.loads((bed.project / "metrics.json").read_text())["accuracy"].startswith("0.")  # text, as committed
+    run = validate(bed, bed.clone("ci", "feature", depth=1), head=head)
+    check = run.checks["re-evaluation"]
+    assert check["status"] == "warn", check
+    assert check["summary"] == ("re-ran evaluate on the developer's model, but no numeric metric was compared with a "
+                                "committed one; metrics.json: no numeric value read (details)"), check["summary"]
+    assert any(line.startswith("metrics.json holds no numeric metric") for line in check["details"]), check["details"]
+    # the gates judge the PR's model by the base's evaluation (the PR changed its own), which writes numbers
+    assert run.checks["trusted-evaluation"]["status"] == "warn"
+    assert re.search(r"accuracy: base's evaluation 0\.\d+ · this PR's evaluation '0\.\d{4}'", run.checks["trusted-evaluation"]["summary"])
+    assert run.checks["gates"]["status"] == "pass" and run.code == EXIT_OK
+
+
+def test_a_re_evaluation_that_reads_numbers_passes_when_the_committed_file_is_not_in_git(bed):
+    """The evaluation writes numbers, but the PR keeps metrics.json out of git (`.gitignore`, as
+    many projects keep results): nothing committed to compare, and CI read its own numbers, which
+    the gates judge. A pass, not the nothing-compared warning."""
+    def untracked(project):
+        (project / ".gitignore").write_text((project / ".gitignore").read_text() + "/metrics.json\n")
+        git("rm", "-q", "--cached", "metrics.json", cwd=project)
+
+    head = bed.commit_on("feature", "Results out of git", untracked)
+    assert "metrics.json" not in git("ls-tree", "--name-only", head, cwd=bed.dev).split()
+    run = validate(bed, bed.clone("ci", "feature", depth=1), head=head)
+    check = run.checks["re-evaluation"]
+    assert check["status"] == "pass", check
+    assert check["summary"].startswith("re-ran evaluate on the developer's model: 0 metric(s) agree"), check["summary"]
+    assert "no numeric metric was compared" not in check["summary"]
+    assert run.checks["gates"]["status"] == "pass" and run.code == EXIT_OK, run.checks["gates"]
