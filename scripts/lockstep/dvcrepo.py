@@ -1150,8 +1150,9 @@ def reproduce(project_dir: str | Path, stage_names: Sequence[str], *, env: Mappi
     the caller hands them. Their output goes to the log, with workflow commands switched off."""
     import subprocess
     import sys
+    import tempfile
 
-    from . import gha
+    from . import envrun, gha
 
     if not stage_names:
         return
@@ -1160,9 +1161,11 @@ def reproduce(project_dir: str | Path, stage_names: Sequence[str], *, env: Mappi
     argv += ["--no-commit"] if no_commit else []
     argv += ["--", *stage_names]
     tail: list[str] = []
-    with gha.commands_paused():
+    with gha.commands_paused(), tempfile.TemporaryDirectory(prefix="lockstep-envrun-") as shims:
+        # `poetry run ...`, `uv run ...` and the project's console scripts, in lockstep's environment
+        stage_env = envrun.prepare(env, project_dir, Path(shims))
         with subprocess.Popen(  # noqa: S603 - argv built here; stage names are checked against dvc.yaml
-            argv, cwd=project_dir, env=dict(env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            argv, cwd=project_dir, env=stage_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
             encoding="utf-8", errors="replace",
         ) as proc:
             for line in proc.stdout or ():
@@ -1194,6 +1197,15 @@ def reproduce(project_dir: str | Path, stage_names: Sequence[str], *, env: Mappi
                         f"{local} on the path, and lockstep installs the project's dependencies, not the project. Add "
                         f"`env: {{PYTHONPATH: {local}}}` to lockstep.yaml (the README's lockstep.yaml section), not a "
                         "requirement")
+        absent = next((m.group(1) for line in reversed(tail)
+                       if (m := re.search(r"(?:\bsh: (?:\d+: )?|: line \d+: )([\w.+-]+): (?:command )?not found$", line))), "")
+        if absent and not missing:
+            hint = (f"the stage's command runs `{absent}`, which is not installed where the stages run: lockstep installs "
+                    f"the project's requirements (from {_installed_from(project_dir)}) into an environment of its own, on a "
+                    "runner that has none of the developer's machine's tools. A package's command: add the package to "
+                    "the requirements. A console script of the project's own package: declare it under "
+                    "`[project.scripts]` in pyproject.toml (lockstep runs those from the checkout). Anything else "
+                    "(docker images built locally, R, system tools): a step before lockstep's in the workflow installs it")
         unread = next((m.group(1) for line in reversed(tail)
                        if (m := re.search(r"FileNotFoundError: \[Errno 2\] No such file or directory: '([^']+)'", line))), "")
         undeclared = _undeclared_input(project_dir, failed, unread) if unread and not missing else ""
