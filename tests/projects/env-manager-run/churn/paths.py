@@ -1,0 +1,3 @@
+DATA = "data"
+MODEL = "models/model.json"
+METRICS = "metrics.json"
