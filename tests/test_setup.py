@@ -341,20 +341,28 @@ def background_ended(root: Path, timeout: float = 120) -> None:
     raise AssertionError("the project's background install did not end")
 
 
-@pytest.mark.parametrize("cache_hit", [False, True])
-def test_after_the_project_install_what_the_stages_import_is_compiled_unless_the_cache_had_it(tmp_path, cache_hit):
-    """With no bytecode cache for this key, the background install goes on, once project.status is
-    written, to compile what the scripts dvc.yaml names import (lockstep/precompile.py); with this
-    key's archive restored (a cache hit) it has nothing to do."""
+@pytest.mark.parametrize("restored", [False, True])
+def test_after_the_project_install_what_the_stages_import_is_compiled_unless_the_cache_had_bytecode(tmp_path, restored):
+    """With no bytecode restored for the project's environment, the background install goes on,
+    once project.status is written, to compile what the scripts dvc.yaml names import
+    (lockstep/precompile.py); with an archive restored (this key's or an older one) it leaves that
+    to the archive."""
+    from lockstep import bytecode
+
     folder = project(tmp_path, {"requirements.txt": "pyyaml\n", "dvc.yaml": "stages:\n  evaluate:\n    cmd: python src/evaluate.py\n",
                                 "src/evaluate.py": "import yaml\n"})
-    proc, _ = setup("install", folder, tmp_path, end_group=True, SETUP_CACHE_HIT=str(cache_hit).lower())
+    if restored:  # what actions/cache put back: an archive (here of nothing)
+        archive = tmp_path / "runner" / "lockstep-bytecode" / "project.zip"
+        archive.parent.mkdir(parents=True)
+        (tmp_path / "empty").mkdir()
+        bytecode.keep(archive, tmp_path / "empty")
+    proc, _ = setup("install", folder, tmp_path, end_group=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     root = tmp_path / "runner" / "lockstep"
     assert (root / "project.status").read_text().strip() == "0"
     background_ended(root)
     compiled = list((root / "project").glob("lib/python3*/site-packages/yaml/__pycache__/*.pyc"))
-    if cache_hit:
+    if restored:
         assert not (root / "precompile.log").exists() and not compiled
     else:
         assert "precompiled" in (root / "precompile.log").read_text() and compiled

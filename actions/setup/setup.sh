@@ -373,9 +373,10 @@ case "${1:-install}" in
     ( install_project && wait_for_bytecode && link_bytecode project ) > "$root/project-install.log" 2>&1
     code="$?"
     record_status project "$code"
-    # then, unless the cache restored this key's bytecode, compile what the stages will import, at
-    # the lowest priority, while lockstep's checks run (lockstep/precompile.py: nothing of it runs)
-    if [ "$code" -eq 0 ] && [ "$(cat "$root/bytecode.ready" 2> /dev/null)" != hit ]; then
+    # then, when the cache restored no bytecode for it (a first run, no cache), compile what the
+    # stages will import, at the lowest priority, while lockstep's checks run (lockstep/precompile.py:
+    # nothing of it runs). An archive of another key is not improved on: what it holds is read as it is.
+    if [ "$code" -eq 0 ] && [ ! -f "$bytecode/project.zip" ]; then
       env_dir="${SETUP_ENV_DIR:-$root/project}"
       nice -n 19 "$env_dir/bin/python" -I -S "$source_dir/scripts/lockstep/precompile.py" "$env_dir" "$wd" \
         > "$root/precompile.log" 2>&1
@@ -383,9 +384,7 @@ case "${1:-install}" in
     ;;
   install)
     if [ ! -f "$root/project.pid" ]; then start_installs; fi
-    # the cache step is over: the project's install may link what it restored (`hit`: all of this key's)
-    if [ "${SETUP_CACHE_HIT:-}" = true ]; then echo hit; else echo restored; fi > "$root/bytecode.ready.part"
-    mv "$root/bytecode.ready.part" "$root/bytecode.ready"
+    touch "$root/bytecode.ready"  # the cache step is over: the project's install may link what it restored
     status="$root/project.status"
     code="$(finished tool)"
     if [ "$code" -ne 0 ]; then
