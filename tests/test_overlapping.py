@@ -140,3 +140,26 @@ def test_a_listing_in_neither_the_cache_nor_the_remote_is_named_with_the_fix(pro
     assert message.startswith(f"the listing of data/raw ({oid}"), message
     assert "which dvc.lock records, is in neither the cache nor the remote" in message, message
     assert hint == "a dependency inside data/raw is checked against it: run `dvc push` for data/raw and re-run"
+
+
+def test_the_remote_check_beside_a_pull_opens_none_of_dvcs_databases(project):
+    """PR validation asks the remote in a thread while the pull writes DVC's SQLite databases
+    (validate.step_lock_vs_remote), and a second connection to them fails with "database is
+    locked": what to check is read first (`remote_probe`), and asking the remote opens none. Here
+    every database of the project is held under an exclusive lock while the probe runs."""
+    import sqlite3
+
+    ci_checkout(project)
+    repo = dvcrepo.open_repo(project)
+    probe = dvcrepo.remote_probe(repo)
+    databases = sorted(Path(repo.site_cache_dir).rglob("*.db"))
+    assert databases, "DVC opened no database while reading what to check"
+    held = [sqlite3.connect(database, timeout=0, isolation_level=None) for database in databases]
+    try:
+        for connection in held:
+            connection.execute("BEGIN EXCLUSIVE")
+        check = probe()
+    finally:
+        for connection in held:
+            connection.close()
+    assert check.ok and check.checked >= 4, check.missing

@@ -994,13 +994,21 @@ def verify_remote(repo, stages: Sequence[str] | None = None, *, outputs: Iterabl
     Directory listings (`.dir` objects) are read from the remote itself, so the check works with
     an empty local cache, and then every file inside is checked, not only the listing.
     """
-    from dvc_data.hashfile.tree import Tree
+    return remote_probe(repo, stages, outputs=outputs)()
 
+
+def remote_probe(repo, stages: Sequence[str] | None = None, *,
+                 outputs: Iterable[str] | None = None) -> Callable[[], RemoteCheck]:
+    """`verify_remote` in two parts: what to check is read from `repo` now (and a remote that
+    cannot be used raises DvcError here); the function returned asks the remote, and touches
+    neither `repo` nor the project's DVC databases (SQLite files that another connection writing
+    them makes fail with "database is locked"), so it may run in a thread while `repo` pulls."""
     chosen = [_stage(repo, name) for name in stages] if stages is not None else list(repo.index.stages)
     only = {os.path.normpath(path) for path in outputs} if outputs is not None else None
     check = RemoteCheck(remote=remote_url(repo) or "(default)")
-    # (remote name, hash name) -> {oid: [MissingObject candidates]}
-    wanted: dict[tuple[str | None, str], dict[str, list[MissingObject]]] = {}
+    url = remote_url(repo) or "(default)"
+    odbs: dict[tuple[str | None, str], Any] = {}
+    planned: list[tuple[tuple[str | None, str], str, str, Any]] = []  # (odb key, output, stage, hash info)
     for stage in chosen:
         if getattr(stage, "is_repo_import", False):
             source = stage.deps[0].def_repo if stage.deps else {}
@@ -1014,34 +1022,41 @@ def verify_remote(repo, stages: Sequence[str] | None = None, *, outputs: Iterabl
             rel = os.path.relpath(out.fs_path, repo.root_dir)
             if only is not None and os.path.normpath(rel) not in only:
                 continue
-            hash_name = out.hash_info.name or "md5"
-            key = (out.remote, hash_name)
+            key = (out.remote, out.hash_info.name or "md5")
+            if key not in odbs:
+                odbs[key] = _remote_odb(repo, *key)
+            planned.append((key, rel, stage.addressing, out.hash_info))
+
+    def probe() -> RemoteCheck:
+        from dvc_data.hashfile.tree import Tree
+
+        # (remote name, hash name) -> {oid: [MissingObject candidates]}
+        wanted: dict[tuple[str | None, str], dict[str, list[MissingObject]]] = {}
+        for key, rel, addressing, hash_info in planned:
             bucket = wanted.setdefault(key, {})
-            bucket.setdefault(out.hash_info.value, []).append(MissingObject(rel, stage.addressing, out.hash_info.value))
-            if out.hash_info.isdir:
-                odb = _remote_odb(repo, out.remote, hash_name)
+            bucket.setdefault(hash_info.value, []).append(MissingObject(rel, addressing, hash_info.value))
+            if hash_info.isdir:
                 try:
-                    tree = Tree.load(odb, out.hash_info)
+                    tree = Tree.load(odbs[key], hash_info)
                 except FileNotFoundError:
                     continue  # the listing itself is missing: reported by the existence check below
                 except Exception as exc:  # noqa: BLE001 - network and auth errors from the fs
-                    raise _remote_failure(repo, exc) from None
+                    raise _unreachable(url, exc) from None
                 for member, (_meta, info) in tree.iteritems():
-                    bucket.setdefault(info.value, []).append(
-                        MissingObject(rel, stage.addressing, info.value, "/".join(member))
-                    )
-    for (remote, hash_name), objects in wanted.items():
-        odb = _remote_odb(repo, remote, hash_name)
-        try:
-            present = set(odb.oids_exist(list(objects), jobs=_jobs()))
-        except Exception as exc:  # noqa: BLE001
-            raise _remote_failure(repo, exc) from None
-        check.checked += len(objects)
-        for oid, places in objects.items():
-            if oid not in present:
-                check.missing.extend(places)
-    check.missing.sort(key=lambda item: (item.output, item.member or ""))
-    return check
+                    bucket.setdefault(info.value, []).append(MissingObject(rel, addressing, info.value, "/".join(member)))
+        for key, objects in wanted.items():
+            try:
+                present = set(odbs[key].oids_exist(list(objects), jobs=_jobs()))
+            except Exception as exc:  # noqa: BLE001
+                raise _unreachable(url, exc) from None
+            check.checked += len(objects)
+            for oid, places in objects.items():
+                if oid not in present:
+                    check.missing.extend(places)
+        check.missing.sort(key=lambda item: (item.output, item.member or ""))
+        return check
+
+    return probe
 
 
 def _jobs() -> int:
@@ -1049,8 +1064,12 @@ def _jobs() -> int:
 
 
 def _remote_failure(repo, exc: BaseException) -> DvcError:
+    return _unreachable(remote_url(repo) or "(default)", exc)
+
+
+def _unreachable(url: str, exc: BaseException) -> DvcError:
     return DvcError(
-        f"could not reach the DVC remote {remote_url(repo) or '(default)'}: {type(exc).__name__}: {exc}",
+        f"could not reach the DVC remote {url}: {type(exc).__name__}: {exc}",
         hint="check the remote's endpoint and the AWS credentials (or the OIDC role), then re-run; nothing was changed",
     )
 

@@ -370,23 +370,24 @@ def _stale_composition(ctx: Context) -> Check | None:
 
 
 def step_lock_vs_remote(ctx: Context) -> None:
-    """Check every object the lock references against the remote, in a thread of its own (with a
-    DVC repo of its own), while this one pulls what the evaluation needs: both mostly wait on the
-    remote. The pull only reads the remote and writes the workspace's outputs and DVC cache, and
-    counts only when both lock checks pass (`step_pull`); it starts only once dvc.lock matches the
-    code, as it did when it came after this check."""
+    """Check every object the lock references against the remote, in a thread of its own that
+    touches no DVC repo (`dvcrepo.remote_probe`), while this one pulls what the evaluation needs:
+    both mostly wait on the remote. The pull only reads the remote and writes the workspace's
+    outputs and DVC cache, and counts only when both lock checks pass (`step_pull`); it starts only
+    once dvc.lock matches the code, as it did when it came after this check."""
     with gha.group("dvc.lock vs remote"), ThreadPoolExecutor(1, thread_name_prefix="lockstep-remote") as pool:
-        checking = pool.submit(_verify_remote, ctx.project, ctx.remotes)
+        try:
+            probe = dvcrepo.remote_probe(ctx.repo)  # what to check, read here; the remote is asked in the thread
+        except DvcError as exc:
+            _remote_unusable(ctx, exc)
+            return
+        checking = pool.submit(probe)
         if _passed(ctx, "lock-vs-code"):
             ctx.pulled = _pull(ctx)
         try:
             remote = checking.result()
-        except DvcError as exc:  # unreachable or no credentials: a failed check, with the report
-            summary = (
-                f"{exc.message}. Pull requests from forks get no secrets: a maintainer can push the branch to this "
-                "repository to validate it with the repository's credentials."
-            )
-            ctx.report.add(Check("lock-vs-remote", "dvc.lock vs remote", "fail", summary, [exc.hint]))
+        except DvcError as exc:
+            _remote_unusable(ctx, exc)
             return
         if remote.ok:
             ctx.report.add(Check("lock-vs-remote", "dvc.lock vs remote", "pass", remote.summary()))
@@ -400,9 +401,13 @@ def step_lock_vs_remote(ctx: Context) -> None:
         ctx.report.add(Check("lock-vs-remote", "dvc.lock vs remote", "fail", summary, details))
 
 
-def _verify_remote(project: Path, remotes: dvcrepo.Remotes | None) -> dvcrepo.RemoteCheck:
-    """The remote check on a DVC repo of its own: DVC's Repo is not shared between threads."""
-    return dvcrepo.verify_remote(dvcrepo.open_repo(project, remotes=remotes))
+def _remote_unusable(ctx: Context, exc: DvcError) -> None:
+    """Unreachable or no credentials: a failed check, with the report."""
+    summary = (
+        f"{exc.message}. Pull requests from forks get no secrets: a maintainer can push the branch to this "
+        "repository to validate it with the repository's credentials."
+    )
+    ctx.report.add(Check("lock-vs-remote", "dvc.lock vs remote", "fail", summary, [exc.hint]))
 
 
 def _pull(ctx: Context) -> Pulled:
