@@ -329,13 +329,16 @@ def test_the_project_install_begins_before_the_cache_restore_and_links_what_it_r
 
 
 def background_ended(root: Path, timeout: float = 120) -> None:
-    """Wait until the project's background install (and what it does after) has exited."""
-    pid = int((root / "project.pid").read_text())
+    """Wait until the project's background install (and what it does after) has exited: gone, or
+    a zombie (an in-process validation earlier in this worker made it a subreaper, which does not
+    reap the orphans it adopts)."""
+    stat = Path(f"/proc/{int((root / 'project.pid').read_text())}/stat")
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+            if stat.read_text().rsplit(")", 1)[1].split()[0] == "Z":
+                return
+        except FileNotFoundError:
             return
         time.sleep(0.05)
     raise AssertionError("the project's background install did not end")
