@@ -1005,8 +1005,8 @@ def remote_probe(repo, stages: Sequence[str] | None = None, *,
     them makes fail with "database is locked"), so it may run in a thread while `repo` pulls."""
     chosen = [_stage(repo, name) for name in stages] if stages is not None else list(repo.index.stages)
     only = {os.path.normpath(path) for path in outputs} if outputs is not None else None
-    check = RemoteCheck(remote=remote_url(repo) or "(default)")
     url = remote_url(repo) or "(default)"
+    check = RemoteCheck(remote=url)
     odbs: dict[tuple[str | None, str], Any] = {}
     planned: list[tuple[tuple[str | None, str], str, str, Any]] = []  # (odb key, output, stage, hash info)
     for stage in chosen:
@@ -1061,10 +1061,6 @@ def remote_probe(repo, stages: Sequence[str] | None = None, *,
 
 def _jobs() -> int:
     return max(4, min(32, (os.cpu_count() or 2) * 4))
-
-
-def _remote_failure(repo, exc: BaseException) -> DvcError:
-    return _unreachable(remote_url(repo) or "(default)", exc)
 
 
 def _unreachable(url: str, exc: BaseException) -> DvcError:
@@ -2211,7 +2207,8 @@ def undeclared_metrics(repo) -> tuple[str, list[str]]:
     Read from the workspace, after the developer's `dvc repro` (a folder output's file also from
     the `.dir` listing dvc.lock records, when the workspace does not hold it)."""
     root = Path(repo.root_dir)
-    readers = [stage for stage in _pipeline_stages(repo) if dep_outputs(repo, [_address(repo, stage)])]
+    stages = _pipeline_stages(repo)
+    readers = [stage for stage in stages if dep_outputs(repo, [_address(repo, stage)])]
     for stage in reversed(readers):
         files = []
         for out in stage.outs:
@@ -2223,7 +2220,6 @@ def undeclared_metrics(repo) -> tuple[str, list[str]]:
         if files:
             return _address(repo, stage), files
     default = root / DVCLIVE_DIR / DVCLIVE_METRICS
-    stages = _pipeline_stages(repo)
     producers = _producers(repo)
     owner = producers.get(str(default)) or _holder(producers, str(default))
     if owner is not None:  # an output of a stage that reads no other's (the one stage there is)
