@@ -98,14 +98,18 @@ def test_the_constraints_are_a_complete_resolution():
 def test_the_setup_action_installs_lockstep_from_the_constraints():
     setup = (ROOT / "actions" / "setup" / "setup.sh").read_text().replace("\\\n", " ")
     tool = [line for line in setup.splitlines() if '"$root/tool/bin/python"' in line and " uv pip " in line]
-    # constraints.txt, split in two parts (toolenv.py): the first synced, MLflow's client after it
+    # constraints.txt, split in parts (toolenv.py): the first synced, Hydra's for projects that use
+    # it, MLflow's client after it
     assert '"$python" -I -S "$source_dir/scripts/lockstep/toolenv.py" split "$source_dir/constraints.txt"' in setup
+    hydra = [line for line in tool if '-r "$root/tool-hydra.txt"' in line]
+    assert len(hydra) == 1 and "--no-deps" in hydra[0]
     synced = [line for line in tool if " uv pip sync " in line]
     assert len(synced) == 1 and '&& uv pip sync --quiet --python "$root/tool/bin/python" "$root/tool-first.txt"' in synced[0]
     later = [line for line in tool if '-r "$root/tool-later.txt"' in line]
     assert len(later) == 1 and "--no-deps" in later[0]  # as pinned, nothing resolved
     extras = [line for line in tool if "dvc[$extras]" in line]
     assert extras and all('-c "$source_dir/constraints.txt"' in line for line in extras)  # the remotes' extras
+    assert all('${without[@]+"${without[@]}"}' in line for line in extras)  # and not Hydra, unless the project uses it
     key = setup[setup.index("cache_key() {"):setup.index("\n}\n", setup.index("cache_key() {"))]
     assert '"$source_dir/constraints.txt"' in key  # a new pin is a new bytecode cache
     assert "-c constraints.txt" in (ROOT / ".ci" / "run").read_text()

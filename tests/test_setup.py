@@ -270,6 +270,45 @@ def test_install_builds_both_environments_and_runs_lockstep_from_its_source(tmp_
     assert not list((site / "botocore").glob("**/*.pyc"))  # not imported: not compiled
     # without project-in-background the step ends with MLflow's client installed too
     assert (root / "mlflow.status").read_text().strip() == "0" and list(site.glob("mlflow_skinny-*.dist-info"))
+    # and without Hydra, which DVC requires and imports only to compose params.yaml (lockstep/toolenv.py)
+    assert not [p.name for p in site.glob("*.dist-info") if p.name.startswith(("hydra_core-", "omegaconf-", "antlr4"))]
+
+
+HYDRA_COMPOSE = r'''
+import sys
+from pathlib import Path
+from lockstep import dvcrepo
+root = Path(sys.argv[1])
+print(dvcrepo.compose(root, dvcrepo.hydra_of(root, {"enabled": True}), ["train.steps=7"]))
+'''
+
+
+@pytest.mark.integration  # lockstep's environment with DVC's Google Cloud Storage extra and Hydra: about 10 s
+def test_hydra_is_installed_for_a_project_whose_dvc_config_uses_it_and_only_then(tmp_path):
+    """DVC requires Hydra, whose ANTLR runtime is built from source: a project whose .dvc/config
+    has no [hydra] section gets lockstep's environment without it, even where a remote's extra is
+    resolved (as DVC's own requirements would pull it back), and composing then names the fix."""
+    config = "[core]\n    remote = it\n['remote \"it\"']\n    url = gs://acme-ml/dvc\n"
+    files = {"requirements.txt": "", "dvc.yaml": "stages: {}\n", "conf/config.yaml": "train:\n  steps: 3\n"}
+    used = project(tmp_path / "used", {**files, ".dvc/config": config + "[hydra]\n    enabled = true\n"})
+    proc, _ = setup("install", used, tmp_path / "used")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "installing Hydra for the project's DVC config ([hydra])" in proc.stdout and "installing dvc[gs]" in proc.stdout
+    python = tmp_path / "used" / "runner" / "lockstep" / "tool" / "bin" / "python"
+    composed = subprocess.run([str(python), "-c", HYDRA_COMPOSE, str(used)], capture_output=True, text=True, cwd=tmp_path)
+    assert composed.returncode == 0, composed.stderr[-3000:]
+    assert composed.stdout.strip() == "{'train': {'steps': 7}}"
+
+    unused = project(tmp_path / "unused", {**files, ".dvc/config": config})
+    proc, _ = setup("install", unused, tmp_path / "unused")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "installing Hydra" not in proc.stdout and "installing dvc[gs]" in proc.stdout
+    python = tmp_path / "unused" / "runner" / "lockstep" / "tool" / "bin" / "python"
+    assert subprocess.run([str(python), "-c", "import hydra"], capture_output=True).returncode != 0
+    assert subprocess.run([str(python), "-c", "import gcsfs, dvc_gs"], capture_output=True).returncode == 0
+    composed = subprocess.run([str(python), "-c", HYDRA_COMPOSE, str(unused)], capture_output=True, text=True, cwd=tmp_path)
+    assert composed.returncode != 0 and "InputError" in composed.stderr
+    assert "Hydra is not installed in lockstep's environment" in composed.stderr and "[hydra] section" in composed.stderr
 
 
 @pytest.mark.integration  # two real installs and a package build: about 15 s

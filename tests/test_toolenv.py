@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 from importlib import metadata
+from pathlib import Path
 
 import pytest
 from packaging.markers import default_environment
@@ -28,19 +29,20 @@ def names(lines: list[str]) -> set[str]:
     return {canonicalize_name(Requirement(line).name) for line in lines}
 
 
-def test_the_later_part_is_what_only_mlflow_s_client_needs():
-    first, later = toolenv.split(CONSTRAINTS)
+def test_the_later_part_is_what_only_mlflow_s_client_needs_and_hydra_s_what_only_hydra_needs():
+    first, later, hydra = toolenv.split(CONSTRAINTS)
     assert "mlflow-skinny" in names(later)
     assert {"dvc", "dvc-s3", "pyyaml", "jsonschema", "requests"} <= names(first)
+    assert names(hydra) == {"hydra-core", "omegaconf", "antlr4-python3-runtime"}  # PyYAML and packaging: first
     pins = [line for line in CONSTRAINTS.splitlines() if line and not line[0].isspace() and not line.startswith("#")]
-    assert sorted(first + later) == sorted(pins)  # every pin, in one part only
+    assert sorted(first + later + hydra) == sorted(pins)  # every pin, in one part only
 
 
 def test_nothing_in_the_first_part_requires_a_package_of_the_later_one():
     """Read from the installed packages' own metadata, not from constraints.txt's annotations that
     the split reads: DVC's checks would fail to import in the first part alone otherwise."""
-    first, later = toolenv.split(CONSTRAINTS)
-    later_names = names(later)
+    first, later, hydra = toolenv.split(CONSTRAINTS)
+    later_names = names(later) | names(hydra)
     environment = default_environment()
     for name in sorted(names(first)):
         try:
@@ -52,7 +54,28 @@ def test_nothing_in_the_first_part_requires_a_package_of_the_later_one():
             extras = {"s3"} if name == "dvc" else {""}  # lockstep asks for dvc[s3]
             if requirement.marker and not any(requirement.marker.evaluate({**environment, "extra": extra}) for extra in extras):
                 continue
-            assert canonicalize_name(requirement.name) not in later_names, f"{name} requires {requirement.name}, in the later part"
+            if name == "dvc" and canonicalize_name(requirement.name) in names(hydra):
+                continue  # required, and imported only to compose params.yaml: the next test
+            assert canonicalize_name(requirement.name) not in later_names, f"{name} requires {requirement.name}, in a later part"
+
+
+def test_dvc_imports_hydra_only_where_it_composes_params():
+    """Hydra's part is installed only for projects whose DVC config uses it: DVC, its plugins and
+    lockstep must import Hydra and OmegaConf nowhere else, or a project without it would fail."""
+    modules = {"hydra", "omegaconf", "antlr4"}
+    sources = {"lockstep": sorted((ROOT / "scripts" / "lockstep").rglob("*.py"))}
+    for distribution in ("dvc", "dvc-data", "dvc-objects", "dvc-s3", "dvc-http", "dvc-task", "dvc-render", "dvc-studio-client",
+                         "scmrepo", "gto"):
+        installed = metadata.distribution(distribution)
+        sources[distribution] = [Path(installed.locate_file(f)) for f in installed.files or [] if f.suffix == ".py"]
+    found = []
+    for distribution, paths in sources.items():
+        for path in paths:
+            for number, line in enumerate(path.read_text("utf-8").splitlines(), 1):
+                words = line.split()
+                if len(words) >= 2 and words[0] in ("import", "from") and words[1].split(".")[0] in modules:
+                    found.append(f"{'/'.join(path.parts[-3:])}:{number}: {line.strip()}")
+    assert found and all(entry.startswith("dvc/utils/hydra.py:") for entry in found), found
 
 
 def test_a_package_both_need_is_first_and_one_only_the_later_part_reaches_is_later():
@@ -72,26 +95,27 @@ starlette==1.0 ; python_full_version >= '3.11'
 starlette==0.9 ; python_full_version < '3.11'
     # via mlflow-skinny
 """
-    first, later = toolenv.split(text)
-    assert first == ["dvc==3.0", "requests==2.0"]
+    first, later, hydra = toolenv.split(text)
+    assert first == ["dvc==3.0", "requests==2.0"] and hydra == []
     assert later == ["anyio==4.0", "mlflow-skinny==3.0", "starlette==1.0 ; python_full_version >= '3.11'",
                      "starlette==0.9 ; python_full_version < '3.11'"]
 
 
 def test_a_file_without_annotations_is_not_split():
-    first, later = toolenv.split("dvc==3.0\nmlflow-skinny==3.0\n")
-    assert (first, later) == (["dvc==3.0", "mlflow-skinny==3.0"], [])
+    assert toolenv.split("dvc==3.0\nmlflow-skinny==3.0\nhydra-core==1.0\n") == (["dvc==3.0", "mlflow-skinny==3.0", "hydra-core==1.0"], [], [])
 
 
 def test_the_setup_runs_it_with_the_standard_library_only(tmp_path):
     """setup.sh runs the file with the job's Python before lockstep's environment exists."""
     script = ROOT / "scripts" / "lockstep" / "toolenv.py"
     proc = subprocess.run([sys.executable, "-I", "-S", str(script), "split", str(ROOT / "constraints.txt"),
-                           str(tmp_path / "first.txt"), str(tmp_path / "later.txt")], capture_output=True, text=True)
+                           str(tmp_path / "first.txt"), str(tmp_path / "later.txt"), str(tmp_path / "hydra.txt")],
+                          capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
-    first, later = toolenv.split(CONSTRAINTS)
+    first, later, hydra = toolenv.split(CONSTRAINTS)
     assert (tmp_path / "first.txt").read_text().splitlines() == first
     assert (tmp_path / "later.txt").read_text().splitlines() == later
+    assert (tmp_path / "hydra.txt").read_text().splitlines() == hydra
 
 
 def _statuses(tmp_path, code: str | None, log: str = "") -> dict[str, str]:

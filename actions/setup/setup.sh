@@ -292,7 +292,27 @@ install_extras() {
   # pyOpenSSL before 22.1 (which pydrive2, Google Drive's client, allows) sets no upper bound on
   # cryptography, and cannot be imported with the one DVC needs
   local floor=(); if [[ ",$extras," == *,gdrive,* ]]; then floor=("pyopenssl>=22.1.0"); fi
-  uv pip install --quiet --python "$root/tool/bin/python" -c "$source_dir/constraints.txt" "dvc[$extras]" ${floor[@]+"${floor[@]}"}
+  # and without Hydra when the project does not use it, though DVC requires it (install_hydra)
+  local without=()
+  if ! uses_hydra; then
+    sed 's/[=;[:space:]].*//' "$root/tool-hydra.txt" > "$root/tool-hydra.names"
+    without=(--excludes "$root/tool-hydra.names")
+  fi
+  uv pip install --quiet --python "$root/tool/bin/python" -c "$source_dir/constraints.txt" ${without[@]+"${without[@]}"} \
+    "dvc[$extras]" ${floor[@]+"${floor[@]}"}
+}
+
+# Whether the project's DVC config has a `[hydra]` section (`dvc config hydra.enabled true`):
+# then lockstep composes params.yaml as `dvc exp run` does, with Hydra (lockstep/toolenv.py).
+uses_hydra() {
+  grep -qsE '^[[:space:]]*\[[[:space:]]*hydra[[:space:]]*\][[:space:]]*$' "$wd/.dvc/config" "$wd/.dvc/config.local"
+}
+
+# Hydra and what only it needs, into lockstep's environment, for a project whose DVC config uses it.
+install_hydra() {
+  uses_hydra || return 0
+  echo "installing Hydra for the project's DVC config ([hydra])"
+  uv pip install --quiet --no-deps --python "$root/tool/bin/python" -r "$root/tool-hydra.txt"
 }
 
 # Record a background install's end: its exit code in NAME.status, written whole.
@@ -345,16 +365,17 @@ case "${1:-install}" in
   tool-background)
     # started by `begin` or `install`: lockstep's dependencies as constraints.txt lists them, a
     # complete resolution (every platform's markers), so nothing is resolved here (a third of a warm
-    # install's time). First what lockstep's checks need (tool.status: `install` goes on from
-    # there), then the packages only MLflow's client needs (mlflow.status: lockstep waits for them
+    # install's time). First what lockstep's checks need, with Hydra only for a project whose DVC
+    # config uses it (tool.status: `install` goes on from there), then the packages only MLflow's client needs (mlflow.status: lockstep waits for them
     # before it imports MLflow or runs the project's code), while the checks run (lockstep/toolenv.py).
     set +e
     echo "$$" > "$root/tool.pid.part" && mv "$root/tool.pid.part" "$root/tool.pid"
     (
       "$python" -I -S "$source_dir/scripts/lockstep/toolenv.py" split "$source_dir/constraints.txt" \
-          "$root/tool-first.txt" "$root/tool-later.txt" \
+          "$root/tool-first.txt" "$root/tool-later.txt" "$root/tool-hydra.txt" \
         && uv venv --quiet --relocatable --python "$python" "$root/tool" \
         && uv pip sync --quiet --python "$root/tool/bin/python" "$root/tool-first.txt" \
+        && install_hydra \
         && install_extras \
         && { wait_for_bytecode; link_bytecode tool; }
     ) > "$root/tool-install.log" 2>&1

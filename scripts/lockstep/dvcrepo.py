@@ -1646,9 +1646,20 @@ def compose(root: str | Path, hydra: Hydra, overrides: Sequence[str] = (), *, in
 
     from .procenv import for_untrusted_code
 
+    import importlib.util
+
     root = Path(root).resolve()
     if hydra.refused:
         raise DvcError(f"{hydra.describe()}: lockstep does not compose it: {hydra.refused}")
+    if importlib.util.find_spec("hydra") is None or importlib.util.find_spec("omegaconf") is None:
+        # the setup action installs Hydra only for a project whose .dvc/config has a [hydra] section
+        from .errors import InputError
+
+        raise InputError(f"{hydra.describe()}: DVC's Hydra composition is enabled, and Hydra is not installed in lockstep's "
+                       "environment (the setup action installs it when the project's .dvc/config has a [hydra] section)",
+                       hint="enable it in the committed .dvc/config (`dvc config hydra.enabled true`), not in a global "
+                            "or system DVC config, and run the setup action on that checkout",
+                       file=".dvc/config")
     with tempfile.TemporaryDirectory(prefix="lockstep-hydra-") as scratch:
         output, plugins = Path(scratch) / HYDRA_OUTPUT, Path(scratch) / "no-plugins"
         plugins.mkdir()
