@@ -113,6 +113,35 @@ def test_keep_for_cache_keeps_each_environment_and_lockstep_itself_once(tmp_path
     assert (saved / "tool.zip").read_bytes() == before
 
 
+def test_an_archive_restored_from_another_key_is_written_anew(tmp_path):
+    """After an upgrade the cache restores the previous key's archives into the folder the job's
+    own are kept in: they are replaced by what this job's environments hold, or the new key would
+    keep the old key's bytecode for good."""
+    job = tmp_path / "job"
+    imports(environment(job, "tool"))
+    saved = tmp_path / "cache"
+    saved.mkdir()
+    with zipfile.ZipFile(saved / "tool.zip", "w") as old:
+        old.writestr("lib/gone/__pycache__/gone.cpython-311.pyc", b"stale")
+    bytecode.keep_for_cache({"LOCKSTEP_BYTECODE_SAVE": str(saved), "LOCKSTEP_ENVIRONMENTS": str(job)})
+    with zipfile.ZipFile(saved / "tool.zip") as kept:
+        names = kept.namelist()
+    assert names and not [name for name in names if "gone" in name]
+
+
+def test_a_job_that_keeps_it_later_keeps_it_in_its_last_step_only(tmp_path):
+    job = tmp_path / "job"
+    imports(environment(job, "tool"))
+    saved = tmp_path / "cache"
+    asked = {"LOCKSTEP_BYTECODE_SAVE": str(saved), "LOCKSTEP_ENVIRONMENTS": str(job), bytecode.KEEP_LATER: "true"}
+    bytecode.keep_for_cache(asked)  # lockstep validate, before the comment
+    assert not saved.exists()
+    proc = subprocess.run([sys.executable, "-m", "lockstep.bytecode", "keep"], capture_output=True, text=True,
+                          env={**os.environ, **asked})  # pr-validate.yml's last step
+    assert proc.returncode == 0, proc.stderr
+    assert "tool.zip" in [p.name for p in saved.iterdir()] and "kept" in proc.stdout
+
+
 def test_bytecode_sent_to_a_prefix_comes_back_for_the_environments_only(tmp_path):
     # a rebuild whose stages depend on a code folder runs them with PYTHONPYCACHEPREFIX: the
     # environments' bytecode is moved back for the cache, the project's own stays out of its folder

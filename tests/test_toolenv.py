@@ -69,7 +69,7 @@ def test_dvc_imports_hydra_only_where_it_composes_params():
         installed = metadata.distribution(distribution)
         sources[distribution] = [Path(installed.locate_file(f)) for f in installed.files or [] if f.suffix == ".py"]
     found = []
-    for distribution, paths in sources.items():
+    for paths in sources.values():
         for path in paths:
             for number, line in enumerate(path.read_text("utf-8").splitlines(), 1):
                 words = line.split()

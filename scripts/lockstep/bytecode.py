@@ -83,17 +83,27 @@ def trees(environ: Mapping[str, str]) -> dict[str, Path]:
     return found
 
 
-def keep_for_cache(environ: Mapping[str, str] = os.environ) -> None:
-    """At the end of `lockstep validate` or `lockstep rebuild`: when the setup action asked for
-    it (its cache missed), keep this job's bytecode for the cache to save."""
+# "true": a later step of the job keeps the bytecode (pr-validate.yml, once the comment is posted:
+# keeping it takes about a second, which the comment then does not wait for)
+KEEP_LATER = "LOCKSTEP_BYTECODE_KEEP_LATER"
+
+
+def keep_for_cache(environ: Mapping[str, str] = os.environ, *, last: bool = False) -> None:
+    """At the end of `lockstep validate` or `lockstep rebuild` (or, with `last`, in the step the
+    job keeps it in: `python -m lockstep.bytecode keep`): when the setup action asked for it (its
+    cache missed), keep this job's bytecode for the cache to save. Each archive is written anew,
+    also over one restored from another key (after an upgrade), which holds that key's."""
     save_dir = environ.get("LOCKSTEP_BYTECODE_SAVE")
-    if not save_dir or not environ.get("LOCKSTEP_ENVIRONMENTS"):
+    root = environ.get("LOCKSTEP_ENVIRONMENTS")
+    if not save_dir or not root or (environ.get(KEEP_LATER) == "true" and not last):
         return
-    target = Path(save_dir)
-    if target.exists():
+    kept_mark = Path(root) / "bytecode.kept"  # beside the environments: not in what the cache saves
+    if kept_mark.exists():
         return  # kept already (a second lockstep command in the same job)
-    target.mkdir(parents=True)
+    target = Path(save_dir)
+    target.mkdir(parents=True, exist_ok=True)
     kept = sum(keep(target / f"{name}.zip", tree) for name, tree in trees(environ).items())
+    kept_mark.touch()
     gha.info(f"kept {kept} bytecode file(s) for the setup action's cache")
 
 
@@ -139,8 +149,11 @@ def link(archive: Path, tree: Path) -> int:
     return written
 
 
-if __name__ == "__main__":  # setup.sh: python -m lockstep.bytecode link ARCHIVE TREE
+if __name__ == "__main__":  # setup.sh: link ARCHIVE TREE; pr-validate.yml, once the comment is posted: keep
+    if len(sys.argv) == 2 and sys.argv[1] == "keep":
+        keep_for_cache(last=True)
+        sys.exit(0)
     if len(sys.argv) != 4 or sys.argv[1] != "link":
-        sys.exit("usage: python -m lockstep.bytecode link ARCHIVE TREE")
+        sys.exit("usage: python -m lockstep.bytecode link ARCHIVE TREE | keep")
     count = link(Path(sys.argv[2]), Path(sys.argv[3]))
     print(f"{count} bytecode file(s) of {Path(sys.argv[2]).stem} restored from the cache")

@@ -1638,6 +1638,7 @@ def compose(root: str | Path, hydra: Hydra, overrides: Sequence[str] = (), *, in
     `into` too, as DVC writes it, when given. Composed without secrets in its environment
     (`${oc.env:...}` reads only what the project's code may read) and without the project's code
     (see `hydra_of`: a refused composition is an error)."""
+    import importlib.util
     import subprocess
     import sys
     import tempfile
@@ -1645,8 +1646,6 @@ def compose(root: str | Path, hydra: Hydra, overrides: Sequence[str] = (), *, in
     import yaml
 
     from .procenv import for_untrusted_code
-
-    import importlib.util
 
     root = Path(root).resolve()
     if hydra.refused:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import re
 import sys
+from collections.abc import Set as AbstractSet
 from typing import NamedTuple
 
 LATER_ROOT = "mlflow-skinny"  # what is installed after lockstep's checks have begun, with what only it needs
@@ -91,7 +92,7 @@ def split(text: str) -> Parts:
                  [line for name, lines in pins.items() if name in hydra for line in lines])
 
 
-def _reach(requires: dict[str, set[str]], start: set[str], beyond: set[str] = frozenset()) -> set[str]:
+def _reach(requires: dict[str, set[str]], start: AbstractSet[str], beyond: AbstractSet[str] = frozenset()) -> set[str]:
     """The packages `start` and what they require, transitively, without entering `beyond`."""
     reached: set[str] = set()
     stack = sorted(start - beyond)
