@@ -256,13 +256,14 @@ install_project() {
 }
 
 # Start installing both environments, each in its own session (a runner may end a step's process
-# group with the step). lockstep's first, and the project's at a lower priority: lockstep's is needed
-# first (the two share the cores and the disk, and each slows the other).
+# group with the step), lockstep's first. Both at the same priority: the project's is the one the
+# evaluation waits for (lockstep's own, without Hydra, is in before it), and at a lower priority it
+# lost the cores to lockstep's checks.
 start_installs() {
   rm -rf "$root"
   mkdir -p "$root"
   detach tool
-  detach project nice -n 10
+  detach project
 }
 
 # Start `setup.sh NAME-background` detached, and return once it runs in its own session: it writes
