@@ -295,7 +295,7 @@ install_extras() {
   local floor=(); if [[ ",$extras," == *,gdrive,* ]]; then floor=("pyopenssl>=22.1.0"); fi
   # and without Hydra when the project does not use it, though DVC requires it (install_hydra)
   local without=()
-  if ! uses_hydra; then
+  if ! uses_hydra && uv pip install --help | grep -q -- '--excludes'; then  # a uv older than the option: with Hydra
     sed 's/[=;[:space:]].*//' "$root/tool-hydra.txt" > "$root/tool-hydra.names"
     without=(--excludes "$root/tool-hydra.names")
   fi
