@@ -1213,7 +1213,8 @@ def reproduce(project_dir: str | Path, stage_names: Sequence[str], *, env: Mappi
                         f"`env: {{PYTHONPATH: {local}}}` to lockstep.yaml (the README's lockstep.yaml section), not a "
                         "requirement")
         absent = next((m.group(1) for line in reversed(tail)
-                       if (m := re.search(r"(?:\bsh: (?:\d+: )?|: line \d+: )([\w.+-]+): (?:command )?not found$", line))), "")
+                       # a shell's words, or lockstep/scriptrun.py's for a PDM script's command run without one
+                       if (m := re.search(r"(?:\bsh: (?:\d+: )?|: line \d+: |\bpdm run: )([\w.+-]+): (?:command )?not found$", line))), "")
         if absent and not missing:
             hint = (f"the stage's command runs `{absent}`, which is not installed where the stages run: lockstep installs "
                     f"the project's requirements (from {_installed_from(project_dir)}) into an environment of its own, on a "
