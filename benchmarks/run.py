@@ -349,6 +349,8 @@ def phases(workflow: str, log: str) -> dict:
         name, top, seconds = step["name"], step["top"], step["end"] - step["start"]
         if "actions/cache@" in name or "setup-uv@" in name:
             add("cache save" if step["stage"] == "Post" else "cache restore", seconds)
+        elif "Keep the bytecode" in name:  # pr-validate.yml's last step, after the comment: what the cache then saves
+            add("cache save", seconds)
         elif step["stage"] == "Post":
             add("report + comment", seconds)
         elif name.endswith("lockstep validate"):  # the action runs `exec lockstep validate`
