@@ -58,6 +58,9 @@ def test_pr_validation_under_act_posts_one_comment(consumer, act, api, mlflow_en
     leaks = [result.log, body, *(p.read_text() for p in artifact.iterdir())]
     assert not any(SECRET_KEY in text for text in leaks)
     assert_no_credentials_left(act)
+    # the bytecode for the setup's cache (its key missed) is kept once the comment is posted
+    kept = result.log.index("bytecode file(s) for the setup action's cache")
+    assert result.log.index("Success - Main lockstep comment") < kept
 
     # a second run updates the same comment
     result = act.run(consumer.dev, "pull_request", "ml-pr.yml", payload=pr_payload(7, base, head),
