@@ -101,6 +101,37 @@ starlette==0.9 ; python_full_version < '3.11'
                      "starlette==0.9 ; python_full_version < '3.11'"]
 
 
+def test_hydra_s_part_is_what_only_hydra_reaches_and_a_package_mlflow_needs_too_is_installed_with_mlflow():
+    text = """\
+antlr4-python3-runtime==4.9.3
+    # via
+    #   hydra-core
+    #   omegaconf
+dvc==3.0
+    # via lockstep (pyproject.toml)
+hydra-core==1.3
+    # via dvc
+mlflow-skinny==3.0
+    # via lockstep (pyproject.toml)
+omegaconf==2.3
+    # via
+    #   dvc
+    #   hydra-core
+protobuf==5.0
+    # via
+    #   hydra-core
+    #   mlflow-skinny
+pyyaml==6.0
+    # via
+    #   dvc
+    #   omegaconf
+"""
+    first, later, hydra = toolenv.split(text)
+    assert first == ["dvc==3.0", "pyyaml==6.0"]
+    assert hydra == ["antlr4-python3-runtime==4.9.3", "hydra-core==1.3", "omegaconf==2.3"]
+    assert later == ["mlflow-skinny==3.0", "protobuf==5.0"]  # installed with --no-deps: it must be there
+
+
 def test_a_file_without_annotations_is_not_split():
     assert toolenv.split("dvc==3.0\nmlflow-skinny==3.0\nhydra-core==1.0\n") == (["dvc==3.0", "mlflow-skinny==3.0", "hydra-core==1.0"], [], [])
 

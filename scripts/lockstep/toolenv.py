@@ -87,6 +87,7 @@ def split(text: str) -> Parts:
         return Parts(everything, [], [])
     first = _reach(requires, requires[ROOT] - {LATER_ROOT}, beyond=HYDRA_ROOTS)
     hydra = _reach(requires, HYDRA_ROOTS & _reach(requires, requires[ROOT] - {LATER_ROOT}), beyond=first)
+    hydra -= _reach(requires, {LATER_ROOT}, beyond=first)  # what MLflow's client needs too is installed with it
     return Parts([line for name, lines in pins.items() if name in first for line in lines],
                  [line for name, lines in pins.items() if name not in first | hydra for line in lines],
                  [line for name, lines in pins.items() if name in hydra for line in lines])
