@@ -95,6 +95,9 @@ SHAPES = [
     Shape("training-metrics"),
     # no metrics declared: the evaluation's scores are a plain cached output (`outs: [eval/metrics.json]`)
     Shape("plain-output-metrics"),
+    # the prepared data is `push: false` (large, and made again from the code): the remote never
+    # holds it, so CI makes it again before the evaluation and the rebuild's training
+    Shape("unpushed-intermediate"),
 ]
 
 
@@ -253,6 +256,10 @@ def test_shape_is_adopted_validates_and_rebuilds_as_it_is(shape, tmp_path):
         assert f"fetched from their own remotes when needed: {shape.imported} (from " in checks["lock-vs-remote"]["summary"]
     steps = "train.steps" if shape.params == "params.yaml" else f"{shape.params}:train.steps"
     assert {"name": steps, "base": 1, "pr": 50} in results["params"], results["params"]
+    if shape.name == "unpushed-intermediate":  # `push: false` data: not asked of the remote, made again by CI
+        assert "made again by CI when needed: data" in checks["lock-vs-remote"]["summary"], checks["lock-vs-remote"]
+        assert "CI makes it again with prepare before the evaluation" in checks["pull"]["summary"], checks["pull"]
+        assert any("byte for byte what dvc.lock records" in d for d in checks["re-evaluation"]["details"]), checks["re-evaluation"]
 
     # a PR retrained with 12 steps, not pushed, then edited to 9 without `dvc repro`: the stale
     # lock names the stage's param, the unpushed output is named by its path
@@ -297,11 +304,55 @@ def test_shape_is_adopted_validates_and_rebuilds_as_it_is(shape, tmp_path):
     for path in shape.ignored:
         assert f"{'' if shape.root else 'ml/'}{path}" not in files
         assert "is not committed" in proc.stdout and ".gitignore line" in proc.stdout
+    if shape.name == "unpushed-intermediate":  # made again before the training, and still not pushed
+        assert "also run: prepare, which makes data" in proc.stdout, proc.stdout[-4000:]
+        import yaml
+
+        lock = yaml.safe_load(git("show", "main:ml/dvc.lock", cwd=repo.origin))["stages"]
+        data, model = lock["prepare"]["outs"][0]["md5"], lock["train"]["outs"][0]["md5"]
+        assert list(repo.remote.rglob(model[2:])) and not list(repo.remote.rglob(data[2:]))
     # the lock on main now matches the code
     fresh = repo.clone("after")
     from lockstep import dvcrepo
 
     assert dvcrepo.stale_stages(dvcrepo.open_repo(fresh / shape.folder)) == []
+
+
+def test_push_false_data_is_made_by_the_base_for_its_evaluation_and_a_push_false_model_is_refused(tmp_path):
+    shape = next(s for s in SHAPES if s.name == "unpushed-intermediate")
+    repo = make_repo(shape, tmp_path)
+    # a PR that changes its evaluation: the base's evaluation judges its model, on data the base's
+    # own prepare stage makes (no remote holds it), before any of the PR's code runs
+    base = git("rev-parse", "HEAD", cwd=repo.dev)
+    git("checkout", "-q", "-b", "kind", cwd=repo.dev)
+    evaluate = repo.project / "evaluate.py"
+    evaluate.write_text(evaluate.read_text().replace("/ len(rows)", "/ len(rows) * 0 + 1", 1))
+    run(str(BIN / "dvc"), "repro", cwd=repo.project)
+    head = repo.commit("a kinder evaluation", "kind")
+    git("checkout", "-q", "main", cwd=repo.dev)
+    proc, results, checks = validate(repo, repo.clone("ci-kind", "kind"), base, head)
+    trusted = checks["trusted-evaluation"]
+    assert trusted["status"] == "warn" and any("evaluate.py changed" in d for d in trusted["details"]), proc.stdout[-4000:]
+    auc = next(row for row in results["metrics"] if row["name"] == "auc.test")
+    assert 0.5 < auc["pr"] < 1  # the base's evaluation, on the base's data, not the PR's 1.0
+
+    # the model itself `push: false`: CI would have to retrain it, so it says so and pulls nothing
+    base = git("rev-parse", "HEAD", cwd=repo.dev)
+    git("checkout", "-q", "-b", "unpushed-model", cwd=repo.dev)
+    pipeline = repo.project / "dvc.yaml"
+    pipeline.write_text(pipeline.read_text().replace("outs: [models/model.json]", "outs:\n      - models/model.json:\n          push: false"))
+    repo.set_steps(7)
+    run(str(BIN / "dvc"), "repro", cwd=repo.project)
+    head = repo.commit("the model is not pushed", "unpushed-model")
+    git("checkout", "-q", "main", cwd=repo.dev)
+    checkout = repo.clone("ci-unpushed-model", "unpushed-model")
+    proc, _results, checks = validate(repo, checkout, base, head)
+    assert proc.returncode == EXIT_CHECKS_FAILED, proc.stdout[-4000:]
+    pull = checks["pull"]
+    assert pull["status"] == "fail" and "reads models/model.json, which dvc.yaml marks `push: false`" in pull["summary"], pull
+    assert "stage train makes it, the stage that makes the model" in pull["summary"], pull
+    assert "re-evaluation" not in checks and checks["gates"]["status"] == "skip", checks
+    assert not (checkout / "ml" / "models" / "model.json").exists()  # nothing was pulled or made
 
 
 def test_a_sub_folder_pipeline_whose_pr_inflates_its_evaluation_is_judged_by_the_base_evaluation(tmp_path):

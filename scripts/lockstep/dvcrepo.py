@@ -119,6 +119,8 @@ class RemoteCheck:
     # outputs of `dvc import` stages: their data stays in the source repository's remote (`dvc push`
     # does not copy it), and DVC fetches it from there; "path (from url at rev)"
     imported: list[str] = field(default_factory=list)
+    # outputs dvc.yaml marks `push: false`: `dvc push` never sends them, so no remote is asked
+    unpushed: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -130,6 +132,9 @@ class RemoteCheck:
         if self.imported:
             shown = ", ".join(self.imported[:5]) + (f" and {len(self.imported) - 5} more" if len(self.imported) > 5 else "")
             said += f"; imported from other DVC repositories, fetched from their own remotes when needed: {shown}"
+        if self.unpushed:
+            shown = ", ".join(self.unpushed[:5]) + (f" and {len(self.unpushed) - 5} more" if len(self.unpushed) > 5 else "")
+            said += f"; not pushed by design (`push: false` in dvc.yaml), made again by CI when needed: {shown}"
         return said
 
     def missing_outputs(self) -> dict[str, list[str]]:
@@ -1017,10 +1022,13 @@ def remote_probe(repo, stages: Sequence[str] | None = None, *,
                 check.imported.append(f"{rel} (from {source.get('url', '?')} at {str(source.get('rev_lock') or '?')[:12]})")
             continue
         for out in stage.outs:
-            if not out.use_cache or not out.can_push or not out.hash_info:
+            if not out.use_cache or not out.hash_info:
                 continue
             rel = os.path.relpath(out.fs_path, repo.root_dir)
             if only is not None and os.path.normpath(rel) not in only:
+                continue
+            if not out.can_push:
+                check.unpushed.append(rel.replace(os.sep, "/"))
                 continue
             key = (out.remote, out.hash_info.name or "md5")
             if key not in odbs:
@@ -1304,6 +1312,47 @@ def _installed_from(project_dir: str | Path) -> str:
         return "no requirements file (none of requirements.txt, src/requirements.txt, uv.lock, pyproject.toml, setup.py, environment.yml was found)" \
             if "LOCKSTEP_PROJECT_REQUIREMENTS" in os.environ else "the project's requirements"
     return ", ".join(os.path.relpath(os.path.join(str(project_dir), name)) for name in named)
+
+
+def unpushed_producers(repo, stage_names: Sequence[str]) -> list[str]:
+    """The pipeline stages to run again before these stages, because these read (directly, or
+    through each other) a cached output that dvc.yaml marks `push: false`: `dvc push` never sends
+    it, so no remote holds it, and a runner has only what it makes. Their addresses, in run order;
+    [] when the stages read no such output. Imports and frozen stages are not run again."""
+    from dvc.stage import PipelineStage
+
+    producers = _producers(repo)
+    chosen = {_stage(repo, name) for name in stage_names}
+    remade: set = set()
+    pending = list(chosen)
+    while pending:
+        stage = pending.pop()
+        for dep in stage.deps:
+            producer = producers.get(dep.fs_path) or _holder(producers, dep.fs_path)
+            for upstream_stage, upstream_out in [producer] if producer else _held(producers, dep.fs_path):
+                if upstream_stage in chosen or upstream_stage in remade or not upstream_out.use_cache or upstream_out.can_push:
+                    continue
+                if isinstance(upstream_stage, PipelineStage) and not getattr(upstream_stage, "frozen", False):
+                    remade.add(upstream_stage)
+                    pending.append(upstream_stage)
+    return [_address(repo, stage) for stage in _pipeline_stages(repo) if stage in remade]
+
+
+def unpushed_outputs(repo, stage_names: Sequence[str]) -> list[str]:
+    """The cached outputs of these stages that dvc.yaml marks `push: false` (paths relative to the project)."""
+    return [os.path.relpath(out.fs_path, repo.root_dir).replace(os.sep, "/")
+            for name in stage_names for out in _stage(repo, name).outs if out.use_cache and not out.can_push]
+
+
+def output_hashes(repo, stage_names: Sequence[str]) -> dict[str, str]:
+    """The hash dvc.lock records for each cached output of these stages (path relative to the
+    project: hash value)."""
+    hashes: dict[str, str] = {}
+    for name in stage_names:
+        for out in _stage(repo, name).outs:
+            if out.use_cache and out.hash_info:
+                hashes[os.path.relpath(out.fs_path, repo.root_dir).replace(os.sep, "/")] = str(out.hash_info.value)
+    return hashes
 
 
 def dep_outputs(repo, stage_names: Sequence[str]) -> list[str]:

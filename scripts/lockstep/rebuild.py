@@ -151,7 +151,14 @@ def plan(repo, cfg: configmod.Config, inputs: RebuildInputs) -> list[str]:
     if frozen:
         gha.info(f"not rebuilt, frozen (`dvc freeze`): {', '.join(s.address for s in frozen)}; their outputs are "
                  "pulled as dvc.lock records them")
-    return [stage.address for stage in stages if not stage.frozen]
+    rebuilt = [stage.address for stage in stages if not stage.frozen]
+    # what they read and no remote holds (`push: false`) is made again first, as on the developer's machine
+    remade = set(dvcrepo.unpushed_producers(repo, rebuilt))
+    if not remade:
+        return rebuilt
+    gha.info(f"also run: {', '.join(sorted(remade))}, which make{'s' if len(remade) == 1 else ''} "
+             f"{', '.join(dvcrepo.unpushed_outputs(repo, sorted(remade)))} (`push: false` in dvc.yaml: no remote holds it)")
+    return [stage.address for stage in dvcrepo.pipeline_stages(repo) if stage.address in remade or stage.address in rebuilt]
 
 
 def run(inputs: RebuildInputs) -> RebuildResult:

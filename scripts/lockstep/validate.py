@@ -130,6 +130,7 @@ class Context:
     base_env: bool = False  # the base's evaluation ran in an environment from the base's requirements
     tracker: tracking.TrackerProcess | None = None  # the MLflow client, importing MLflow meanwhile
     pulled: Pulled | None = None  # the pull made during the remote check (None: not made)
+    remade: list[str] = field(default_factory=list)  # stages run before the evaluation: they make its `push: false` inputs
 
     def stage_env(self) -> dict[str, str]:
         """The environment of the PR's own code: no secret, the trusted config's `env:`. Called
@@ -414,11 +415,31 @@ def _pull(ctx: Context) -> Pulled:
     ctx.eval_stages = _evaluation_stages(ctx.repo, ctx.cfg)
     model_stage = _model_stage(ctx)
     ctx.retrains = bool(model_stage) and bool(set(ctx.eval_stages) & dvcrepo.upstream_of(ctx.repo, [model_stage]))
-    targets = dvcrepo.evaluation_inputs(ctx.repo, ctx.eval_stages)
+    try:
+        ctx.remade = _remade(ctx, model_stage)
+        targets = dvcrepo.evaluation_inputs(ctx.repo, [*ctx.remade, *ctx.eval_stages])
+    except LockstepError as exc:
+        return Pulled([], 0, exc)
     try:
         return Pulled(targets, dvcrepo.pull(ctx.repo, targets))
     except LockstepError as exc:
         return Pulled(targets, 0, exc)
+
+
+def _remade(ctx: Context, model_stage: str) -> list[str]:
+    """The stages CI runs before the evaluation because they make what it reads and no remote holds
+    (`push: false`); never the model's stage, which would replace the developer's model with CI's."""
+    remade = dvcrepo.unpushed_producers(ctx.repo, ctx.eval_stages)
+    if model_stage and model_stage in remade:
+        unpushed = ", ".join(dvcrepo.unpushed_outputs(ctx.repo, [model_stage]))
+        raise DvcError(
+            f"the evaluation reads {unpushed}, which dvc.yaml marks `push: false` (no remote holds it), and stage "
+            f"{model_stage} makes it, the stage that makes the model {ctx.cfg.model_path}: CI could make it only by "
+            "retraining, and would then evaluate its own model, not the developer's",
+            hint=f"remove `push: false` from {unpushed} in dvc.yaml and run `dvc push`, or have another stage make it",
+            file="dvc.yaml",
+        )
+    return remade
 
 
 def step_pull(ctx: Context) -> None:
@@ -435,7 +456,13 @@ def step_pull(ctx: Context) -> None:
             exc = pulled.error
             ctx.report.add(Check("pull", "Pull", "fail", exc.message, [exc.hint] if exc.hint else []))
             return
-        ctx.report.add(Check("pull", "Pull", "pass", f"pulled {', '.join(pulled.targets) or 'nothing'} ({pulled.fetched} file(s) fetched)"))
+        said = f"pulled {', '.join(pulled.targets) or 'nothing'} ({pulled.fetched} file(s) fetched)"
+        if ctx.remade:
+            unpushed = dvcrepo.unpushed_outputs(ctx.repo, ctx.remade)
+            said += (f"; {', '.join(unpushed)} {'is' if len(unpushed) == 1 else 'are'} `push: false` in dvc.yaml, so no remote "
+                     f"holds {'it' if len(unpushed) == 1 else 'them'}: CI makes {'it' if len(unpushed) == 1 else 'them'} again "
+                     f"with {', '.join(ctx.remade)} before the evaluation")
+        ctx.report.add(Check("pull", "Pull", "pass", said))
 
 
 def step_tests(ctx: Context) -> None:
@@ -481,6 +508,7 @@ def _reevaluate(ctx: Context) -> Check | None:
     with gha.group(f"re-evaluate in CI: {', '.join(ctx.eval_stages)}"):
         retrains = ctx.retrains
         committed_model = dvcrepo.output_digest(ctx.repo, ctx.cfg.model_path or "") if retrains else ""
+        recorded = dvcrepo.output_hashes(ctx.repo, ctx.remade)  # what the developer's run of them made
         env = ctx.stage_env()
         started = ended = time.monotonic()
         fetched: list[str] = []  # outputs of other stages the evaluation read without declaring them
@@ -514,6 +542,8 @@ def _reevaluate(ctx: Context) -> Check | None:
         ctx.repo = dvcrepo.open_repo(ctx.project, remotes=ctx.remotes)  # the re-run stages' lock entries were rewritten
         ctx.recomputed = dvcrepo.read_metrics(ctx.repo, files=ctx.cfg.metrics_files)
         agreement = _agreement(ctx, retrains, committed_model)
+        if ctx.remade:
+            _report_remade(ctx, agreement, recorded)
         if fetched:
             agreement.details.append(
                 f"the evaluation reads {', '.join(fetched)} (outputs of other stages), which dvc.yaml does not list in its "
@@ -526,6 +556,26 @@ def _reevaluate(ctx: Context) -> Check | None:
 MAX_UNDECLARED_PULLS = 3  # outputs pulled for an evaluation that reads them undeclared, one run each
 
 
+def _report_remade(ctx: Context, agreement: Check, recorded: dict[str, str]) -> None:
+    """Whether what CI made again of the evaluation's `push: false` inputs is what dvc.lock records
+    (the developer's run): when it is not, the evaluation read other data than the developer's."""
+    made = dvcrepo.output_hashes(ctx.repo, ctx.remade)
+    differ = [f"{path}: CI made {made.get(path, '(nothing)')[:12]}, dvc.lock records {value[:12]}"
+              for path, value in recorded.items() if made.get(path) != value]
+    stages = ", ".join(ctx.remade)
+    if not differ:
+        agreement.details.append(f"CI made {', '.join(recorded) or 'the `push: false` inputs'} again with {stages} "
+                                 "(`push: false` in dvc.yaml) before the evaluation: byte for byte what dvc.lock records")
+        return
+    agreement.details.append(
+        f"CI made the evaluation's `push: false` inputs again with {stages}, and they differ from what dvc.lock records "
+        f"({'; '.join(differ[:5])}): {stages} does not make the same data twice, so the evaluation read data CI made, "
+        "not the developer's. Make it deterministic (seed its randomness), or remove `push: false` and `dvc push` it")
+    if agreement.status == "pass":
+        agreement.status = "warn"
+        agreement.summary += "; on inputs CI made again, which differ from the developer's (details)"
+
+
 def _run_evaluation(ctx: Context, env: dict[str, str]) -> None:
     with sandbox.contained("the re-evaluation", ctx.guard):
         dvcrepo.clear_named_metrics(ctx.repo, ctx.eval_stages)
@@ -535,7 +585,7 @@ def _run_evaluation(ctx: Context, env: dict[str, str]) -> None:
         if removed:
             gha.info(f"removed before the re-evaluation, as DVC removes an output that does not persist: "
                      f"{', '.join(removed)} (`persist: true`); the stages start from their declared inputs")
-        dvcrepo.reproduce(ctx.project, ctx.eval_stages, env=env, force=True)
+        dvcrepo.reproduce(ctx.project, [*ctx.remade, *ctx.eval_stages], env=env, force=True)
 
 
 def _report_trusted_evaluation(ctx: Context, agreement: Check | None) -> None:
@@ -818,13 +868,19 @@ def _compare_evaluations(ctx: Context, base_project: Path, base_checkout: Path) 
                 f"not needed: {', '.join(ctx.eval_stages)} trains and evaluates in one stage, and this PR changes only "
                 "its params (a training change)"), changed)
         return
-    missing = [p for p in dvcrepo.evaluation_inputs(base_repo, base_stages) if not (ctx.project / p).exists()]
+    # what the base's evaluation reads and no remote holds (`push: false`), the base's own stages
+    # make again, from the PR's inputs to them; never the stage that makes the model it evaluates
+    base_model = dvcrepo.output_owner(base_repo, ctx.cfg.model_path) if ctx.cfg.model_path else None
+    base_remade = [name for name in dvcrepo.unpushed_producers(base_repo, base_stages)
+                   if base_model is None or name != base_model.stage]
+    inputs = dvcrepo.evaluation_inputs(base_repo, [*base_remade, *base_stages])
+    missing = [p for p in inputs if not (ctx.project / p).exists()]
     if missing:
         ctx.pending_trusted = Check("trusted-evaluation", title, "fail",
                                     f"{review} ({'; '.join(changed[:3])}), and the base's evaluation reads "
                                     f"{', '.join(missing)}, which this PR does not provide", changed)
         return
-    for path in dvcrepo.evaluation_inputs(base_repo, base_stages):
+    for path in inputs:
         _copy(ctx.project / path, base_project / path)
     dvcrepo.clear_named_metrics(base_repo, base_stages)
     base_repo.close()
@@ -852,7 +908,7 @@ def _compare_evaluations(ctx: Context, base_project: Path, base_checkout: Path) 
         with gha.group(f"the base's evaluation on this PR's model: {', '.join(base_stages)}"):
             with sandbox.contained("the base's evaluation of this PR's model", ctx.guard):
                 try:
-                    dvcrepo.reproduce(base_project, base_stages, env=env, force=True, no_commit=True)
+                    dvcrepo.reproduce(base_project, [*base_remade, *base_stages], env=env, force=True, no_commit=True)
                 finally:
                     ended = time.monotonic()
     except guardmod.Tampered:

@@ -1,0 +1,12 @@
+"""Learn a threshold by grid search; more steps find a better one."""
+import csv
+import json
+import os
+
+import yaml
+
+train = yaml.safe_load(open("params.yaml"))["train"]
+rows = [(float(x), int(y)) for x, y in csv.reader(open("data/train.csv"))]
+best = max((sum((x > i / train["steps"]) == bool(y) for x, y in rows), -i, i / train["steps"]) for i in range(train["steps"] + 1))
+os.makedirs(os.path.dirname("models/model.json") or ".", exist_ok=True)
+json.dump({"threshold": best[2]}, open("models/model.json", "w"))
