@@ -355,6 +355,26 @@ def test_push_false_data_is_made_by_the_base_for_its_evaluation_and_a_push_false
     assert not (checkout / "ml" / "models" / "model.json").exists()  # nothing was pulled or made
 
 
+def test_push_false_data_that_comes_out_otherwise_in_ci_turns_the_re_evaluation_into_a_warning(tmp_path):
+    # the preparation also stamps the time into its output: CI's copy differs from the developer's,
+    # though the scores agree, so the verdict says the evaluation read CI's data
+    shape = next(s for s in SHAPES if s.name == "unpushed-intermediate")
+    repo = make_repo(shape, tmp_path)
+    base = git("rev-parse", "HEAD", cwd=repo.dev)
+    git("checkout", "-q", "-b", "stamped", cwd=repo.dev)
+    prepare = repo.project / "prepare.py"
+    prepare.write_text(prepare.read_text() + "\nimport time\nopen(os.path.join('data', 'made_at.txt'), 'w').write(repr(time.time()))\n")
+    run(str(BIN / "dvc"), "repro", cwd=repo.project)
+    repo.dvc("push")
+    head = repo.commit("the preparation stamps its time", "stamped")
+    git("checkout", "-q", "main", cwd=repo.dev)
+    proc, _results, checks = validate(repo, repo.clone("ci-stamped", "stamped"), base, head)
+    reevaluation = checks["re-evaluation"]
+    assert proc.returncode == EXIT_OK and reevaluation["status"] == "warn", proc.stdout[-4000:]
+    assert "on inputs CI made again, which differ from the developer's" in reevaluation["summary"], reevaluation
+    assert any("data: CI made" in d and "does not make the same data twice" in d for d in reevaluation["details"]), reevaluation
+
+
 def test_a_sub_folder_pipeline_whose_pr_inflates_its_evaluation_is_judged_by_the_base_evaluation(tmp_path):
     # the lock beside pipelines/dvc.yaml is the one read, and the base's evaluation is found there too
     shape = next(s for s in SHAPES if s.name == "pipelines-wdir-pickle")
