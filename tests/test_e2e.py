@@ -67,6 +67,8 @@ def test_pr_validation_under_act_posts_one_comment(consumer, act, api, mlflow_en
                      secrets=secrets(mlflow_env.url), env=run_env(consumer, api))
     assert result.returncode == 0, result.log[-6000:]
     assert "bytecode file(s) of tool restored from the cache" in result.log  # the setup cache served the re-run
+    # lockstep's own source got its bytecode while its environment installed, before the setup ended
+    assert result.log.index("bytecode file(s) of lockstep-source restored from the cache") < result.log.index("exec lockstep validate")
     assert len(api.comment_objects(REPOSITORY, 7)) == 1
     assert [r.method for r in api.requests if "/comments" in r.path][-1] == "PATCH"
 

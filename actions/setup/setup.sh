@@ -372,6 +372,9 @@ case "${1:-install}" in
     set +e
     echo "$$" > "$root/tool.pid.part" && mv "$root/tool.pid.part" "$root/tool.pid"
     (
+      # meanwhile, once the cache step is over, lockstep's own source (there already) gets its bytecode
+      ( wait_for_bytecode; link_bytecode lockstep-source "$source_dir/scripts" ) &
+      source_linked="$!"
       "$python" -I -S "$source_dir/scripts/lockstep/toolenv.py" split "$source_dir/constraints.txt" \
           "$root/tool-first.txt" "$root/tool-later.txt" "$root/tool-hydra.txt" \
         && uv venv --quiet --relocatable --python "$python" "$root/tool" \
@@ -379,6 +382,9 @@ case "${1:-install}" in
         && install_hydra \
         && install_extras \
         && { wait_for_bytecode; link_bytecode tool; }
+      code="$?"
+      wait "$source_linked"
+      exit "$code"
     ) > "$root/tool-install.log" 2>&1
     code="$?"
     record_status tool "$code"
@@ -416,8 +422,7 @@ case "${1:-install}" in
     fi
     cat "$root/tool-install.log"
     site="$("$root/tool/bin/python" -c 'import sysconfig; print(sysconfig.get_path("purelib"))')"
-    echo "$source_dir/scripts" > "$site/lockstep-source.pth"
-    link_bytecode lockstep-source "$source_dir/scripts"
+    echo "$source_dir/scripts" > "$site/lockstep-source.pth"  # its bytecode was linked meanwhile (tool-background)
     if [ "${SETUP_CACHE:-false}" = true ] && [ "${SETUP_CACHE_HIT:-}" != true ]; then
       printf 'LOCKSTEP_BYTECODE_SAVE=%s\nLOCKSTEP_ENVIRONMENTS=%s\n' "$bytecode" "$root" >> "$GITHUB_ENV"
     fi
