@@ -344,7 +344,11 @@ def test_push_false_data_is_made_by_the_base_for_its_evaluation_and_a_push_false
     repo.set_steps(7)
     run(str(BIN / "dvc"), "repro", cwd=repo.project)
     head = repo.commit("the model is not pushed", "unpushed-model")
+    from lockstep import adopt
+
+    assert any("is `push: false` in dvc.yaml" in note for note in adopt.plan(repo.project).notes)  # `lockstep init` says so
     git("checkout", "-q", "main", cwd=repo.dev)
+    assert not any("`push: false`" in note for note in adopt.plan(repo.project).notes)  # the data alone is no matter
     checkout = repo.clone("ci-unpushed-model", "unpushed-model")
     proc, _results, checks = validate(repo, checkout, base, head)
     assert proc.returncode == EXIT_CHECKS_FAILED, proc.stdout[-4000:]

@@ -137,6 +137,12 @@ def plan(project_dir: Path, repository: str = "") -> Plan:
             "before doing anything. To have CI retrain it, make its training a stage (`dvc remove "
             f"{owner.dvcfile}`, then `dvc stage add -n train ... -o {model_path} ...`)"
         )
+    if owner is not None and owner.stage and owner.path in dvcrepo.unpushed_outputs(repo, [owner.stage]):
+        notes.append(
+            f"the model {model_path} is `push: false` in dvc.yaml: no remote holds it, so PR validation cannot re-evaluate "
+            "the developer's model and fails its Pull check, naming it. Remove `push: false` from it (what the model is "
+            "trained from may stay `push: false`: CI makes that again)"
+        )
     notes += _machine_specific_folders(repo, project)
     url = dvcrepo.remote_url(repo)
     scheme = _scheme(url)
