@@ -38,6 +38,7 @@ class Shape:
     artifact: str = ""  # the model's name under dvc.yaml's `artifacts:`
     code_first: bool = False  # the code is committed before the first `dvc repro` (dvclive reads git's HEAD)
     bytecode: bool = False  # the developer's Python writes bytecode beside the code (Python's default)
+    label: str = ""  # what tells this variant of a shape apart in the test's id
 
     @property
     def dev_env(self) -> dict[str, str]:
@@ -48,7 +49,7 @@ class Shape:
     @property
     def id(self) -> str:
         return (self.name + ("-dvc2" if self.legacy else "") + ("-import" if self.imported else "")
-                + ("-bytecode" if self.bytecode else ""))
+                + ("-bytecode" if self.bytecode else "") + (f"-{self.label}" if self.label else ""))
 
     @property
     def folder(self) -> str:
@@ -98,6 +99,8 @@ SHAPES = [
     # the prepared data is `push: false` (large, and made again from the code): the remote never
     # holds it, so CI makes it again before the evaluation and the rebuild's training
     Shape("unpushed-intermediate"),
+    # the team's committed DVC config links the workspace to the cache (`cache.type symlink`, for large data)
+    Shape("yaml-metrics", setup=(("dvc", "config", "cache.type", "symlink"),), label="symlink-cache"),
 ]
 
 
@@ -256,6 +259,8 @@ def test_shape_is_adopted_validates_and_rebuilds_as_it_is(shape, tmp_path):
         assert f"fetched from their own remotes when needed: {shape.imported} (from " in checks["lock-vs-remote"]["summary"]
     steps = "train.steps" if shape.params == "params.yaml" else f"{shape.params}:train.steps"
     assert {"name": steps, "base": 1, "pr": 50} in results["params"], results["params"]
+    if shape.label == "symlink-cache":  # CI's pull links the outputs to DVC's cache, as the config says
+        assert (checkout / shape.folder / shape.model).is_symlink()
     if shape.name == "unpushed-intermediate":  # `push: false` data: not asked of the remote, made again by CI
         assert "made again by CI when needed: data" in checks["lock-vs-remote"]["summary"], checks["lock-vs-remote"]
         assert "CI makes it again with prepare before the evaluation" in checks["pull"]["summary"], checks["pull"]
