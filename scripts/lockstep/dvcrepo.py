@@ -717,6 +717,14 @@ def _held(producers: Mapping[str, tuple[Any, Any]], path: str) -> list[tuple[Any
     return [producer for out_path, producer in producers.items() if _inside(out_path, path)]
 
 
+def _read_outputs(producers: Mapping[str, tuple[Any, Any]], path: str) -> list[tuple[str, tuple[Any, Any]]]:
+    """What a dependency at `path` reads of the stages' outputs, as (path to fetch, (stage, out)):
+    the output itself; a file or folder inside a folder output (fetched alone, as `dvc pull
+    data/raw/train.csv` does); or the outputs a folder dependency holds."""
+    producer = producers.get(path) or _holder(producers, path)
+    return [(path, producer)] if producer else [(item[1].fs_path, item) for item in _held(producers, path)]
+
+
 def _produced(producers: Mapping[str, tuple[Any, Any]], path: str) -> bool:
     """Whether `path` is, is inside, or holds an output: data, not code alone. DVC links a stage to
     the stages whose outputs overlap its dependencies, not only to those of the same path."""
@@ -1328,8 +1336,7 @@ def unpushed_producers(repo, stage_names: Sequence[str]) -> list[str]:
     while pending:
         stage = pending.pop()
         for dep in stage.deps:
-            producer = producers.get(dep.fs_path) or _holder(producers, dep.fs_path)
-            for upstream_stage, upstream_out in [producer] if producer else _held(producers, dep.fs_path):
+            for _path, (upstream_stage, upstream_out) in _read_outputs(producers, dep.fs_path):
                 if upstream_stage in chosen or upstream_stage in remade or not upstream_out.use_cache or upstream_out.can_push:
                     continue
                 if isinstance(upstream_stage, PipelineStage) and not getattr(upstream_stage, "frozen", False):
@@ -1363,12 +1370,7 @@ def dep_outputs(repo, stage_names: Sequence[str]) -> list[str]:
     targets: list[str] = []
     for stage in stages:
         for dep in stage.deps:
-            # the output itself; a file or folder inside a folder output (pulled alone, as `dvc pull
-            # data/raw/train.csv` does); or the outputs a folder dependency holds
-            producer = producers.get(dep.fs_path) or _holder(producers, dep.fs_path)
-            wanted = [(dep.fs_path, producer)] if producer else [
-                (item[1].fs_path, item) for item in _held(producers, dep.fs_path)]
-            for path, (upstream_stage, upstream_out) in wanted:
+            for path, (upstream_stage, upstream_out) in _read_outputs(producers, dep.fs_path):
                 if upstream_stage in chosen or not upstream_out.use_cache:
                     continue
                 rel = os.path.relpath(path, repo.root_dir)
