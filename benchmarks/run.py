@@ -20,6 +20,11 @@ same machine:
                   `--workflows` picks which of the three run
   main-rebuild    job time of lockstep's main-rebuild.yml vs the uv rebuild recipe (pull, repro -f,
                   push, commit), both under act, cold and warm
+
+pr-feedback and main-rebuild take `--pypi loopback`: the jobs' uv installs from a caching proxy of
+PyPI on 127.0.0.1 (benchmarks/pypi_cache.py) that an untimed run of each workflow fills first, so a
+download costs the same on both sides and this machine's network (2 to 15 s for the same 100 MB)
+stays out of the ratio.
 """
 
 from __future__ import annotations
@@ -46,6 +51,28 @@ from faultproxy import FaultProxy  # noqa: E402
 
 BIN = Path(sys.executable).parent
 RESULTS = ROOT / "benchmarks" / "results"
+
+
+# where the jobs' uv installs from: "live" (PyPI, through this machine's network) or "loopback" (a
+# caching proxy of PyPI on 127.0.0.1, benchmarks/pypi_cache.py, filled by an untimed warm-up run)
+PYPI = {"mode": "live"}
+PYPI_CACHE = RESULTS / "pypi-cache"  # kept across runs (benchmarks/results/ is not committed)
+
+
+@contextmanager
+def pypi_index():
+    """The jobs' environment for the chosen PyPI: {} live; loopback: `UV_DEFAULT_INDEX` at the
+    caching proxy, which is yielded as the second item (None live)."""
+    if PYPI["mode"] != "loopback":
+        yield {}, None
+        return
+    from pypi_cache import PyPICache
+
+    cache = PyPICache(PYPI_CACHE)
+    try:
+        yield {"UV_DEFAULT_INDEX": cache.url}, cache
+    finally:
+        cache.close()
 
 
 def settle(seconds: float = 3.0) -> None:
@@ -397,7 +424,7 @@ def bench_pr_feedback(repeat: int = 3, pip_repeat: int = 1, against: str = "", o
     from github_api import TOKEN, GitHubAPI
 
     chosen = [wf for wf in WORKFLOWS if not only or wf in only]
-    with tempfile.TemporaryDirectory() as tmp, s3(Path(tmp)) as (server, env):
+    with tempfile.TemporaryDirectory() as tmp, s3(Path(tmp)) as (server, env), pypi_index() as (index_env, index):
         base = Path(tmp)
         before = f"ml-pr.yml@{against}" if against else ""
         if against:  # lockstep as it was at that commit, beside this tree's, right after it in every round
@@ -421,13 +448,21 @@ def bench_pr_feedback(repeat: int = 3, pip_repeat: int = 1, against: str = "", o
             acts[before] = Act(base / "act-against", shared_uv_cache=False, library=checkout)
             acts[before].binary = str(wrapper)
         payload = pr_payload(3, base_sha, head_sha)
-        common = {**env, "AWS_ENDPOINT_URL": proxy.url, "GITHUB_API_URL": api.url, "GITHUB_REPOSITORY": "octo/ml",
+        common = {**env, **index_env, "AWS_ENDPOINT_URL": proxy.url, "GITHUB_API_URL": api.url, "GITHUB_REPOSITORY": "octo/ml",
                   "MLFLOW_ENABLE_PROXY_MULTIPART_DOWNLOAD": "false"}
         secrets = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "GITHUB_TOKEN": TOKEN,
                    "MLFLOW_TRACKING_URI": mlflow.url}
         # GitHub's runners do not set PYTHONDONTWRITEBYTECODE; this machine does: jobs run without it
         saved = os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
         try:
+            if index is not None:  # untimed: every package either side installs, into the loopback cache
+                for workflow in chosen:
+                    warm_up = acts[workflow].run(dev, "pull_request", workflow.split("@")[0], payload=payload, secrets=secrets,
+                                                 env={**common, "LOCKSTEP_TEST_CACHE": str(base / f"warm-up-{workflow}")}, timeout=1800)
+                    if warm_up.returncode != 0:
+                        raise RuntimeError(f"{workflow} warm-up failed:\n{warm_up.log[-6000:]}")
+                print(f"  PyPI on loopback: {index.fetched} download(s) from PyPI in the warm-up", flush=True)
+                index.fetched = 0
             for rep in range(repeat):
                 for workflow in chosen:
                     if workflow == "ml-pr-pip.yml" and rep >= pip_repeat:
@@ -465,7 +500,11 @@ def bench_pr_feedback(repeat: int = 3, pip_repeat: int = 1, against: str = "", o
             mlflow.stop()
             if against:
                 subprocess.run(["git", "worktree", "remove", "--force", str(checkout)], cwd=ROOT, check=False)
-    results: dict = {"repeat": repeat, "pip_repeat": pip_repeat, "against": against, "medians": {}, "samples": samples}
+        upstream = index.fetched if index is not None else None
+    results: dict = {"repeat": repeat, "pip_repeat": pip_repeat, "against": against, "pypi": PYPI["mode"],
+                     "pypi_upstream_fetches_timed": upstream, "medians": {}, "samples": samples}
+    if upstream:
+        print(f"  note: {upstream} file(s) came from PyPI during the timed runs (not in the warm-up)", flush=True)
     for workflow, labels in samples.items():
         for label, rows in labels.items():
             if not rows:
@@ -522,7 +561,7 @@ def bench_main_rebuild(repeat: int = 1) -> dict:
 
     workflows = {"main-uv.yml": "uv rebuild recipe", "ml-main.yml": "lockstep main-rebuild.yml"}
     samples: dict[str, dict[str, list[dict]]] = {wf: {"cold": [], "warm": []} for wf in workflows}
-    with tempfile.TemporaryDirectory() as tmp, s3(Path(tmp)) as (server, env):
+    with tempfile.TemporaryDirectory() as tmp, s3(Path(tmp)) as (server, env), pypi_index() as (index_env, index):
         base = Path(tmp)
         make_bucket(env, "main-rebuild")
         make_bucket(env, "mlflow")
@@ -544,12 +583,21 @@ def bench_main_rebuild(repeat: int = 1) -> dict:
         wrapper.write_text(TIMED_ACT.format(python=sys.executable, act=act.binary))
         wrapper.chmod(0o755)
         act.binary = str(wrapper)
-        common = {**env, "AWS_ENDPOINT_URL": proxy.url, "GITHUB_API_URL": api.url, "GITHUB_REPOSITORY": "octo/ml",
+        common = {**env, **index_env, "AWS_ENDPOINT_URL": proxy.url, "GITHUB_API_URL": api.url, "GITHUB_REPOSITORY": "octo/ml",
                   "MLFLOW_ENABLE_PROXY_MULTIPART_DOWNLOAD": "false", "LOCKSTEP_TEST_ORIGIN": f"file://{origin}"}
         secrets = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "GITHUB_TOKEN": TOKEN,
                    "MLFLOW_TRACKING_URI": mlflow.url}
         saved = os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
         try:
+            if index is not None:  # untimed: every package either side installs, into the loopback cache
+                for workflow in workflows:
+                    subprocess.run(["git", "push", "-q", "-f", "origin", f"{merged}:main"], cwd=dev, check=True, capture_output=True)
+                    warm_up = act.run(dev, "push", workflow, payload=push_payload(merged), secrets=secrets,
+                                      env={**common, "LOCKSTEP_TEST_CACHE": str(base / f"warm-up-{workflow}")}, timeout=1800)
+                    if warm_up.returncode != 0:
+                        raise RuntimeError(f"{workflow} warm-up failed:\n{warm_up.log[-6000:]}")
+                print(f"  PyPI on loopback: {index.fetched} download(s) from PyPI in the warm-up", flush=True)
+                index.fetched = 0
             for rep in range(repeat):
                 for workflow in workflows:
                     cache = base / f"cache-{workflow}-{rep}"
@@ -588,7 +636,8 @@ def bench_main_rebuild(repeat: int = 1) -> dict:
             proxy.close()
             api.close()
             mlflow.stop()
-    results: dict = {"repeat": repeat, "medians": {}, "samples": samples}
+        upstream = index.fetched if index is not None else None
+    results: dict = {"repeat": repeat, "pypi": PYPI["mode"], "pypi_upstream_fetches_timed": upstream, "medians": {}, "samples": samples}
     for workflow, labels in samples.items():
         for label, rows in labels.items():
             results["medians"][f"{workflow}:{label}"] = {k: round(statistics.median(r[k] for r in rows), 1) for k in rows[0]}
@@ -612,7 +661,11 @@ def main() -> int:
                         help="pr-feedback: also run lockstep's workflow as it was at this commit, in turn with this tree's (ratios pair by pair)")
     parser.add_argument("--workflows", nargs="*", choices=list(WORKFLOWS), default=[], help="pr-feedback: run only these")
     parser.add_argument("--main-repeat", type=int, default=1, help="main-rebuild: cold+warm pairs per workflow")
+    parser.add_argument("--pypi", choices=["live", "loopback"], default="live",
+                        help="pr-feedback, main-rebuild: install from PyPI itself, or from a caching proxy of it on "
+                             "127.0.0.1 filled by an untimed warm-up (downloads then cost the same on both sides, at loopback speed)")
     args = parser.parse_args()
+    PYPI["mode"] = args.pypi
     chosen = args.only or list(BENCHES)
     report = {"date": time.strftime("%Y-%m-%d"), "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
               "command": " ".join(["python", "benchmarks/run.py", *sys.argv[1:]]), "load_before": os.getloadavg()}
