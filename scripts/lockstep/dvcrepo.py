@@ -807,6 +807,14 @@ def _folder_with_outputs_matches(repo, dep, held: Sequence[tuple[Any, Any]]) -> 
 # --- staleness ----------------------------------------------------------------------------------
 
 
+def _dep_name(repo, dep) -> str:
+    """How a report names a dependency: relative to the project, or as dvc.yaml writes it when it is
+    outside the repository (a URL, a cloud path: `https://.../wine.data`, never `../https:/...`)."""
+    if not dep.is_in_repo:
+        return str(dep.def_path)
+    return os.path.relpath(dep.fs_path, repo.root_dir)
+
+
 def stale_stages(repo, only: Iterable[str] | None = None) -> list[StaleStage]:
     """Stages whose dvc.lock entry does not match dvc.yaml, the code, the params or the lock
     entries of the stages they depend on. Needs no DVC-tracked data in the workspace."""
@@ -831,12 +839,19 @@ def stale_stages(repo, only: Iterable[str] | None = None) -> list[StaleStage]:
         if locked[address].get("cmd") != stage.cmd:  # what DVC itself compares, read from the lock, not its internals
             changes.append(Change("cmd", old=locked[address].get("cmd", ""), new=stage.cmd))
         for dep in stage.deps:
-            rel = os.path.relpath(dep.fs_path, repo.root_dir)
+            external = not dep.is_in_repo  # a URL, a cloud path, a file outside the repository
+            rel = _dep_name(repo, dep)
             if isinstance(dep, ParamsDependency):
                 changes.extend(_param_changes(dep, rel))
                 continue
             if not dep.hash_info:
                 changes.append(Change("new-dep", path=rel))
+                continue
+            if external:
+                # data that changes outside git (`deps: [https://.../wine.data]`, `dvc import-url`):
+                # DVC would ask its server, and an unreachable host or a new upload is nothing the
+                # pull request did. The lock is what the developer downloaded, and CI pulls the
+                # stage's outputs as it records them; like an `always_changed` ingestion, not stale
                 continue
             producer = producers.get(dep.fs_path)
             if producer is not None and producer[0] is not stage:
@@ -1420,7 +1435,7 @@ def input_paths(repo, stage_names: Sequence[str]) -> tuple[set[str], dict[str, s
                 keys = set(_flatten(dep.hash_info.value if dep.hash_info else {}))
                 keys |= set(dep.params or [])
                 params.setdefault(rel, set()).update(keys or {"*"})
-            elif not _produced(producers, dep.fs_path):
+            elif dep.is_in_repo and not _produced(producers, dep.fs_path):  # a URL is data, not a file of the PR's
                 files.add(rel)
     return files, params
 
@@ -2175,12 +2190,14 @@ def evaluation_signature(repo, stage_names: Sequence[str]) -> dict[str, Any]:
         stage = _stage(repo, name)
         entry: dict[str, Any] = {"cmd": stage.cmd, "params": {}, "code": {}}
         for dep in stage.deps:
-            rel = os.path.relpath(dep.fs_path, repo.root_dir).replace(os.sep, "/")
+            rel = _dep_name(repo, dep).replace(os.sep, "/")
             if isinstance(dep, ParamsDependency):
                 try:
                     entry["params"][rel] = _flatten(dep.read_params() or {})
                 except Exception as exc:  # noqa: BLE001 - unreadable params differ from readable ones
                     entry["params"][rel] = f"unreadable: {exc}"
+            elif not dep.is_in_repo:
+                entry["code"][rel] = "outside the repository"  # data at a URL: the same on both sides
             elif not _produced(producers, dep.fs_path):
                 entry["code"][rel] = _content_digest(Path(dep.fs_path))
         signature[name] = entry
@@ -2541,7 +2558,7 @@ def stage_inputs(repo, stage_names: Sequence[str]) -> tuple[dict[str, str], dict
     params: dict[str, Any] = {}
     for stage in (_stage(repo, name) for name in stage_names):
         for dep in stage.deps:
-            rel = os.path.relpath(dep.fs_path, repo.root_dir).replace(os.sep, "/")
+            rel = _dep_name(repo, dep).replace(os.sep, "/")
             info = dep.hash_info
             if isinstance(dep, ParamsDependency):
                 for key, value in _flatten(info.value if info and isinstance(info.value, dict) else {}).items():
