@@ -1273,9 +1273,27 @@ def reproduce(project_dir: str | Path, stage_names: Sequence[str], *, env: Mappi
                     "code or its config, such as `mlflow.set_tracking_uri(...)`). lockstep gives the stages "
                     "MLFLOW_TRACKING_URI (in PR validation a local store, whose runs it forwards into the PR's MLflow "
                     "run when the job has MLflow): have the code use it (MLflow reads it when nothing else is set)")
+        if not missing and any(_NEEDS_GPU.search(line) for line in tail):
+            hint = ("the stage asks for a GPU (CUDA), and this runner has none: run the workflow on a runner that has one "
+                    "(the reusable workflows' `runs-on` input takes its labels as JSON), or let the code fall back to the "
+                    "CPU when `torch.cuda.is_available()` is false (a model saved on a GPU loads on a CPU with "
+                    "`torch.load(..., map_location='cpu')`)")
+        if not missing and any(_WANDB_LOGIN.search(line) for line in tail):
+            hint = ("the stage logs to Weights & Biases, which wants an API key and its server, and the stages get no "
+                    "credentials in PR validation. lockstep sets `WANDB_MODE=offline` for them (W&B then writes its run to "
+                    "a local folder) unless lockstep.yaml's `env:` sets another mode or the code passes `mode=` to "
+                    "`wandb.init`: leave the mode to the environment, or set `WANDB_MODE: disabled` in `env:`")
         error = DvcError(f"stage '{failed}' failed (`dvc repro` exited {code}): {last}", hint=hint, file="dvc.yaml")
         error.undeclared = undeclared_output(project_dir, failed, unread) if undeclared else ""
         raise error
+
+
+# what PyTorch, Lightning and NVIDIA's tools say when the code asks for a GPU the machine does not have
+_NEEDS_GPU = re.compile(r"Torch not compiled with CUDA enabled|Found no NVIDIA driver|No CUDA GPUs are available"
+                        r"|torch\.cuda\.is_available\(\) is False|CUDA driver version is insufficient"
+                        r"|CUDAAccelerator can not run|No supported gpu backend found|NVIDIA-SMI has failed")
+# what Weights & Biases says when `wandb.init` runs online with no API key and no terminal to ask for one
+_WANDB_LOGIN = re.compile(r"api_key not configured|wandb\.errors(?:\.errors)?\.(?:UsageError|AuthenticationError)")
 
 
 def undeclared_output(project_dir: str | Path, stage_name: str, path: str) -> str:

@@ -60,6 +60,9 @@ def for_untrusted_code(environ: Mapping[str, str], extra: Mapping[str, str] | No
     # here and is seldom reachable: MLflow's own retries would hold the job for minutes before the
     # error lockstep explains, so it gets one try (the project's `env:` may say otherwise)
     env.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    # Weights & Biases online needs an API key, which this code never gets: its run goes to a local
+    # folder instead, as `wandb offline` on a developer's machine (the project's `env:` may say otherwise)
+    env.setdefault("WANDB_MODE", "offline")
     return env
 
 
@@ -87,6 +90,8 @@ def for_reviewed_code(environ: Mapping[str, str], extra: Mapping[str, str] | Non
     # explains; two tries, a second apart, still ride out a blip of the job's own server
     env.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
     env.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+    if "WANDB_API_KEY" not in env:  # Weights & Biases without its key: the run to a local folder, not an error
+        env.setdefault("WANDB_MODE", "offline")
     if mlflow_run_id:
         env[RUN_ID_VARIABLE] = mlflow_run_id
     return env
