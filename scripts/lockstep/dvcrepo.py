@@ -518,12 +518,19 @@ def remote_auth(configured: Remotes, text: str) -> dict[str, dict[str, str]]:
     return overrides
 
 
+# DVC 2's per-stage `live:` section, which DVC 3 refuses, and what replaces it
+_DVC2_LIVE = ("this dvc.yaml is written for DVC 2, and DVC 3 no longer reads a stage's `live:` section: log with "
+              "DVCLive's `Live()` in the stage's code, and declare the files it writes (such as `dvclive/metrics.json`) "
+              "under `metrics:` and `plots:`; then run `dvc repro` with DVC 3 and commit dvc.yaml and dvc.lock")
+
+
 def project_file_error(exc: BaseException, project_dir: str | Path = ".") -> DvcError:
     """A broken dvc.yaml, dvc.lock or params file, said with DVC's own message, file and line."""
     from dvc.utils.strictyaml import YAMLSyntaxError, YAMLValidationError
 
     file, line = None, None
     detail = str(exc)
+    dvc2 = False  # a stage's `live:` section (DVC 2)
     if isinstance(exc, YAMLSyntaxError):
         file = os.path.relpath(exc.relpath, project_dir) if os.path.isabs(exc.relpath) else exc.relpath
         mark = getattr(exc.exc.__cause__, "problem_mark", None) or getattr(exc.exc.__cause__, "context_mark", None)
@@ -537,7 +544,9 @@ def project_file_error(exc: BaseException, project_dir: str | Path = ".") -> Dvc
         file = os.path.relpath(exc.path, project_dir) if os.path.isabs(exc.path) else exc.path
         errors = []
         for error in exc.exc.errors:
-            where = " -> ".join(str(p) for p in error.path)
+            keys = [str(p) for p in error.path]
+            dvc2 = dvc2 or (len(keys) == 3 and keys[0] == "stages" and keys[2] == "live")
+            where = " -> ".join(keys)
             errors.append(f"{error.error_message}{' in ' + where if where else ''}")
             if line is None:
                 try:
@@ -551,9 +560,12 @@ def project_file_error(exc: BaseException, project_dir: str | Path = ".") -> Dvc
             file = os.path.relpath(path, project_dir) if os.path.isabs(path) else path
     file = os.path.normpath(file) if file else None
     where = f"{file}{':' + str(line) if line else ''}: " if file else ""
+    hint = "DVC cannot read this project as it is; run `dvc status` locally to see the same error, fix the file and push"
+    if dvc2:
+        hint = _DVC2_LIVE
     return DvcError(
         f"{where}{detail}",
-        hint="DVC cannot read this project as it is; run `dvc status` locally to see the same error, fix the file and push",
+        hint=hint,
         file=file,
         line=line,
     )
