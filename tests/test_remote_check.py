@@ -61,3 +61,16 @@ def test_the_only_remote_is_the_default_and_of_several_without_one_none_is_guess
     assert proc.returncode == EXIT_DVC, proc.stdout
     assert "the project has 2 DVC remotes (backup, storage) and none is the default" in proc.stdout
     assert "`dvc remote default NAME`" in proc.stderr
+
+
+def test_a_default_remote_defined_only_on_the_developers_machine_is_named_with_the_fix(tmp_path):
+    """`[core] remote = azure` committed, the `azure` section in the developer's .dvc/config.local
+    (not in git): CI's checkout has a default that names nothing."""
+    repo = make_repo(next(s for s in SHAPES if s.name == "cached-stage-metrics"), tmp_path)
+    checkout = repo.clone("ci")
+    config = checkout / "ml" / ".dvc" / "config"
+    config.write_text(config.read_text().replace("remote = storage", "remote = azure"))
+    proc = lockstep("verify-remote", "--working-directory", "ml", cwd=checkout)
+    assert proc.returncode == EXIT_DVC, proc.stdout
+    assert "names the remote 'azure' as its default, and no such remote is configured here (only storage)" in proc.stdout
+    assert "`dvc remote add azure URL`" in proc.stderr and "`dvc remote add --local azure URL`" in proc.stderr

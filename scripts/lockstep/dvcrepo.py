@@ -994,6 +994,19 @@ def _remote_odb(repo, remote: str | None, hash_name: str):
             file=".dvc/config",
         ) from None
     except RemoteConfigError as exc:
+        missing = re.search(r"remote '([^']+)' doesn't exist", str(exc))
+        if missing:
+            named = missing.group(1)
+            where = "its default" if remote is None else "an output's `remote:`"
+            defined = sorted(repo.config.get("remote", {}))
+            raise DvcError(
+                f"the project's DVC config names the remote '{named}' as {where}, and no such remote is configured here"
+                + (f" (only {', '.join(defined)})" if defined else ""),
+                hint=(f"a developer's .dvc/config.local (not in git) may hold it: define '{named}' in .dvc/config and commit it "
+                      f"(`dvc remote add {named} URL`; credentials go in the {REMOTE_AUTH_VARIABLE} secret), or have a step "
+                      f"before lockstep's add it (`dvc remote add --local {named} URL`)"),
+                file=".dvc/config",
+            ) from None
         if "cloud versioned" in str(exc):
             raise DvcError(
                 f"the DVC remote {remote_url(repo, remote) or '(default)'} is cloud-versioned (`version_aware` or `worktree`): "
