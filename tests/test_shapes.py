@@ -99,6 +99,9 @@ SHAPES = [
     # the prepared data is `push: false` (large, and made again from the code): the remote never
     # holds it, so CI makes it again before the evaluation and the rebuild's training
     Shape("unpushed-intermediate"),
+    # the evaluation in a pipeline file of its own (evaluation/dvc.yaml, its own dvc.lock), and the
+    # training run's metrics named by a dvc.yaml that holds only `metrics:` (training/dvc.yaml)
+    Shape("split-pipelines", repro=("--all-pipelines",)),
     # the team's committed DVC config links the workspace to the cache (`cache.type symlink`, for large data)
     Shape("yaml-metrics", setup=(("dvc", "config", "cache.type", "symlink"),), label="symlink-cache"),
 ]
@@ -261,6 +264,10 @@ def test_shape_is_adopted_validates_and_rebuilds_as_it_is(shape, tmp_path):
     assert {"name": steps, "base": 1, "pr": 50} in results["params"], results["params"]
     if shape.label == "symlink-cache":  # CI's pull links the outputs to DVC's cache, as the config says
         assert (checkout / shape.folder / shape.model).is_symlink()
+    if shape.name == "split-pipelines":  # the evaluation of the other pipeline file re-ran; the training's metrics compared
+        assert "evaluation/dvc.yaml:evaluate" in checks["re-evaluation"]["summary"], checks["re-evaluation"]
+        fit = next(row for row in results["metrics"] if row["name"] == "fit.correct")
+        assert fit["pr"] > fit["base"] and fit["gate"] is None, results["metrics"]
     if shape.name == "unpushed-intermediate":  # `push: false` data: not asked of the remote, made again by CI
         assert "made again by CI when needed: data" in checks["lock-vs-remote"]["summary"], checks["lock-vs-remote"]
         assert "CI makes it again with prepare before the evaluation" in checks["pull"]["summary"], checks["pull"]
@@ -309,6 +316,9 @@ def test_shape_is_adopted_validates_and_rebuilds_as_it_is(shape, tmp_path):
     for path in shape.ignored:
         assert f"{'' if shape.root else 'ml/'}{path}" not in files
         assert "is not committed" in proc.stdout and ".gitignore line" in proc.stdout
+    if shape.name == "split-pipelines":  # each pipeline file's lock, and the training's metrics, in the lock commit
+        committed = git("show", "--name-only", "--format=", "main", cwd=repo.origin).split()
+        assert {"ml/dvc.lock", "ml/evaluation/dvc.lock", "ml/training/metrics.json"} <= set(committed), committed
     if shape.name == "unpushed-intermediate":  # made again before the training, and still not pushed
         assert "also run: prepare, which makes data" in proc.stdout, proc.stdout[-4000:]
         import yaml
