@@ -199,9 +199,11 @@ def test_a_main_rebuild_keeps_its_credentials_but_no_token_and_runs_dvc_without_
 
     env = procenv.for_reviewed_code({"AWS_SECRET_ACCESS_KEY": "k", "GITHUB_TOKEN": "t", "GITHUB_OUTPUT": "/o", "PATH": "/bin"},
                                     {"PYTHONPATH": "."}, mlflow_run_id="r1")
-    # two MLflow tries, not MLflow's four minutes of them, for a server the code names itself
+    # two MLflow tries, not MLflow's four minutes of them, for a server the code names itself; W&B
+    # offline, as the job has no key for it
     assert env == {"AWS_SECRET_ACCESS_KEY": "k", "PATH": "/bin", "PYTHONPATH": ".", "DVC_NO_ANALYTICS": "true",
-                   "LOCKSTEP_MLFLOW_RUN_ID": "r1", "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1"}
+                   "LOCKSTEP_MLFLOW_RUN_ID": "r1", "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+                   "WANDB_MODE": "offline"}
     assert procenv.for_reviewed_code({"DVC_NO_ANALYTICS": "false"})["DVC_NO_ANALYTICS"] == "false"  # the caller's choice stands
     assert procenv.for_reviewed_code({}, {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "7"})["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] == "7"
 
