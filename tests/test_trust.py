@@ -500,3 +500,29 @@ def test_metrics_no_evaluation_stage_writes_stay_the_prs_beside_the_base_evaluat
     trusted = checks["trusted-evaluation"]
     assert not any(d.startswith("train_steps:") for d in trusted["details"])  # not part of the side by side
     assert any(d.startswith("train_steps: the committed value; no evaluation stage writes it") for d in checks["gates"]["details"])
+
+
+def test_a_gate_that_passes_on_a_value_the_pr_committed_is_for_a_maintainer_to_weigh(tmp_path):
+    """A gate on a metric no evaluation stage writes (the training run's own file, which the PR
+    commits): CI cannot recompute it, so a pass there is the PR's own word. The verdict does not
+    fail, and does not pass either: the gates check asks for a review, and says which metric."""
+    repo = make_repo(SEPARATE_EVALUATION, tmp_path)
+    train = repo.project / "train.py"
+    train.write_text(train.read_text() + 'json.dump({"train_steps": train["steps"]}, open("train_metrics.json", "w"))\n')
+    dvc_yaml = repo.project / "dvc.yaml"
+    dvc_yaml.write_text(dvc_yaml.read_text() + "metrics:\n  - train_metrics.json\n")
+    config = repo.project / "lockstep.yaml"
+    config.write_text(config.read_text() + "  train_steps: {direction: higher, min: 40}\n")
+    good_main(repo)
+
+    def edited_number(repo) -> None:  # the committed training metric, written by hand: CI never recomputes it
+        (repo.project / "train_metrics.json").write_text('{"train_steps": 99}')
+
+    base, head, checkout = pull_request(repo, "edited", edited_number)
+    proc, results, checks = validate(repo, checkout, base, head)
+    assert proc.returncode == EXIT_OK, proc.stdout[-3000:]
+    gates = checks["gates"]
+    assert gates["status"] == "warn", gates
+    assert gates["summary"].endswith("passed, train_steps on the value the pull request committed, which CI does not recompute: "
+                                     "a maintainer's review decides"), gates["summary"]
+    assert {row["name"]: row["pr"] for row in results["metrics"]}["train_steps"] == 99
