@@ -860,7 +860,7 @@ def stale_stages(repo, only: Iterable[str] | None = None) -> list[StaleStage]:
                 changes.append(Change("new-dep", path=rel))
                 continue
             if external:
-                # data that changes outside git (`deps: [https://.../wine.data]`, `dvc import-url`):
+                # data that changes outside git (`deps: [https://.../wine.data]` of a download stage):
                 # DVC would ask its server, and an unreachable host or a new upload is nothing the
                 # pull request did. The lock is what the developer downloaded, and CI pulls the
                 # stage's outputs as it records them; like an `always_changed` ingestion, not stale
