@@ -394,3 +394,49 @@ def test_init_without_dvclives_metrics_file_still_says_there_is_nothing_to_valid
     assert cli.main(["init", "--working-directory", str(project), "--repository", "octo/ml"]) != 0
     captured = capsys.readouterr()
     assert "no stage writes a metrics file DVC knows" in captured.out + captured.err
+
+
+COMPETING_MODELS = """stages:
+  train:
+    cmd: python train.py
+    deps: [train.py]
+    outs: [models/forest.pkl, models/forest_scaler.joblib]
+  train_baseline:
+    cmd: python train.py baseline
+    deps: [train.py]
+    outs: [models/baseline.pkl]
+  evaluate:
+    cmd: python evaluate.py
+    deps: [models/forest.pkl, evaluate.py]
+    metrics:
+      - metrics.json:
+          cache: false
+  evaluate_baseline:
+    cmd: python evaluate.py baseline
+    deps: [models/baseline.pkl, evaluate.py]
+    metrics:
+      - baseline.json:
+          cache: false
+artifacts:
+  forest:
+    path: models/forest.pkl
+    type: model
+"""
+
+
+def test_init_names_the_other_models_of_a_pipeline_that_trains_several(tmp_path, capsys):
+    """Competing models in one pipeline (a forest and a baseline, each trained and evaluated by
+    stages of their own, the forest declared under `artifacts:`): lockstep judges one, and init
+    says which, and what that means for the others. The forest's scaler, written by the forest's
+    stage, is part of that model, not another."""
+    project = _adoptable(tmp_path, {"ml/dvc.yaml": COMPETING_MODELS, "ml/baseline.json": '{"accuracy": 0.7}\n'})
+    code, out, _calls = _init(project, capsys)
+    assert code == 0, out
+    said = " ".join(out.split())
+    assert config.load(project, required=True).model_path == "models/forest.pkl"  # dvc.yaml's `artifacts:` says
+    assert "other stages write outputs that look like models too: models/baseline.pkl (train_baseline)." in said, out
+    assert "lockstep judges and rebuilds one model, models/forest.pkl (model.path)" in said
+
+    single = _adoptable(tmp_path / "single", {})
+    code, out, _calls = _init(single, capsys)
+    assert code == 0 and "look like models too" not in out

@@ -143,6 +143,16 @@ def plan(project_dir: Path, repository: str = "") -> Plan:
             "the developer's model and fails its Pull check, naming it. Remove `push: false` from it (what the model is "
             "trained from may stay `push: false`: CI makes that again)"
         )
+    others = _other_models(repo, model_path, owner.stage if owner is not None else "")
+    if model_path and others:
+        listed = ", ".join(f"{path} ({stage})" for path, stage in others[:5]) + (f" and {len(others) - 5} more" if len(others) > 5 else "")
+        notes.append(
+            f"other stages write outputs that look like models too: {listed}. lockstep judges and rebuilds one model, "
+            f"{model_path} (model.path): the metrics of the others are shown and compared with the base as the pull request "
+            "commits them, not recomputed in CI, and a gate on them asks for a maintainer's review. If they are served "
+            "together, write them to one folder output and point model.path at it; if they compete, point model.path at "
+            "the one the team ships"
+        )
     notes += _machine_specific_folders(repo, project)
     url = dvcrepo.remote_url(repo)
     scheme = _scheme(url)
@@ -293,6 +303,25 @@ def _guess_model(repo, eval_stages: list[str]) -> str | None:
     if by_name:
         return by_name[0].replace(os.sep, "/")
     return inputs[-1].replace(os.sep, "/") if inputs else None
+
+
+def _other_models(repo, model_path: str | None, model_stage: str) -> list[tuple[str, str]]:
+    """Cached outputs of other stages than the model's that look like models (by name), with the
+    stage that writes each: (path, stage). A second file of the model's own stage (a scaler beside
+    the network) is part of that model, and metrics files are none."""
+    if not model_path:
+        return []
+    metrics = set(dvcrepo.all_metrics_files(repo))
+    found = []
+    for stage in dvcrepo.pipeline_stages(repo):
+        if stage.address == model_stage or stage.name == model_stage:
+            continue
+        for path in dvcrepo.cached_outputs(repo, [stage.address]):
+            path = path.replace(os.sep, "/")
+            if (path != model_path and _MODEL_NAME.search(path)
+                    and not any(m == path or m.startswith(path.rstrip("/") + "/") for m in metrics)):
+                found.append((path, stage.address))
+    return found
 
 
 def _machine_specific_folders(repo, project: Path) -> list[str]:
