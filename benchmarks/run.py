@@ -30,6 +30,7 @@ stays out of the ratio.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -73,6 +74,19 @@ def pypi_index():
         yield {"UV_DEFAULT_INDEX": cache.url}, cache
     finally:
         cache.close()
+
+
+def warm_up(index, runs: dict) -> None:
+    """With PyPI on loopback (`index`), one untimed run of each workflow (`runs`: name -> a call that
+    runs it), so that the cache holds every package either side installs; then count afresh."""
+    if index is None:
+        return
+    for workflow, run_it in runs.items():
+        result = run_it()
+        if result.returncode != 0:
+            raise RuntimeError(f"{workflow} warm-up failed:\n{result.log[-6000:]}")
+    print(f"  PyPI on loopback: {index.fetched} download(s) from PyPI in the warm-up", flush=True)
+    index.fetched = 0
 
 
 def settle(seconds: float = 3.0) -> None:
@@ -455,14 +469,9 @@ def bench_pr_feedback(repeat: int = 3, pip_repeat: int = 1, against: str = "", o
         # GitHub's runners do not set PYTHONDONTWRITEBYTECODE; this machine does: jobs run without it
         saved = os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
         try:
-            if index is not None:  # untimed: every package either side installs, into the loopback cache
-                for workflow in chosen:
-                    warm_up = acts[workflow].run(dev, "pull_request", workflow.split("@")[0], payload=payload, secrets=secrets,
-                                                 env={**common, "LOCKSTEP_TEST_CACHE": str(base / f"warm-up-{workflow}")}, timeout=1800)
-                    if warm_up.returncode != 0:
-                        raise RuntimeError(f"{workflow} warm-up failed:\n{warm_up.log[-6000:]}")
-                print(f"  PyPI on loopback: {index.fetched} download(s) from PyPI in the warm-up", flush=True)
-                index.fetched = 0
+            warm_up(index, {workflow: functools.partial(
+                acts[workflow].run, dev, "pull_request", workflow.split("@")[0], payload=payload, secrets=secrets,
+                env={**common, "LOCKSTEP_TEST_CACHE": str(base / f"warm-up-{workflow}")}, timeout=1800) for workflow in chosen})
             for rep in range(repeat):
                 for workflow in chosen:
                     if workflow == "ml-pr-pip.yml" and rep >= pip_repeat:
@@ -589,15 +598,12 @@ def bench_main_rebuild(repeat: int = 1) -> dict:
                    "MLFLOW_TRACKING_URI": mlflow.url}
         saved = os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
         try:
-            if index is not None:  # untimed: every package either side installs, into the loopback cache
-                for workflow in workflows:
-                    subprocess.run(["git", "push", "-q", "-f", "origin", f"{merged}:main"], cwd=dev, check=True, capture_output=True)
-                    warm_up = act.run(dev, "push", workflow, payload=push_payload(merged), secrets=secrets,
-                                      env={**common, "LOCKSTEP_TEST_CACHE": str(base / f"warm-up-{workflow}")}, timeout=1800)
-                    if warm_up.returncode != 0:
-                        raise RuntimeError(f"{workflow} warm-up failed:\n{warm_up.log[-6000:]}")
-                print(f"  PyPI on loopback: {index.fetched} download(s) from PyPI in the warm-up", flush=True)
-                index.fetched = 0
+            def rebuild_from_the_merge(workflow: str):
+                subprocess.run(["git", "push", "-q", "-f", "origin", f"{merged}:main"], cwd=dev, check=True, capture_output=True)
+                return act.run(dev, "push", workflow, payload=push_payload(merged), secrets=secrets,
+                               env={**common, "LOCKSTEP_TEST_CACHE": str(base / f"warm-up-{workflow}")}, timeout=1800)
+
+            warm_up(index, {workflow: functools.partial(rebuild_from_the_merge, workflow) for workflow in workflows})
             for rep in range(repeat):
                 for workflow in workflows:
                     cache = base / f"cache-{workflow}-{rep}"
