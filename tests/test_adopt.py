@@ -440,3 +440,42 @@ def test_init_names_the_other_models_of_a_pipeline_that_trains_several(tmp_path,
     single = _adoptable(tmp_path / "single", {})
     code, out, _calls = _init(single, capsys)
     assert code == 0 and "look like models too" not in out
+
+
+ENV_AND_LOGS = """stages:
+  setup:
+    cmd: uv venv .venv && .venv/bin/pip install -r requirements.txt
+    deps: [requirements.txt]
+    outs: [.venv]
+  train:
+    cmd: .venv/bin/python train.py
+    deps: [.venv, train.py]
+    outs: [models/model.pkl]
+    plots:
+      - logs/tensorboard:
+          cache: false
+  evaluate:
+    cmd: .venv/bin/python evaluate.py
+    deps: [models/model.pkl, evaluate.py]
+    metrics:
+      - metrics.json:
+          cache: false
+"""
+
+
+def test_init_names_an_environment_built_by_a_stage_and_a_runs_logs(tmp_path, capsys):
+    """A stage that builds `.venv` as an output (its `pyvenv.cfg` in the workspace), and TensorBoard
+    event files declared as plots: init says what each means in CI and what to change."""
+    project = _adoptable(tmp_path, {"ml/dvc.yaml": ENV_AND_LOGS, "ml/requirements.txt": "scikit-learn\n",
+                                    "ml/.venv/pyvenv.cfg": "home = /Users/dana/.pyenv/versions/3.9.18/bin\n",
+                                    "ml/logs/tensorboard/events.out.tfevents.1733220000.laptop": ""})
+    code, out, _calls = _init(project, capsys)
+    assert code == 0, out
+    said = " ".join(out.split())
+    assert "stage setup builds a Python environment as an output (.venv)" in said, out
+    assert "`.venv/bin/python`" in said
+    assert "logs/tensorboard (train) look like a run's logs" in said, out
+
+    plain = _adoptable(tmp_path / "plain", {})
+    code, out, _calls = _init(plain, capsys)
+    assert code == 0 and "Python environment as an output" not in out and "run's logs" not in out

@@ -99,6 +99,31 @@ def test_set_params_edits_the_named_params_file_in_place(tmp_path):
     assert (tmp_path / "params.toml").read_text() == "[train]\nseed = 3 # fixed\nsteps = 7\n"
 
 
+def test_set_params_refuses_a_params_file_a_stage_writes(tmp_path):
+    # a search stage writes best.yaml and the training reads it as params: a value set there would be
+    # overwritten when the search re-runs (or shown as chosen by a person); the search's own params are fine
+    from dvc.repo import Repo as DvcRepo
+
+    from lockstep import dvcrepo, rebuild
+    from lockstep.errors import InputError
+
+    DvcRepo.init(str(tmp_path), no_scm=True).close()
+    (tmp_path / "params.yaml").write_text("search:\n  trials: 5\n")
+    (tmp_path / "best.yaml").write_text("lr: 0.01\n")
+    (tmp_path / "dvc.yaml").write_text(
+        "stages:\n"
+        "  tune:\n    cmd: python tune.py\n    params: [search.trials]\n    outs: [best.yaml: {cache: false}]\n"
+        "  train:\n    cmd: python train.py\n    params:\n      - best.yaml:\n    outs: [model.pkl]\n")
+    repo = dvcrepo.open_repo(tmp_path)
+    assert "best.yaml" in dvcrepo.params_files(repo)
+    with pytest.raises(InputError, match=r"best.yaml is an output of stage 'tune' in dvc.yaml") as raised:
+        rebuild._set_params(tmp_path, repo, None, ["search.trials=9", "best.yaml:lr=0.1"])
+    assert "lr set there would be overwritten" in raised.value.message
+    assert (tmp_path / "best.yaml").read_text() == "lr: 0.01\n"
+    assert (tmp_path / "params.yaml").read_text() == "search:\n  trials: 5\n"  # decided before any file changed
+    assert rebuild._set_params(tmp_path, repo, None, ["search.trials=9"]) == {"search.trials": (5, 9)}
+
+
 def test_set_params_edits_a_python_params_file_and_refuses_what_dvc_s_writer_leaves_unchanged(tmp_path):
     """DVC's writer for `params.py` replaces ` = <old>` on the value's line: numbers change, a quoted
     string does not (silently). lockstep reads the file back: such a value is an error, and the file

@@ -276,6 +276,70 @@ def test_a_model_file_that_runs_a_command_when_loaded_fails_and_is_never_loaded(
     assert run.checks["lock-vs-code"]["status"] == run.checks["pull"]["status"] == "pass"  # an honest lock otherwise
 
 
+def test_a_model_moved_into_git_by_the_pr_is_scanned_before_anything_loads_it(bed):
+    """The PR's dvc.yaml no longer declares the model as the training's output and git carries a
+    model that runs a command when loaded: its evaluation now reads it as a file of its own (code,
+    to DVC), and the base's evaluation, which this change calls for, would load it. The model that
+    lockstep.yaml names is scanned whatever the PR's dvc.yaml says of it."""
+    import pickle
+
+    from localbed import _dvc_repo
+
+    canary = bed.root / "model-ran-code"
+
+    def move_into_git(project):
+        dvc_yaml = project / "dvc.yaml"
+        dvc_yaml.write_text(dvc_yaml.read_text().replace("    outs:\n      - models/model.pkl\n", "", 1))
+        ignore = project / ".gitignore"
+        ignore.write_text(ignore.read_text().replace("/models/model.pkl\n", ""))
+        (project / "models" / "model.pkl").write_bytes(pickle.dumps(_RunsACommand(f"touch {canary}")))
+        with _dvc_repo(project) as repo:
+            repo.commit(force=True)
+
+    head = bed.commit_on("feature", "The model in git", move_into_git)
+    assert "models/model.pkl" in git("ls-tree", "-r", "--name-only", head, cwd=bed.dev)
+    checkout = bed.clone("ci", "feature", depth=1)
+    run = validate(bed, checkout, head=head)
+    assert run.code == EXIT_CHECKS_FAILED, run.stdout[-3000:]
+    check = run.checks["model-load"]
+    assert check["status"] == "fail", check
+    assert "loading models/model.pkl would run code" in check["summary"] and "posix.system" in check["summary"]
+    assert not canary.exists()  # neither the re-evaluation nor the base's evaluation loaded it
+
+
+def test_what_the_base_evaluation_reads_from_the_pr_is_scanned_when_the_prs_dvc_yaml_hides_it(bed):
+    """The PR's dvc.yaml stops declaring data/prepared as an output and git carries it, with a
+    pickle that runs a command: to the PR's pipeline it is code, so the Model loading check does not
+    read it, and the change calls for the base's evaluation, which reads data/prepared from the PR
+    as the base's dvc.yaml declares it. It is scanned before it is copied there, and not run."""
+    import pickle
+
+    from localbed import _dvc_repo
+
+    canary = bed.root / "data-ran-code"
+
+    def move_into_git(project):
+        with _dvc_repo(project) as repo:
+            repo.pull()  # the branch's outputs in the workspace, as dvc.lock records them
+        dvc_yaml = project / "dvc.yaml"
+        dvc_yaml.write_text(dvc_yaml.read_text().replace("    outs:\n      - data/prepared\n", "", 1))
+        ignore = project / ".gitignore"
+        ignore.write_text(ignore.read_text().replace("/data/prepared\n", ""))
+        (project / "data" / "prepared" / "cache.pkl").write_bytes(pickle.dumps(_RunsACommand(f"touch {canary}")))
+        with _dvc_repo(project) as repo:
+            repo.commit(force=True)
+
+    head = bed.commit_on("feature", "The prepared data in git", move_into_git)
+    checkout = bed.clone("ci", "feature", depth=1)
+    run = validate(bed, checkout, head=head)
+    assert run.code == EXIT_CHECKS_FAILED, run.stdout[-3000:]
+    check = run.checks["trusted-evaluation"]
+    assert check["status"] == "fail", check
+    assert "loading what the base's evaluation reads from this PR would run code" in check["summary"], check
+    assert "data/prepared/cache.pkl" in check["summary"] and "posix.system" in check["summary"]
+    assert not canary.exists()
+
+
 def test_a_model_of_a_new_kind_is_evaluated_and_marked_for_review(bed):
     """A model class the base's CI-built model does not use: a legitimate change, or a way to run
     code no list knows about; either way a maintainer sees what loading it calls."""

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from lockstep.errors import EXIT_CHECKS_FAILED, EXIT_DVC, EXIT_OK
+from lockstep.errors import EXIT_CHECKS_FAILED, EXIT_CONFIG, EXIT_DVC, EXIT_OK
 
 from conftest import BIN, DeveloperDvc, git, lockstep, run
 
@@ -102,6 +102,9 @@ SHAPES = [
     # the evaluation in a pipeline file of its own (evaluation/dvc.yaml, its own dvc.lock), and the
     # training run's metrics named by a dvc.yaml that holds only `metrics:` (training/dvc.yaml)
     Shape("split-pipelines", repro=("--all-pipelines",)),
+    # the evaluation reads the model without declaring it (not downstream of the training in the
+    # DAG), so the developer forces it: `dvc repro -f`
+    Shape("unlinked-evaluation", repro=("-f",)),
     # the team's committed DVC config links the workspace to the cache (`cache.type symlink`, for large data)
     Shape("yaml-metrics", setup=(("dvc", "config", "cache.type", "symlink"),), label="symlink-cache"),
 ]
@@ -130,14 +133,16 @@ class Repo(DeveloperDvc):
 
 
 def make_repo(shape: Shape, tmp_path: Path, *, init: bool = False, remote: str | None = None,
-              endpoint: str | None = None, remote_options: tuple[tuple[str, ...], ...] = ()) -> Repo:
+              endpoint: str | None = None, remote_options: tuple[tuple[str, ...], ...] = (),
+              source: Path | None = None) -> Repo:
     """The shape in a repository with a bare origin, trained and pushed by a developer. The DVC
     remote is a local folder unless `remote` (and an S3-compatible `endpoint`) is given;
-    `remote_options` are `dvc remote modify` arguments for it (e.g. credentials in config.local)."""
+    `remote_options` are `dvc remote modify` arguments for it (e.g. credentials in config.local);
+    `source` is a variant of the shape's project folder."""
     root = tmp_path / "repo"
     repo = Repo.create(root, folder=shape.folder, shape=shape, remote=root / "dvc-remote",
                        model_name=f"shape-{shape.id}-{tmp_path.name[-12:]}")
-    shutil.copytree(PROJECTS / shape.name, repo.project, dirs_exist_ok=True)
+    shutil.copytree(source or PROJECTS / shape.name, repo.project, dirs_exist_ok=True)
     config = repo.project / "lockstep.yaml"
     if init:
         config.unlink()  # `lockstep init` writes it, after the developer's first `dvc repro`
@@ -229,6 +234,9 @@ def test_shape_is_adopted_validates_and_rebuilds_as_it_is(shape, tmp_path):
         assert "# REVIEW: dvc.yaml declares no metrics" in (repo.project / "lockstep.yaml").read_text()
     if shape.name == "scalar-metrics":  # named by its file, as `dvc metrics show` names it; the CSV gives no number
         assert [g.metric for g in cfg.gates] == ["metrics.txt"], cfg.gates
+    if shape.name == "unlinked-evaluation":  # the model the evaluation opens, though it does not declare it
+        assert cfg.evaluation_stages == ("evaluate",), cfg
+        assert any("without listing it among its deps" in n for n in adopt.plan(repo.project).notes)
     notes = [n for n in adopt.plan(repo.project).notes if "dependency folder" in n]
     assert not notes  # no false note; bytecode left out by .dvcignore is none either
     workflows = repo.dev / ".github" / "workflows"
@@ -319,6 +327,9 @@ def test_shape_is_adopted_validates_and_rebuilds_as_it_is(shape, tmp_path):
     if shape.name == "split-pipelines":  # each pipeline file's lock, and the training's metrics, in the lock commit
         committed = git("show", "--name-only", "--format=", "main", cwd=repo.origin).split()
         assert {"ml/dvc.lock", "ml/evaluation/dvc.lock", "ml/training/metrics.json"} <= set(committed), committed
+    if shape.name == "unlinked-evaluation":  # the evaluation DVC does not link to the model re-ran after the training
+        assert "run after the training: evaluate" in proc.stdout, proc.stdout[-4000:]
+        assert "ml/metrics.json" in git("show", "--name-only", "--format=", "main", cwd=repo.origin)
     if shape.name == "unpushed-intermediate":  # made again before the training, and still not pushed
         assert "also run: prepare, which makes data" in proc.stdout, proc.stdout[-4000:]
         import yaml
@@ -672,3 +683,104 @@ def test_an_evaluation_reading_undeclared_upstream_data_is_pulled_that_output_an
     assert "Add the files it reads to the evaluation stage's deps" in said
     assert "::warning file=dvc.yaml" in proc.stdout and "lockstep pulled data/test.csv" in proc.stdout
     assert not (checkout / "ml" / "data" / "train.csv").exists()  # only what the evaluation read
+
+
+def test_an_evaluation_that_does_not_declare_the_model_is_given_it_and_stale_metrics_are_named(tmp_path):
+    # evaluate opens models/model.json without listing it: CI pulls the model for it before the first
+    # run (and the model-loading check sees it), and a PR whose plain `dvc repro` retrained the model
+    # but did not re-run the evaluation fails the re-evaluation, told why and what to run
+    shape = next(s for s in SHAPES if s.name == "unlinked-evaluation")
+    repo = make_repo(shape, tmp_path)
+    from lockstep import dvcrepo
+
+    dvc_repo = dvcrepo.open_repo(repo.project)
+    assert dvcrepo.evaluation_inputs(dvc_repo, ["evaluate"]) == ["data/test.csv"]
+    assert dvcrepo.evaluation_inputs(dvc_repo, ["evaluate"], "models/model.json") == ["data/test.csv", "models/model.json"]
+    assert dvcrepo.evaluation_inputs(dvc_repo, ["train"], "models/model.json") == ["data/train.csv"]  # its own output
+
+    base = git("rev-parse", "HEAD", cwd=repo.dev)
+    git("checkout", "-q", "-b", "forgot", cwd=repo.dev)
+    repo.set_steps(50)
+    run(str(BIN / "dvc"), "repro", cwd=repo.project, env=shape.dev_env)  # retrains; evaluate is not stale to DVC
+    repo.dvc("push")
+    head = repo.commit("steps 50, metrics of the old model", "forgot")
+    git("checkout", "-q", "main", cwd=repo.dev)
+    checkout = repo.clone("ci-forgot", "forgot")
+    proc, results, checks = validate(repo, checkout, base, head)
+    assert proc.returncode == EXIT_CHECKS_FAILED, proc.stdout[-6000:]
+    assert checks["lock-vs-code"]["status"] == "pass"  # DVC's own view: nothing is stale
+    summary = checks["re-evaluation"]["summary"]
+    assert "evaluate does not list models/model.json among its deps" in summary, summary
+    assert "`dvc repro -f evaluate`" in summary, summary
+    assert "lockstep pulled models/model.json" not in proc.stdout  # pulled with the evaluation's inputs, not after a failure
+    assert not (checkout / "ml" / "data" / "train.csv").exists()  # only what the evaluation reads
+    accuracy = next(row for row in results["metrics"] if row["name"] == "accuracy")
+    assert accuracy["pr"] > accuracy["base"], results["metrics"]  # CI's number, the retrained model's
+
+
+REGISTER_STAGE = """  register:
+    cmd: python register.py
+    deps: [register.py, models/model.json, scores.yaml]
+    outs: [registered.json]
+"""
+REGISTER_CODE = '''"""Register the model when it scores well (the team's own registry step)."""
+import json
+
+import yaml
+
+scores = yaml.safe_load(open("scores.yaml"))
+if scores["auc"]["test"] > 0.5:
+    # mlflow.register_model("runs:/.../model", "churn") in the team's code; here a record of the call
+    json.dump({"registered": "models/model.json"}, open("registered.json", "w"))
+'''
+
+
+def test_a_stage_that_registers_the_model_is_skipped_by_rebuilds_as_init_writes(tmp_path):
+    # a `register` stage after the evaluation calls MLflow's registry: init writes
+    # `rebuild.skip-stages: [register]`, and a main rebuild runs the training and the evaluation,
+    # not it (a second registration with the job's credentials), its lock entry as it was
+    shape = next(s for s in SHAPES if s.name == "yaml-metrics")
+    project = PROJECTS / shape.name
+    staged = tmp_path / "project"
+    shutil.copytree(project, staged)
+    (staged / "dvc.yaml").write_text((staged / "dvc.yaml").read_text() + REGISTER_STAGE)
+    (staged / "register.py").write_text(REGISTER_CODE)
+    repo = make_repo(Shape("yaml-metrics", label="register"), tmp_path / "r", init=True, source=staged)
+    from lockstep import adopt, config as configmod
+
+    cfg = configmod.load(repo.project, required=True)
+    assert cfg.rebuild_skip_stages == ("register",), cfg
+    assert any("register call(s) MLflow's model registry (register_model)" in n for n in adopt.plan(repo.project).notes)
+    lock_before = yaml_stage(repo, "register")
+
+    repo.set_steps(30)
+    merged = repo.commit("thirty steps, lock left to CI")
+    checkout = repo.clone("ci-main")
+    proc = lockstep("rebuild", "--working-directory", shape.folder, "--branch", "main", "--register", "false",
+                    cwd=checkout, env={"GITHUB_ACTIONS": "true"})
+    assert proc.returncode == EXIT_OK, proc.stdout[-6000:]
+    assert "not run: register (rebuild.skip-stages in " in proc.stdout, proc.stdout[-4000:]
+    assert merged[:12] in git("log", "-1", "--format=%s", "main", cwd=repo.origin)
+    assert yaml_stage(repo, "register") == lock_before  # as the developer's `dvc repro` left it
+    assert yaml_stage(repo, "train") != yaml_stage(repo, "train", "HEAD~1")  # retrained
+    assert not (checkout / "ml" / "registered.json").exists()  # never ran, nor pulled
+
+    # skipping what the rebuild needs is refused before anything is pulled, pushed or committed
+    git("pull", "-q", "--ff-only", "origin", "main", cwd=repo.dev)
+    config = repo.project / "lockstep.yaml"
+    config.write_text(config.read_text().replace("skip-stages: [register]", "skip-stages: [evaluate]"))
+    repo.set_param("steps: 30", "steps: 40")
+    head = repo.commit("skip the evaluation")
+    objects = sorted(p.name for p in repo.remote.rglob("*") if p.is_file())
+    proc = lockstep("rebuild", "--working-directory", shape.folder, "--branch", "main", "--register", "false",
+                    cwd=repo.clone("ci-main-2"), env={"GITHUB_ACTIONS": "true"})
+    assert proc.returncode == EXIT_CONFIG, proc.stdout[-4000:]
+    assert "rebuild.skip-stages skips evaluate, which a rebuild needs" in proc.stdout, proc.stdout[-4000:]
+    assert git("rev-parse", "main", cwd=repo.origin) == head  # nothing committed
+    assert sorted(p.name for p in repo.remote.rglob("*") if p.is_file()) == objects  # nothing pushed
+
+
+def yaml_stage(repo: Repo, name: str, rev: str = "main") -> dict:
+    import yaml
+
+    return yaml.safe_load(git("show", f"{rev}:ml/dvc.lock", cwd=repo.origin))["stages"][name]

@@ -80,6 +80,7 @@ class Plan:
     remote_schemes: tuple[str, ...] = ()  # every remote's, in name order ("local" for a folder)
     metrics_files: list[str] = field(default_factory=list)  # when dvc.yaml declares no metrics: the ones init chose
     metrics_why: str = ""  # where those come from (an output, dvclive's folder)
+    skip_stages: list[str] = field(default_factory=list)  # stages a rebuild should not run (they call the registry)
 
 
 def plan(project_dir: Path, repository: str = "") -> Plan:
@@ -127,6 +128,14 @@ def plan(project_dir: Path, repository: str = "") -> Plan:
                      "those are the training run's own (a time, a training loss), shown and compared with the base, not "
                      "re-evaluated in CI (that would retrain the model) and not gated; evaluation.stages lists the stages "
                      "that evaluate the model")
+    if model_path and stages and dvcrepo.unlinked_model(repo, stages, model_path):
+        notes.append(
+            f"{', '.join(stages)} evaluate(s) the model {model_path} without listing it among its deps in dvc.yaml, so "
+            "`dvc repro` does not re-run it when the model changes, and its committed metrics can be an older model's. "
+            "lockstep pulls the model for it, re-evaluates it in CI (a PR whose committed metrics are not its model's "
+            "fails, saying so), and a main rebuild runs it after the training. Add the model to its deps to have "
+            "`dvc repro` do the same"
+        )
     if model_path is None:
         notes.append("no model output found: set model.path in lockstep.yaml to the file or folder the training stage writes")
     owner = dvcrepo.output_owner(repo, model_path) if model_path else None
@@ -153,7 +162,25 @@ def plan(project_dir: Path, repository: str = "") -> Plan:
             "together, write them to one folder output and point model.path at it; if they compete, point model.path at "
             "the one the team ships"
         )
+    skip_stages, registers = _registry_stages(repo, owner.stage if owner is not None else "", stages)
+    if skip_stages:
+        notes.append(
+            f"{', '.join(skip_stages)} call(s) MLflow's model registry ({registers[skip_stages[0]]}). A main rebuild "
+            "registers the model itself, with its lineage, and runs with the job's MLflow credentials, so running them "
+            "too would register or move a second version: lockstep.yaml skips them in rebuilds (`rebuild.skip-stages`, "
+            "marked REVIEW); their dvc.lock entries stay as the developer's `dvc repro` left them"
+        )
+    model_stage = owner.stage if owner is not None else ""
+    if model_stage in registers:
+        notes.append(
+            f"the training stage {model_stage} registers the model itself ({registers[model_stage]}): each main rebuild "
+            "would register two versions, the training's and lockstep's (with its lineage, alias and model card). "
+            "Leave registering to lockstep (drop `registered_model_name=`, or the registry call) or keep the training's "
+            "and run lockstep's rebuild with `register: false`"
+        )
     notes += _machine_specific_folders(repo, project)
+    notes += _environment_outputs(repo)
+    notes += _run_logs(repo)
     url = dvcrepo.remote_url(repo)
     scheme = _scheme(url)
     remotes, _default = dvcrepo.checkout_remotes(repo)
@@ -172,6 +199,7 @@ def plan(project_dir: Path, repository: str = "") -> Plan:
         remote_schemes=tuple(_scheme(str(options.get("url") or "")) for _name, options in sorted(remotes.items())),
         metrics_files=metrics_files,
         metrics_why=metrics_why,
+        skip_stages=skip_stages,
     )
 
 
@@ -302,7 +330,63 @@ def _guess_model(repo, eval_stages: list[str]) -> str | None:
     by_name = [c for c in candidates if _MODEL_NAME.search(c)]
     if by_name:
         return by_name[0].replace(os.sep, "/")
+    unlinked = _unlinked_models(repo, eval_stages)
+    if unlinked:
+        return unlinked[0]
     return inputs[-1].replace(os.sep, "/") if inputs else None
+
+
+def _unlinked_models(repo, eval_stages: list[str]) -> list[str]:
+    """When the evaluation reads no model-like output: other stages' cached outputs that look like
+    models (by name) and that the evaluation stages do not list among their deps, those their code or
+    params files name (the path, or the file's name) first. An evaluation that opens the model
+    without declaring it is not downstream of its training in DVC's graph."""
+    stages = set(eval_stages)
+    metrics = set(dvcrepo.all_metrics_files(repo))
+    found = []
+    for stage in dvcrepo.pipeline_stages(repo):
+        if stage.address in stages:
+            continue
+        for path in dvcrepo.cached_outputs(repo, [stage.address]):
+            path = path.replace(os.sep, "/")
+            if (_MODEL_NAME.search(path) and not any(m == path or m.startswith(path.rstrip("/") + "/") for m in metrics)
+                    and dvcrepo.unlinked_model(repo, eval_stages, path)):
+                found.append(path)
+    texts = [_text(Path(repo.root_dir) / dep) for dep in dvcrepo.git_deps(repo, eval_stages)]
+    named = [path for path in found if any(path in text or os.path.basename(path.rstrip("/")) in text for text in texts)]
+    return named + [path for path in found if path not in named]
+
+
+# MLflow's registry calls (the fluent API, the client's, a `log_model` that registers as it logs)
+_REGISTRY_CALL = re.compile(r"\b(register_model|create_model_version|transition_model_version_stage|"
+                            r"set_registered_model_alias|copy_model_version|registered_model_name\s*=)")
+
+
+def _registry_stages(repo, model_stage: str, eval_stages: list[str]) -> tuple[list[str], dict[str, str]]:
+    """Which stages call MLflow's model registry from their command or their code, with the first
+    call each makes: (the stages a rebuild should skip, {stage: call} for every such stage, the
+    model's included). Skippable are those neither the training, the evaluation nor upstream of
+    them: a rebuild needs those to run."""
+    calls: dict[str, str] = {}
+    for stage in dvcrepo.pipeline_stages(repo):
+        texts = [stage.cmd if isinstance(stage.cmd, str) else " ".join(stage.cmd or []),
+                 *(_text(Path(repo.root_dir) / dep) for dep in dvcrepo.git_deps(repo, [stage.address]))]
+        found = next((m.group(1) for text in texts if (m := _REGISTRY_CALL.search(text))), "")
+        if found:
+            calls[stage.address] = found.split("=")[0].strip() + ("=" if "=" in found else "")
+    needed = dvcrepo.upstream_of(repo, [name for name in [model_stage, *eval_stages] if name])
+    skip = [address for address in calls
+            if address != model_stage and address not in eval_stages
+            and dvcrepo.stage_named(repo, address).name not in needed]
+    return skip, calls
+
+
+def _text(path: Path) -> str:
+    """A dependency file's text (code, params), or '' for a folder, a binary or a large file."""
+    try:
+        return path.read_text("utf-8") if path.is_file() and path.stat().st_size < 1_000_000 else ""
+    except (OSError, UnicodeDecodeError):
+        return ""
 
 
 def _other_models(repo, model_path: str | None, model_stage: str) -> list[tuple[str, str]]:
@@ -341,6 +425,46 @@ def _machine_specific_folders(repo, project: Path) -> list[str]:
                 "`.dvcignore` (`__pycache__/`, `*.egg-info/`), run `dvc commit -f`, and commit `.dvcignore` and dvc.lock"
             )
     return notes
+
+
+def _environment_outputs(repo) -> list[str]:
+    """Outputs that are Python environments (`.venv` built by a stage, `pyvenv.cfg` inside): its
+    paths are the developer's machine's, CI pulls it or rebuilds it, and lockstep installs the
+    project's environment itself."""
+    notes = []
+    for stage in dvcrepo.pipeline_stages(repo):
+        for path in [*dvcrepo.cached_outputs(repo, [stage.address]), *dvcrepo.git_outputs(repo, [stage.address])]:
+            folder = Path(repo.root_dir) / path
+            if (folder / "pyvenv.cfg").is_file() or (folder / "conda-meta").is_dir():
+                notes.append(
+                    f"stage {stage.address} builds a Python environment as an output ({path}): its scripts and links hold "
+                    "this machine's paths, and CI installs the project's environment itself (from requirements.txt, "
+                    "pyproject.toml or environment.yml) before any stage runs. Take the stage out of dvc.yaml, list its "
+                    "packages in a requirements file, and have the other stages run `python`, not "
+                    f"`{path}/bin/python`; until then CI re-runs or pulls it as any other stage"
+                )
+    return notes
+
+
+# what a run writes differently every time: TensorBoard event files, W&B and MLflow run folders, logs
+_RUN_LOG = re.compile(r"(^|/)(logs?|tensorboard|tb_logs|lightning_logs|runs|wandb|mlruns)(/|$)|\.log$|events\.out\.tfevents",
+                      re.IGNORECASE)
+
+
+def _run_logs(repo) -> list[str]:
+    """Outputs and plots that look like a run's logs (TensorBoard events, W&B or MLflow folders,
+    `*.log`): they hold timestamps and run ids, so they differ after every run."""
+    found = []
+    for stage in dvcrepo.pipeline_stages(repo):
+        for path in [*dvcrepo.cached_outputs(repo, [stage.address]), *dvcrepo.git_outputs(repo, [stage.address])]:
+            if _RUN_LOG.search(path.replace(os.sep, "/")):
+                found.append(f"{path.replace(os.sep, '/')} ({stage.address})")
+    if not found:
+        return []
+    return [f"{', '.join(found[:5])}{f' and {len(found) - 5} more' if len(found) > 5 else ''} look like a run's logs "
+            "(TensorBoard events, W&B or MLflow run folders, log files): they hold timestamps and run ids, so every main "
+            "rebuild changes them, commits them (or their hashes in dvc.lock), and never finds the data unchanged. If "
+            "nothing reads them, leave them out of dvc.yaml (and out of git with `.gitignore`)"]
 
 
 def _guess_env(repo, project: Path) -> dict[str, str]:
@@ -417,6 +541,9 @@ def config_text(p: Plan) -> str:
     if p.not_gated:
         lines += ["", "# not gated (add a gate above if one of these matters):"]
         lines += [f"#   {metric}: {why}" for metric, why in p.not_gated]
+    if p.skip_stages:
+        lines += ["", "rebuild:", "  # REVIEW: these stages call MLflow's model registry; a main rebuild registers the model itself",
+                  f"  skip-stages: [{', '.join(_quote(s) for s in p.skip_stages)}]"]
     lines += ["", "registry:", "  alias: candidate", ""]
     return "\n".join(lines)
 

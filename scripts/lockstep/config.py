@@ -134,6 +134,7 @@ class Config:
     tolerance_absolute: float = 1e-9
     tolerance_relative: float = 0.0
     rebuild_stages: tuple[str, ...] | None = None
+    rebuild_skip_stages: tuple[str, ...] = ()
     metrics_files: tuple[str, ...] | None = None
     gates: tuple[Gate, ...] = ()
     experiment: str | None = None
@@ -288,6 +289,7 @@ def _typed(data: dict[str, Any], located: _Located, source: str) -> Config:
         )
     stages = evaluation.get("stages")
     rebuild = data.get("rebuild", {}).get("stages")
+    skip = data.get("rebuild", {}).get("skip-stages")
     files = data.get("metrics", {}).get("files")
     for index, name in enumerate(files or ()):
         parts = name.replace("\\", "/").split("/")
@@ -311,6 +313,7 @@ def _typed(data: dict[str, Any], located: _Located, source: str) -> Config:
         tolerance_absolute=float(tolerance.get("absolute", 1e-9)),
         tolerance_relative=float(tolerance.get("relative", 0.0)),
         rebuild_stages=tuple(rebuild) if rebuild else None,
+        rebuild_skip_stages=tuple(skip or ()),
         metrics_files=tuple(files) if files else None,
         gates=tuple(gates),
         experiment=data.get("mlflow", {}).get("experiment"),

@@ -1455,6 +1455,24 @@ def code_folders(repo, stage_names: Sequence[str]) -> list[str]:
     return found
 
 
+def git_deps(repo, stage_names: Sequence[str], limit: int = 200) -> list[str]:
+    """The files these stages depend on that no stage or `.dvc` file produces (code and params,
+    in git), a folder's files included, at most `limit`; relative to the project."""
+    producers = _producers(repo)
+    found: list[str] = []
+    for name in stage_names:
+        for dep in _stage(repo, name).deps:
+            if not dep.is_in_repo or _produced(producers, dep.fs_path):
+                continue
+            paths = [dep.fs_path] if os.path.isfile(dep.fs_path) else sorted(
+                str(p) for p in Path(dep.fs_path).rglob("*") if p.is_file() and "__pycache__" not in p.parts)
+            for path in paths:
+                rel = os.path.relpath(path, repo.root_dir)
+                if rel not in found and len(found) < limit:
+                    found.append(rel)
+    return found
+
+
 def files_dvc_hashes(repo, folder: str) -> list[str]:
     """The files DVC counts in a folder dependency (what `.dvcignore` leaves), relative to the project."""
     root = os.path.join(repo.root_dir, folder)
@@ -1495,6 +1513,11 @@ def metrics_files(repo) -> list[str]:
 def _outputs(repo, stage_names: Sequence[str], *, cached: bool) -> list[str]:
     stages = [_stage(repo, name) for name in stage_names]
     return [os.path.relpath(out.fs_path, repo.root_dir) for stage in stages for out in stage.outs if out.use_cache is cached]
+
+
+def git_outputs(repo, stage_names: Sequence[str]) -> list[str]:
+    """Outputs of these stages that DVC does not cache (`cache: false`: git carries them)."""
+    return _outputs(repo, stage_names, cached=False)
 
 
 def persisted_outputs(repo, stage_names: Sequence[str]) -> list[Output]:
@@ -2259,9 +2282,36 @@ def _content_digest(path: Path) -> str:
     return "(missing)"
 
 
-def evaluation_inputs(repo, stage_names: Sequence[str]) -> list[str]:
-    """Paths the stages read that other stages produce (the model and the data), relative to the project."""
-    return dep_outputs(repo, stage_names)
+def evaluation_inputs(repo, stage_names: Sequence[str], model_path: str | None = None) -> list[str]:
+    """Paths the stages read that other stages produce (the model and the data), relative to the
+    project; with the model at `model_path` too when they read it without declaring it
+    (`unlinked_model`)."""
+    inputs = dep_outputs(repo, stage_names)
+    if model_path and unlinked_model(repo, stage_names, model_path):
+        inputs.append(os.path.normpath(model_path))
+    return inputs
+
+
+def unlinked_model(repo, stage_names: Sequence[str], model_path: str) -> bool:
+    """Whether these evaluation stages evaluate the model at `model_path` (a cached output of
+    another stage, or `dvc add`-ed) without listing it, or a folder that holds it, among their deps:
+    then they are not downstream of its training in DVC's graph, and `dvc repro` does not re-run
+    them when the model changes. lockstep still pulls, scans and re-evaluates the model for them."""
+    if not stage_names:
+        return False
+    producers = _producers(repo)
+    path = os.path.normpath(os.path.join(repo.root_dir, model_path))
+    producer = producers.get(path) or _holder(producers, path)
+    if producer is None or not producer[1].use_cache:
+        return False
+    stages = {_stage(repo, name) for name in stage_names}
+    if producer[0] in stages:
+        return False  # a stage that trains and evaluates
+    for stage in stages:
+        for dep in stage.deps:
+            if dep.fs_path == path or _inside(path, dep.fs_path) or _inside(dep.fs_path, path):
+                return False
+    return True
 
 
 def model_artifacts(repo) -> list[tuple[str, str]]:

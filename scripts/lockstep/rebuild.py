@@ -152,13 +152,55 @@ def plan(repo, cfg: configmod.Config, inputs: RebuildInputs) -> list[str]:
         gha.info(f"not rebuilt, frozen (`dvc freeze`): {', '.join(s.address for s in frozen)}; their outputs are "
                  "pulled as dvc.lock records them")
     rebuilt = [stage.address for stage in stages if not stage.frozen]
+    unlinked: list[str] = []
+    if model in rebuilt:  # an evaluation that reads the model without declaring it is not downstream of it
+        evaluation = dvcrepo.evaluation_stages(repo, cfg.evaluation_stages, cfg.model_path)
+        unlinked = [name for name in evaluation if dvcrepo.unlinked_model(repo, [name], cfg.model_path or "")]
+        if unlinked:
+            gha.info(f"run after the training: {', '.join(unlinked)}, which evaluate(s) {cfg.model_path} without "
+                     "listing it among its deps in dvc.yaml (add it there, and `dvc repro` re-runs it too)")
     # what they read and no remote holds (`push: false`) is made again first, as on the developer's machine
-    remade = set(dvcrepo.unpushed_producers(repo, rebuilt))
-    if not remade:
-        return rebuilt
-    gha.info(f"also run: {', '.join(sorted(remade))}, which make{'s' if len(remade) == 1 else ''} "
-             f"{', '.join(dvcrepo.unpushed_outputs(repo, sorted(remade)))} (`push: false` in dvc.yaml: no remote holds it)")
-    return [stage.address for stage in dvcrepo.pipeline_stages(repo) if stage.address in remade or stage.address in rebuilt]
+    remade = set(dvcrepo.unpushed_producers(repo, [*rebuilt, *unlinked]))
+    if remade:
+        gha.info(f"also run: {', '.join(sorted(remade))}, which make{'s' if len(remade) == 1 else ''} "
+                 f"{', '.join(dvcrepo.unpushed_outputs(repo, sorted(remade)))} (`push: false` in dvc.yaml: no remote holds it)")
+    ordered = [stage.address for stage in dvcrepo.pipeline_stages(repo)
+               if (stage.address in remade or stage.address in rebuilt) and stage.address not in unlinked]
+    ordered = [*ordered, *unlinked]  # DVC's order does not put an evaluation the graph does not link after the training
+    return _without_skipped(repo, cfg, inputs, ordered, model)
+
+
+def _without_skipped(repo, cfg: configmod.Config, inputs: RebuildInputs, stages: list[str], model: str) -> list[str]:
+    """The stages to run without those `rebuild.skip-stages` names and those downstream of them
+    (a registering or deploying stage: the rebuild registers the model itself, with lineage). The
+    model's stage and the evaluation stages cannot be skipped: there would be nothing to register."""
+    if not cfg.rebuild_skip_stages:
+        return stages
+    line = cfg.line_of("rebuild", "skip-stages")
+    try:
+        skipped = {stage.address for stage in dvcrepo.downstream(repo, cfg.rebuild_skip_stages)}
+    except DvcError as exc:
+        raise ConfigError(f"{cfg.source}:{line}: rebuild.skip-stages: {exc.message}", hint=exc.hint, file=cfg.source,
+                          line=line) from exc
+    needed = [model] if model else []
+    needed += dvcrepo.evaluation_stages(repo, cfg.evaluation_stages, cfg.model_path) if cfg.model_path else []
+    kept = [name for name in needed if name in skipped]
+    if kept:
+        raise ConfigError(
+            f"{cfg.source}:{line}: rebuild.skip-stages skips {', '.join(kept)}, which a rebuild needs: it trains or "
+            "evaluates the model it registers (a skipped stage's downstream stages are skipped too)",
+            hint="list only the stages after the evaluation that have side effects (registering, deploying)",
+            file=cfg.source, line=line)
+    asked = [name for name in inputs.stages or () if dvcrepo.stage_named(repo, name).address in skipped]
+    if asked:
+        raise InputError(
+            f"stage {', '.join(asked)} was asked for, and {cfg.source} skips it in rebuilds (rebuild.skip-stages)",
+            hint="run the rebuild without it, or remove it from rebuild.skip-stages", file=cfg.source, line=line)
+    left = [name for name in stages if name in skipped]
+    if left:
+        gha.info(f"not run: {', '.join(left)} (rebuild.skip-stages in {cfg.source}, and what depends on it); "
+                 "their dvc.lock entries stay as they were")
+    return [name for name in stages if name not in skipped]
 
 
 def run(inputs: RebuildInputs) -> RebuildResult:
@@ -257,6 +299,17 @@ def _set_params(project: Path, repo, hydra: dvcrepo.Hydra | None, assignments: l
     """Apply `set-params`. With a Hydra composition, params.yaml is composed from the config
     first, its assignments as Hydra overrides (what `dvc exp run -S` does), and the other params
     files are edited in place."""
+    for assignment in assignments:
+        file = dvcrepo.params_file_of(assignment.partition("=")[0].strip())
+        owner = dvcrepo.output_owner(repo, file) if file != dvcrepo.HYDRA_OUTPUT or hydra is None else None
+        if owner is not None and owner.stage:
+            raise InputError(
+                f"set-params: {file} is an output of stage '{owner.stage}' in dvc.yaml, which the pipeline writes (tuned "
+                f"values, a search's best parameters): {assignment.partition('=')[0].strip()} set there would be "
+                "overwritten when that stage re-runs, or judged as if a person chose it",
+                hint="set the params that stage reads instead (its own params file), in set-params or a reviewed commit",
+                file="dvc.yaml",
+            )
     if hydra is None:
         return dvcrepo.set_params(project, assignments, allowed=dvcrepo.params_files(repo))
     mine = [a for a in assignments if dvcrepo.params_file_of(a.partition("=")[0].strip()) == dvcrepo.HYDRA_OUTPUT]

@@ -128,6 +128,7 @@ class Context:
     undeclared: list[str] = field(default_factory=list)  # files the PR changed that its evaluation may run, undeclared
     packages_changed: list[str] = field(default_factory=list)  # what the Packages check found
     base_env: bool = False  # the base's evaluation ran in an environment from the base's requirements
+    scanned: set[str] = field(default_factory=set)  # what the Model loading check read, before anything loaded it
     tracker: tracking.TrackerProcess | None = None  # the MLflow client, importing MLflow meanwhile
     pulled: Pulled | None = None  # the pull made during the remote check (None: not made)
     remade: list[str] = field(default_factory=list)  # stages run before the evaluation: they make its `push: false` inputs
@@ -417,7 +418,7 @@ def _pull(ctx: Context) -> Pulled:
     ctx.retrains = bool(model_stage) and bool(set(ctx.eval_stages) & dvcrepo.upstream_of(ctx.repo, [model_stage]))
     try:
         ctx.remade = _remade(ctx, model_stage)
-        targets = dvcrepo.evaluation_inputs(ctx.repo, [*ctx.remade, *ctx.eval_stages])
+        targets = dvcrepo.evaluation_inputs(ctx.repo, [*ctx.remade, *ctx.eval_stages], ctx.cfg.model_path)
     except LockstepError as exc:
         return Pulled([], 0, exc)
     try:
@@ -696,11 +697,14 @@ def _agreement(ctx: Context, retrains: bool, committed_model: str) -> Check:
         return Check("re-evaluation", "Re-evaluation", "warn" if retrains and "not the developer" in what else "pass",
                      f"re-ran {stages} on {what}: {agreed} metric(s) agree with the committed ones{unread}", notes)
     details = [f"{d.name}: committed {format_value(d.committed)}, recomputed {format_value(d.recomputed)}" for d in found]
-    summary = (
-        f"the committed metrics do not match what {stages} computes from {what} "
-        f"({'; '.join(details[:5])}). They were edited by hand or produced by code that is not in this PR: "
-        f"run `dvc repro` and commit the metrics it writes."
-    )
+    cause = ("They were edited by hand or produced by code that is not in this PR: run `dvc repro` and commit the "
+             "metrics it writes.")
+    if ctx.cfg.model_path and dvcrepo.unlinked_model(ctx.repo, ctx.eval_stages, ctx.cfg.model_path):
+        cause = (f"{stages} does not list {ctx.cfg.model_path} among its deps in dvc.yaml, so `dvc repro` does not re-run "
+                 "it when the model changes, and the committed metrics may be an older model's: run `dvc repro -f "
+                 f"{' '.join(ctx.eval_stages)}` and commit the metrics it writes (add the model to its deps to have "
+                 "`dvc repro` do it).")
+    summary = f"the committed metrics do not match what {stages} computes from {what} ({'; '.join(details[:5])}). {cause}"
     return Check("re-evaluation", "Re-evaluation", "fail", summary, details + notes)
 
 
@@ -713,8 +717,11 @@ def step_model_load(ctx: Context) -> None:
     if not _passed(ctx, "pull"):
         return
     with gha.group("what loading the PR's model runs"):
-        scans = {path: modelscan.scan(ctx.project / path) for path in dvcrepo.evaluation_inputs(ctx.repo, ctx.eval_stages)
-                 if (ctx.project / path).exists()}
+        # the model lockstep.yaml names, whatever the PR's dvc.yaml says of it (a pickle moved into git)
+        paths = dict.fromkeys([*dvcrepo.evaluation_inputs(ctx.repo, ctx.eval_stages, ctx.cfg.model_path),
+                               *([os.path.normpath(ctx.cfg.model_path)] if ctx.cfg.model_path else [])])
+        scans = {path: modelscan.scan(ctx.project / path) for path in paths if (ctx.project / path).exists()}
+        ctx.scanned = set(scans)
         scans = {path: scan for path, scan in scans.items() if scan.files}
         if not scans:
             return  # nothing the evaluation reads runs code when loaded
@@ -873,12 +880,22 @@ def _compare_evaluations(ctx: Context, base_project: Path, base_checkout: Path) 
     base_model = dvcrepo.output_owner(base_repo, ctx.cfg.model_path) if ctx.cfg.model_path else None
     base_remade = [name for name in dvcrepo.unpushed_producers(base_repo, base_stages)
                    if base_model is None or name != base_model.stage]
-    inputs = dvcrepo.evaluation_inputs(base_repo, [*base_remade, *base_stages])
+    inputs = dvcrepo.evaluation_inputs(base_repo, [*base_remade, *base_stages], ctx.cfg.model_path)
     missing = [p for p in inputs if not (ctx.project / p).exists()]
     if missing:
         ctx.pending_trusted = Check("trusted-evaluation", title, "fail",
                                     f"{review} ({'; '.join(changed[:3])}), and the base's evaluation reads "
                                     f"{', '.join(missing)}, which this PR does not provide", changed)
+        return
+    # what the base's dvc.yaml has its evaluation read from this PR that the Model loading check did
+    # not see (the PR's dvc.yaml declares it otherwise): read before the base's code loads it
+    unseen = [path for path in inputs if os.path.normpath(path) not in ctx.scanned]
+    dangerous = [f"{path}/{entry}" if entry else path for path in unseen for entry in modelscan.scan(ctx.project / path).dangerous()]
+    if dangerous:
+        ctx.pending_trusted = Check("trusted-evaluation", title, "fail",
+                                    f"{review} ({'; '.join(changed[:3])}), and loading what the base's evaluation reads "
+                                    f"from this PR would run code that a model has no reason to run ({'; '.join(dangerous[:3])}): "
+                                    "lockstep did not run it", [*changed, *dangerous])
         return
     for path in inputs:
         _copy(ctx.project / path, base_project / path)
