@@ -163,3 +163,20 @@ def test_nothing_to_commit_pushes_nothing(tmp_path):
     result = gitrepo.commit_and_push(repo, ["dvc.lock"], message="lock", author_name="bot", author_email="bot@example.com",
                                      branch="main")
     assert result.sha is None and result.attempts == 0
+
+
+def test_a_replace_ref_does_not_change_what_a_commit_holds(tmp_path):
+    # `git replace` written into a checkout (by a pull request's code) would make the base's
+    # metrics file read as another blob: lockstep's git ignores replacements
+    repo = tmp_path / "repo"
+    git("init", "-q", "-b", "main", str(repo), cwd=tmp_path)
+    (repo / "metrics.json").write_text('{"accuracy": 0.95}\n')
+    git("add", "metrics.json", cwd=repo)
+    git("-c", "user.name=a", "-c", "user.email=a@b", "commit", "-q", "-m", "base", cwd=repo)
+    base = git("rev-parse", "HEAD", cwd=repo)
+    blob = git("rev-parse", "HEAD:metrics.json", cwd=repo)
+    (tmp_path / "fake.json").write_text('{"accuracy": 0.10}\n')
+    fake = git("hash-object", "-w", str(tmp_path / "fake.json"), cwd=repo)
+    git("replace", blob, fake, cwd=repo)
+    assert "0.10" in git("show", f"{base}:metrics.json", cwd=repo)  # plain git follows the replacement
+    assert gitrepo.show(repo, base, "metrics.json") == '{"accuracy": 0.95}\n'

@@ -183,8 +183,8 @@ def test_git_metadata_new_objects_are_fine_hooks_and_config_are_not(tmp_path):
     git(repo, "init", "-q")
     git(repo, "-c", "user.name=a", "-c", "user.email=a@b", "commit", "-q", "--allow-empty", "-m", "one")
     git_dir = Path(git(repo, "rev-parse", "--absolute-git-dir"))
-    watch = guard.Guard([guard.Tree(git_dir, only=guard._GIT_WATCHED, new_ok=guard._GIT_NEW_OK, by_content=True,
-                                    by_stamp=("objects/",))])
+    watch = guard.Guard([guard.Tree(git_dir, only=guard._GIT_WATCHED, new_ok=guard._GIT_NEW_OK,
+                                    new_not_ok=guard._GIT_NEW_NOT_OK, by_content=True, by_stamp=("objects/",))])
     watch.snapshot()
     git(repo, "-c", "user.name=a", "-c", "user.email=a@b", "commit", "-q", "--allow-empty", "-m", "two")  # new objects, a moved ref
     git(repo, "update-ref", "refs/exps/x", "HEAD")  # a new ref, as `dvc exp run` writes
@@ -204,6 +204,19 @@ def test_git_metadata_new_objects_are_fine_hooks_and_config_are_not(tmp_path):
         watch.verify("the test command")
     assert "hooks/post-checkout (added)" in caught.value.message
     assert f"{git_dir / 'config'} (changed)" in caught.value.message
+
+    # a new ref that replaces an existing object, and another store of objects, are not new refs
+    # or objects like any other: they change what git shows of the commits already there
+    watch.snapshot()
+    (repo / "fake").write_text("another blob\n")
+    fake = git(repo, "hash-object", "-w", str(repo / "fake"))
+    git(repo, "replace", "-f", git(repo, "rev-parse", "HEAD^{tree}"), fake)
+    (git_dir / "objects" / "info").mkdir(exist_ok=True)
+    (git_dir / "objects" / "info" / "alternates").write_text("/tmp/elsewhere/objects\n")
+    with pytest.raises(guard.Tampered) as caught:
+        watch.verify("the test command")
+    assert "refs/replace/" in caught.value.message and "objects/info/alternates (added)" in caught.value.message
+    assert "objects/" + fake[:2] not in caught.value.message  # the blob itself is a new object like any other
 
 
 def test_for_job_watches_locksteps_python_source_git_and_command_files(tmp_path, monkeypatch):

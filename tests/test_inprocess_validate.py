@@ -184,6 +184,25 @@ def test_a_test_command_writing_the_jobs_env_file_and_a_git_hook_gets_no_verdict
     assert "stops here with no verdict" in run.outputs["error"]
 
 
+def test_a_test_command_replacing_the_bases_metrics_in_git_gets_no_verdict(bed):
+    """`git replace` from the PR's code would have the base's committed metrics read as a blob of
+    its own choosing (a lower base, so that no regression gate fails): a new ref, but not one like
+    any other. The validation stops, and lockstep's git would not have followed it anyway."""
+    from lockstep import gitrepo
+
+    checkout = bed.clone("ci", "feature", depth=1)
+    base = bed.sha("main")
+    git("fetch", "-q", "--depth", "1", "origin", base, cwd=checkout)
+    blob = git("rev-parse", f"{base}:{PROJECT}/metrics.json", cwd=checkout)
+    command = f"sh -c 'git replace -f {blob} $(echo forged | git hash-object -w --stdin)'"
+    run = validate(bed, checkout, "--test-command", command, tampering=True)
+    assert run.code == EXIT_CHECKS_FAILED, run.stdout[-3000:]
+    error = next(line for line in run.stdout.splitlines() if line.startswith("::error"))
+    assert "refs/replace/" + blob in error and "no verdict" in error, error
+    assert git("show", f"{base}:{PROJECT}/metrics.json", cwd=checkout) == "forged"  # the replacement is there
+    assert "accuracy" in gitrepo.show(checkout, base, f"{PROJECT}/metrics.json")
+
+
 def test_passing_project_tests_and_a_missing_base(bed):
     checkout = bed.clone("ci", "feature", depth=1)
     run = validate(bed, checkout, "--test-command", "python -c pass", base="f" * 40)

@@ -13,7 +13,9 @@ from pathlib import Path
 
 from .errors import GitError, InputsMovedError
 
-_ENV = {"GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"}
+# GIT_NO_REPLACE_OBJECTS: what a commit holds is what its hash says, whatever `git replace` refs the
+# checkout has (the base's metrics file read as another blob)
+_ENV = {"GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C", "GIT_NO_REPLACE_OBJECTS": "1"}
 PUSH_TOKEN_ENV = "LOCKSTEP_PUSH_TOKEN"  # noqa: S105 - the variable's name, not a secret
 _push_token = ""
 

@@ -46,6 +46,9 @@ _STDLIB_SKIP = frozenset({"site-packages", "dist-packages", "test", "tests", "id
 # in a git folder: what git and DVC read later; the index, logs and lock files change legitimately
 _GIT_WATCHED = ("config", "HEAD", "packed-refs", "hooks", "info", "refs", "objects")
 _GIT_NEW_OK = ("refs/", "objects/")  # a new ref or object is harmless; a changed one is not
+# but these new ones change what git shows of existing commits: a replacement of an object
+# (`git replace`: the base's metrics file read as another blob) and other stores of objects
+_GIT_NEW_NOT_OK = ("refs/replace/", "objects/info/alternates", "objects/info/http-alternates")
 
 Stamp = tuple[int, ...]  # inode, size, mtime_ns, ctime_ns, link count (a folder: (); only that it exists)
 
@@ -62,6 +65,7 @@ class Tree:
     skip: frozenset[str] = frozenset()  # names of sub-folders not walked ("*.x": names ending in .x)
     only: tuple[str, ...] = ()  # when set: only these entries of the root are walked
     new_ok: tuple[str, ...] = ()  # path prefixes (relative) under which new files are allowed
+    new_not_ok: tuple[str, ...] = ()  # ... except under these
     by_content: bool = False  # compare small files by digest (git rewrites HEAD and config in place)
     by_stamp: tuple[str, ...] = ()  # path prefixes compared by stamp even so (git's objects never change in place)
     records: bool = False  # an environment: its wheels' RECORD files give each installed file's digest
@@ -199,7 +203,8 @@ class Guard:
                         after.pop(rel)
                         deleted.append((after, tree.root, rel))
                     continue
-                if old is None and (_is_cache_folder(rel) or any(rel.startswith(prefix) for prefix in tree.new_ok)):
+                if old is None and (_is_cache_folder(rel) or any(rel.startswith(prefix) for prefix in tree.new_ok)) \
+                        and not any(rel.startswith(prefix) for prefix in tree.new_not_ok):
                     continue
                 change = "added" if old is None else "removed" if new is None else "changed"
                 found.append(f"{tree.root / rel if rel != '.' else tree.root} ({change})")
@@ -330,6 +335,7 @@ def for_job(project: Path, git_dir: Path | None) -> Guard:
     else:
         add(Tree(source))
     if git_dir is not None:
-        add(Tree(git_dir, only=_GIT_WATCHED, new_ok=_GIT_NEW_OK, by_content=True, by_stamp=("objects/",)))
+        add(Tree(git_dir, only=_GIT_WATCHED, new_ok=_GIT_NEW_OK, new_not_ok=_GIT_NEW_NOT_OK, by_content=True,
+                 by_stamp=("objects/",)))
     files = {name: Path(os.environ[name]) for name in STEP_FILES if os.environ.get(name)}
     return Guard(trees, files)
