@@ -430,6 +430,31 @@ def _reevaluated(project, edit) -> None:
         repo.reproduce("evaluate", single_item=True)
 
 
+def test_a_pr_that_changes_the_data_its_evaluation_reads_is_marked_for_review(bed):
+    """A PR that makes another test split (prepare.test_size) measures its model on data of its own:
+    a smaller or easier split can raise every metric. Its code is the base's, so the base's
+    evaluation is not needed, but the check says the comparison is not on the same data."""
+    from localbed import _dvc_repo
+
+    def new_split(project):
+        with _dvc_repo(project) as repo:
+            repo.pull()
+        params = project / "params.yaml"
+        params.write_text(params.read_text().replace("test_size: 0.25", "test_size: 0.2"))
+        with _dvc_repo(project) as repo:
+            repo.reproduce()
+            repo.push()
+
+    head = bed.commit_on("feature", "A smaller test split", new_split)
+    run = validate(bed, bed.clone("ci", "feature", depth=1), head=head)
+    assert run.code == EXIT_OK, run.stdout[-3000:]  # a warning: a maintainer decides
+    check = run.checks["trusted-evaluation"]
+    assert check["status"] == "warn", check
+    assert "but it changes the data its evaluation reads (data/prepared (md5 " in check["summary"], check
+    assert "not on the same data" in check["summary"]
+    assert run.checks["re-evaluation"]["status"] == "pass"
+
+
 def test_a_re_evaluation_that_reads_no_number_warns_instead_of_passing(bed):
     """An evaluation that writes its scores as text (`"accuracy": "0.95"`, a common slip with
     f-strings): the committed and recomputed files agree, but no number was compared, so the

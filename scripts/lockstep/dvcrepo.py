@@ -2292,6 +2292,20 @@ def evaluation_inputs(repo, stage_names: Sequence[str], model_path: str | None =
     return inputs
 
 
+def recorded_output(repo, path: str) -> tuple[str, str]:
+    """The output that holds `path` (relative to the project: the output itself, or a folder output
+    it lies in) and the md5 its dvc.lock records, as (output path, md5); ('', '') when no stage
+    or `.dvc` file outputs it."""
+    producers = _producers(repo)
+    full = os.path.normpath(os.path.join(repo.root_dir, path))
+    producer = producers.get(full) or _holder(producers, full)
+    if producer is None:
+        return "", ""
+    out = producer[1]
+    return (os.path.relpath(out.fs_path, repo.root_dir).replace(os.sep, "/"),
+            out.hash_info.value if out.hash_info and out.hash_info.value else "")
+
+
 def unlinked_model(repo, stage_names: Sequence[str], model_path: str) -> bool:
     """Whether these evaluation stages evaluate the model at `model_path` (a cached output of
     another stage, or `dvc add`-ed) without listing it, or a folder that holds it, among their deps:

@@ -824,6 +824,25 @@ def step_trusted_evaluation(ctx: Context) -> None:
             gitrepo.remove_worktree(ctx.project, worktree)
 
 
+def _evaluation_data_changes(ctx: Context, base_repo, base_stages: list[str]) -> list[str]:
+    """The data the evaluation reads (other stages' outputs, as the base's dvc.yaml declares them;
+    not the model) whose dvc.lock digest this PR changed: a test split the PR made, or replaced,
+    is one its metrics are measured on."""
+    model = os.path.normpath(ctx.cfg.model_path) if ctx.cfg.model_path else ""
+    changes = []
+    for path in dvcrepo.evaluation_inputs(base_repo, base_stages, ctx.cfg.model_path):
+        if os.path.normpath(path) == model:
+            continue
+        output, base_md5 = dvcrepo.recorded_output(base_repo, path)
+        pr_output, pr_md5 = dvcrepo.recorded_output(ctx.repo, path)
+        if output and (pr_output, pr_md5) != (output, base_md5):
+            change = f"md5 {base_md5[:12] or '(none)'} -> {pr_md5[:12] or '(none)'}" if pr_output == output else "no longer an output"
+            entry = f"{output} ({change})"
+            if entry not in changes:
+                changes.append(entry)
+    return changes
+
+
 def _compare_evaluations(ctx: Context, base_project: Path, base_checkout: Path) -> None:
     if not (base_project / ".dvc").is_dir():
         return  # the base has no DVC project here yet: nothing to compare with
@@ -839,13 +858,20 @@ def _compare_evaluations(ctx: Context, base_project: Path, base_checkout: Path) 
     after = dvcrepo.evaluation_signature(ctx.repo, ctx.eval_stages)
     title = "Trusted evaluation"
     review = "needs a maintainer's review: this PR changes its evaluation"
+    data = _evaluation_data_changes(ctx, base_repo, base_stages)
     if before == after:
         ctx.undeclared = _undeclared_changes(ctx, base_repo)
         if not ctx.undeclared and not ctx.packages_changed:
             # said, so that a reviewer can tell "not needed" from "did not run"
-            ctx.pending_trusted = Check("trusted-evaluation", "Trusted evaluation", "pass", (
-                "not needed: this PR changes neither how it evaluates (the evaluation stages' command, code, params "
-                "and metrics files) nor a file or package its evaluation may run that dvc.yaml does not declare"))
+            unchanged = ("this PR changes neither how it evaluates (the evaluation stages' command, code, params and "
+                         "metrics files) nor a file or package its evaluation may run that dvc.yaml does not declare")
+            if data:
+                ctx.pending_trusted = Check("trusted-evaluation", title, "warn", (
+                    f"needs a maintainer's review: {unchanged}, but it changes the data its evaluation reads "
+                    f"({'; '.join(data[:3])}): its metrics are its model's on its own data, and the base's on the base's, "
+                    "so the comparison and the gates are not on the same data"), data)
+            else:
+                ctx.pending_trusted = Check("trusted-evaluation", title, "pass", f"not needed: {unchanged}")
             return
         changed = [f"{path} (not declared in dvc.yaml; the evaluation may import or read it)" for path in ctx.undeclared]
         review = "this PR changes files its evaluation may import or read, which dvc.yaml does not declare"
@@ -856,6 +882,7 @@ def _compare_evaluations(ctx: Context, base_project: Path, base_checkout: Path) 
         changed = _signature_changes(before, after)
     if ctx.packages_changed:
         changed.append(_PACKAGES_CHANGED)
+    changed += [f"{change} (the base's evaluation reads this PR's data too)" for change in data]
     if ctx.retrains:
         # The stages that evaluate also train: the base's version of them would retrain a model of
         # its own, not evaluate this PR's. Param changes are training changes here; a code change
