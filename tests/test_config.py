@@ -124,6 +124,35 @@ def test_set_params_refuses_a_params_file_a_stage_writes(tmp_path):
     assert rebuild._set_params(tmp_path, repo, None, ["search.trials=9"]) == {"search.trials": (5, 9)}
 
 
+def test_rebuild_skip_stages_leave_out_their_downstream_and_refuse_a_stage_asked_for(tmp_path):
+    # register (after the evaluation) and notify (reading what register writes) are not run; asking
+    # for register by name is an input error, before anything runs
+    from dvc.repo import Repo as DvcRepo
+
+    from lockstep import config as configmod, dvcrepo, rebuild
+    from lockstep.errors import InputError
+
+    DvcRepo.init(str(tmp_path), no_scm=True).close()
+    (tmp_path / "dvc.yaml").write_text(
+        "stages:\n"
+        "  train:\n    cmd: python train.py\n    outs: [model.pkl]\n"
+        "  evaluate:\n    cmd: python evaluate.py\n    deps: [model.pkl]\n    metrics: [metrics.json: {cache: false}]\n"
+        "  register:\n    cmd: python register.py\n    deps: [model.pkl, metrics.json]\n    outs: [registered.json]\n"
+        "  notify:\n    cmd: python notify.py\n    deps: [registered.json]\n    outs: [sent.txt]\n")
+    (tmp_path / "lockstep.yaml").write_text(
+        "version: 1\nmodel: {name: m, path: model.pkl}\nrebuild:\n  skip-stages: [register]\n")
+    cfg = configmod.load(tmp_path, required=True)
+    repo = dvcrepo.open_repo(tmp_path)
+    assert rebuild.plan(repo, cfg, rebuild.RebuildInputs(tmp_path)) == ["train", "evaluate"]
+    assert rebuild.plan(repo, cfg, rebuild.RebuildInputs(tmp_path, force_all=True)) == ["train", "evaluate"]
+    with pytest.raises(InputError, match="stage register was asked for, and lockstep.yaml skips it"):
+        rebuild.plan(repo, cfg, rebuild.RebuildInputs(tmp_path, stages=["register"]))
+    (tmp_path / "lockstep.yaml").write_text(
+        "version: 1\nmodel: {name: m, path: model.pkl}\nrebuild:\n  skip-stages: [nope]\n")
+    with pytest.raises(ConfigError, match=r"lockstep.yaml:4: rebuild.skip-stages: stage 'nope' not found"):
+        rebuild.plan(repo, configmod.load(tmp_path, required=True), rebuild.RebuildInputs(tmp_path))
+
+
 def test_set_params_edits_a_python_params_file_and_refuses_what_dvc_s_writer_leaves_unchanged(tmp_path):
     """DVC's writer for `params.py` replaces ` = <old>` on the value's line: numbers change, a quoted
     string does not (silently). lockstep reads the file back: such a value is an error, and the file
