@@ -784,3 +784,38 @@ def yaml_stage(repo: Repo, name: str, rev: str = "main") -> dict:
     import yaml
 
     return yaml.safe_load(git("show", f"{rev}:ml/dvc.lock", cwd=repo.origin))["stages"][name]
+
+
+def test_a_pickle_the_evaluation_reads_undeclared_is_scanned_before_the_evaluation_runs_again(tmp_path):
+    # the evaluation loads data/scaler.pkl, an output of prepare it does not declare: CI pulls it
+    # after the first run fails to open it, which the Model loading check never saw. A PR that
+    # commits (data only, no code) a scaler.pkl that runs a command when loaded fails, unloaded
+    shape = next(s for s in SHAPES if s.name == "undeclared-eval-data")
+    staged = tmp_path / "project"
+    shutil.copytree(PROJECTS / shape.name, staged)
+    dvc_yaml = staged / "dvc.yaml"
+    dvc_yaml.write_text(dvc_yaml.read_text().replace("outs: [data/train.csv, data/test.csv]",
+                                                     "outs: [data/train.csv, data/test.csv, data/scaler.pkl]"))
+    prepare = staged / "src" / "prepare.py"
+    prepare.write_text(prepare.read_text() + 'import pickle\npickle.dump({"scale": 1.0}, open("data/scaler.pkl", "wb"))\n')
+    evaluate = staged / "src" / "evaluate.py"
+    evaluate.write_text(evaluate.read_text().replace(
+        "import json\n", 'import json\nimport pickle\n\nscale = pickle.load(open("data/scaler.pkl", "rb"))["scale"]\n', 1))
+    repo = make_repo(shape, tmp_path / "r", source=staged)
+
+    canary = tmp_path / "scaler-ran-code"
+    base = git("rev-parse", "HEAD", cwd=repo.dev)
+    git("checkout", "-q", "-b", "scaler", cwd=repo.dev)
+    (repo.project / "data" / "scaler.pkl").write_bytes(
+        b"cposix\nsystem\n(V" + f"touch {canary}".encode() + b"\ntR.")  # pickle protocol 0: os.system(...)
+    repo.dvc("commit", "-q", "-f")
+    repo.dvc("push")
+    head = repo.commit("a new scaler", "scaler")
+    git("checkout", "-q", "main", cwd=repo.dev)
+    proc, _results, checks = validate(repo, repo.clone("ci-scaler", "scaler"), base, head)
+    assert proc.returncode == EXIT_CHECKS_FAILED, proc.stdout[-4000:]
+    summary = checks["re-evaluation"]["summary"]
+    assert checks["re-evaluation"]["status"] == "fail", checks["re-evaluation"]
+    assert "loading data/scaler.pkl: posix.system would run code" in summary, summary
+    assert "without declaring it in dvc.yaml" in summary
+    assert not canary.exists()

@@ -528,6 +528,7 @@ def _reevaluate(ctx: Context) -> Check | None:
                     gha.warning(f"{exc.hint}. lockstep pulled {exc.undeclared} as dvc.lock records it and runs the "
                                 "evaluation again", file="dvc.yaml")
                     dvcrepo.pull(ctx.repo, [exc.undeclared])
+                    _refuse_code_in(ctx.project, exc.undeclared)
                 finally:
                     ended = time.monotonic()  # the guard's check after it is lockstep's time, not the evaluation's
         except guardmod.Tampered:
@@ -555,6 +556,30 @@ def _reevaluate(ctx: Context) -> Check | None:
 
 
 MAX_UNDECLARED_PULLS = 3  # outputs pulled for an evaluation that reads them undeclared, one run each
+
+
+def _dangerous(project: Path, path: str, scan: modelscan.ModelScan) -> list[str]:
+    """`path: module.name` (a file) or `path/inner/file: module.name` (a folder) for each global
+    whose loading would run code."""
+    if (project / path).is_dir():
+        return [f"{path}/{entry}" for entry in scan.dangerous()]
+    return [f"{path}: {entry.split(': ', 1)[-1]}" for entry in scan.dangerous()]
+
+
+def _refuse_code_in(project: Path, path: str) -> None:
+    """An output the evaluation reads without declaring it is pulled after its first run failed, so
+    the Model loading check never read it: a pickle-family file in it that would run code when
+    loaded stops the evaluation before it runs again."""
+    dangerous = _dangerous(project, path, modelscan.scan(project / path))
+    if dangerous:
+        raise DvcError(
+            f"loading {'; '.join(dangerous[:3])} would run code that data or a model has no reason to run: lockstep "
+            "did not run the evaluation again, and nothing loaded it",
+            hint=f"the evaluation reads {path} (an output of another stage) without declaring it in dvc.yaml, so the Model "
+                 "loading check could not read it before the evaluation ran; save the file again from the code that makes "
+                 "it, and declare it in the evaluation stage's deps",
+            file="dvc.yaml",
+        )
 
 
 def _report_remade(ctx: Context, agreement: Check, recorded: dict[str, str]) -> None:
@@ -726,7 +751,7 @@ def step_model_load(ctx: Context) -> None:
         if not scans:
             return  # nothing the evaluation reads runs code when loaded
         title = "Model loading"
-        dangerous = [f"{path}/{entry}" if entry else path for path, scan in scans.items() for entry in scan.dangerous()]
+        dangerous = [entry for path, scan in scans.items() for entry in _dangerous(ctx.project, path, scan)]
         if dangerous:
             ctx.report.add(Check(
                 "model-load", title, "fail",
@@ -917,7 +942,7 @@ def _compare_evaluations(ctx: Context, base_project: Path, base_checkout: Path) 
     # what the base's dvc.yaml has its evaluation read from this PR that the Model loading check did
     # not see (the PR's dvc.yaml declares it otherwise): read before the base's code loads it
     unseen = [path for path in inputs if os.path.normpath(path) not in ctx.scanned]
-    dangerous = [f"{path}/{entry}" if entry else path for path in unseen for entry in modelscan.scan(ctx.project / path).dangerous()]
+    dangerous = [entry for path in unseen for entry in _dangerous(ctx.project, path, modelscan.scan(ctx.project / path))]
     if dangerous:
         ctx.pending_trusted = Check("trusted-evaluation", title, "fail",
                                     f"{review} ({'; '.join(changed[:3])}), and loading what the base's evaluation reads "
