@@ -341,17 +341,8 @@ def _unlinked_models(repo, eval_stages: list[str]) -> list[str]:
     models (by name) and that the evaluation stages do not list among their deps, those their code or
     params files name (the path, or the file's name) first. An evaluation that opens the model
     without declaring it is not downstream of its training in DVC's graph."""
-    stages = set(eval_stages)
-    metrics = set(dvcrepo.all_metrics_files(repo))
-    found = []
-    for stage in dvcrepo.pipeline_stages(repo):
-        if stage.address in stages:
-            continue
-        for path in dvcrepo.cached_outputs(repo, [stage.address]):
-            path = path.replace(os.sep, "/")
-            if (_MODEL_NAME.search(path) and not any(m == path or m.startswith(path.rstrip("/") + "/") for m in metrics)
-                    and dvcrepo.unlinked_model(repo, eval_stages, path)):
-                found.append(path)
+    found = [path for path, _stage in _model_like_outputs(repo, set(eval_stages))
+             if dvcrepo.unlinked_model(repo, eval_stages, path)]
     texts = [_text(Path(repo.root_dir) / dep) for dep in dvcrepo.git_deps(repo, eval_stages)]
     named = [path for path in found if any(path in text or os.path.basename(path.rstrip("/")) in text for text in texts)]
     return named + [path for path in found if path not in named]
@@ -395,15 +386,20 @@ def _other_models(repo, model_path: str | None, model_stage: str) -> list[tuple[
     the network) is part of that model, and metrics files are none."""
     if not model_path:
         return []
+    return [(path, stage) for path, stage in _model_like_outputs(repo, {model_stage}) if path != model_path]
+
+
+def _model_like_outputs(repo, skipped: set[str]) -> list[tuple[str, str]]:
+    """Every stage's cached outputs that look like models by name and are no metrics file, as
+    (path, stage address); not those of the `skipped` stages (by name or address)."""
     metrics = set(dvcrepo.all_metrics_files(repo))
     found = []
     for stage in dvcrepo.pipeline_stages(repo):
-        if stage.address == model_stage or stage.name == model_stage:
+        if stage.address in skipped or stage.name in skipped:
             continue
         for path in dvcrepo.cached_outputs(repo, [stage.address]):
             path = path.replace(os.sep, "/")
-            if (path != model_path and _MODEL_NAME.search(path)
-                    and not any(m == path or m.startswith(path.rstrip("/") + "/") for m in metrics)):
+            if _MODEL_NAME.search(path) and not any(m == path or m.startswith(path.rstrip("/") + "/") for m in metrics):
                 found.append((path, stage.address))
     return found
 

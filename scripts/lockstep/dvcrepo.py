@@ -2292,13 +2292,18 @@ def evaluation_inputs(repo, stage_names: Sequence[str], model_path: str | None =
     return inputs
 
 
+def _producer_of(repo, path: str) -> tuple[Any, Any] | None:
+    """DVC's (stage, out) whose output is `path` (relative to the project) or a folder holding it."""
+    producers = _producers(repo)
+    full = os.path.normpath(os.path.join(repo.root_dir, path))
+    return producers.get(full) or _holder(producers, full)
+
+
 def recorded_output(repo, path: str) -> tuple[str, str]:
     """The output that holds `path` (relative to the project: the output itself, or a folder output
     it lies in) and the md5 its dvc.lock records, as (output path, md5); ('', '') when no stage
     or `.dvc` file outputs it."""
-    producers = _producers(repo)
-    full = os.path.normpath(os.path.join(repo.root_dir, path))
-    producer = producers.get(full) or _holder(producers, full)
+    producer = _producer_of(repo, path)
     if producer is None:
         return "", ""
     out = producer[1]
@@ -2313,9 +2318,8 @@ def unlinked_model(repo, stage_names: Sequence[str], model_path: str) -> bool:
     them when the model changes. lockstep still pulls, scans and re-evaluates the model for them."""
     if not stage_names:
         return False
-    producers = _producers(repo)
     path = os.path.normpath(os.path.join(repo.root_dir, model_path))
-    producer = producers.get(path) or _holder(producers, path)
+    producer = _producer_of(repo, model_path)
     if producer is None or not producer[1].use_cache:
         return False
     stages = {_stage(repo, name) for name in stage_names}
